@@ -1,0 +1,1 @@
+"""Command-line tools: ilif-export, ilif-energy, ilif-simulate."""

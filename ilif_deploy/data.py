@@ -1,0 +1,52 @@
+"""Datasets the tools run on: scikit-learn's bundled digits, or a user's ``.npz`` file."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+DIGITS_TEST_FRACTION = 0.25
+DIGITS_SPLIT_SEED = 0
+
+
+def digits(split: str = "test") -> Tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits as ``x [N, 1, 8, 8]`` float32 in [0, 1] and ``y [N]`` int64.
+
+    The train/test split is fixed (25 % test, stratified, seed 0) so every tool sees the same test set.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    y = d.target.astype(np.int64)
+    if split == "all":
+        return x, y
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED,
+                                          stratify=y)
+    return (xtr, ytr) if split == "train" else (xte, yte)
+
+
+def load_dataset(spec: str, samples: Optional[int] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``"digits"`` (the test split) or a path to an ``.npz`` with ``x`` (``[N, ...]`` or ``[N, T, ...]``)
+    and optionally ``y``; the first ``samples`` rows when given."""
+    if spec == "digits":
+        x, y = digits("test")
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise FileNotFoundError(f"data file not found: {spec} (use 'digits' or an .npz with arrays x[, y])")
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f:
+                raise ValueError(f"{spec}: no array 'x' (found {list(f.keys())})")
+            x = f["x"].astype(np.float32)
+            y = f["y"].astype(np.int64) if "y" in f else None
+    if samples is not None:
+        if samples < 1:
+            raise ValueError(f"--samples must be >= 1, got {samples}")
+        x = x[:samples]
+        y = None if y is None else y[:samples]
+    return x, y

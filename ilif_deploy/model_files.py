@@ -1,0 +1,163 @@
+"""Model files: our own format (safe to load), the authors' checkpoints, and opt-in pickles.
+
+Our format is a plain dict that ``torch.load(weights_only=True)`` accepts::
+
+    {"format": "ilif-deploy-model", "version": 1,
+     "arch": name, "arch_kwargs": {...},          # rebuilt with ilif_deploy.architectures.build
+     "state_dict": {...},
+     "settings": {"timesteps": T, "input_shape": [C, H, W], "encoding": "direct", ...}}
+
+The authors' checkpoints are dicts with key ``'net'`` holding a state_dict; they need the
+architecture name and class count (``arch=``, ``num_classes=``).  Whole pickled modules are
+loaded only with ``trust_pickle=True``, because unpickling runs arbitrary code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .architectures import ARCHITECTURES, DEFAULT_SETTINGS, build
+from .atomic import atomic_path
+
+MODEL_FORMAT = "ilif-deploy-model"
+MODEL_VERSION = 1
+SETTING_KEYS = ("timesteps", "input_shape", "encoding")
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded; the message says why and what to do."""
+
+
+def save(model: nn.Module, path: Union[str, os.PathLike], **settings) -> None:
+    """Save ``model`` (built with :func:`ilif_deploy.architectures.build`) with its run settings.
+
+    Args:
+        model: a module with an ``arch_spec`` (every registered architecture has one).
+        path: destination ``.pt`` file (written atomically).
+        settings: run settings: ``timesteps`` (steps), ``input_shape`` (one sample, channel first),
+            ``encoding`` ("direct"/"sequence"), plus anything JSON-like (e.g. ``accuracy``).
+    """
+    spec = getattr(model, "arch_spec", None)
+    if spec is None:
+        raise ModelFileError(f"{type(model).__name__} has no arch_spec: build it with ilif_deploy.architectures.build "
+                             "(or register your builder with ilif_deploy.register_arch) so it can be saved safely")
+    merged = dict(getattr(model, "ilif_settings", None) or DEFAULT_SETTINGS.get(spec["arch"], {}))
+    merged.update(settings)
+    missing = [k for k in SETTING_KEYS if k not in merged]
+    if missing:
+        raise ModelFileError(f"missing run settings {missing}: pass them to save(...)")
+    payload = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "arch": spec["arch"],
+               "arch_kwargs": _plain(spec["kwargs"]), "settings": _plain(merged),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _plain(obj):
+    """Tuples become lists so the payload stays within what weights_only loading allows."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _torch_load(path: Path, trust_pickle: bool):
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        if trust_pickle:
+            raise ModelFileError(f"{path}: corrupt pickle ({e})") from None
+        raise ModelFileError(
+            f"{path} contains pickled Python objects beyond tensors and plain containers "
+            f"({str(e).splitlines()[0] if str(e) else 'unsafe content'}). Unpickling runs code from the file: "
+            "only if you trust its origin, pass trust_pickle=True (CLI: --trust-pickle).") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ModelFileError(f"{path}: not a readable torch model file ({type(e).__name__}: {e})") from None
+
+
+def _strip_prefix(sd: dict) -> dict:
+    # checkpoints saved from DataParallel / DistributedDataParallel prefix every key with 'module.'
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def _load_state(model: nn.Module, sd: dict, path: Path, arch: str) -> None:
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ModelFileError(f"{path}: weights do not match architecture {arch!r}: {e}") from None
+
+
+def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_classes: Optional[int] = None,
+               trust_pickle: bool = False, **kw) -> nn.Module:
+    """Load a model file into a multi-step ``nn.Module`` in eval mode.
+
+    Accepts our own format, the authors' checkpoints (``{'net': state_dict}``, needs ``arch`` and
+    ``num_classes``), a bare state_dict (needs ``arch``), and, with ``trust_pickle=True`` only, a
+    whole pickled module.  ``.nir`` files are imported through :mod:`converters.nir` when available.
+
+    Extra keyword arguments go to the architecture builder (e.g. ``neuron="lif"``) except the run
+    settings ``timesteps``, ``input_shape`` and ``encoding``, which override the stored ones.
+    The returned module has ``ilif_settings`` (dict with those three) and ``forward([T, B, ...])``.
+    """
+    path = Path(path)
+    overrides = {k: kw.pop(k) for k in SETTING_KEYS if k in kw}
+    if path.suffix.lower() == ".nir":
+        return _load_nir(path, overrides)
+    obj = _torch_load(path, trust_pickle)
+    if isinstance(obj, nn.Module):  # only reachable with trust_pickle=True
+        model, settings = obj, dict(getattr(obj, "ilif_settings", None) or {})
+    elif isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT:
+        if obj.get("version", 0) > MODEL_VERSION:
+            raise ModelFileError(f"{path}: written by a newer ilif-deploy (format version {obj['version']})")
+        name = obj["arch"]
+        if name not in ARCHITECTURES:
+            raise ModelFileError(f"{path}: architecture {name!r} is not registered here "
+                                 f"(known: {', '.join(sorted(ARCHITECTURES))})")
+        arch_kwargs = dict(obj.get("arch_kwargs", {}))
+        arch_kwargs.update(kw)
+        model = build(name, **arch_kwargs)
+        _load_state(model, obj["state_dict"], path, name)
+        settings = dict(obj.get("settings", {}))
+    elif isinstance(obj, dict) and ("net" in obj or all(isinstance(v, torch.Tensor) for v in obj.values())):
+        sd = obj["net"] if "net" in obj else obj
+        if not isinstance(sd, dict):
+            raise ModelFileError(f"{path}: key 'net' does not hold a state_dict (found {type(sd).__name__})")
+        if arch is None:
+            raise ModelFileError(f"{path} is a bare checkpoint (state_dict without architecture): pass "
+                                 f"arch=NAME (CLI --arch) and num_classes=N; known architectures: "
+                                 f"{', '.join(sorted(ARCHITECTURES))}")
+        if arch not in ARCHITECTURES:
+            raise ModelFileError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+        if num_classes is not None:
+            kw["num_classes"] = int(num_classes)
+        model = build(arch, **kw)
+        _load_state(model, _strip_prefix(sd), path, arch)
+        settings = dict(DEFAULT_SETTINGS[arch])
+    else:
+        raise ModelFileError(f"{path}: not an ilif-deploy model, an authors' checkpoint ({{'net': state_dict}}) "
+                             f"or a state_dict (found {type(obj).__name__}"
+                             f"{' with keys ' + str(list(obj)[:5]) if isinstance(obj, dict) else ''})")
+    settings.update(overrides)
+    model.ilif_settings = settings
+    return model.eval()
+
+
+def _load_nir(path: Path, overrides: dict) -> nn.Module:
+    try:
+        from converters.nir import load_nir_model  # type: ignore
+    except ImportError as e:
+        raise ModelFileError(f"{path}: reading NIR files needs the NIR converter (converters.nir): {e}") from None
+    model = load_nir_model(path)
+    model.ilif_settings.update(overrides)
+    return model

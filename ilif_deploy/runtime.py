@@ -1,0 +1,164 @@
+"""Reference runtime: executes an IR graph in torch, multi-step and batched.
+
+Every target (Lava, NIR, ONNX) and the energy module are compared against this executor.
+The graph is feed-forward, so each node processes its whole ``[T, B, ...]`` sequence at once;
+only neuron nodes loop over time, through the shared :func:`ilif_step`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterable, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import ir as N
+from .ir.graph import Graph, GraphError
+from .neuron_step import ArrayOps, ilif_step, zero_state
+
+
+def _heaviside(d: torch.Tensor) -> torch.Tensor:
+    return (d >= 0).to(d.dtype)
+
+
+TORCH_INFERENCE_OPS = ArrayOps(spike=_heaviside, relu=torch.relu, sigmoid=torch.sigmoid, zeros_like=torch.zeros_like)
+
+
+def _t(a: Optional[np.ndarray], like: torch.Tensor) -> Optional[torch.Tensor]:
+    return None if a is None else torch.as_tensor(a, dtype=like.dtype, device=like.device)
+
+
+def _merged(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Apply a per-sample op to ``[T, B, ...]`` by merging T and B."""
+    return fn(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+
+def run_neuron(node: "N.Neuron", x: torch.Tensor, return_states: bool = False):
+    """Run one neuron node over ``x`` ``[T, B, ...]``; returns spikes (and per-step states)."""
+    state = zero_state(x[0], TORCH_INFERENCE_OPS)
+    spikes, states = [], {"v": [], "mpiu": [], "ciu": []}
+    for t in range(x.shape[0]):
+        rec = ilif_step(x[t], state, node.params, TORCH_INFERENCE_OPS)
+        state = rec.state
+        spikes.append(rec.spikes)
+        if return_states:
+            states["v"].append(state.m)
+            states["mpiu"].append(state.mpiu)
+            states["ciu"].append(state.ciu)
+    out = torch.stack(spikes)
+    if return_states:
+        return out, {k: torch.stack(v) for k, v in states.items()}
+    return out
+
+
+def apply_node(node: "N.Node", inputs: list, timesteps: Optional[int] = None) -> torch.Tensor:
+    """Output ``[T, B, *node.shape]`` of one node given its inputs' outputs (in edge order)."""
+    if isinstance(node, N.Add):
+        out = inputs[0]
+        for other in inputs[1:]:
+            out = out + other
+        return out
+    x = inputs[0]
+    if isinstance(node, N.Output):
+        return x
+    if isinstance(node, N.Neuron):
+        return run_neuron(node, x)
+    if isinstance(node, N.Conv2d):
+        w, b = _t(node.weight, x), _t(node.bias, x)
+        return _merged(lambda z: F.conv2d(z, w, b, node.stride, node.padding, node.dilation, node.groups), x)
+    if isinstance(node, N.Linear):
+        return F.linear(x, _t(node.weight, x), _t(node.bias, x))
+    if isinstance(node, N.Affine):
+        if node.bn_stats is not None:
+            # torch's own kernel on the BN's own statistics: x * scale + shift rounds differently
+            # (by an ulp), and an ulp at the threshold flips a spike downstream.
+            mean, var, w, b = (_t(a, x) for a in node.bn_stats)
+            return _merged(lambda z: F.batch_norm(z, mean, var, w, b, False, 0.0, node.eps), x)
+        view = (-1,) + (1,) * (x.dim() - 3)
+        return x * _t(node.scale, x).view(view) + _t(node.shift, x).view(view)
+    if isinstance(node, N.AvgPool2d):
+        return _merged(lambda z: F.avg_pool2d(z, node.kernel, node.stride, node.padding,
+                                              count_include_pad=node.count_include_pad), x)
+    if isinstance(node, N.SumPool2d):
+        return _merged(lambda z: _sum_pool(z, node), x)
+    if isinstance(node, N.MaxPool2d):
+        return _merged(lambda z: F.max_pool2d(z, node.kernel, node.stride, node.padding, node.dilation), x)
+    if isinstance(node, N.AdaptiveAvgPool2d):
+        return _merged(lambda z: F.adaptive_avg_pool2d(z, node.output_size), x)
+    if isinstance(node, N.Flatten):
+        nd = x.dim() - 2
+        return x.flatten(2 + node.start_dim % nd, 2 + node.end_dim % nd)
+    raise GraphError(f"node '{node.name}': the runtime cannot execute op {node.op!r}")
+
+
+def _sum_pool(z: torch.Tensor, node: "N.SumPool2d") -> torch.Tensor:
+    # Exact sums: a conv with a ones kernel per channel (avg_pool * k would add a rounding step).
+    c = z.shape[1]
+    ones = torch.ones(c, 1, *node.kernel, dtype=z.dtype, device=z.device)
+    return F.conv2d(z, ones, None, node.stride, node.padding, 1, c)
+
+
+def expand_input(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[int] = None) -> torch.Tensor:
+    """Bring input data to ``[T, B, *input_shape]``.
+
+    ``[B, *input_shape]`` is repeated over T (direct encoding); ``[T, B, *input_shape]`` is used as is.
+    """
+    x = torch.as_tensor(x, dtype=torch.float32)
+    shape = tuple(graph.input_node.shape)
+    T = timesteps or graph.timesteps
+    if tuple(x.shape[1:]) == shape:
+        if not T:
+            raise ValueError("input has no time axis and the graph records no 'timesteps': pass timesteps=")
+        return x.unsqueeze(0).expand(T, *x.shape).contiguous()
+    if tuple(x.shape[2:]) == shape:
+        if timesteps and x.shape[0] != timesteps:
+            raise ValueError(f"input has T={x.shape[0]} steps but timesteps={timesteps} was asked for")
+        return x
+    raise ValueError(f"input shape {list(x.shape)} fits neither [B, {', '.join(map(str, shape))}] "
+                     f"nor [T, B, {', '.join(map(str, shape))}]")
+
+
+@torch.no_grad()
+def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[int] = None,
+        record: Union[None, bool, Iterable[str]] = None):
+    """Execute ``graph`` on ``x`` and return the output node's per-step values ``[T, B, ...]``.
+
+    Args:
+        graph: a validated IR graph.
+        x: ``[T, B, *input_shape]``, or ``[B, *input_shape]`` to repeat over ``timesteps`` steps.
+        timesteps: number of steps T (defaults to the graph's ``metadata["timesteps"]``).
+        record: node names whose outputs to keep, or True for all nodes.
+    Returns:
+        the output, or ``(output, {name: [T, B, ...] tensor})`` when ``record`` is given.
+    """
+    x = expand_input(graph, x, timesteps)
+    T = x.shape[0]
+    keep = set(graph.nodes) if record is True else set(record or ())
+    unknown = keep - set(graph.nodes)
+    if unknown:
+        raise KeyError(f"cannot record unknown node(s) {sorted(unknown)}")
+    order = graph.topological_order()
+    remaining = {n: len(graph.consumers_of(n)) for n in order}
+    values: Dict[str, torch.Tensor] = {}
+    recorded: Dict[str, torch.Tensor] = {}
+    for name in order:
+        node = graph.nodes[name]
+        if isinstance(node, N.Input):
+            out = x
+        else:
+            preds = graph.inputs_of(name)
+            out = apply_node(node, [values[p] for p in preds], T)
+            for p in preds:  # free activations as soon as their last consumer ran
+                remaining[p] -= 1
+                if remaining[p] == 0 and p not in keep:
+                    values.pop(p, None)
+        values[name] = out
+        if name in keep:
+            recorded[name] = out
+    result = values[graph.output_node.name]
+    return (result, recorded) if record else result
+
+
+def logits(graph: Graph, x, timesteps: Optional[int] = None) -> torch.Tensor:
+    """Classifier logits: the output summed over time ``[B, classes]`` (the authors' readout)."""
+    return run(graph, x, timesteps).sum(0)

@@ -1,0 +1,256 @@
+"""torch module -> IR graph, with torch.fx.
+
+The model is traced symbolically with neurons and stateless layers as leaves, shapes are
+propagated with one example input ``[T, 2, *input_shape]``, and each fx node becomes an IR node.
+Evaluation semantics: dropout and identities disappear, BatchNorm uses its running statistics
+and is folded into the preceding conv/linear where that conv feeds only the BN (exact in real
+arithmetic); elsewhere it stays as an :class:`~ilif_deploy.ir.Affine` node.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from . import ir as N
+from .ir.graph import Graph
+from .neurons import ILIF
+
+PASSTHROUGH_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
+SUPPORTED_MODULES = (ILIF, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.MaxPool2d,
+                     nn.AdaptiveAvgPool2d, nn.Flatten) + PASSTHROUGH_MODULES
+SUPPORTED_TEXT = ("neurons ILIF/LIF/IPLIF; Conv2d, Linear, BatchNorm1d/2d (eval), AvgPool2d, MaxPool2d, "
+                  "AdaptiveAvgPool2d, Flatten, Dropout, Identity; functions +, torch.add, torch.flatten; "
+                  "tensor methods flatten/view/reshape (per-sample), add, contiguous")
+
+
+class TraceError(ValueError):
+    """The model uses something the IR cannot express; the message names it."""
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, SUPPORTED_MODULES):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def _np(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    return None if t is None else t.detach().cpu().to(torch.float32).numpy().copy()
+
+
+def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm):
+    """Eval-mode BN as ``x * scale + shift``, computed the way torch's CPU kernel does (float32:
+    invstd = 1/sqrt(var + eps), scale = invstd * weight, shift = bias - mean * scale)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise TraceError(f"BatchNorm '{bn}' has no running statistics (track_running_stats=False): "
+                         "it cannot be expressed as a fixed affine map")
+    var, mean = bn.running_var.detach().float(), bn.running_mean.detach().float()
+    invstd = 1.0 / torch.sqrt(var + bn.eps)
+    weight = bn.weight.detach().float() if bn.weight is not None else torch.ones_like(var)
+    bias = bn.bias.detach().float() if bn.bias is not None else torch.zeros_like(var)
+    scale = invstd * weight
+    return scale.numpy().copy(), (bias - mean * scale).numpy().copy()
+
+
+def _flatten_dims(in_shape: Sequence[int], out_shape: Sequence[int]):
+    """Per-sample (start, end) dims of a flatten turning ``in_shape`` into ``out_shape``;
+    None when nothing changes, False when it is not a flatten at all."""
+    i, o = tuple(in_shape), tuple(out_shape)
+    if i == o:
+        return None
+    for s in range(len(i)):
+        for e in range(s + 1, len(i)):
+            if i[:s] + (int(np.prod(i[s:e + 1])),) + i[e + 1:] == o:
+                return s, e
+    return False
+
+
+def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding: str = "direct",
+          fold_bn: bool = True) -> Graph:
+    """Trace ``model`` into an IR graph.
+
+    Args:
+        model: a multi-step module whose ``forward`` takes ``[T, B, *input_shape]`` and returns
+            per-step outputs ``[T, B, ...]`` (e.g. from :func:`ilif_deploy.load_model`).
+        input_shape: shape of one sample at one step, channel first (e.g. ``(3, 32, 32)``).
+        timesteps: number of steps T recorded in the graph's metadata.
+        encoding: ``"direct"`` (same analog frame every step) or ``"sequence"``.
+        fold_bn: fold BatchNorm into the preceding conv/linear where that is exact.
+    Raises:
+        TraceError: naming the module path and type (or function) that cannot be expressed.
+    """
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    was_training = model.training
+    model.eval()
+    try:
+        graph = _trace_eval(model, tuple(int(s) for s in input_shape), int(timesteps), encoding)
+    finally:
+        model.train(was_training)
+    if fold_bn:
+        fold_batchnorm(graph)
+    return graph.validate()
+
+
+def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: str) -> Graph:
+    try:
+        fx_graph = _Tracer().trace(model)
+    except Exception as e:  # fx raises many types for data-dependent control flow
+        raise TraceError(f"torch.fx could not trace {type(model).__name__}: {e}") from e
+    gm = fx.GraphModule(model, fx_graph)
+    # T and B differ (and differ from channel sizes as far as possible) so shapes can be told apart.
+    example = torch.rand(timesteps, 2, *input_shape)
+    try:
+        ShapeProp(gm).propagate(example)
+    except Exception as e:
+        raise TraceError(f"running {type(model).__name__} on an example input [T={timesteps}, B=2, "
+                         f"{', '.join(map(str, input_shape))}] failed: {e}") from e
+    modules = dict(model.named_modules())
+    g = Graph(metadata={"timesteps": timesteps, "input_shape": list(input_shape), "encoding": encoding,
+                        "source": type(model).__name__})
+    alias: Dict[str, str] = {}  # fx node name -> IR node name
+
+    def shape_of(n: fx.Node) -> tuple:
+        meta = n.meta.get("tensor_meta")
+        if meta is None or not hasattr(meta, "shape"):
+            raise TraceError(f"'{n.name}' does not produce a single tensor")
+        return tuple(meta.shape)
+
+    def src(n) -> str:
+        if not isinstance(n, fx.Node):
+            raise TraceError(f"constant operand {n!r} is not supported (only tensor-tensor ops)")
+        return alias[n.name]
+
+    for n in fx_graph.nodes:
+        if n.op == "placeholder":
+            if g.of_type(N.Input):
+                raise TraceError(f"the model takes more than one input ('{n.name}'); one input tensor is supported")
+            g.add(N.Input(name="input", shape=input_shape, encoding=encoding))
+            alias[n.name] = "input"
+            continue
+        if n.op == "output":
+            out = n.args[0]
+            if not isinstance(out, fx.Node):
+                raise TraceError("the model must return a single tensor [T, B, ...], not "
+                                 f"{type(out).__name__}")
+            g.add(N.Output(name="output", shape=shape_of(out)[2:]), [src(out)])
+            continue
+        full = shape_of(n)
+        if full[:2] != (timesteps, 2):
+            raise TraceError(f"'{n.target}' returns shape {list(full)}: time and batch axes [T, B] "
+                             f"must come first and stay ({timesteps}, 2)")
+        shape = full[2:]
+        if n.op == "call_module":
+            m = modules[n.target]
+            if isinstance(m, PASSTHROUGH_MODULES):
+                alias[n.name] = src(n.args[0])
+                continue
+            node = _module_node(n.target, m, shape, shape_of(n.args[0])[2:])
+            g.add(node, [src(n.args[0])])
+            alias[n.name] = node.name
+        elif n.op == "call_function" and n.target in (operator.add, torch.add):
+            if n.kwargs:
+                raise TraceError(f"'{n.name}': add with keyword arguments {list(n.kwargs)} is not supported")
+            g.add(N.Add(name=n.name, shape=shape), [src(a) for a in n.args])
+            alias[n.name] = n.name
+        elif (n.op == "call_function" and n.target is torch.flatten) or \
+                (n.op == "call_method" and n.target in ("flatten", "view", "reshape")):
+            dims = _flatten_dims(shape_of(n.args[0])[2:], shape)
+            if dims is None:
+                alias[n.name] = src(n.args[0])
+                continue
+            if dims is False:
+                raise TraceError(f"'{n.name}' ({n.target}) reshapes {list(shape_of(n.args[0]))} to {list(full)}: "
+                                 "only per-sample flattening is supported")
+            g.add(N.Flatten(name=n.name, shape=shape, start_dim=dims[0], end_dim=dims[1]), [src(n.args[0])])
+            alias[n.name] = n.name
+        elif n.op == "call_method" and n.target == "add":
+            g.add(N.Add(name=n.name, shape=shape), [src(a) for a in n.args])
+            alias[n.name] = n.name
+        elif n.op == "call_method" and n.target == "contiguous":
+            alias[n.name] = src(n.args[0])
+        else:
+            what = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+            raise TraceError(f"unsupported {n.op.replace('_', ' ')} '{what}' at '{n.name}'. Supported: {SUPPORTED_TEXT}")
+    return g
+
+
+def _module_node(path: str, m: nn.Module, shape: tuple, in_shape: tuple) -> N.Node:
+    def reject(why: str):
+        raise TraceError(f"module '{path}' ({type(m).__name__}): {why}")
+
+    if isinstance(m, ILIF):
+        return N.Neuron(name=path, shape=shape, params=m.step_params(), kind=m.kind)
+    if isinstance(m, nn.Conv2d):
+        if m.padding_mode != "zeros":
+            reject(f"padding_mode={m.padding_mode!r} is not supported, only 'zeros'")
+        if isinstance(m.padding, str):
+            # 'same'/'valid' resolved to explicit symmetric padding from the traced shapes
+            pad = tuple(((o - 1) * s + d * (k - 1) + 1 - i) // 2 for o, s, d, k, i in
+                        zip(shape[1:], m.stride, m.dilation, m.kernel_size, in_shape[1:]))
+        else:
+            pad = _pair(m.padding)
+        return N.Conv2d(name=path, shape=shape, weight=_np(m.weight), bias=_np(m.bias), stride=_pair(m.stride),
+                        padding=pad, dilation=_pair(m.dilation), groups=int(m.groups))
+    if isinstance(m, nn.Linear):
+        return N.Linear(name=path, shape=shape, weight=_np(m.weight), bias=_np(m.bias))
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        scale, shift = bn_scale_shift(m)
+        stats = np.stack([_np(m.running_mean), _np(m.running_var),
+                          _np(m.weight) if m.weight is not None else np.ones_like(scale),
+                          _np(m.bias) if m.bias is not None else np.zeros_like(scale)])
+        return N.Affine(name=path, shape=shape, scale=scale, shift=shift, source="batchnorm", bn_stats=stats,
+                        eps=float(m.eps))
+    if isinstance(m, nn.AvgPool2d):
+        if m.ceil_mode or m.divisor_override:
+            reject("ceil_mode and divisor_override are not supported")
+        k = _pair(m.kernel_size)
+        return N.AvgPool2d(name=path, shape=shape, kernel=k, stride=_pair(m.stride or k), padding=_pair(m.padding),
+                           count_include_pad=bool(m.count_include_pad))
+    if isinstance(m, nn.MaxPool2d):
+        if m.ceil_mode or m.return_indices:
+            reject("ceil_mode and return_indices are not supported")
+        k = _pair(m.kernel_size)
+        return N.MaxPool2d(name=path, shape=shape, kernel=k, stride=_pair(m.stride or k), padding=_pair(m.padding),
+                           dilation=_pair(m.dilation))
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return N.AdaptiveAvgPool2d(name=path, shape=shape, output_size=tuple(shape[1:]))
+    if isinstance(m, nn.Flatten):
+        dims = _flatten_dims(in_shape, shape)
+        if dims is False:
+            reject(f"start_dim={m.start_dim} merges the time/batch axes into the features "
+                   "(use ilif_deploy.layers.Flatten, which flattens each sample of [T, B, ...])")
+        if dims is None:
+            return N.Flatten(name=path, shape=shape, start_dim=0, end_dim=0)
+        return N.Flatten(name=path, shape=shape, start_dim=dims[0], end_dim=dims[1])
+    reject(f"is not supported. Supported: {SUPPORTED_TEXT}")
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    """Fold each BN-derived Affine into the conv/linear before it when that conv feeds nothing else."""
+    for name in list(graph.nodes):
+        node = graph.nodes.get(name)
+        if not isinstance(node, N.Affine) or node.source != "batchnorm":
+            continue
+        (pred_name,) = graph.inputs_of(name)
+        pred = graph.nodes[pred_name]
+        if not isinstance(pred, (N.Conv2d, N.Linear)) or graph.consumers_of(pred_name) != [name]:
+            continue
+        scale, shift = node.scale.astype(np.float64), node.shift.astype(np.float64)
+        w = pred.weight.astype(np.float64)
+        b = pred.bias.astype(np.float64) if pred.bias is not None else np.zeros(w.shape[0])
+        pred.weight = (w * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+        pred.bias = (b * scale + shift).astype(np.float32)
+        pred.folded = tuple(pred.folded) + (name,)
+        graph.remove(name)
+    return graph
