@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
@@ -74,13 +73,14 @@ def _torch_load(path: Path, trust_pickle: bool):
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
-        if trust_pickle:
-            raise ModelFileError(f"{path}: corrupt pickle ({e})") from None
-        raise ModelFileError(
-            f"{path} contains pickled Python objects beyond tensors and plain containers "
-            f"({str(e).splitlines()[0] if str(e) else 'unsafe content'}). Unpickling runs code from the file: "
-            "only if you trust its origin, pass trust_pickle=True (CLI: --trust-pickle).") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        # torch reports both "unsafe content refused" and "corrupt pickle" this way
+        if not trust_pickle and "Weights only load failed" in str(e):
+            raise ModelFileError(
+                f"{path} contains pickled Python objects beyond tensors and plain containers. Unpickling runs "
+                "code from the file: only if you trust its origin, pass trust_pickle=True (CLI: --trust-pickle)."
+            ) from None
+        raise ModelFileError(f"{path}: not a readable torch model file (corrupt pickle: {e})") from None
+    except Exception as e:  # torch.load raises KeyError, RuntimeError, EOFError... on foreign bytes
         raise ModelFileError(f"{path}: not a readable torch model file ({type(e).__name__}: {e})") from None
 
 

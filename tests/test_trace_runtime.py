@@ -1,0 +1,194 @@
+"""Tracing into the IR and the reference runtime: same outputs as the source modules, clear errors."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ilif_deploy
+from ilif_deploy import ir, load_model, run, trace
+from ilif_deploy import layers as L
+from ilif_deploy.architectures import build
+from ilif_deploy.data import digits
+from ilif_deploy.ir import Graph, GraphError
+from ilif_deploy.trace import TraceError
+
+
+def _module_out(model, x):
+    with torch.no_grad():
+        return model(x)
+
+
+def test_resnet18_authors_checkpoint_runtime_equals_module(authors_resnet18_path):
+    model = load_model(authors_resnet18_path, arch="spiking_resnet18", num_classes=10)
+    g = trace(model, (3, 32, 32), timesteps=4)
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 3, 32, 32)
+    out, rec = run(g, x, record=[n.name for n in g.of_type(ir.Neuron)])
+    ref = _module_out(model, x)
+    assert out.shape == ref.shape == (4, 2, 10)
+    assert (out.sum(0) - ref.sum(0)).abs().max().item() <= 1e-5
+    # every neuron layer is active, so the comparison is not between two silent networks
+    rates = [float(r.mean()) for r in rec.values()]
+    assert len(rates) == 17 and min(rates) > 0.05
+    # BN after a conv folds; BN after a residual add stays an affine node
+    assert g.nodes["layer1.0.conv1"].folded == ("layer1.0.bn2",)
+    assert g.nodes["conv1"].folded == ("layer1.0.bn1",)
+    assert isinstance(g.nodes["layer1.1.bn1"], ir.Affine) and isinstance(g.nodes["bn1"], ir.Affine)
+    assert len(g.of_type(ir.Add)) == 8 and len(g.of_type(ir.Conv2d)) == 20
+
+
+def test_unfolded_graph_gives_the_same_logits(authors_resnet18_path):
+    model = load_model(authors_resnet18_path, arch="spiking_resnet18", num_classes=10)
+    x = torch.rand(4, 1, 3, 32, 32)
+    a = run(trace(model, (3, 32, 32), 4, fold_bn=True), x).sum(0)
+    b = run(trace(model, (3, 32, 32), 4, fold_bn=False), x).sum(0)
+    assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_digits_runtime_equals_module_on_the_test_set(digits_ilif_path):
+    model = load_model(digits_ilif_path)
+    g = trace(model, (1, 8, 8), 4)
+    x, y = digits("test")
+    out = run(g, x)  # [B, ...] input is repeated over T (direct encoding)
+    ref = _module_out(model, torch.as_tensor(x).unsqueeze(0).expand(4, *x.shape))
+    assert (out - ref).abs().max().item() <= 1e-5
+    assert (out.sum(0).argmax(1).numpy() == y).mean() >= 0.95
+
+
+def test_vgg11_traces_and_runs():
+    torch.manual_seed(0)
+    model = build("spiking_vgg11_bn", num_classes=11).eval()
+    g = trace(model, (2, 48, 48), timesteps=2, encoding="sequence")
+    assert g.metadata["encoding"] == "sequence"
+    assert len(g.of_type(ir.Neuron)) == 8 and len(g.of_type(ir.AvgPool2d)) == 5
+    assert isinstance(g.nodes["avgpool"], ir.AdaptiveAvgPool2d) and g.nodes["avgpool"].shape == (512, 7, 7)
+    assert g.nodes["classifier"].weight.shape == (11, 25088)
+    x = torch.rand(2, 1, 2, 48, 48) * 3
+    assert (run(g, x) - _module_out(model, x)).abs().max().item() <= 1e-5
+
+
+def test_other_ops_maxpool_dilation_groups_bn1d():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = L.Conv2d(2, 4, 3, stride=2, padding=2, dilation=2, groups=2)
+            self.n1 = ilif_deploy.ILIF(tau=2.0)
+            self.mp = L.MaxPool2d(2, 1, 1)
+            self.flat = L.Flatten()
+            self.fc = nn.Linear(4 * 5 * 5, 6)
+            self.bn = L.BatchNorm1d(6)
+            self.n2 = ilif_deploy.LIF()
+
+        def forward(self, x):
+            h = self.mp(self.n1(self.conv(x)))
+            return self.n2(self.bn(self.fc(self.flat(h))))
+
+    torch.manual_seed(2)
+    net = Net()
+    net.bn.running_mean.uniform_(-0.2, 0.2)
+    net.bn.running_var.uniform_(0.5, 2.0)
+    nn.init.uniform_(net.bn.bias, 0.5, 1.0)
+    net.eval()
+    g = trace(net, (2, 8, 8), 5)
+    assert g.nodes["conv"].groups == 2 and g.nodes["conv"].dilation == (2, 2)
+    assert g.nodes["fc"].folded == ("bn",)
+    x = torch.rand(5, 3, 2, 8, 8) * 4
+    out = run(g, x)
+    assert out.sum() > 0
+    assert (out - _module_out(net, x)).abs().max().item() <= 1e-5
+
+
+def test_unsupported_module_is_named_with_path_and_type():
+    net = nn.Sequential(L.Conv2d(1, 2, 3), nn.Sequential(nn.Identity(), nn.ReLU()))
+    with pytest.raises(TraceError, match=r"module '1\.1' \(ReLU\).*Supported: neurons ILIF"):
+        trace(net, (1, 8, 8), 2)
+
+
+def test_unsupported_function_is_named():
+    class Net(nn.Module):
+        def forward(self, x):
+            return torch.sigmoid(x)
+
+    with pytest.raises(TraceError, match="unsupported call function 'sigmoid'"):
+        trace(Net(), (4,), 2)
+
+
+def test_flatten_over_time_axis_is_rejected():
+    net = nn.Sequential(nn.Flatten())  # plain start_dim=1 would merge batch into features
+    with pytest.raises(TraceError, match="time and batch axes"):
+        trace(net, (2, 3, 3), 2)
+
+
+def test_graph_save_load_round_trip(tmp_path, digits_ilif_path):
+    g = trace(load_model(digits_ilif_path), (1, 8, 8), 4)
+    path = tmp_path / "g.ir.npz"
+    g.save(path)
+    g2 = Graph.load(path)
+    assert list(g2.nodes) == list(g.nodes) and g2.edges == g.edges and g2.metadata == g.metadata
+    assert g2.nodes["neuron1"].params == g.nodes["neuron1"].params
+    x = torch.rand(7, 1, 8, 8)
+    assert torch.equal(run(g, x), run(g2, x))
+    with np.load(path, allow_pickle=False):
+        pass  # loadable without pickles
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an ilif-deploy graph"):
+        Graph.load(bad)
+
+
+def _tiny_graph():
+    g = Graph(metadata={"timesteps": 2})
+    g.add(ir.Input(name="input", shape=(4,)))
+    g.add(ir.Linear(name="fc", shape=(3,), weight=np.ones((3, 4), np.float32)), ["input"])
+    g.add(ir.Neuron(name="lif", shape=(3,)), ["fc"])
+    g.add(ir.Output(name="output", shape=(3,)), ["lif"])
+    return g
+
+
+def test_validation_names_the_node():
+    g = _tiny_graph().validate()
+    g.nodes["fc"].shape = (5,)
+    with pytest.raises(GraphError, match="node 'fc'.*recorded shape"):
+        g.validate()
+    g = _tiny_graph()
+    g.nodes["fc"].weight = np.ones((3, 5), np.float32)
+    with pytest.raises(GraphError, match="node 'fc'.*expects input \\[5\\]"):
+        g.validate()
+    g = _tiny_graph()
+    g.add(ir.Neuron(name="dangling", shape=(3,)), ["fc"])
+    with pytest.raises(GraphError, match="'dangling'.*not connected"):
+        g.validate()
+    g = _tiny_graph()
+    g.edges.append(("lif", "fc"))
+    with pytest.raises(GraphError, match="expects exactly 1 input|cycle"):
+        g.validate()
+    g = _tiny_graph()
+    g.nodes["fc"].weight = np.full((3, 4), np.nan, np.float32)
+    with pytest.raises(GraphError, match="'fc'.*non-finite"):
+        g.validate()
+
+
+def test_runtime_by_hand_on_a_tiny_graph():
+    g = _tiny_graph()
+    x = torch.tensor([[[0.3, 0.3, 0.3, 0.3]]]).expand(2, 1, 4)  # current 1.2 per step
+    out, rec = run(g, x, record=True)
+    # step 1: U = 1.2 -> spike, mbar = 0.2, mpiu = 0.2, m = 0.2 - sigmoid(0.2) (CIU: 0.03*1.2 at step 2)
+    m1 = 0.2 - 1 / (1 + np.exp(-0.2))
+    u2 = (1 - 1 / 1.1) * m1 + 1.2 - 0.03 * 1.2
+    assert out[0, 0].tolist() == [1.0, 1.0, 1.0]
+    assert u2 == pytest.approx(1.1322, abs=1e-4)
+    assert out[1, 0].tolist() == [1.0, 1.0, 1.0]
+    assert rec["lif"][1, 0].tolist() == [1.0, 1.0, 1.0]
+    assert torch.equal(rec["fc"][0, 0], torch.full((3,), 1.2))
+    with pytest.raises(ValueError, match="fits neither"):
+        run(g, torch.zeros(2, 1, 5))
+
+
+def test_summary_lists_nodes_and_neuron_settings(digits_ilif_path):
+    g = trace(load_model(digits_ilif_path), (1, 8, 8), 4)
+    text = g.summary()
+    for needle in ("conv1", "neuron2", "fc", "kind=ilif", "lam_u=1", "lam_i=0.03", "16x8x8", "timesteps=4"):
+        assert needle in text
+    df = g.summary_frame()
+    assert list(df.columns) == ["name", "op", "inputs", "shape", "params", "settings"]
+    assert df.loc[df.name == "fc", "params"].item() == 512 * 10 + 10
