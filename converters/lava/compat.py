@@ -1,0 +1,98 @@
+"""Make lava-nc 0.10.0 importable on Python 3.11 -- the one workaround for Lava in this project.
+
+Why: ``lava/magma/compiler/var_model.py`` declares dataclass fields with an instance as default
+(``x: ByteEncoder = ByteEncoder()``).  Python 3.11 rejects unhashable instance defaults
+("mutable default ... use default_factory"), so ``import lava.magma...`` fails.  Upstream Lava is
+archived, so no fix will come.  Instead of editing site-packages, :func:`install` puts a
+meta-path finder in front of the import system that, when (and only when) that one module is
+loaded, compiles its source with those fields rewritten to
+``field(default_factory=ByteEncoder)``.  Nothing on disk changes; any other module loads as usual.
+
+:func:`require_lava` installs the fix and imports Lava, or raises :class:`LavaUnavailable` with
+the command that installs it.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import re
+import sys
+
+PATCHED_MODULE = "lava.magma.compiler.var_model"
+INSTALL_HINT = ("Lava is not installed in this environment. Install it with scripts/setup.sh, or by hand: "
+                "pip install -r requirements-lava.txt && "
+                "pip install --no-deps --ignore-requires-python lava-nc==0.10.0")
+
+# `name: Cls = Cls()` -> `name: Cls = field(default_factory=Cls)` (same class on both sides only).
+_INSTANCE_DEFAULT = re.compile(r"^(\s+\w+\s*:\s*)(\w+)(\s*=\s*)\2\(\)\s*$", re.M)
+
+
+class LavaUnavailable(ImportError):
+    """Lava (lava-nc) cannot be imported here; the message says how to install it."""
+
+
+def patch_source(source: str) -> str:
+    """Rewrite dataclass fields whose default is an instance of their own type to a default_factory."""
+    return _INSTANCE_DEFAULT.sub(r"\1\2\3__import__('dataclasses').field(default_factory=\2)", source)
+
+
+class _PatchedLoader(importlib.machinery.SourceFileLoader):
+    def get_code(self, fullname):
+        # Compile from the patched source; never use (or write) the unpatched cached bytecode.
+        source = self.get_data(self.path).decode("utf-8")
+        return compile(patch_source(source), self.path, "exec", dont_inherit=True)
+
+
+class _VarModelFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != PATCHED_MODULE:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            return spec
+        spec.loader = _PatchedLoader(fullname, spec.origin)
+        return spec
+
+
+def install() -> None:
+    """Install the import fix (idempotent).  Must run before anything imports ``lava.magma``."""
+    if PATCHED_MODULE in sys.modules:
+        return
+    if not any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _VarModelFinder())
+
+
+def _allow_lava_fork() -> None:
+    """Lava's runtime calls ``multiprocessing.set_start_method('fork')`` (unforced) at import, which
+    raises if anything already fixed the start method -- even to 'fork' (torch.fx tracing does, by
+    asking for it).  When the method already is 'fork', forget that choice so Lava can make it again;
+    any other method is a real conflict and is reported."""
+    import multiprocessing as mp
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    ctx = mp.context._default_context
+    current = mp.get_start_method(allow_none=True)
+    if current == "fork":
+        ctx._actual_context = None
+    elif current is not None:
+        raise LavaUnavailable(f"the multiprocessing start method is already {current!r}; Lava's CPU backend needs "
+                              f"'fork' (do not set another start method before using Lava)")
+
+
+def require_lava() -> None:
+    """Install the fix and check that Lava imports; raises :class:`LavaUnavailable` otherwise."""
+    install()
+    try:
+        import lava  # noqa: F401
+        _allow_lava_fork()
+        import lava.magma.core.process.process  # noqa: F401  (starts Lava's runtime machinery)
+        import lava.magma.core.run_configs  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == "lava":
+            raise LavaUnavailable(INSTALL_HINT) from None
+        raise LavaUnavailable(f"Lava is installed but one of its dependencies is missing ({e}). "
+                              + INSTALL_HINT.replace("Lava is not installed in this environment. ", "")) from None
+
+
+install()

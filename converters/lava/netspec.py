@@ -1,0 +1,246 @@
+"""IR graph -> a Lava-ready network description (pure numpy; no Lava needed).
+
+Between two neuron layers the IR may hold any chain of linear ops (conv, linear, BN/affine,
+average pooling, flatten, residual adds).  Lava computes synapses with its connection processes,
+so each (source layer, target layer) pair becomes one :class:`Synapse`:
+
+- ``conv``: the path is one plain ``Conv2d`` (optionally followed by an add and per-channel
+  affines, which scale its kernel) -> Lava ``Conv``;
+- ``sparse``: the path is only adds/affines (an identity shortcut) -> a diagonal Lava ``Sparse``;
+- ``dense``: anything else (pooling, flatten, linear, conv+pool, ...) is fused into one matrix by
+  probing the chain with unit inputs in float64 -> Lava ``Dense``.
+
+All constant terms (conv/linear biases, BN shifts) of a target's input are summed into the
+target's ``bias`` (evaluated on the whole chain with zero inputs, float64).  Arrays are kept in
+the IR's channel-first layout; :mod:`converters.lava.network` converts to Lava's (W, H, C).
+
+Timing: every connection adds one step; ``depth`` of a layer is the longest chain of connections
+from the input.  A shorter parallel path (a residual shortcut) gets ``delay`` extra steps so all
+contributions of one network step arrive together, as they do in the torch runtime.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ilif_deploy import ir as N
+from ilif_deploy.ir.graph import Graph, GraphError
+from ilif_deploy.neuron_step import ILIFParams
+from ilif_deploy.runtime import apply_node
+
+#: largest fused dense matrix (entries) before the builder refuses (float64: 8 bytes each)
+DENSE_LIMIT = 1 << 25
+INPUT = "input"
+OUTPUT = "output"
+
+
+@dataclass
+class Synapse:
+    """One connection process from ``source`` (a layer name or ``"input"``) into ``target``."""
+
+    source: str
+    target: str
+    kind: str  # "dense" | "conv" | "sparse"
+    weight: np.ndarray  # dense [out, in] (IR flatten order) | conv [O, I/g, kh, kw] | sparse: diagonal [n]
+    in_shape: Tuple[int, ...]
+    out_shape: Tuple[int, ...]
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int] = (0, 0)
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+    delay: int = 0  # extra steps beyond the one every connection adds
+    graded: bool = False  # analog input (direct encoding) instead of 0/1 spikes
+
+
+@dataclass
+class Layer:
+    """A neuron layer (or the readout, ``params is None``) and the constant current into it."""
+
+    name: str
+    shape: Tuple[int, ...]
+    params: Optional[ILIFParams]
+    bias: np.ndarray
+    kind: str = "ilif"
+    depth: int = 0
+
+
+@dataclass
+class NetSpec:
+    """Everything needed to build the network in Lava: input, layers in order, synapses, readout."""
+
+    input_shape: Tuple[int, ...]
+    timesteps: int
+    encoding: str
+    layers: List[Layer]
+    synapses: List[Synapse]
+    readout: Layer
+    metadata: dict = field(default_factory=dict)
+
+    def layer(self, name: str) -> Layer:
+        for lay in self.layers + [self.readout]:
+            if lay.name == name:
+                return lay
+        raise KeyError(f"no layer named {name!r}")
+
+    def incoming(self, name: str) -> List[Synapse]:
+        return [s for s in self.synapses if s.target == name]
+
+    @property
+    def depth(self) -> int:
+        """Steps from the input to the readout (the pipeline latency in Lava steps)."""
+        return self.readout.depth
+
+
+def _subgraph(graph: Graph, target: str) -> Tuple[List[str], List[str]]:
+    """Linear nodes feeding ``target`` (topological order) and the sources (neurons/input) they read."""
+    nodes, sources, stack = set(), [], list(graph.inputs_of(target))
+    while stack:
+        name = stack.pop()
+        node = graph.nodes[name]
+        if isinstance(node, (N.Neuron, N.Input)):
+            if name not in sources:
+                sources.append(name)
+            continue
+        if name in nodes:
+            continue
+        if not node.linear:
+            raise GraphError(f"node '{name}' ({node.op}) between neuron layers is not supported by the Lava target "
+                             f"(supported: conv2d, linear, affine/batchnorm, avg/sum/adaptive-avg pooling, flatten, "
+                             f"add)")
+        nodes.add(name)
+        stack.extend(graph.inputs_of(name))
+    order = [n for n in graph.topological_order() if n in nodes]
+    return order, sorted(sources, key=list(graph.nodes).index)
+
+
+def _evaluate(graph: Graph, target: str, order: List[str], values: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """The input current of ``target`` given source values ``[1, B, *shape]`` (float64)."""
+    vals = dict(values)
+    for name in order:
+        vals[name] = apply_node(graph.nodes[name], [vals[p] for p in graph.inputs_of(name)])
+    (pred,) = graph.inputs_of(target)
+    return vals[pred]
+
+
+def _paths(graph: Graph, source: str, target: str, order: List[str]) -> List[List[str]]:
+    """All chains of linear nodes from ``source`` to ``target``."""
+    inside = set(order)
+    out: List[List[str]] = []
+
+    def walk(name: str, path: List[str]) -> None:
+        for c in graph.consumers_of(name):
+            if c == target:
+                out.append(path)
+            elif c in inside:
+                walk(c, path + [c])
+
+    walk(source, [])
+    return out
+
+
+def _plain_conv(graph: Graph, path: List[str]) -> Optional[Tuple[N.Conv2d, np.ndarray]]:
+    """If ``path`` is [Conv2d, then only adds/affines]: the conv and the per-channel scale after it."""
+    if not path or not isinstance(graph.nodes[path[0]], N.Conv2d):
+        return None
+    conv = graph.nodes[path[0]]
+    scale = _post_scale(graph, path[1:], conv.weight.shape[0])
+    return None if scale is None else (conv, scale)
+
+
+def _post_scale(graph: Graph, path: List[str], channels: int) -> Optional[np.ndarray]:
+    scale = np.ones(channels, dtype=np.float64)
+    for name in path:
+        node = graph.nodes[name]
+        if isinstance(node, N.Add):
+            continue
+        if isinstance(node, N.Affine):
+            scale = scale * node.scale.astype(np.float64)
+            continue
+        return None
+    return scale
+
+
+def _probe(graph: Graph, target: str, order: List[str], sources: List[str], source: str,
+           zero_out: torch.Tensor) -> np.ndarray:
+    """Dense matrix [out, in] of the chain from ``source`` (others at zero), in float64."""
+    in_shape = tuple(graph.nodes[source].shape)
+    n_in, n_out = int(np.prod(in_shape)), int(zero_out[0, 0].numel())
+    if n_in * n_out > DENSE_LIMIT:
+        raise GraphError(f"the synapses from '{source}' to '{target}' fuse into a {n_out}x{n_in} matrix, larger than "
+                         f"the Lava builder's limit of {DENSE_LIMIT} entries (the path is not one plain conv)")
+    cols = []
+    chunk = max(1, (1 << 22) // max(n_out, 1))
+    for start in range(0, n_in, chunk):
+        stop = min(n_in, start + chunk)
+        eye = torch.zeros(stop - start, n_in, dtype=torch.float64)
+        eye[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        values = {s: torch.zeros(1, stop - start, *graph.nodes[s].shape, dtype=torch.float64) for s in sources}
+        values[source] = eye.reshape(1, stop - start, *in_shape)
+        out = _evaluate(graph, target, order, values) - zero_out
+        cols.append(out.reshape(stop - start, n_out).T.numpy())
+    return np.concatenate(cols, axis=1)
+
+
+def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
+    """Describe ``graph`` as neuron layers + fused synapses (see the module docstring).
+
+    ``dense_conv_limit``: a plain conv whose equivalent matrix has at most this many entries is
+    written as a ``dense`` synapse instead of ``conv`` (Lava's CPU Conv model loops over channel
+    pairs in Python and is far slower than a matrix product for small layers).  0 keeps every conv.
+
+    Raises GraphError naming the node when an op cannot be expressed with Lava connections.
+    """
+    graph.validate()
+    if graph.input_node.encoding not in ("direct", "sequence"):
+        raise GraphError(f"input encoding {graph.input_node.encoding!r} is not supported (direct or sequence)")
+    layers: Dict[str, Layer] = {}
+    synapses: List[Synapse] = []
+    targets = [n for n in graph.topological_order() if isinstance(graph.nodes[n], (N.Neuron, N.Output))]
+    depth = {graph.input_node.name: 0}
+    for target in targets:
+        tnode = graph.nodes[target]
+        order, sources = _subgraph(graph, target)
+        if not sources:
+            raise GraphError(f"'{target}' is not driven by the input or any neuron layer")
+        zeros = {s: torch.zeros(1, 1, *graph.nodes[s].shape, dtype=torch.float64) for s in sources}
+        zero_out = _evaluate(graph, target, order, zeros)
+        bias = zero_out[0, 0].numpy().copy()
+        tdepth = max(depth[s] for s in sources) + 1
+        for source in sources:
+            in_shape = tuple(graph.nodes[source].shape)
+            graded = isinstance(graph.nodes[source], N.Input)
+            paths = _paths(graph, source, target, order)
+            common = dict(source=INPUT if graded else source, target=target, in_shape=in_shape,
+                          out_shape=tuple(tnode.shape), delay=tdepth - depth[source] - 1, graded=graded)
+            conv = _plain_conv(graph, paths[0]) if len(paths) == 1 else None
+            if conv is not None and np.prod(in_shape) * np.prod(tnode.shape) <= dense_conv_limit:
+                conv = None
+            diag = _post_scale(graph, paths[0], in_shape[0]) if len(paths) == 1 else None
+            if conv is not None:
+                c, scale = conv
+                synapses.append(Synapse(kind="conv", weight=c.weight.astype(np.float64) * scale[:, None, None, None],
+                                        stride=tuple(c.stride), padding=tuple(c.padding),
+                                        dilation=tuple(c.dilation), groups=int(c.groups), **common))
+            elif diag is not None and in_shape == tuple(tnode.shape):
+                per_neuron = np.broadcast_to(diag.reshape((-1,) + (1,) * (len(in_shape) - 1)), in_shape)
+                synapses.append(Synapse(kind="sparse", weight=per_neuron.reshape(-1).copy(), **common))
+            else:
+                synapses.append(Synapse(kind="dense", weight=_probe(graph, target, order, sources, source, zero_out),
+                                        **common))
+        depth[target] = tdepth
+        params = tnode.params if isinstance(tnode, N.Neuron) else None
+        kind = tnode.kind if isinstance(tnode, N.Neuron) else "readout"
+        layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=params, bias=bias, kind=kind,
+                               depth=tdepth)
+    out_name = graph.output_node.name
+    readout = layers.pop(out_name)
+    for s in synapses:
+        if s.target == out_name:
+            s.target = OUTPUT
+    readout.name = OUTPUT
+    return NetSpec(input_shape=tuple(graph.input_node.shape), timesteps=int(graph.timesteps or 0),
+                   encoding=graph.input_node.encoding, layers=list(layers.values()), synapses=synapses,
+                   readout=readout, metadata={k: v for k, v in graph.metadata.items() if k != "source_detail"})

@@ -1,0 +1,8 @@
+"""Lava processes of ilif-deploy (kept in a folder of their own: Lava scans it for ProcessModels)."""
+from converters.lava.compat import require_lava
+
+require_lava()
+
+from converters.lava.process.ilif import ILIF, PyILIFModelFixed, PyILIFModelFloat, sigmoid_lut  # noqa: E402
+
+__all__ = ["ILIF", "PyILIFModelFloat", "PyILIFModelFixed", "sigmoid_lut"]

@@ -1,0 +1,256 @@
+"""The ILIF neuron as a Lava process with two process models (floating_pt, fixed_pt).
+
+This folder holds nothing else: when compiling, Lava imports every ``.py`` file beside a
+Process to look for its ProcessModels.  Imports are absolute because Lava also executes this
+file as a stand-alone module during that search.
+
+Compartments (Vars, one value per neuron): ``u`` the inhibited input current I[t], ``v`` the
+membrane potential m[t] (after reset and MPIU inhibition), ``ciu`` and ``mpiu`` the two
+inhibitory units (``ciu`` before the clamp), ``ciu_drive`` = S[t] * c[t] (what the CIU takes in at
+the next step), ``bias`` a constant current.  Equations: DESIGN.md section 2.
+
+Timing: every connection process (Dense, Conv, Sparse) delays by one step, so a layer that is
+``delay`` connections away from the input sees network step k at Lava step ``delay + k + 1``.
+With ``period = T`` the process runs one sample per T steps back to back (a pipeline): it
+resets its state at the first step of each window, so one built network serves many samples
+without being rebuilt or paused.  Before its first window it sends no spikes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import converters.lava.compat  # noqa: F401  (the Python 3.11 import fix, before lava.magma)
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from ilif_deploy.neuron_step import NUMPY_OPS, ILIFParams, ILIFState, ilif_step
+
+STATE_BITS = 24
+STATE_MAX = 2 ** (STATE_BITS - 1) - 1
+DECAY_BITS = 12
+LUT_SIZE = 1024
+LUT_STEPS_PER_UNIT = 64  # sigmoid table resolution: 1/64 of a state unit, covering [-8, 8)
+
+
+def sigmoid_lut(frac_bits: int) -> np.ndarray:
+    """Sigmoid of the MPIU as a table: entry i holds sigmoid(z_i) * 2**frac_bits (state units) for the
+    bin z in [(i - 512) / 64, (i - 511) / 64), evaluated at the bin's midpoint."""
+    z = (np.arange(LUT_SIZE) - LUT_SIZE // 2 + 0.5) / LUT_STEPS_PER_UNIT
+    return np.round(2.0 ** frac_bits / (1.0 + np.exp(-z))).astype(np.int64)
+
+
+class ILIF(AbstractProcess):
+    """A layer of ILIF neurons (LIF when ``lam_u == lam_i == 0``).
+
+    Args:
+        shape: the layer's shape in Lava's layout ((W, H, C) for images, (F,) for vectors).
+        lam, v_th, lam_u, lam_i, ciu_source: the ILIF parameters (dimensionless; see ILIFParams).
+        bias: constant input current added every step (scalar or array of ``shape``).
+        delay: connections between the network input and this layer (steps of pipeline delay).
+        period: steps per sample T (state is reset every T steps); 0 = never reset.
+        fixed: fixed-point settings for the ``fixed_pt`` model: frac_bits (state LSB = 2**-frac_bits),
+            a_exp (left shift applied to a_in), bias_int, vth_int, decay_lam/decay_u/decay_i (12-bit).
+    """
+
+    def __init__(self, *, shape, lam: float, v_th: float = 1.0, lam_u: float = 1.0, lam_i: float = 0.03,
+                 ciu_source: str = "synaptic", bias=0.0, delay: int = 0, period: int = 0,
+                 fixed: dict = None, name: str = None, log_config=None):
+        shape = tuple(int(s) for s in shape)
+        fixed = dict(fixed or {})
+        super().__init__(shape=shape, name=name, log_config=log_config)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        for var in ("u", "v", "ciu", "mpiu", "ciu_drive"):
+            setattr(self, var, Var(shape=shape, init=0))
+        self.bias = Var(shape=shape, init=np.broadcast_to(np.asarray(bias, dtype=np.float64), shape).copy())
+        self.lam = Var(shape=(1,), init=lam)
+        self.v_th = Var(shape=(1,), init=v_th)
+        self.lam_u = Var(shape=(1,), init=lam_u)
+        self.lam_i = Var(shape=(1,), init=lam_i)
+        self.ciu_from_net = Var(shape=(1,), init=int(ciu_source == "net"))
+        self.delay = Var(shape=(1,), init=int(delay))
+        self.period = Var(shape=(1,), init=int(period))
+        # fixed-point representation (used by the fixed_pt model only)
+        frac_bits = int(fixed.get("frac_bits", 16))
+        self.frac_bits = Var(shape=(1,), init=frac_bits)
+        self.a_exp = Var(shape=(1,), init=int(fixed.get("a_exp", 0)))
+        self.bias_int = Var(shape=shape, init=np.broadcast_to(
+            np.asarray(fixed.get("bias_int", 0), dtype=np.int64), shape).copy())
+        self.vth_int = Var(shape=(1,), init=int(fixed.get("vth_int", round(v_th * 2 ** frac_bits))))
+        for key, lam_value in (("decay_lam", lam), ("decay_u", lam_u), ("decay_i", lam_i)):
+            setattr(self, key, Var(shape=(1,), init=int(fixed.get(key, round(lam_value * 2 ** DECAY_BITS)))))
+        self.sig_lut = Var(shape=(LUT_SIZE,), init=sigmoid_lut(frac_bits))
+        self.overflows = Var(shape=(1,), init=0)
+
+
+class _WindowMixin:
+    """Pipeline bookkeeping shared by both models: which step of a sample this Lava step is."""
+
+    def _window_step(self) -> int:
+        """Step k of the current sample (0-based), or -1 before this layer's first input arrives."""
+        t = self.time_step - 1 - int(self.delay[0])
+        if t < 0:
+            return -1
+        period = int(self.period[0])
+        return t % period if period > 0 else t
+
+
+@implements(proc=ILIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyILIFModelFloat(_WindowMixin, PyLoihiProcessModel):
+    """Floating-point ILIF: the shared :func:`ilif_step` on numpy float32, like the torch runtime.
+
+    Incoming currents arrive in float64 from Lava's connection processes; they are rounded once
+    to float32 (with the bias) and every neuron operation is done in float32, as torch does.
+    """
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    u: np.ndarray = LavaPyType(np.ndarray, np.float32)
+    v: np.ndarray = LavaPyType(np.ndarray, np.float32)
+    ciu: np.ndarray = LavaPyType(np.ndarray, np.float32)
+    mpiu: np.ndarray = LavaPyType(np.ndarray, np.float32)
+    ciu_drive: np.ndarray = LavaPyType(np.ndarray, np.float32)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    lam: np.ndarray = LavaPyType(np.ndarray, float)
+    v_th: np.ndarray = LavaPyType(np.ndarray, float)
+    lam_u: np.ndarray = LavaPyType(np.ndarray, float)
+    lam_i: np.ndarray = LavaPyType(np.ndarray, float)
+    ciu_from_net: np.ndarray = LavaPyType(np.ndarray, int)
+    delay: np.ndarray = LavaPyType(np.ndarray, int)
+    period: np.ndarray = LavaPyType(np.ndarray, int)
+    frac_bits: np.ndarray = LavaPyType(np.ndarray, int)
+    a_exp: np.ndarray = LavaPyType(np.ndarray, int)
+    bias_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    vth_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    decay_lam: np.ndarray = LavaPyType(np.ndarray, int)
+    decay_u: np.ndarray = LavaPyType(np.ndarray, int)
+    decay_i: np.ndarray = LavaPyType(np.ndarray, int)
+    sig_lut: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    overflows: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self._params = None
+
+    def _ilif_params(self) -> ILIFParams:
+        if self._params is None:
+            self._params = ILIFParams(lam=float(self.lam[0]), v_th=float(self.v_th[0]), lam_u=float(self.lam_u[0]),
+                                      lam_i=float(self.lam_i[0]),
+                                      ciu_source="net" if int(self.ciu_from_net[0]) else "synaptic")
+        return self._params
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()
+        k = self._window_step()
+        if k < 0:
+            self.s_out.send(np.zeros(self.s_out.shape))
+            return
+        if k == 0:
+            for arr in (self.u, self.v, self.ciu, self.mpiu, self.ciu_drive):
+                arr[...] = 0
+        x = (a_in + self.bias).astype(np.float32)
+        state = ILIFState(m=self.v, mpiu=self.mpiu, ciu=self.ciu, ciu_drive=self.ciu_drive)
+        rec = ilif_step(x, state, self._ilif_params(), NUMPY_OPS)
+        self.u[...] = rec.current
+        self.v[...] = rec.state.m
+        self.mpiu[...] = rec.state.mpiu
+        self.ciu[...] = rec.state.ciu
+        self.ciu_drive[...] = rec.state.ciu_drive
+        self.s_out.send(rec.spikes)
+
+
+def _decay(x: np.ndarray, d: int) -> np.ndarray:
+    """Loihi-style decay by a 12-bit fraction d/4096, on magnitudes (rounds toward zero)."""
+    if d == 1 << DECAY_BITS:
+        return x
+    return np.sign(x) * ((np.abs(x) * d) >> DECAY_BITS)
+
+
+@implements(proc=ILIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
+    """Loihi-style fixed-point ILIF: integer state of 24 bits (LSB = 2**-frac_bits), decays as
+    12-bit fractions, input a_in scaled by 2**a_exp (the per-layer weight exponent), and
+    sigmoid(mpiu) from a 1024-entry lookup table.  A value leaving the signed 24-bit range is
+    saturated and counted in ``overflows`` (never wrapped silently).
+    """
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    ciu: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    mpiu: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    ciu_drive: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    lam: np.ndarray = LavaPyType(np.ndarray, float)
+    v_th: np.ndarray = LavaPyType(np.ndarray, float)
+    lam_u: np.ndarray = LavaPyType(np.ndarray, float)
+    lam_i: np.ndarray = LavaPyType(np.ndarray, float)
+    ciu_from_net: np.ndarray = LavaPyType(np.ndarray, int)
+    delay: np.ndarray = LavaPyType(np.ndarray, int)
+    period: np.ndarray = LavaPyType(np.ndarray, int)
+    frac_bits: np.ndarray = LavaPyType(np.ndarray, int)
+    a_exp: np.ndarray = LavaPyType(np.ndarray, int)
+    bias_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    vth_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    decay_lam: np.ndarray = LavaPyType(np.ndarray, int)
+    decay_u: np.ndarray = LavaPyType(np.ndarray, int)
+    decay_i: np.ndarray = LavaPyType(np.ndarray, int)
+    sig_lut: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    overflows: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def _sat(self, x: np.ndarray) -> np.ndarray:
+        over = np.abs(x) > STATE_MAX
+        if over.any():
+            self.overflows[0] += int(over.sum())
+            x = np.clip(x, -STATE_MAX, STATE_MAX)
+        return x
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv().astype(np.int64)
+        k = self._window_step()
+        if k < 0:
+            self.s_out.send(np.zeros(self.s_out.shape, dtype=np.int32))
+            return
+        if k == 0:
+            for arr in (self.u, self.v, self.ciu, self.mpiu, self.ciu_drive):
+                arr[...] = 0
+        e = int(self.a_exp[0])
+        x = (a_in << e if e >= 0 else a_in >> -e) + self.bias_int
+        x = self._sat(x)
+        ciu_on, mpiu_on = float(self.lam_i[0]) != 0.0, float(self.lam_u[0]) != 0.0
+        if ciu_on:
+            ciu = self._sat(_decay(self.ciu.astype(np.int64) + self.ciu_drive, int(self.decay_i[0])))
+            current = self._sat(x - np.maximum(ciu, 0))
+        else:
+            ciu, current = self.ciu.astype(np.int64), x
+        u = self._sat(_decay(self.v.astype(np.int64), int(self.decay_lam[0])) + current)
+        vth = int(self.vth_int[0])
+        spikes = (u >= vth).astype(np.int64)
+        mbar = u - spikes * vth
+        if mpiu_on:
+            mpiu = self._sat(_decay(self.mpiu.astype(np.int64) + spikes * mbar, int(self.decay_u[0])))
+            shift = int(self.frac_bits[0]) - 6  # 64 table bins per state unit
+            idx = np.clip((mpiu >> shift) + len(self.sig_lut) // 2, 0, len(self.sig_lut) - 1)
+            m = self._sat(mbar - spikes * self.sig_lut[idx])
+        else:
+            mpiu, m = self.mpiu.astype(np.int64), mbar
+        if ciu_on:
+            drive = self._sat(spikes * (current if int(self.ciu_from_net[0]) else x))
+            self.ciu_drive[...] = drive
+        self.u[...] = current
+        self.v[...] = m
+        self.ciu[...] = ciu
+        self.mpiu[...] = mpiu
+        self.s_out.send(spikes.astype(np.int32))
