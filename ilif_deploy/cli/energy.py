@@ -3,30 +3,98 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .common import add_model_args, run_cli
+from .common import add_model_args, load_graph, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ilif-energy",
                                 description="Per-layer AC/MAC counts and SOP energy of a spiking network, "
-                                            "from spikes recorded on real data.")
+                                            "from spikes recorded on real data (all numbers per inference).")
     add_model_args(p)
-    p.add_argument("--data", default="digits", help="digits | file.npz | none (default digits)")
+    p.add_argument("--data", default="digits", help="digits | file.npz (array x, optional y) | none (default digits)")
     p.add_argument("--samples", type=int, help="number of samples (default: all)")
+    p.add_argument("--rate", type=float, help="with --data none: assumed firing rate per neuron and step, in [0, 1]")
+    p.add_argument("--energy-model", default="paper",
+                   help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | "
+                        "a .json/.yaml file with e_ac_pj, e_mac_pj, ... (default paper: 0.9/4.6 pJ)")
+    p.add_argument("--memory", help="add memory-access energy: sram8k | sram32k | sram1m | dram | pJ per access")
+    p.add_argument("--convention", "-c", action="append", default=[], metavar="KEY=VALUE",
+                   help="counting convention, repeatable: ann_padding=dense|real, analog=dense|nonzero, "
+                        "direct_once=true|false, pooling=fuse|separate, add=free|count, bn=folded|unfolded, "
+                        "bias=free|count, neurons=auto|none|count, shortcuts=true|false, classifier=true|false")
+    p.add_argument("--compare", help="a second model file (e.g. the LIF twin) profiled on the same data")
+    p.add_argument("--name", help="name of the model in reports (default: the file name)")
+    p.add_argument("--compare-name", help="name of the --compare model (default: its file name)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per runtime call (default 32)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda where torch has one)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--csv", help="write the per-layer table as CSV")
+    p.add_argument("--json", help="write the report as JSON")
+    p.add_argument("--html", help="write an interactive HTML report (plotly, works offline)")
+    p.add_argument("--markdown", help="write the report as Markdown")
     return p
 
 
 def main(argv=None) -> int:
-    build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
 
     def go() -> int:
-        try:
-            import energy.cli  # type: ignore  # noqa: F401
-        except ImportError:
-            print("error: the energy module is not available in this build", file=sys.stderr)
-            return 2
-        return energy.cli.main(argv)
+        import torch
+
+        import energy
+        from ..data import load_dataset
+
+        conv = energy.Conventions.parse(args.convention)
+        if args.device != "cpu":
+            try:
+                torch.empty(0, device=args.device)
+            except (RuntimeError, AssertionError) as e:
+                raise ValueError(f"--device {args.device!r} is not available in this torch build: {e}") from None
+        if args.data == "none":
+            if args.rate is None:
+                raise ValueError("--data none needs --rate R (assumed firing rate per neuron and step)")
+            x = y = None
+        else:
+            if args.rate is not None:
+                raise ValueError("--rate is only for --data none (with data, spikes are recorded)")
+            x, y = load_dataset(args.data, args.samples)
+        common = dict(rate=args.rate, energy_model=args.energy_model, conventions=conv, memory=args.memory,
+                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
+                      data_name=args.data)
+        graph = load_graph(args)
+        rep = energy.profile(graph, x, y, name=args.name or Path(args.model).stem, **common)
+        other = None
+        if args.compare:
+            other_args = argparse.Namespace(**{**vars(args), "model": args.compare})
+            other = energy.profile(load_graph(other_args), x, y, name=args.compare_name or Path(args.compare).stem,
+                                   **common)
+        print(rep.headline())
+        if other is not None:
+            print(other.headline())
+            print(energy.comparison_frame(rep, other).to_string(index=False))
+        cols = ["name", "op", "input", "ACs [ops/inference]", "MACs [ops/inference]",
+                "firing rate [spikes/neuron/step]", "energy [pJ/inference]"]
+        print(rep.frame[cols].to_string(index=False))
+        if args.csv:
+            rep.to_csv(args.csv)
+        if args.json:
+            data = rep.to_dict()
+            if other is not None:
+                data["compare"] = other.to_dict()
+            import json
+
+            from ..atomic import write_text_atomic
+            write_text_atomic(args.json, json.dumps(data, indent=1) + "\n")
+        if args.markdown:
+            rep.to_markdown(args.markdown, compare=other)
+        if args.html:
+            rep.to_html(args.html, compare=other)
+        for flag in ("csv", "json", "markdown", "html"):
+            if getattr(args, flag):
+                print(f"wrote {getattr(args, flag)}")
+        return 0
 
     return run_cli(go)
 

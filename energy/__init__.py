@@ -1,0 +1,83 @@
+"""Energy of spiking networks from the IR: activity recording, exact operation counts, energy
+models and reports (DESIGN.md section 5; the ILIF paper's Appendix H).
+
+Typical use::
+
+    import energy
+    rep = energy.profile(graph, x, labels=y, energy_model="paper")
+    rep.frame          # per-layer pandas table (units in the column names)
+    rep.totals, rep.ann
+    rep.to_json("r.json"); rep.to_html("r.html", compare=other_report)
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from ilif_deploy.ir.graph import Graph
+
+from .conventions import Conventions
+from .count import Plan, Row, count
+from .fanout import dense_macs, fanout_map
+from .models import PRESETS, EnergyModel, load_energy_model
+from .record import Activity, assumed_activity, record_activity
+from .report import Report, comparison_frame
+
+__all__ = ["profile", "estimate", "ann_baseline", "Report", "Conventions", "EnergyModel", "PRESETS",
+           "load_energy_model", "record_activity", "assumed_activity", "count", "fanout_map", "dense_macs",
+           "Activity", "comparison_frame"]
+
+
+def _resolve(energy_model, conventions, memory):
+    model = load_energy_model(energy_model).with_memory(memory)
+    conv = conventions if isinstance(conventions, Conventions) else Conventions(**(conventions or {}))
+    count_neurons = conv.neurons == "count" or (conv.neurons == "auto" and model.prices_updates)
+    return model, conv, count_neurons
+
+
+def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
+            energy_model: Union[str, EnergyModel, dict] = "paper", conventions: Union[None, dict, Conventions] = None,
+            memory: Union[None, str, float] = None, batch_size: int = 32, device: str = "cpu",
+            progress: bool = True, name: Optional[str] = None, data_name: str = "") -> Report:
+    """Count operations and energy of ``graph`` on data ``x`` (or, with ``x=None``, at an assumed
+    firing ``rate`` per neuron and step).
+
+    Args:
+        graph: a validated IR graph (traced from torch, or read from NIR / an .npz graph file).
+        x: ``[N, *input_shape]`` (direct encoding) or ``[N, T, *input_shape]``; None with ``rate``.
+        labels: optional ``[N]`` class labels, to report accuracy next to the energy.
+        rate: assumed firing probability per neuron and step (analytic estimate; needs ``x=None``).
+        energy_model: preset name (``paper``, ``horowitz-fp32|fp16|int32|int8``, ``loihi``), a
+            JSON/YAML file, a dict of :class:`EnergyModel` fields, or a model.
+        conventions: :class:`Conventions` or a dict of its fields.
+        memory: add memory-access energy: ``sram8k|sram32k|sram1m|dram`` or pJ per access.
+        batch_size, device, progress: how the runtime is driven while recording.
+        name: model name shown in reports (default: the graph's source).
+    Returns:
+        a :class:`Report`; every count and energy is per inference (pJ).
+    """
+    model, conv, count_neurons = _resolve(energy_model, conventions, memory)
+    plan = Plan(graph, conv)
+    if x is None:
+        if rate is None:
+            raise ValueError("give data x, or rate= for an analytic estimate without data")
+        act = assumed_activity(graph, rate)
+    else:
+        if rate is not None:
+            raise ValueError("give either data x or rate=, not both")
+        act = record_activity(graph, x, labels, batch_size=batch_size, device=device, progress=progress,
+                              watch=plan.watch())
+    rows = count(graph, act, conv, prices_neuron_updates=model.prices_updates)
+    return Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
+                  conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,
+                  accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none")
+
+
+def estimate(graph: Graph, rate: float, **kw) -> Report:
+    """Analytic estimate at an assumed firing rate (spikes per neuron and step), no data needed."""
+    return profile(graph, None, rate=rate, **kw)
+
+
+def ann_baseline(graph: Graph, conventions: Union[None, dict, Conventions] = None) -> dict:
+    """Dense MACs of the same topology as an ANN, per layer (one inference): ``{name: MACs}``."""
+    rep = estimate(graph, 0.0, conventions=conventions, progress=False)
+    return {r.name: r.ann_macs for r in rep.rows if r.ann_macs}

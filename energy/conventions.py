@@ -1,0 +1,88 @@
+"""Counting conventions: every choice that changes an operation count, named and switchable.
+
+Defaults follow the paper (Appendix H): synaptic ACs from recorded spikes with the real fan-out,
+MACs for analog inputs, BN folded, residual adds / bias / neuron updates free.  See docs/energy.md.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+_CHOICES = {
+    "ann_padding": ("dense", "real"),
+    "analog": ("dense", "nonzero"),
+    "pooling": ("fuse", "separate"),
+    "add": ("free", "count"),
+    "bn": ("folded", "unfolded"),
+    "bias": ("free", "count"),
+    "neurons": ("auto", "none", "count"),
+}
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """How each kind of operation is counted.
+
+    - ``ann_padding``: ANN baseline MACs of a conv count the taps that fall on zero padding
+      (``"dense"``, the usual count and the paper's) or only real input positions (``"real"``).
+    - ``analog``: an analog (non-binary) input costs ``fan-out`` MACs for every element and step
+      (``"dense"``) or only for its non-zero elements (``"nonzero"``).
+    - ``direct_once``: with direct encoding the first layer sees the same frame at every step;
+      True counts its MACs once per inference instead of T times.
+    - ``pooling``: linear pools (avg/sum/adaptive-avg) between spiking neurons and a weight layer
+      are folded into that layer (``"fuse"``: a spike costs one AC per path to a weight-layer
+      output) or are layers of their own (``"separate"``: one AC per spike and pool window, and the
+      next layer then sees analog values and costs MACs).  Max pools on spikes are free (an OR).
+    - ``add``: residual adds are free (``"free"``: both branches accumulate into the same neuron
+      current) or cost one AC per spike of a spiking addend and one AC per element and step for
+      every analog addend after the first (``"count"``).
+    - ``bn``: BatchNorm is folded into weights/thresholds and free (``"folded"``), or costs one MAC
+      per element and step (``"unfolded"``), both for IR Affine nodes and for BNs that the tracer
+      folded into a conv/linear (listed in its ``folded``).
+    - ``bias``: a bias add is free (``"free"``) or one AC per output element and step (``"count"``).
+    - ``neurons``: neuron-update operations are counted (``"count"``), not (``"none"``), or counted
+      only when the energy model prices neuron updates, e.g. Loihi (``"auto"``).
+    - ``shortcuts``: include 1x1 convolutions that feed a residual add (projection shortcuts).
+    - ``classifier``: include weight layers that feed the network output directly.
+    """
+
+    ann_padding: str = "dense"
+    analog: str = "dense"
+    direct_once: bool = False
+    pooling: str = "fuse"
+    add: str = "free"
+    bn: str = "folded"
+    bias: str = "free"
+    neurons: str = "auto"
+    shortcuts: bool = True
+    classifier: bool = True
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"convention {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_(self, **kw) -> "Conventions":
+        return replace(self, **kw)
+
+    @classmethod
+    def parse(cls, items) -> "Conventions":
+        """Build from ``["key=value", ...]`` strings (the CLI's ``--convention``)."""
+        kw = {}
+        names = {f.name: f.type for f in fields(cls)}
+        for item in items or ():
+            if "=" not in item:
+                raise ValueError(f"convention {item!r} must look like key=value")
+            k, v = item.split("=", 1)
+            k = k.strip().replace("-", "_")
+            if k not in names:
+                raise ValueError(f"unknown convention {k!r}; known: {', '.join(names)}")
+            if k in ("direct_once", "shortcuts", "classifier"):
+                if v.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(f"convention {k} must be true or false, got {v!r}")
+                kw[k] = v.lower() in ("true", "1", "yes")
+            else:
+                kw[k] = v
+        return cls(**kw)

@@ -1,0 +1,291 @@
+"""Exact operation counts per IR node (the paper's Appendix H, Eq. 49-51).
+
+``ACs = sum_t sum_l sum_i fanout_i * s_i[t]``: every spike at input position ``i`` costs one
+accumulate per real synapse leaving ``i``.  Analog inputs cost MACs the same way.  All counts are
+per inference (summed over the recorded samples, divided by their number).  How pools, adds, BN,
+bias and neuron updates are counted is set by :class:`~energy.conventions.Conventions`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ilif_deploy import ir as N
+from ilif_deploy.ir.graph import Graph
+
+from .conventions import Conventions
+from .fanout import LINEAR_POOLS, WEIGHT_LAYERS, dense_macs, fanout_map, pool_window_adds
+from .record import Activity
+
+_LEAKY = getattr(N, "LeakyIntegrator", None)  # present once NIR import support is in the IR
+
+
+@dataclass
+class Row:
+    """Counts of one IR node, per inference."""
+
+    name: str
+    op: str
+    shape: Tuple[int, ...]
+    source: str = ""
+    input_kind: str = ""  # "spikes" | "analog" | ""
+    fanout_mean: float = float("nan")
+    neurons: int = 0
+    acs: float = 0.0
+    macs: float = 0.0
+    neuron_acs: float = 0.0
+    neuron_macs: float = 0.0
+    spikes: float = 0.0
+    updates: float = 0.0  # neuron-compartment updates
+    active_updates: float = 0.0  # of which in a step where the neuron spiked
+    firing_rate: float = float("nan")
+    continuous_rate: float = float("nan")
+    rate_per_step: List[float] = field(default_factory=list)
+    acs_per_step: List[float] = field(default_factory=list)
+    ann_macs: float = 0.0
+    ann_acs: float = 0.0
+    mem_accesses: float = 0.0
+    ann_mem_accesses: float = 0.0
+    note: str = ""
+
+
+def _one_input(graph: Graph, name: str) -> str:
+    preds = graph.inputs_of(name)
+    if len(preds) != 1:
+        raise ValueError(f"node '{name}' has {len(preds)} inputs, expected 1")
+    return preds[0]
+
+
+class Plan:
+    """Which node is counted how: sources and synaptic chains, fused pools, excluded layers."""
+
+    def __init__(self, graph: Graph, conv: Conventions):
+        self.graph, self.conv = graph, conv
+        self._fuse_cache: Dict[str, bool] = {}
+        self.chains: Dict[str, Tuple[str, List[N.Node]]] = {}  # counted node -> (source, chain)
+        self.fused_into: Dict[str, List[str]] = {}
+        for name in graph.topological_order():
+            node = graph.nodes[name]
+            if isinstance(node, WEIGHT_LAYERS) or (isinstance(node, LINEAR_POOLS + (N.MaxPool2d,))
+                                                   and not self.fused(name)):
+                src, chain = self._walk_back(name)
+                self.chains[name] = (src, chain)
+                for c in chain[:-1]:
+                    if isinstance(c, LINEAR_POOLS):
+                        self.fused_into.setdefault(c.name, []).append(name)
+
+    def fused(self, name: str) -> bool:
+        """A linear pool is folded into the weight layers after it when every path from it reaches one."""
+        if self.conv.pooling != "fuse":
+            return False
+        if name not in self._fuse_cache:
+            self._fuse_cache[name] = self._flatten_ok(name)
+        return self._fuse_cache[name]
+
+    def _flatten_ok(self, name: str) -> bool:
+        for c in self.graph.consumers_of(name):
+            cn = self.graph.nodes[c]
+            if isinstance(cn, WEIGHT_LAYERS):
+                continue
+            if isinstance(cn, LINEAR_POOLS) and self.fused(c):
+                continue
+            if isinstance(cn, N.Flatten) and self._flatten_ok(c):
+                continue
+            return False
+        return True
+
+    def _walk_back(self, name: str) -> Tuple[str, List[N.Node]]:
+        chain = [self.graph.nodes[name]]
+        p = _one_input(self.graph, name)
+        while True:
+            pn = self.graph.nodes[p]
+            if isinstance(pn, N.Flatten) or (isinstance(pn, LINEAR_POOLS) and self.fused(p)):
+                chain.insert(0, pn)
+                p = _one_input(self.graph, p)
+            else:
+                return p, chain
+
+    def spiking(self, name: str, activity: Activity) -> bool:
+        """Does ``name`` output spikes (0/1)?  Neurons always; flatten/max-pool of spikes; the input
+        when the recorded data were all 0/1; everything else is analog."""
+        node = self.graph.nodes[name]
+        if isinstance(node, N.Neuron):
+            return True
+        if isinstance(node, (N.Flatten, N.MaxPool2d)):
+            return self.spiking(_one_input(self.graph, name), activity)
+        if isinstance(node, N.Input):
+            return bool(activity.binary.get(name, False))
+        return False
+
+    def is_shortcut(self, name: str) -> bool:
+        node = self.graph.nodes[name]
+        return (isinstance(node, N.Conv2d) and tuple(node.weight.shape[2:]) == (1, 1)
+                and any(isinstance(self.graph.nodes[c], N.Add) for c in self.graph.consumers_of(name)))
+
+    def is_classifier(self, name: str) -> bool:
+        """A weight layer whose output reaches the network output without passing a neuron or another weight layer."""
+        todo = list(self.graph.consumers_of(name))
+        while todo:
+            c = todo.pop()
+            cn = self.graph.nodes[c]
+            if isinstance(cn, N.Output):
+                return True
+            if isinstance(cn, (N.Neuron,) + WEIGHT_LAYERS):
+                continue
+            todo.extend(self.graph.consumers_of(c))
+        return False
+
+    def watch(self) -> List[str]:
+        """Nodes whose activity must be recorded: all neurons and the sources of counted chains."""
+        names = {n for n, node in self.graph.nodes.items() if isinstance(node, N.Neuron)}
+        names |= {src for src, _ in self.chains.values()}
+        names.add(self.graph.input_node.name)
+        return sorted(names)
+
+
+def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
+          prices_neuron_updates: bool = False) -> List[Row]:
+    """Per-node operation counts per inference, in topological order.
+
+    Args:
+        graph: the IR graph that was run.
+        activity: what :func:`~energy.record.record_activity` (or ``assumed_activity``) produced.
+        conv: counting conventions (default: the paper's).
+        prices_neuron_updates: the energy model prices neuron updates (resolves ``neurons="auto"``).
+    """
+    conv = conv or Conventions()
+    plan = Plan(graph, conv)
+    T, S = activity.timesteps, float(activity.samples)
+    count_neurons = conv.neurons == "count" or (conv.neurons == "auto" and prices_neuron_updates)
+    direct = graph.input_node.encoding == "direct"
+    rows: List[Row] = []
+    for name in graph.topological_order():
+        node = graph.nodes[name]
+        if isinstance(node, (N.Input, N.Output, N.Flatten)):
+            continue
+        row = Row(name=name, op=node.op, shape=tuple(node.shape))
+        elems = float(np.prod(node.shape))
+        if name in plan.chains:
+            src, chain = plan.chains[name]
+            row.source = src
+            _count_chain(row, node, src, chain, plan, activity, conv, T, S, direct, graph)
+        elif isinstance(node, LINEAR_POOLS):
+            row.note = "fused into " + ", ".join(plan.fused_into.get(name, [])) + " (pooling=fuse)"
+        elif isinstance(node, N.Add):
+            _count_add(row, node, graph, plan, activity, conv, T, S, elems)
+        elif isinstance(node, N.Affine):
+            if conv.bn == "unfolded":
+                row.macs, row.ann_macs = elems * T, elems
+                row.note = "per-element scale and shift (bn=unfolded)"
+            else:
+                row.note = "assumed folded into weights/thresholds (bn=folded)"
+        elif isinstance(node, N.Neuron):
+            _count_neuron(row, node, activity, T, S, count_neurons)
+        elif _LEAKY is not None and isinstance(node, _LEAKY):
+            row.neurons = int(elems)
+            row.updates = elems * T
+            if count_neurons:
+                row.neuron_macs = elems * T
+            row.note = "non-spiking leaky integrator"
+        # memory accesses (simplified Lemaire et al. 2022): per synaptic op read the weight, read
+        # and write the target's state; per neuron-compartment update read and write its state;
+        # per spike write one event.  ANN: per MAC read weight and input, per output write once.
+        row.mem_accesses = 3.0 * (row.acs + row.macs) + 2.0 * row.updates + row.spikes
+        row.ann_mem_accesses = 2.0 * (row.ann_macs + row.ann_acs) + (elems if row.ann_macs or row.ann_acs else 0.0)
+        rows.append(row)
+    return rows
+
+
+def _count_chain(row, node, src, chain, plan, activity, conv, T, S, direct, graph):
+    if src not in activity.counts:
+        raise KeyError(f"no activity recorded for '{src}' (source of '{row.name}')")
+    in_shape = tuple(graph.nodes[src].shape)
+    fan = fanout_map(in_shape, chain)
+    row.fanout_mean = float(fan.mean())
+    counts = activity.counts[src]
+    is_weight = isinstance(node, WEIGHT_LAYERS)
+    excluded = ""
+    if is_weight and not conv.shortcuts and plan.is_shortcut(row.name):
+        excluded = "excluded (shortcuts=False)"
+    if is_weight and not conv.classifier and plan.is_classifier(row.name):
+        excluded = "excluded (classifier=False)"
+    if isinstance(node, N.MaxPool2d):
+        row.input_kind = "spikes" if plan.spiking(src, activity) else "analog"
+        row.note = "max over a window: comparisons, no synaptic ops"
+        return
+    spiking = plan.spiking(src, activity)
+    row.input_kind = "spikes" if spiking else "analog"
+    if spiking or conv.analog == "nonzero":
+        per_step = counts.reshape(T, -1) @ fan.ravel() / S
+    else:
+        per_step = np.full(T, float(fan.sum()))
+    if not spiking and direct and conv.direct_once and isinstance(graph.nodes[src], N.Input):
+        per_step = np.concatenate([per_step[:1], np.zeros(T - 1)])
+        row.note = "direct input counted once (direct_once=True)"
+    if excluded:
+        row.note = excluded
+        return
+    if spiking or isinstance(node, LINEAR_POOLS):  # pools add, they never multiply
+        row.acs = float(per_step.sum())
+        row.acs_per_step = [float(v) for v in per_step]
+    else:
+        row.macs = float(per_step.sum())
+    in_direct = tuple(graph.nodes[_one_input(graph, row.name)].shape)
+    if is_weight:
+        row.ann_macs = dense_macs(node, in_direct, conv.ann_padding)
+        out = float(np.prod(node.shape))
+        if conv.bias == "count" and node.bias is not None:
+            row.acs += out * T
+            row.ann_acs += out
+        if conv.bn == "unfolded" and node.folded:
+            row.macs += len(node.folded) * out * T
+            row.ann_macs += len(node.folded) * out
+    else:
+        row.ann_acs = pool_window_adds(node, in_direct)
+
+
+def _count_add(row, node, graph, plan, activity, conv, T, S, elems):
+    preds = graph.inputs_of(row.name)
+    kinds = ["spikes" if plan.spiking(p, activity) else "analog" for p in preds]
+    row.input_kind = "+".join(kinds)
+    row.source = ", ".join(preds)
+    if conv.add != "count":
+        row.note = "residual add: free (add=free)"
+        return
+    accumulator = False
+    for p, kind in zip(preds, kinds):
+        if kind == "spikes":
+            if p not in activity.counts:
+                raise KeyError(f"no activity recorded for '{p}' (input of '{row.name}')")
+            row.acs += float(activity.counts[p].sum()) / S
+        elif accumulator:
+            row.acs += elems * T
+        else:
+            accumulator = True
+    row.ann_acs = (len(preds) - 1) * elems
+
+
+def _count_neuron(row, node, activity, T, S, count_neurons):
+    n = float(np.prod(node.shape))
+    c = activity.counts[row.name]
+    row.neurons = int(n)
+    row.spikes = float(c.sum()) / S
+    row.rate_per_step = [float(v) for v in c.reshape(T, -1).sum(1) / (S * n)]
+    row.firing_rate = row.spikes / (n * T)
+    row.continuous_rate = activity.continuous.get(row.name, float("nan")) / (S * n)
+    p = node.params
+    ciu, mpiu = float(p.ciu_enabled), float(p.mpiu_enabled)
+    comps = 1.0 + ciu + mpiu
+    row.updates = n * T * comps
+    row.active_updates = row.spikes * comps
+    row.input_kind = "current"
+    row.note = f"{node.kind}: {int(comps)} compartment(s)" + (" (membrane, ciu, mpiu)" if comps == 3 else "")
+    if count_neurons:
+        # membrane: lam*m + I (1 MAC) per step, soft reset (1 AC) per spike;
+        # CIU: lam_i*(ciu + drive) (1 MAC) and x - relu(ciu) (1 AC) per step;
+        # MPIU: lam_u*(mpiu + S*mbar) (1 MAC) per step, + mbar and - sigmoid (2 ACs) and the
+        # sigmoid itself (a lookup, priced as 1 MAC) per spike.
+        row.neuron_macs = n * T * comps + mpiu * row.spikes
+        row.neuron_acs = row.spikes + ciu * n * T + mpiu * 2.0 * row.spikes

@@ -1,0 +1,104 @@
+"""Interactive HTML report (plotly, with plotly.js embedded so it opens without internet)."""
+from __future__ import annotations
+
+import html
+from typing import Optional
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+PJ = "energy [pJ/inference]"
+
+
+def _energy_figure(reports) -> go.Figure:
+    fig = go.Figure()
+    for rep in reports:
+        df = rep.frame[rep.frame[PJ] > 0]
+        fig.add_bar(x=df["name"], y=df["synaptic energy [pJ/inference]"], name=f"{rep.model_name}: synaptic",
+                    offsetgroup=rep.model_name, hovertemplate="%{x}<br>%{y:.4g} pJ")
+        if (df["neuron energy [pJ/inference]"] > 0).any():
+            fig.add_bar(x=df["name"], y=df["neuron energy [pJ/inference]"], name=f"{rep.model_name}: neuron updates",
+                        offsetgroup=rep.model_name, base=df["synaptic energy [pJ/inference]"],
+                        hovertemplate="%{x}<br>%{y:.4g} pJ")
+    ann = reports[0].frame
+    ann = ann[ann["ANN energy [pJ/inference]"] > 0]
+    fig.add_scatter(x=ann["name"], y=ann["ANN energy [pJ/inference]"], mode="markers", name="ANN baseline",
+                    marker=dict(symbol="diamond", size=9, color="black"), hovertemplate="%{x}<br>%{y:.4g} pJ")
+    fig.update_layout(title=f"Energy per layer [pJ/inference] ({reports[0].energy_model.name})",
+                      barmode="group", yaxis_title="pJ / inference", yaxis_type="log", height=450)
+    return fig
+
+
+def _ops_figure(reports) -> go.Figure:
+    fig = go.Figure()
+    for rep in reports:
+        df = rep.frame
+        for col, label in (("ACs [ops/inference]", "ACs"), ("MACs [ops/inference]", "MACs")):
+            sel = df[df[col] > 0]
+            if len(sel):
+                fig.add_bar(x=sel["name"], y=sel[col], name=f"{rep.model_name}: {label}",
+                            hovertemplate="%{x}<br>%{y:.4g} " + label)
+    fig.update_layout(title="Synaptic operations per layer [ops/inference]", barmode="group",
+                      yaxis_title="ops / inference", yaxis_type="log", height=450)
+    return fig
+
+
+def _rates_figure(reports) -> go.Figure:
+    zmax = max(float(r.rates.to_numpy().max()) if r.rates.size else 0.0 for r in reports) or 1.0
+    fig = make_subplots(rows=1, cols=len(reports), subplot_titles=[r.model_name for r in reports],
+                        horizontal_spacing=0.12)
+    for i, rep in enumerate(reports, start=1):
+        fig.add_heatmap(z=rep.rates.to_numpy(), x=list(rep.rates.columns), y=list(rep.rates.index),
+                        zmin=0, zmax=zmax, colorscale="Viridis", showscale=(i == len(reports)),
+                        colorbar=dict(title="spikes/neuron/step"), texttemplate="%{z:.3f}",
+                        hovertemplate="%{y} %{x}<br>rate %{z:.4f}<extra></extra>", row=1, col=i)
+        fig.update_yaxes(autorange="reversed", row=1, col=i)
+    fig.update_layout(title="Firing rate per neuron layer and time step [spikes/neuron/step]",
+                      height=max(300, 60 * max(len(r.rates) for r in reports) + 150))
+    return fig
+
+
+def _compare_figure(a, b) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Energy per layer [pJ/inference]",
+                                                        "Firing rate per neuron layer [spikes/neuron/step]"))
+    for rep in (a, b):
+        df = rep.frame[rep.frame[PJ] > 0]
+        fig.add_bar(x=df["name"], y=df[PJ], name=f"{rep.model_name} energy", row=1, col=1)
+        nf = rep.frame[rep.frame["op"] == "neuron"]
+        fig.add_bar(x=nf["name"], y=nf["firing rate [spikes/neuron/step]"], name=f"{rep.model_name} firing rate",
+                    row=1, col=2)
+        fig.add_bar(x=nf["name"], y=nf["continuous firing [share of neurons]"],
+                    name=f"{rep.model_name} continuous firing (>T/2 steps)", row=1, col=2)
+    fig.update_layout(title=f"{a.model_name} vs {b.model_name}", barmode="group", height=450)
+    return fig
+
+
+def report_html(rep, compare: Optional[object] = None) -> str:
+    """A standalone HTML page for ``rep`` (and ``compare`` side by side, e.g. LIF vs ILIF)."""
+    from .report import comparison_frame
+
+    reports = [rep] + ([compare] if compare is not None else [])
+    figs = []
+    if compare is not None:
+        figs.append(_compare_figure(rep, compare))
+    figs += [_energy_figure(reports), _ops_figure(reports), _rates_figure(reports)]
+    divs = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
+            for i, f in enumerate(figs)]
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             f"<title>Energy report: {html.escape(rep.model_name)}</title>",
+             "<style>body{font-family:sans-serif;margin:20px} table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} pre{background:#f6f6f6;padding:8px}</style>",
+             "</head><body>", f"<h1>Energy report: {html.escape(rep.model_name)}</h1>"]
+    for r in reports:
+        parts.append(f"<pre>{html.escape(r.headline())}</pre>")
+    parts.append("<p>Conventions: " + html.escape(", ".join(f"{k}={v}" for k, v in rep.conventions.to_dict().items()))
+                 + ". All counts per inference.</p>")
+    if compare is not None:
+        parts.append("<h2>Comparison</h2>" + comparison_frame(rep, compare).to_html(index=False, float_format="%.6g"))
+    parts += divs
+    for r in reports:
+        parts.append(f"<h2>Per layer: {html.escape(r.model_name)}</h2>"
+                     + r.frame.to_html(index=False, float_format="%.6g", na_rep=""))
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,157 @@
+"""Energy models: prices in pJ per operation, per neuron update, per spike, per memory access.
+
+Presets:
+
+- ``paper``: E_AC = 0.9 pJ, E_MAC = 4.6 pJ (45 nm, fp32; the paper's Appendix H, from Horowitz 2014).
+- ``horowitz-fp32|fp16|int32|int8``: Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm:
+  AC = one add, MAC = one multiply + one add (add/mult pJ: fp32 0.9/3.7, fp16 0.4/1.1,
+  int32 0.1/3.1, int8 0.03/0.2).
+- ``loihi``: Davies et al., IEEE Micro 2018 (Loihi 1): 23.6 pJ per synaptic op, 52 pJ per
+  inactive and 81 pJ per active neuron(-compartment) update, 1.7 pJ per spike within a tile.
+- a user file (``.json``, or ``.yaml``/``.yml`` when PyYAML is installed) with the field names of
+  :class:`EnergyModel` (e.g. ``{"name": "mychip", "e_ac_pj": 0.5, "e_mac_pj": 2.0}``).
+
+Memory terms (optional, simplified from Lemaire et al., ICONIP 2022): ``e_mem_pj`` per 32-bit
+access; presets ``sram8k`` 5 pJ, ``sram32k`` 10 pJ, ``sram1m`` 50 pJ, ``dram`` 640 pJ (Horowitz's
+64-bit figures 10/20/100 pJ and 1.3-2.6 nJ, halved for 32-bit words).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Optional, Union
+
+HOROWITZ_45NM = {  # (add pJ, mult pJ)
+    "fp32": (0.9, 3.7),
+    "fp16": (0.4, 1.1),
+    "int32": (0.1, 3.1),
+    "int8": (0.03, 0.2),
+}
+MEMORY_PJ = {"sram8k": 5.0, "sram32k": 10.0, "sram1m": 50.0, "dram": 640.0}
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """Prices in picojoules.
+
+    ``e_ac_pj``/``e_mac_pj``: one accumulate / multiply-accumulate (synaptic ops, and neuron
+    arithmetic when neuron updates are counted as ops).  ``e_update_pj``/``e_update_active_pj``:
+    one neuron-compartment update in a step without/with a spike (when set, neuron updates are
+    priced this way instead of as ops).  ``e_spike_pj``: moving one spike.  ``e_mem_pj``: one
+    memory access (0 = memory not modelled).
+    """
+
+    name: str
+    e_ac_pj: float
+    e_mac_pj: float
+    e_update_pj: float = 0.0
+    e_update_active_pj: float = 0.0
+    e_spike_pj: float = 0.0
+    e_mem_pj: float = 0.0
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name in ("name", "reference"):
+                continue
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v:
+                raise ValueError(f"energy model {self.name!r}: {f.name} must be a number >= 0 (pJ), got {v!r}")
+
+    @property
+    def prices_updates(self) -> bool:
+        return self.e_update_pj > 0 or self.e_update_active_pj > 0
+
+    def with_memory(self, memory: Union[None, str, float]) -> "EnergyModel":
+        """Add a memory price: a preset name (``sram8k``, ``sram32k``, ``sram1m``, ``dram``) or pJ per access."""
+        if memory is None:
+            return self
+        if isinstance(memory, str) and memory in MEMORY_PJ:
+            pj = MEMORY_PJ[memory]
+        else:
+            try:
+                pj = float(memory)
+            except ValueError:
+                raise ValueError(f"memory must be one of {', '.join(MEMORY_PJ)} or pJ per access, got {memory!r}") from None
+        return replace(self, name=f"{self.name}+mem({memory})", e_mem_pj=pj)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _horowitz(kind: str) -> EnergyModel:
+    add, mult = HOROWITZ_45NM[kind]
+    return EnergyModel(f"horowitz-{kind}", add, round(add + mult, 4),
+                       reference=f"Horowitz, ISSCC 2014, 45 nm {kind}: add {add} pJ, mult {mult} pJ")
+
+
+PRESETS = {
+    "paper": EnergyModel("paper", 0.9, 4.6, reference="ILIF paper, Appendix H (45 nm fp32, Horowitz 2014)"),
+    **{f"horowitz-{k}": _horowitz(k) for k in HOROWITZ_45NM},
+    "loihi": EnergyModel("loihi", 23.6, 23.6, e_update_pj=52.0, e_update_active_pj=81.0, e_spike_pj=1.7,
+                         reference="Davies et al., IEEE Micro 2018 (Loihi 1): 23.6 pJ/synaptic op, "
+                                   "52/81 pJ per inactive/active neuron update, 1.7 pJ/spike within a tile"),
+}
+
+
+def load_energy_model(spec: Union[str, Path, EnergyModel, dict, None] = "paper") -> EnergyModel:
+    """An :class:`EnergyModel` from a preset name, a JSON/YAML file, a dict or a model (returned as is)."""
+    if spec is None:
+        return PRESETS["paper"]
+    if isinstance(spec, EnergyModel):
+        return spec
+    if isinstance(spec, dict):
+        return _from_dict(spec, "dict")
+    key = str(spec)
+    if key in PRESETS:
+        return PRESETS[key]
+    path = Path(key)
+    if not path.exists():
+        raise ValueError(f"unknown energy model {key!r}: use one of {', '.join(PRESETS)} or a .json/.yaml file")
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml  # type: ignore
+        except ImportError:
+            raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write the file as JSON") from None
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of energy-model fields, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    return _from_dict(data, str(path))
+
+
+def _from_dict(data: dict, where: str) -> EnergyModel:
+    known = {f.name for f in fields(EnergyModel)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown energy-model field(s) {sorted(unknown)}; known: {sorted(known)}")
+    missing = {"e_ac_pj", "e_mac_pj"} - set(data)
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {sorted(missing)} (pJ per accumulate / multiply-accumulate)")
+    data = dict(data)
+    data.setdefault("name", "custom")
+    return EnergyModel(**data)
+
+
+def energy_pj(model: EnergyModel, row, count_neurons: bool) -> dict:
+    """Energy of one counted row, split into parts, in pJ per inference."""
+    syn = model.e_ac_pj * row.acs + model.e_mac_pj * row.macs
+    neuron = 0.0
+    if count_neurons:
+        if model.prices_updates:
+            active_price = model.e_update_active_pj or model.e_update_pj
+            neuron = model.e_update_pj * (row.updates - row.active_updates) + active_price * row.active_updates
+        else:
+            neuron = model.e_ac_pj * row.neuron_acs + model.e_mac_pj * row.neuron_macs
+    spikes = model.e_spike_pj * row.spikes
+    mem = model.e_mem_pj * row.mem_accesses
+    ann = model.e_mac_pj * row.ann_macs + model.e_ac_pj * row.ann_acs + model.e_mem_pj * row.ann_mem_accesses
+    return {"synaptic": syn, "neuron": neuron, "spikes": spikes, "memory": mem,
+            "total": syn + neuron + spikes + mem, "ann": ann}

@@ -1,0 +1,155 @@
+"""Activity recording: run a graph over a dataset and keep only the counts the energy needs.
+
+Per batch, every watched node's output ``[T, B, ...]`` is reduced on the fly (through the
+runtime's ``observe`` hook) to per-step, per-position counts of non-zero values summed over the
+batch, so memory stays at ``T x (node size)`` per node whatever the dataset size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import torch
+
+from ilif_deploy import ir as N
+from ilif_deploy.ir.graph import Graph
+from ilif_deploy.runtime import expand_input, run
+
+
+@dataclass
+class Activity:
+    """Recorded (or assumed) activity of a graph, summed over ``samples`` inferences.
+
+    ``counts[name]``: float64 ``[T, *shape]``, per step and position the number of samples whose
+    value there was non-zero (spikes for a neuron layer).  ``binary[name]``: every value seen was
+    0 or 1.  ``continuous[name]`` (neuron layers): number of (sample, neuron) pairs that spiked in
+    more than half of the T steps.  ``rate``: set for an analytic estimate (no data).
+    """
+
+    timesteps: int
+    samples: int
+    counts: Dict[str, np.ndarray] = field(default_factory=dict)
+    binary: Dict[str, bool] = field(default_factory=dict)
+    continuous: Dict[str, float] = field(default_factory=dict)
+    correct: Optional[int] = None
+    rate: Optional[float] = None
+
+    @property
+    def accuracy(self) -> Optional[float]:
+        """Share of correctly classified samples (argmax of the output summed over T), if labels were given."""
+        return None if self.correct is None else self.correct / self.samples
+
+
+def watched_nodes(graph: Graph) -> list:
+    """Nodes whose outputs the counting needs: every node except the output and weight/affine
+    layers' own outputs that feed nothing but other cost-free ops (kept simple: all but Output)."""
+    return [n for n in graph.topological_order() if not isinstance(graph.nodes[n], N.Output)]
+
+
+def _batches(n: int, batch_size: int) -> Iterable[slice]:
+    for i in range(0, n, batch_size):
+        yield slice(i, min(n, i + batch_size))
+
+
+def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, device: str = "cpu",
+                    timesteps: Optional[int] = None, progress: bool = True,
+                    watch: Optional[Iterable[str]] = None) -> Activity:
+    """Run ``graph`` on ``x`` (``[N, *input_shape]`` direct, or ``[N, T, *input_shape]`` sequence)
+    in batches and reduce the activity of the watched nodes.
+
+    Args:
+        graph: validated IR graph.
+        x: numpy array or tensor of N samples.
+        labels: optional ``[N]`` class labels (for the accuracy shown in reports).
+        batch_size: samples per runtime call.
+        device: torch device name (``"cpu"``, ``"cuda"``, ...).
+        timesteps: T (default: the graph's).
+        progress: show a tqdm progress bar.
+        watch: node names to reduce (default :func:`watched_nodes`).
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dev = torch.device(device)
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("no samples to profile")
+    in_shape = tuple(graph.input_node.shape)
+    sequence = tuple(x.shape[2:]) == in_shape and tuple(x.shape[1:]) != in_shape
+    T = timesteps or (x.shape[1] if sequence else graph.timesteps)
+    if not T:
+        raise ValueError("the graph records no 'timesteps': pass timesteps=")
+    names = set(watch if watch is not None else watched_nodes(graph))
+    neurons = {k for k in names if isinstance(graph.nodes[k], N.Neuron)}
+    acc: Dict[str, torch.Tensor] = {}
+    binary = {k: True for k in names}
+    cont = {k: torch.zeros((), dtype=torch.float64, device=dev) for k in neurons}
+    half = T / 2.0
+
+    def observe(name: str, out: torch.Tensor) -> None:
+        if name not in names:
+            return
+        if name in neurons:  # spikes are 0/1 by construction: count them directly
+            c = out.sum(1)
+            cont[name] += (out.sum(0) > half).sum()
+        else:
+            nz = out != 0
+            c = nz.sum(1)
+            if binary[name]:
+                binary[name] = not bool((nz & (out != 1)).any())
+        c = c.to(torch.float64)
+        if name in acc:
+            acc[name] += c
+        else:
+            acc[name] = c
+
+    correct = 0
+    bar = tqdm(total=n, unit="sample", desc="recording activity", disable=not progress, leave=False)
+    try:
+        for sl in _batches(n, batch_size):
+            xb = x[sl]
+            if sequence:  # [B, T, ...] -> [T, B, ...]
+                xb = xb.transpose(0, 1)
+            xb = expand_input(graph, xb.to(dev), T)
+            out = run(graph, xb, T, observe=observe)
+            if labels is not None:
+                pred = out.sum(0).flatten(1).argmax(1).cpu().numpy()
+                correct += int((pred == np.asarray(labels)[sl]).sum())
+            bar.update(sl.stop - sl.start)
+    finally:
+        bar.close()
+    return Activity(timesteps=int(T), samples=int(n),
+                    counts={k: v.cpu().numpy() for k, v in acc.items()}, binary=binary,
+                    continuous={k: float(v.item()) for k, v in cont.items()},
+                    correct=correct if labels is not None else None)
+
+
+def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None) -> Activity:
+    """Activity for an analytic estimate: every neuron spikes with probability ``rate`` per step,
+    analog nodes are dense (one sample)."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"--rate must be a firing probability per neuron and step in [0, 1], got {rate}")
+    T = timesteps or graph.timesteps
+    if not T:
+        raise ValueError("the graph records no 'timesteps': pass --timesteps")
+    act = Activity(timesteps=int(T), samples=1, rate=float(rate))
+    # Propagate "spiking" through ops that keep spikes binary; everything else is analog.
+    for name in graph.topological_order():
+        node = graph.nodes[name]
+        if isinstance(node, N.Output):
+            continue
+        preds = graph.inputs_of(name)
+        if isinstance(node, N.Neuron):
+            spiking = True
+        elif isinstance(node, (N.Flatten, N.MaxPool2d)) and preds:
+            spiking = act.binary[preds[0]]
+        else:
+            spiking = False
+        act.binary[name] = spiking
+        act.counts[name] = np.full((T, *node.shape), rate if spiking else 1.0)
+        if isinstance(node, N.Neuron):
+            act.continuous[name] = float("nan")
+    return act

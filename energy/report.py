@@ -1,0 +1,223 @@
+"""Energy report: a per-layer pandas table, totals, ANN baseline, and CSV/JSON/Markdown output."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import pandas as pd
+
+from ilif_deploy.atomic import write_text_atomic
+
+from .conventions import Conventions
+from .count import Row
+from .models import EnergyModel, energy_pj
+
+#: DataFrame column -> Row attribute (units in every quantity's name; counts are per inference)
+COLUMNS = {
+    "name": "name",
+    "op": "op",
+    "shape": "shape",
+    "input": "input_kind",
+    "fanout mean [synapses]": "fanout_mean",
+    "neurons [count]": "neurons",
+    "ACs [ops/inference]": "acs",
+    "MACs [ops/inference]": "macs",
+    "neuron ACs [ops/inference]": "neuron_acs",
+    "neuron MACs [ops/inference]": "neuron_macs",
+    "spikes [1/inference]": "spikes",
+    "firing rate [spikes/neuron/step]": "firing_rate",
+    "continuous firing [share of neurons]": "continuous_rate",
+    "memory accesses [words/inference]": "mem_accesses",
+    "ANN MACs [ops/inference]": "ann_macs",
+    "ANN ACs [ops/inference]": "ann_acs",
+}
+ENERGY_COLUMNS = ["energy [pJ/inference]", "synaptic energy [pJ/inference]", "neuron energy [pJ/inference]",
+                  "ANN energy [pJ/inference]"]
+
+
+def _clean(v):
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if isinstance(v, (np.floating, np.integer)):
+        return _clean(v.item())
+    return v
+
+
+@dataclass
+class Report:
+    """Counts and energy of one model on one dataset (all numbers per inference).
+
+    ``frame``: one row per counted IR node (see :data:`COLUMNS`); ``totals``: sums and overall
+    rates; ``ann``: the ANN baseline of the same topology; ``rates``: firing rate per neuron layer
+    (rows) and time step (columns).
+    """
+
+    model_name: str
+    rows: List[Row]
+    energy_model: EnergyModel
+    conventions: Conventions
+    samples: int
+    timesteps: int
+    count_neurons: bool
+    accuracy: Optional[float] = None
+    rate: Optional[float] = None
+    data: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        recs = []
+        self._energy = []
+        for r in self.rows:
+            e = energy_pj(self.energy_model, r, self.count_neurons)
+            self._energy.append(e)
+            rec = {col: getattr(r, attr) for col, attr in COLUMNS.items()}
+            rec["shape"] = "x".join(map(str, r.shape))
+            rec["energy [pJ/inference]"] = e["total"]
+            rec["synaptic energy [pJ/inference]"] = e["synaptic"]
+            rec["neuron energy [pJ/inference]"] = e["neuron"] + e["spikes"]
+            rec["ANN energy [pJ/inference]"] = e["ann"]
+            rec["note"] = r.note
+            recs.append(rec)
+        self.frame = pd.DataFrame(recs)
+        neurons = [r for r in self.rows if r.op == "neuron"]
+        n_neuron_steps = sum(r.neurons for r in neurons) * self.timesteps
+        spikes = sum(r.spikes for r in neurons)
+        self.totals = {
+            "acs": sum(r.acs for r in self.rows),
+            "macs": sum(r.macs for r in self.rows),
+            "neuron_acs": sum(r.neuron_acs for r in self.rows),
+            "neuron_macs": sum(r.neuron_macs for r in self.rows),
+            "spikes": spikes,
+            "firing_rate": spikes / n_neuron_steps if n_neuron_steps else float("nan"),
+            "continuous_firing_rate": (sum(r.continuous_rate * r.neurons for r in neurons)
+                                       / sum(r.neurons for r in neurons)) if neurons else float("nan"),
+            "energy_pj": sum(e["total"] for e in self._energy),
+            "synaptic_energy_pj": sum(e["synaptic"] for e in self._energy),
+            "neuron_energy_pj": sum(e["neuron"] + e["spikes"] for e in self._energy),
+            "memory_energy_pj": sum(e["memory"] for e in self._energy),
+        }
+        self.ann = {"macs": sum(r.ann_macs for r in self.rows), "acs": sum(r.ann_acs for r in self.rows),
+                    "energy_pj": sum(e["ann"] for e in self._energy)}
+        self.totals["energy_uj"] = self.totals["energy_pj"] * 1e-6
+        self.ann["energy_uj"] = self.ann["energy_pj"] * 1e-6
+        self.totals["ann_to_snn_energy_ratio"] = (self.ann["energy_pj"] / self.totals["energy_pj"]
+                                                  if self.totals["energy_pj"] else float("nan"))
+        self.rates = pd.DataFrame({r.name: r.rate_per_step for r in neurons},
+                                  index=[f"t={t + 1}" for t in range(self.timesteps)]).T
+        self.rates.index.name = "neuron layer"
+
+    # ------------------------------------------------------------------ outputs
+    def to_dict(self) -> dict:
+        """JSON-ready content: ``layers``, ``totals``, ``ann``, ``energy_model``, ``samples``, ``timesteps`` ..."""
+        layers = []
+        for r, e in zip(self.rows, self._energy):
+            layers.append({k: _clean(v) for k, v in {
+                "name": r.name, "op": r.op, "shape": list(r.shape), "input": r.input_kind, "source": r.source,
+                "fanout_mean": r.fanout_mean, "neurons": r.neurons, "acs": r.acs, "macs": r.macs,
+                "neuron_acs": r.neuron_acs, "neuron_macs": r.neuron_macs, "spikes": r.spikes,
+                "firing_rate": r.firing_rate if r.op == "neuron" else None,
+                "continuous_firing_rate": r.continuous_rate if r.op == "neuron" else None,
+                "firing_rate_per_step": r.rate_per_step or None, "acs_per_step": r.acs_per_step or None,
+                "memory_accesses": r.mem_accesses, "energy_pj": e["total"], "synaptic_energy_pj": e["synaptic"],
+                "neuron_energy_pj": e["neuron"] + e["spikes"], "memory_energy_pj": e["memory"],
+                "ann_macs": r.ann_macs, "ann_acs": r.ann_acs, "ann_energy_pj": e["ann"], "note": r.note,
+            }.items()})
+        return {
+            "model": self.model_name, "data": self.data, "samples": self.samples, "timesteps": self.timesteps,
+            "per": "inference (counts summed over the samples and divided by their number)",
+            "accuracy": _clean(self.accuracy), "assumed_rate": self.rate,
+            "energy_model": self.energy_model.to_dict(), "conventions": self.conventions.to_dict(),
+            "neuron_updates_counted": self.count_neurons,
+            "layers": layers, "totals": {k: _clean(v) for k, v in self.totals.items()},
+            "ann": {k: _clean(v) for k, v in self.ann.items()}, **self.meta,
+        }
+
+    def to_json(self, path=None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            write_text_atomic(path, text + "\n")
+        return text
+
+    def to_csv(self, path=None) -> str:
+        text = self.frame.to_csv(index=False)
+        if path is not None:
+            write_text_atomic(path, text)
+        return text
+
+    def headline(self) -> str:
+        t, a = self.totals, self.ann
+        acc = f", accuracy {self.accuracy:.2%}" if self.accuracy is not None else ""
+        src = f"assumed firing rate {self.rate}" if self.rate is not None else f"{self.samples} samples of {self.data}"
+        return (f"{self.model_name}: {src}, T={self.timesteps}{acc}; energy model {self.energy_model.name}\n"
+                f"SNN {t['acs'] / 1e6:.4f} M ACs + {t['macs'] / 1e6:.4f} M MACs = {t['energy_pj'] / 1e6:.4f} uJ "
+                f"per inference (firing rate {t['firing_rate']:.4f}, continuous firing {t['continuous_firing_rate']:.4f}); "
+                f"ANN {a['macs'] / 1e6:.4f} M MACs = {a['energy_pj'] / 1e6:.4f} uJ")
+
+    def to_markdown(self, path=None, compare: Optional["Report"] = None) -> str:
+        lines = [f"# Energy report: {self.model_name}", "", self.headline().replace("\n", "  \n"), "",
+                 f"Conventions: {', '.join(f'{k}={v}' for k, v in self.conventions.to_dict().items())}; "
+                 f"neuron updates counted: {self.count_neurons}.", ""]
+        if compare is not None:
+            lines += ["## Comparison", "", markdown_table(comparison_frame(self, compare)), ""]
+        lines += ["## Per layer", "", markdown_table(self.frame), "",
+                  "## Firing rate per neuron layer and time step", "",
+                  markdown_table(self.rates, index=True), ""]
+        if compare is not None:
+            lines += [f"## Per layer: {compare.model_name}", "", markdown_table(compare.frame),
+                      "", f"## Firing rate per step: {compare.model_name}", "", markdown_table(compare.rates, index=True), ""]
+        text = "\n".join(lines)
+        if path is not None:
+            write_text_atomic(path, text)
+        return text
+
+    def to_html(self, path=None, compare: Optional["Report"] = None) -> str:
+        from .html import report_html
+
+        text = report_html(self, compare)
+        if path is not None:
+            write_text_atomic(path, text)
+        return text
+
+
+def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
+    """A GitHub Markdown table (pandas' own ``to_markdown`` needs the optional ``tabulate`` package)."""
+    if index:
+        df = df.reset_index()
+
+    def fmt(v) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.6g}"
+        return str(v).replace("|", "\\|")
+
+    head = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for rec in df.itertuples(index=False):
+        lines.append("| " + " | ".join(fmt(v) for v in rec) + " |")
+    return "\n".join(lines)
+
+
+def comparison_frame(a: Report, b: Report) -> pd.DataFrame:
+    """Totals of two reports side by side (e.g. ILIF vs LIF)."""
+    keys = [("accuracy", None), ("ACs [M/inference]", "acs"), ("MACs [M/inference]", "macs"),
+            ("spikes [1/inference]", "spikes"), ("firing rate [spikes/neuron/step]", "firing_rate"),
+            ("continuous firing [share of neurons]", "continuous_firing_rate"),
+            ("energy [uJ/inference]", "energy_uj"), ("ANN energy [uJ/inference]", None)]
+    rows = []
+    for label, k in keys:
+        def val(r):
+            if label == "accuracy":
+                return r.accuracy
+            if k is None:
+                return r.ann["energy_uj"]
+            v = r.totals[k]
+            return v / 1e6 if label.endswith("[M/inference]") else v
+        va, vb = val(a), val(b)
+        ratio = (va / vb) if (va is not None and vb not in (None, 0)) else None
+        rows.append({"quantity": label, a.model_name: va, b.model_name: vb, f"{a.model_name} / {b.model_name}": ratio})
+    return pd.DataFrame(rows)
