@@ -120,7 +120,8 @@ def expand_input(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Op
 
 @torch.no_grad()
 def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[int] = None,
-        record: Union[None, bool, Iterable[str]] = None):
+        record: Union[None, bool, Iterable[str]] = None,
+        observe: Optional[Callable[[str, torch.Tensor], None]] = None):
     """Execute ``graph`` on ``x`` and return the output node's per-step values ``[T, B, ...]``.
 
     Args:
@@ -128,6 +129,8 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
         x: ``[T, B, *input_shape]``, or ``[B, *input_shape]`` to repeat over ``timesteps`` steps.
         timesteps: number of steps T (defaults to the graph's ``metadata["timesteps"]``).
         record: node names whose outputs to keep, or True for all nodes.
+        observe: called as ``observe(name, output)`` right after each node ran (output ``[T, B, ...]``),
+            so a caller can reduce activations batch by batch without keeping them (the energy module).
     Returns:
         the output, or ``(output, {name: [T, B, ...] tensor})`` when ``record`` is given.
     """
@@ -153,6 +156,8 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
                 if remaining[p] == 0 and p not in keep:
                     values.pop(p, None)
         values[name] = out
+        if observe is not None:
+            observe(name, out)
         if name in keep:
             recorded[name] = out
     result = values[graph.output_node.name]
