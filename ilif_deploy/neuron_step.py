@@ -32,6 +32,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple
 
 CIU_SOURCES = ("synaptic", "net")
+#: "subtract": soft reset by v_th (ILIF, the contract); "zero": hard reset to v_reset (NIR's LIF/IF,
+#: snntorch's reset_mechanism="zero") -- added for networks imported from NIR.
+RESET_MODES = ("subtract", "zero")
+#: spike rule: ">=" (ILIF, the contract) or ">" (NIR's documented rule, snntorch's Heaviside).
+COMPARES = (">=", ">")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,10 @@ class ILIFParams:
 
     ``lam`` is the membrane decay per step (``1 - 1/tau``), ``lam_u``/``lam_i`` the decays of the
     MPIU and CIU units per step, ``v_th`` the threshold.
+
+    ``reset``, ``v_reset`` and ``compare`` exist for neurons imported from NIR (foreign LIF/IF):
+    their defaults ("subtract", 0.0, ">=") are the ILIF contract and leave its step untouched.
+    With ``reset="zero"`` the reset is ``mbar = (1 - S) * U + S * v_reset`` (hard reset).
     """
 
     lam: float
@@ -47,11 +56,18 @@ class ILIFParams:
     lam_u: float = 1.0
     lam_i: float = 0.03
     ciu_source: str = "synaptic"
+    reset: str = "subtract"
+    v_reset: float = 0.0
+    compare: str = ">="
 
     def __post_init__(self) -> None:
         if self.ciu_source not in CIU_SOURCES:
             raise ValueError(f"ciu_source must be one of {CIU_SOURCES}, got {self.ciu_source!r}")
-        for name in ("lam", "v_th", "lam_u", "lam_i"):
+        if self.reset not in RESET_MODES:
+            raise ValueError(f"reset must be one of {RESET_MODES}, got {self.reset!r}")
+        if self.compare not in COMPARES:
+            raise ValueError(f"compare must be one of {COMPARES}, got {self.compare!r}")
+        for name in ("lam", "v_th", "lam_u", "lam_i", "v_reset"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"ILIF parameter {name} must be a finite number, got {value!r}")
@@ -78,8 +94,13 @@ class ILIFParams:
 
     @property
     def is_lif(self) -> bool:
-        """True when both inhibitory units are off: the neuron is a soft-reset LIF."""
+        """True when both inhibitory units are off: the neuron is a LIF (soft reset unless ``reset="zero"``)."""
         return not (self.mpiu_enabled or self.ciu_enabled)
+
+    @property
+    def is_standard(self) -> bool:
+        """True for the ILIF contract's reset and spike rule (soft reset, ">=")."""
+        return self.reset == "subtract" and self.compare == ">="
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,8 +159,14 @@ def ilif_step(x: Any, state: ILIFState, p: ILIFParams, ops: ArrayOps, lam: Any =
         ciu = state.ciu
         current = x
     u = (p.lam if lam is None else lam) * state.m + current
-    spikes = ops.spike(u - p.v_th)
-    mbar = u - spikes * p.v_th
+    if p.compare == ">=":
+        spikes = ops.spike(u - p.v_th)
+    else:  # U > v_th  <=>  not (v_th - U >= 0)
+        spikes = 1 - ops.spike(p.v_th - u)
+    if p.reset == "subtract":
+        mbar = u - spikes * p.v_th
+    else:  # written so that a spike leaves exactly v_reset and no spike exactly U
+        mbar = (1 - spikes) * u + spikes * p.v_reset
     if p.mpiu_enabled:
         mpiu = p.lam_u * (state.mpiu + spikes * mbar)
         m = mbar - spikes * ops.sigmoid(mpiu)

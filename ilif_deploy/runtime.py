@@ -51,6 +51,15 @@ def run_neuron(node: "N.Neuron", x: torch.Tensor, return_states: bool = False):
     return out
 
 
+def run_leaky_integrator(node: "N.LeakyIntegrator", x: torch.Tensor) -> torch.Tensor:
+    """``y[t] = lam * y[t-1] + x[t]`` over ``x`` ``[T, B, ...]`` (state zero at t = 0)."""
+    y, out = torch.zeros_like(x[0]), []
+    for t in range(x.shape[0]):
+        y = node.lam * y + x[t]
+        out.append(y)
+    return torch.stack(out)
+
+
 def apply_node(node: "N.Node", inputs: list, timesteps: Optional[int] = None) -> torch.Tensor:
     """Output ``[T, B, *node.shape]`` of one node given its inputs' outputs (in edge order)."""
     if isinstance(node, N.Add):
@@ -63,6 +72,8 @@ def apply_node(node: "N.Node", inputs: list, timesteps: Optional[int] = None) ->
         return x
     if isinstance(node, N.Neuron):
         return run_neuron(node, x)
+    if isinstance(node, N.LeakyIntegrator):
+        return run_leaky_integrator(node, x)
     if isinstance(node, N.Conv2d):
         w, b = _t(node.weight, x), _t(node.bias, x)
         return _merged(lambda z: F.conv2d(z, w, b, node.stride, node.padding, node.dilation, node.groups), x)

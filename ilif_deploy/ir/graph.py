@@ -40,7 +40,7 @@ def infer_shape(node: N.Node, in_shapes: List[Tuple[int, ...]]) -> Tuple[int, ..
         return in_shapes[0]
     need(len(in_shapes) == 1, f"expects exactly 1 input, has {len(in_shapes)}")
     x = tuple(in_shapes[0])
-    if isinstance(node, (N.Output, N.Neuron)):
+    if isinstance(node, (N.Output, N.Neuron, N.LeakyIntegrator)):
         return x
     if isinstance(node, N.Conv2d):
         need(len(x) == 3, f"expects input [C, H, W], got {list(x)}")

@@ -181,5 +181,17 @@ class Neuron(Node):
         return d
 
 
+@dataclass(eq=False)
+class LeakyIntegrator(Node):
+    """Non-spiking leaky integrator ``y[t] = lam * y[t-1] + x[t]`` (y[0] = 0), state per element.
+
+    Added for networks imported from NIR: the synaptic current of a ``CubaLIF`` and ``LI``
+    readout layers.  ``lam`` is the decay per step (dimensionless); input gains are separate
+    :class:`Affine` nodes."""
+
+    lam: float = 0.0
+    op: ClassVar[str] = "leaky_integrator"
+
+
 NODE_TYPES = {cls.op: cls for cls in (Input, Output, Conv2d, Linear, Affine, AvgPool2d, SumPool2d, MaxPool2d,
-                                      AdaptiveAvgPool2d, Flatten, Add, Neuron)}
+                                      AdaptiveAvgPool2d, Flatten, Add, Neuron, LeakyIntegrator)}
