@@ -17,32 +17,24 @@ from .neuron_step import ArrayOps, ILIFParams, ILIFState, ilif_step, zero_state
 
 
 # --------------------------------------------------------------------------- surrogates
-class _SigmoidSpike(torch.autograd.Function):
+class _SurrogateSpike(torch.autograd.Function):
+    """Heaviside(d >= 0) forward; the surrogate's derivative backward."""
+
     @staticmethod
-    def forward(ctx, d, alpha):
+    def forward(ctx, d, kind, width):
         ctx.save_for_backward(d)
-        ctx.alpha = alpha
+        ctx.kind, ctx.width = kind, width
         return (d >= 0).to(d.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (d,) = ctx.saved_tensors
-        s = torch.sigmoid(ctx.alpha * d)
-        return grad * ctx.alpha * s * (1 - s), None
-
-
-class _RectangleSpike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, d, gamma):
-        ctx.save_for_backward(d)
-        ctx.gamma = gamma
-        return (d >= 0).to(d.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (d,) = ctx.saved_tensors
-        window = (d.abs() < ctx.gamma / 2).to(grad.dtype) / ctx.gamma
-        return grad * window, None
+        if ctx.kind == "sigmoid":
+            s = torch.sigmoid(ctx.width * d)
+            slope = ctx.width * s * (1 - s)
+        else:  # rectangle of support width gamma, height 1/gamma
+            slope = (d.abs() < ctx.width / 2).to(grad.dtype) / ctx.width
+        return grad * slope, None, None
 
 
 class Surrogate:
@@ -56,8 +48,7 @@ class Surrogate:
         self.kind, self.width = kind, float(width)
 
     def __call__(self, d: torch.Tensor) -> torch.Tensor:
-        fn = _SigmoidSpike if self.kind == "sigmoid" else _RectangleSpike
-        return fn.apply(d, self.width)
+        return _SurrogateSpike.apply(d, self.kind, self.width)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "width": self.width}
