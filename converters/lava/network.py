@@ -74,23 +74,38 @@ def quantize_layer(incoming: List[Synapse], fp: FixedPoint) -> Tuple[List[np.nda
 
 @dataclass
 class LavaNetwork:
-    """A built Lava network: the processes, and how to read its output."""
+    """A built Lava network for ``samples`` samples per run: the processes and how to read them.
+
+    One run plays ``samples`` samples back to back and then ``pad`` empty ones while the last
+    results travel through the pipeline, so the run length ``period`` is a multiple of T and a
+    later run (new data) lines up with the neurons' reset windows again.
+    """
 
     spec: NetSpec
     mode: str
-    chunk: int
+    samples: int
     source: object
     neurons: Dict[str, object]
-    out_sink: object
-    spike_sinks: Dict[str, object] = field(default_factory=dict)
+    recorders: Dict[str, Tuple[object, str]]
+    workdir: object
+    fp: FixedPoint
     readout_scale: float = 1.0
     connections: List[object] = field(default_factory=list)
     _started: bool = False
 
     @property
+    def pad(self) -> int:
+        return -(-self.spec.depth // self.spec.timesteps)
+
+    @property
+    def period(self) -> int:
+        """Lava steps per run: (samples + pad) * T."""
+        return (self.samples + self.pad) * self.spec.timesteps
+
+    @property
     def processes(self) -> int:
         """Number of Lava processes (each one an OS process on the CPU backend)."""
-        return 2 + len(self.neurons) + len(self.connections) + len(self.spike_sinks)
+        return 1 + len(self.neurons) + len(self.connections) + len(self.recorders)
 
     def _run(self, steps: int) -> None:
         from lava.magma.core.run_conditions import RunSteps
@@ -100,10 +115,13 @@ class LavaNetwork:
         self._started = True
 
     def stop(self) -> None:
-        """Shut the Lava runtime (and its worker processes) down."""
+        """Shut the Lava runtime (and its worker processes) down and remove the recording files."""
         if self._started:
             self.source.stop()
             self._started = False
+        if self.workdir is not None:
+            self.workdir.cleanup()
+            self.workdir = None
 
     def __enter__(self):
         return self
@@ -112,60 +130,50 @@ class LavaNetwork:
         self.stop()
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """Samples ``[n, T, *input_shape]`` (IR layout) -> source data ``[*lava_shape, n*T]``."""
-        shape = self.spec.input_shape
-        n, T = x.shape[:2]
-        data = to_lava(x.reshape(n * T, *shape), shape)
-        data = np.moveaxis(data, 0, -1)
+        """Samples ``[n, T, *input_shape]`` (IR layout) -> source data ``[*lava_shape, period]``."""
+        shape, T = self.spec.input_shape, self.spec.timesteps
+        full = np.zeros((self.samples + self.pad, T) + tuple(shape), dtype=np.float64)
+        full[:len(x)] = x
+        data = np.moveaxis(to_lava(full.reshape(-1, *shape), shape), 0, -1)
         if self.mode == "fixed":
             lim = 2 ** 23 - 1
             data = np.clip(np.round(data * 2.0 ** self.fp.input_frac_bits), -lim, lim)
         return np.ascontiguousarray(data)
 
-    def run(self, x: np.ndarray, progress=None) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
-        """Run samples ``x`` ``[n, T, *input_shape]`` through the network.
+    def run(self, x: np.ndarray) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+        """Run samples ``x`` ``[n, T, *input_shape]`` (n <= ``samples``) through the network.
 
         Returns the readout per step ``[T, n, *out_shape]`` (the last layer's currents incl. bias,
-        float) and, when built with ``record=True``, the spikes of each layer ``[T, n, *shape]``
-        in IR layout.  ``progress`` is called with the number of samples finished after each chunk.
+        float64) and, when built with ``record=True``, every layer's spikes ``[T, n, *shape]`` (IR layout).
         """
-        T, C, depth = self.spec.timesteps, self.chunk, self.spec.depth
+        T = self.spec.timesteps
         n = x.shape[0]
-        if x.shape[1] != T:
-            raise ValueError(f"input has {x.shape[1]} steps, the network was built for T={T}")
-        timeline: Dict[str, List[np.ndarray]] = {k: [] for k in [OUTPUT, *self.spike_sinks]}
-        sinks = {OUTPUT: self.out_sink, **self.spike_sinks}
-        done = 0
-        while done < n:
-            part = x[done:done + C]
-            if len(part) < C:
-                part = np.concatenate([part, np.zeros((C - len(part),) + part.shape[1:], part.dtype)])
-            data = self.encode(part)
-            if self._started:
-                self.source.data.set(data)
-            else:
-                self.source.data.init = data  # before compiling, a Var's initial value is set directly
-            self._run(C * T)
-            for k, sink in sinks.items():
-                timeline[k].append(sink.data.get())
-            done += C
-            if progress:
-                progress(min(done, n))
-        # the last `depth` steps are still in flight: flush them
-        self._run(depth)
-        for k, sink in sinks.items():
-            timeline[k].append(sink.data.get()[..., :depth])
+        if x.shape[1] != T or n > self.samples:
+            raise ValueError(f"input [n={n}, T={x.shape[1]}] does not fit the network built for "
+                             f"{self.samples} samples of T={T} steps")
+        data = self.encode(x)
+        if self._started:
+            self.source.data.set(data)  # slow (Lava moves Vars value by value); build for all samples instead
+        else:
+            self.source.data.init = data  # before compiling, a Var's initial value is set directly
+        self._run(self.period)
         result = {}
-        for k, parts in timeline.items():
-            full = np.concatenate(parts, axis=-1)
-            d = depth if k == OUTPUT else self.spec.layer(k).depth
-            full = full[..., d:d + n * T]  # output of sample s, step t sits at index s*T + t + depth
-            full = np.moveaxis(full, -1, 0)
-            shape = self.spec.layer(k).shape
-            full = from_lava(full, shape).reshape(n, T, *shape).swapaxes(0, 1)
-            result[k] = full
-        out = result.pop(OUTPUT).astype(np.float64) * self.readout_scale + self.spec.readout.bias
+        for k, (rec, path) in self.recorders.items():
+            layer = self.spec.layer(k)
+            mm = np.memmap(path, dtype=rec.proc_params["dtype"], mode="r", shape=(self.period,) + rec.a_in.shape)
+            d = layer.depth
+            part = np.asarray(mm[d:d + n * T], dtype=np.float64)  # sample s, step t sits at row s*T + t + depth
+            del mm
+            part = from_lava(part, layer.shape).reshape(n, T, *layer.shape).swapaxes(0, 1)
+            result[k] = part
+        out = result.pop(OUTPUT) * self.readout_scale + self.spec.readout.bias
         return out, result
+
+    def overflows(self) -> Dict[str, int]:
+        """Per layer: how many values left the 24-bit range (fixed mode; saturated and counted)."""
+        if not self._started:
+            return {}
+        return {k: int(p.overflows.get()[0]) for k, p in self.neurons.items() if hasattr(p, "overflows")}
 
 
 def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: list) -> None:
@@ -215,13 +223,13 @@ def _lava_weight(syn: Synapse, w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w[pout][:, pin])
 
 
-def build(spec: NetSpec, mode: str = "float", chunk: int = 1, record: bool = False,
+def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = False,
           fixed: Optional[FixedPoint] = None, neuron: str = "ilif") -> LavaNetwork:
     """Create the Lava processes of ``spec``.
 
     Args:
         mode: "float" or "fixed".
-        chunk: samples per source buffer (one Lava run streams ``chunk`` samples).
+        samples: samples per run (one Lava run streams them back to back).
         record: also record every layer's spikes (one sink process per layer).
         fixed: fixed-point settings (mode "fixed").
         neuron: "ilif" (this project's process) or "lava_lif" (Lava's built-in LIF, hard reset,
@@ -232,13 +240,25 @@ def build(spec: NetSpec, mode: str = "float", chunk: int = 1, record: bool = Fal
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
     if spec.timesteps < 1:
         raise ValueError("the network description has no number of time steps T")
-    from lava.proc.io.sink import RingBuffer as Sink
+    import tempfile
+
     from lava.proc.io.source import RingBuffer as Source
-    from .process import ILIF
+    from .process import ILIF, FileRecorder
 
     fp = fixed or FixedPoint()
     T = spec.timesteps
-    src = Source(data=np.zeros(lava_shape(spec.input_shape) + (chunk * T,)))
+    workdir = tempfile.TemporaryDirectory(prefix="ilif-lava-")
+    steps = (samples + -(-spec.depth // T)) * T
+    recorders: Dict[str, Tuple[object, str]] = {}
+
+    def recorder(name: str, shape, dtype: str):
+        path = f"{workdir.name}/{len(recorders)}.bin"
+        np.memmap(path, dtype=dtype, mode="w+", shape=(steps,) + tuple(shape)).flush()
+        rec = FileRecorder(shape=shape, steps=steps, path=path, dtype=dtype)
+        recorders[name] = (rec, path)
+        return rec
+
+    src = Source(data=np.zeros(lava_shape(spec.input_shape) + (steps,)))
     neurons: Dict[str, object] = {}
     ports = {INPUT: src.s_out}
     connections: list = []
@@ -251,7 +271,7 @@ def build(spec: NetSpec, mode: str = "float", chunk: int = 1, record: bool = Fal
             weights, a_exp = quantize_layer(incoming, fp)
         shape_l = lava_shape(layer.shape)
         if layer is spec.readout:
-            dst = Sink(shape=shape_l, buffer=chunk * T)
+            dst = recorder(OUTPUT, shape_l, "float64" if mode == "float" else "int64")
             readout_scale = 2.0 ** (a_exp - fp.frac_bits) if mode == "fixed" else 1.0
         elif neuron == "lava_lif":
             from lava.proc.lif.process import LIF
@@ -272,18 +292,11 @@ def build(spec: NetSpec, mode: str = "float", chunk: int = 1, record: bool = Fal
         if layer is not spec.readout:
             neurons[layer.name] = dst
             ports[layer.name] = dst.s_out
-        else:
-            out_sink = dst
-    spike_sinks = {}
     if record:
         for name, proc in neurons.items():
-            sink = Sink(shape=proc.s_out.shape, buffer=chunk * T)
-            proc.s_out.connect(sink.a_in)
-            spike_sinks[name] = sink
-    net = LavaNetwork(spec=spec, mode=mode, chunk=chunk, source=src, neurons=neurons, out_sink=out_sink,
-                      spike_sinks=spike_sinks, readout_scale=readout_scale, connections=connections)
-    net.fp = fp
-    return net
+            proc.s_out.connect(recorder(name, proc.s_out.shape, "uint8").a_in)
+    return LavaNetwork(spec=spec, mode=mode, samples=samples, source=src, neurons=neurons, recorders=recorders,
+                       workdir=workdir, fp=fp, readout_scale=readout_scale, connections=connections)
 
 
 def run_layer(x: np.ndarray, params, mode: str = "float") -> Dict[str, np.ndarray]:

@@ -4,5 +4,6 @@ from converters.lava.compat import require_lava
 require_lava()
 
 from converters.lava.process.ilif import ILIF, PyILIFModelFixed, PyILIFModelFloat, sigmoid_lut  # noqa: E402
+from converters.lava.process.recorder import FileRecorder  # noqa: E402
 
-__all__ = ["ILIF", "PyILIFModelFloat", "PyILIFModelFixed", "sigmoid_lut"]
+__all__ = ["ILIF", "PyILIFModelFloat", "PyILIFModelFixed", "FileRecorder", "sigmoid_lut"]
