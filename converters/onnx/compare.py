@@ -1,0 +1,111 @@
+"""Run an exported model in onnxruntime and compare it with the torch reference runtime."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Union
+
+import numpy as np
+import onnx
+
+
+def session(model: Union[str, "onnx.ModelProto"], threads: Optional[int] = None):
+    """An onnxruntime CPU session for a model file or in-memory model (default graph optimisations)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+
+
+def model_input(sess, x: np.ndarray, timesteps: int) -> np.ndarray:
+    """Bring ``x`` (``[B, ...]`` or ``[T, B, ...]``) to what the model's input expects."""
+    x = np.asarray(x, dtype=np.float32)
+    want = len(sess.get_inputs()[0].shape)
+    if x.ndim == want:
+        return x
+    if x.ndim == want - 1:  # a sequence model given one frame: repeat it (direct encoding)
+        return np.broadcast_to(x, (timesteps, *x.shape)).copy()
+    raise ValueError(f"input of shape {list(x.shape)} does not fit the model input {sess.get_inputs()[0].shape}")
+
+
+def run_onnx(model, x: np.ndarray, timesteps: int, batch_size: int = 64, sess=None) -> Dict[str, np.ndarray]:
+    """All graph outputs of ``model`` on ``x``, in batches of ``batch_size`` samples (batch axis is
+    0 for ``[B, ...]`` direct inputs, 1 for ``[T, B, ...]``; outputs are concatenated on their batch axis)."""
+    sess = sess or session(model)
+    x = model_input(sess, x, timesteps)
+    name = sess.get_inputs()[0].name
+    names = [o.name for o in sess.get_outputs()]
+    seq = len(sess.get_inputs()[0].shape) == x.ndim and isinstance(sess.get_inputs()[0].shape[0], int)
+    n = x.shape[1] if seq else x.shape[0]
+    parts = {k: [] for k in names}
+    for i in range(0, n, batch_size):
+        xb = x[:, i:i + batch_size] if seq else x[i:i + batch_size]
+        for k, v in zip(names, sess.run(names, {name: xb})):
+            parts[k].append(v)
+    return {k: np.concatenate(v, axis=0 if k == "logits" else 1) for k, v in parts.items()}
+
+
+@dataclass
+class Comparison:
+    """onnxruntime vs the torch reference runtime on the same input."""
+
+    max_abs_logit_diff: float
+    prediction_agreement: float  # fraction of samples with the same argmax
+    samples: int
+    #: neuron layer -> fraction of (step, sample, neuron) spikes that agree
+    spike_agreement: Dict[str, float] = field(default_factory=dict)
+    #: neuron layer -> number of spikes that differ
+    spike_flips: Dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_flips(self) -> int:
+        return int(sum(self.spike_flips.values()))
+
+    def summary(self) -> dict:
+        return {"samples": self.samples, "max_abs_logit_diff": self.max_abs_logit_diff,
+                "prediction_agreement": self.prediction_agreement,
+                "min_layer_spike_agreement": min(self.spike_agreement.values(), default=1.0),
+                "spike_flips": self.total_flips}
+
+
+def compare_with_runtime(graph, model, x: np.ndarray, timesteps: Optional[int] = None,
+                         batch_size: int = 64) -> Comparison:
+    """Run ``graph`` in the torch runtime and ``model`` (file or ModelProto, or None to build one
+    with spike outputs) in onnxruntime on ``x``; per-layer spike agreement comes from a copy of
+    the model built with ``record_spikes=True`` (same computation, extra outputs)."""
+    import torch
+
+    from ilif_deploy import ir as N
+    from ilif_deploy.runtime import run
+
+    from .export import build_model
+
+    T = int(timesteps or graph.timesteps)
+    neurons = [n.name for n in graph.of_type(N.Neuron)]
+    enc = None
+    if model is not None:
+        m = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model
+        enc = {p.key: p.value for p in m.metadata_props}.get("encoding")
+    recorded = build_model(graph, T, encoding=enc, record_spikes=True)
+    got = run_onnx(recorded, x, T, batch_size)
+    logits_file = run_onnx(model, x, T, batch_size)["logits"] if model is not None else got["logits"]
+    ref_logits, ref_spikes = [], {k: [] for k in neurons}
+    xt = torch.as_tensor(np.asarray(x, np.float32))
+    seq = xt.dim() == len(graph.input_node.shape) + 2
+    n = xt.shape[1] if seq else xt.shape[0]
+    for i in range(0, n, batch_size):
+        out, rec = run(graph, xt[:, i:i + batch_size] if seq else xt[i:i + batch_size], T, record=neurons)
+        ref_logits.append(out.sum(0).numpy())
+        for k in neurons:
+            ref_spikes[k].append(rec[k].numpy())
+    ref = np.concatenate(ref_logits)
+    agree, flips = {}, {}
+    for k in neurons:
+        r, o = np.concatenate(ref_spikes[k], axis=1), got[f"spikes:{k}"]
+        flips[k] = int((r != o).sum())
+        agree[k] = 1.0 - flips[k] / r.size
+    return Comparison(max_abs_logit_diff=float(np.abs(logits_file - ref).max()),
+                      prediction_agreement=float((logits_file.argmax(1) == ref.argmax(1)).mean()),
+                      samples=int(n), spike_agreement=agree, spike_flips=flips)

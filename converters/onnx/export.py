@@ -1,0 +1,264 @@
+"""IR graph -> ONNX model: synapses on time-merged batches, neurons unrolled over T steps.
+
+Layout inside the model: synaptic ops (Conv, Gemm, BatchNormalization, pools, Reshape, Add) see
+all steps at once as one batch of ``T*B`` samples, ordered step-major (sample ``t*B + b``), so
+each weight is stored once however large T is.  A neuron layer splits that batch into its T
+steps (``Split`` on axis 0), runs the unrolled ILIF dynamics (:mod:`.neuron`) and concatenates
+the spikes back.  With direct encoding the layers before the first neuron see the same frame at
+every step, so they run once on ``[B, ...]`` and the neuron reads that tensor at every step.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ilif_deploy.ir import nodes as N
+from ilif_deploy.ir.graph import Graph, GraphError
+
+from .builder import OnnxBuilder, tensor_info
+from .neuron import emit_neuron, params_doc
+
+#: opset of the default ONNX domain the exporter writes (Split with num_outputs needs >= 18)
+OPSET = 18
+#: ONNX IR version written (9 is what opset 18 needs; older readers accept it)
+IR_VERSION = 9
+BATCH = "batch"
+SUPPORTED_OPS = ("input", "output", "conv2d", "linear", "affine", "avgpool2d", "sumpool2d", "maxpool2d",
+                 "adaptive_avgpool2d", "flatten", "add", "neuron")
+
+
+class UnsupportedNodeError(GraphError):
+    """An IR node the ONNX exporter has no mapping for; the message names the node and its op."""
+
+
+# A tensor while building: its name and whether it holds all steps ("merged", [T*B, ...]) or one
+# frame that is the same at every step ("static", [B, ...], direct encoding before the first neuron).
+Tensor = Tuple[str, str]
+
+
+def _unsupported(node: N.Node, why: str) -> UnsupportedNodeError:
+    return UnsupportedNodeError(
+        f"node '{node.name}' (op {node.op!r}, {type(node).__name__}): {why}. The ONNX exporter supports the ops "
+        f"{', '.join(SUPPORTED_OPS)}; change the model, or export the IR graph with --target ir instead")
+
+
+def _pads(p) -> List[int]:
+    return [int(p[0]), int(p[1]), int(p[0]), int(p[1])]
+
+
+def _repeat(b: OnnxBuilder, t: Tensor, T: int, name: str) -> str:
+    """A static ``[B, ...]`` tensor as the merged ``[T*B, ...]`` tensor of T identical steps."""
+    if t[1] == "merged" or T == 1:
+        return t[0]
+    return b.op("Concat", [t[0]] * T, f"{name}/repeat_T", axis=0)
+
+
+def _synapse(b: OnnxBuilder, node: N.Node, x: str, in_shape: Tuple[int, ...]) -> str:
+    """One synaptic (stateless) IR node applied to a batch; returns the output tensor name."""
+    n = node.name
+    if isinstance(node, N.Conv2d):
+        ins = [x, b.const(f"{n}.weight", node.weight)]
+        if node.bias is not None:
+            ins.append(b.const(f"{n}.bias", node.bias))
+        return b.op("Conv", ins, n, kernel_shape=list(node.weight.shape[2:]), strides=list(node.stride),
+                    pads=_pads(node.padding), dilations=list(node.dilation), group=int(node.groups),
+                    doc=f"folded: {', '.join(node.folded)}" if node.folded else None)
+    if isinstance(node, N.Linear):
+        ins = [x, b.const(f"{n}.weight", node.weight)]
+        if node.bias is not None:
+            ins.append(b.const(f"{n}.bias", node.bias))
+        return b.op("Gemm", ins, n, transB=1, doc=f"folded: {', '.join(node.folded)}" if node.folded else None)
+    if isinstance(node, N.Affine):
+        if node.bn_stats is not None:
+            # BatchNormalization computes invstd * weight and bias - mean * that, as torch's kernel
+            # does; the precomputed scale/shift would round differently by an ulp.
+            mean, var, w, bias = (np.asarray(a, np.float32) for a in node.bn_stats)
+            return b.op("BatchNormalization", [x, b.const(f"{n}.weight", w), b.const(f"{n}.bias", bias),
+                                               b.const(f"{n}.running_mean", mean),
+                                               b.const(f"{n}.running_var", var)], n, epsilon=float(node.eps))
+        bshape = [len(node.scale)] + [1] * (len(node.shape) - 1)
+        scaled = b.op("Mul", [x, b.const(f"{n}.scale", node.scale.reshape(bshape))], f"{n}/scale")
+        return b.op("Add", [scaled, b.const(f"{n}.shift", node.shift.reshape(bshape))], n)
+    if isinstance(node, N.AvgPool2d):
+        return b.op("AveragePool", [x], n, kernel_shape=list(node.kernel), strides=list(node.stride),
+                    pads=_pads(node.padding), count_include_pad=int(node.count_include_pad))
+    if isinstance(node, N.SumPool2d):
+        # a ones kernel per channel, as the reference runtime does: exact sums, no divide-multiply
+        c = node.shape[0]
+        ones = b.const(f"{n}.ones", np.ones((c, 1, *node.kernel), np.float32))
+        return b.op("Conv", [x, ones], n, kernel_shape=list(node.kernel), strides=list(node.stride),
+                    pads=_pads(node.padding), group=int(c))
+    if isinstance(node, N.MaxPool2d):
+        return b.op("MaxPool", [x], n, kernel_shape=list(node.kernel), strides=list(node.stride),
+                    pads=_pads(node.padding), dilations=list(node.dilation))
+    if isinstance(node, N.AdaptiveAvgPool2d):
+        return _adaptive_pool(b, node, x, in_shape)
+    if isinstance(node, N.Flatten):
+        return b.op("Reshape", [x, b.shape_const(f"{n}/shape", [-1, *node.shape])], n)
+    raise _unsupported(node, "no ONNX mapping for this op")
+
+
+def _adaptive_pool(b: OnnxBuilder, node: N.AdaptiveAvgPool2d, x: str, in_shape: Tuple[int, ...]) -> str:
+    c, oh, ow = node.shape
+    ih, iw = in_shape[1:]
+    if (oh, ow) == (1, 1):
+        return b.op("GlobalAveragePool", [x], node.name)
+    if ih % oh or iw % ow:
+        raise _unsupported(node, f"adaptive average pooling from {ih}x{iw} to {oh}x{ow} has windows of "
+                                 "different sizes, which one ONNX AveragePool cannot express")
+    k = [ih // oh, iw // ow]
+    return b.op("AveragePool", [x], node.name, kernel_shape=k, strides=k)
+
+
+def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optional[str] = None,
+                record_spikes: bool = False, opset: int = OPSET) -> onnx.ModelProto:
+    """Build the ONNX model of ``graph`` unrolled over ``timesteps`` steps (no file is written).
+
+    Args:
+        graph: an IR graph (validated here).
+        timesteps: T in steps (default: ``graph.metadata["timesteps"]``).
+        encoding: ``"direct"``: the model input is one frame ``[B, *input_shape]`` fed at every step;
+            ``"sequence"``: the input is ``[T, B, *input_shape]``.  Default: the graph's input encoding.
+        record_spikes: also output every neuron layer's spikes ``[T, B, *shape]`` (named
+            ``spikes:<layer>``), for checking spike agreement with another backend.
+        opset: default-domain opset (>= 18).
+    Returns:
+        the model; graph outputs ``output`` ``[T, B, *out_shape]`` (per-step outputs) and, for a
+        sum readout, ``logits`` ``[B, *out_shape]`` (their sum over T).
+    """
+    graph.validate()
+    T = int(timesteps or graph.timesteps or 0)
+    if T < 1:
+        raise ValueError("the ONNX export needs the number of time steps: the graph records no 'timesteps' "
+                         "(pass timesteps= or --timesteps)")
+    if opset < 18:
+        raise ValueError(f"opset must be >= 18 (Split with num_outputs), got {opset}")
+    inp = graph.input_node
+    encoding = encoding or inp.encoding or graph.metadata.get("encoding", "direct")
+    if encoding not in ("direct", "sequence"):
+        raise ValueError(f"encoding must be 'direct' or 'sequence', got {encoding!r}")
+    for node in graph.nodes.values():
+        if node.op not in SUPPORTED_OPS or type(node) is not N.NODE_TYPES.get(node.op):
+            raise _unsupported(node, "not an IR node type the exporter knows")
+
+    b = OnnxBuilder()
+    shape = list(inp.shape)
+    if encoding == "direct":
+        g_in = tensor_info(inp.name, [BATCH, *shape], "one frame per sample, fed at every step (direct encoding)")
+        values: Dict[str, Tensor] = {inp.name: (inp.name, "static")}
+    else:
+        g_in = tensor_info(inp.name, [T, BATCH, *shape], "one frame per step and sample, step-major")
+        merged = b.op("Reshape", [inp.name, b.shape_const(f"{inp.name}/merge_shape", [-1, *shape])],
+                      f"{inp.name}/merge_T_into_batch")
+        values = {inp.name: (merged, "merged")}
+
+    neurons_meta, spike_outputs, outputs = {}, [], []
+    for name in graph.topological_order():
+        node = graph.nodes[name]
+        if isinstance(node, N.Input):
+            continue
+        ins = [values[p] for p in graph.inputs_of(name)]
+        if isinstance(node, N.Neuron):
+            x, kind = ins[0]
+            if kind == "static":
+                steps = [x] * T
+            elif T == 1:
+                steps = [x]
+            else:
+                steps = [f"{name}/x_t{t}" for t in range(1, T + 1)]
+                b.op("Split", [x], f"{name}/split_T", outputs=steps, axis=0, num_outputs=T)
+            spikes = emit_neuron(b, name, node.kind, node.params, steps)
+            out = spikes[0] if T == 1 else b.op("Concat", spikes, f"{name}/concat_T", outputs=[name], axis=0)
+            values[name] = (out, "merged")
+            neurons_meta[name] = json.loads(params_doc(name, node.kind, node.params))
+            if record_spikes:
+                spike_outputs.append((out, name, node.shape))
+        elif isinstance(node, N.Add):
+            kinds = {k for _, k in ins}
+            kind = "static" if kinds == {"static"} else "merged"
+            terms = [t[0] if kind == "static" else _repeat(b, t, T, f"{name}/in{i}") for i, t in enumerate(ins)]
+            acc = terms[0]
+            for i, other in enumerate(terms[1:], start=1):  # left to right, as the reference adds
+                acc = b.op("Add", [acc, other], name if i == len(terms) - 1 else f"{name}/partial{i}")
+            values[name] = (acc, kind)
+        elif isinstance(node, N.Output):
+            x = _repeat(b, ins[0], T, name)
+            per_step = b.op("Reshape", [x, b.shape_const(f"{name}/split_shape", [T, -1, *node.shape])],
+                            f"{name}/split_T_from_batch", outputs=["output"])
+            outputs.append(tensor_info(per_step, [T, BATCH, *node.shape], "per-step outputs"))
+            if node.readout == "sum":
+                b.op("ReduceSum", [per_step, b.shape_const(f"{name}/time_axis", [0])], f"{name}/sum_over_T",
+                     outputs=["logits"], keepdims=0)
+                outputs.append(tensor_info("logits", [BATCH, *node.shape], "per-step outputs summed over T"))
+        else:
+            in_shape = tuple(graph.nodes[graph.inputs_of(name)[0]].shape)
+            values[name] = (_synapse(b, node, ins[0][0], in_shape), ins[0][1])
+    for tensor, name, shp in spike_outputs:
+        out = b.op("Reshape", [tensor, b.shape_const(f"{name}/split_shape", [T, -1, *shp])],
+                   f"{name}/spikes_per_step", outputs=[f"spikes:{name}"])
+        outputs.append(tensor_info(out, [T, BATCH, *shp], f"spikes of neuron layer {name}"))
+
+    doc = (f"ILIF spiking network '{graph.metadata.get('source', '')}' unrolled over T={T} steps by ilif-deploy. "
+           f"Input '{inp.name}': " + ("[batch, " if encoding == "direct" else f"[{T}, batch, ")
+           + ", ".join(map(str, shape)) + "]. Outputs: 'output' [T, batch, ...] per step"
+           + (", 'logits' = sum over T." if any(o.name == "logits" for o in outputs) else "."))
+    g = b.make_graph(str(graph.metadata.get("source") or "ilif_network"), [g_in], outputs, doc)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="ilif-deploy",
+                              doc_string=doc)
+    model.ir_version = IR_VERSION
+    from ilif_deploy import __version__
+
+    model.producer_version = __version__
+    meta = {"ilif_deploy.format": "ilif-deploy-onnx", "ilif_deploy.version": __version__,
+            "timesteps": str(T), "encoding": encoding, "input_shape": json.dumps(shape),
+            "time_layout": "synapses on merged batch [T*batch, ...] (step-major); neurons unrolled per step",
+            "source": str(graph.metadata.get("source", "")),
+            "ilif.neurons": json.dumps(neurons_meta)}
+    helper.set_model_props(model, meta)
+    return model
+
+
+def export_graph(graph: Graph, path, timesteps: Optional[int] = None, encoding: Optional[str] = None,
+                 record_spikes: bool = False, opset: int = OPSET, fidelity: bool = False,
+                 fidelity_samples: int = 16, check: bool = True) -> dict:
+    """Write ``graph`` as an ONNX model to ``path`` (atomically) and return what was written.
+
+    See :func:`build_model` for ``timesteps``, ``encoding``, ``record_spikes`` and ``opset``.
+    ``check`` runs ``onnx.checker.check_model(full_check=True)`` before writing.  ``fidelity``
+    also runs the file in onnxruntime on ``fidelity_samples`` random frames (uniform in [0, 1))
+    and compares it with the torch reference runtime (max |logit difference|, prediction and
+    per-layer spike agreement).
+    Returns:
+        a dict: ``path``, ``bytes`` (file size), ``onnx_nodes``, ``initializers``, ``parameters``,
+        ``timesteps``, ``encoding``, ``neuron_layers``, ``export_seconds`` (and ``fidelity``).
+    """
+    from ilif_deploy.atomic import atomic_path
+
+    t0 = time.perf_counter()
+    model = build_model(graph, timesteps, encoding, record_spikes, opset)
+    if check:
+        onnx.checker.check_model(model, full_check=True)
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp))
+    seconds = time.perf_counter() - t0
+    from pathlib import Path
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    info = {"path": str(path), "bytes": Path(path).stat().st_size, "onnx_nodes": len(model.graph.node),
+            "initializers": len(model.graph.initializer),
+            "parameters": int(sum(np.prod(t.dims, dtype=np.int64) for t in model.graph.initializer)),
+            "opset": opset, "timesteps": int(meta["timesteps"]), "encoding": meta["encoding"],
+            "neuron_layers": len(json.loads(meta["ilif.neurons"])), "checked": bool(check),
+            "export_seconds": round(seconds, 3)}
+    if fidelity:
+        from .compare import compare_with_runtime
+
+        rng = np.random.default_rng(0)
+        x = rng.random((fidelity_samples, *graph.input_node.shape), dtype=np.float32)
+        info["fidelity"] = compare_with_runtime(graph, path, x, timesteps=info["timesteps"]).summary()
+    return info

@@ -1,0 +1,88 @@
+"""One ILIF neuron layer unrolled over T steps with standard ONNX ops only.
+
+This replicates :func:`ilif_deploy.neuron_step.ilif_step` operation by operation, in the same
+order and float32 precision (each torch op becomes one ONNX op, Python-scalar operands become
+float32 scalar initializers), so onnxruntime rounds the way torch does::
+
+    ciu[t]  = lam_i * (ciu[t-1] + drive[t-1])   -> Add, Mul          (only when lam_i != 0)
+    I[t]    = x[t] - relu(ciu[t])               -> Relu, Sub         (only when lam_i != 0)
+    U[t]    = lam * m[t-1] + I[t]               -> Mul, Add
+    S[t]    = U[t] >= v_th                      -> GreaterOrEqual, Cast
+    mbar[t] = U[t] - S[t] * v_th                -> Mul, Sub
+    mpiu[t] = lam_u * (mpiu[t-1] + S[t]*mbar[t]) -> Mul, Add, Mul     (only when lam_u != 0)
+    m[t]    = mbar[t] - S[t] * sigmoid(mpiu[t]) -> Sigmoid, Mul, Sub (only when lam_u != 0)
+    drive[t]= S[t] * c[t]   (c = x, or I for ciu_source="net")      (only when lam_i != 0)
+
+Two exact simplifications keep the graph small: at t = 1 every state is zero, so terms like
+``lam * 0 + I`` are left out (``0 + a == a`` in IEEE arithmetic, sign of zero aside, which no
+later op can observe), and at t = T only the spikes are computed (the states are never read).
+``U >= v_th`` equals the reference's ``(U - v_th) >= 0`` exactly in IEEE arithmetic.
+"""
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+from ilif_deploy.neuron_step import ILIFParams
+
+from .builder import OnnxBuilder
+
+
+def params_doc(name: str, kind: str, p: ILIFParams) -> str:
+    """The ILIF parameters as a JSON string (node doc_strings and model metadata)."""
+    return json.dumps({"neuron": name, "kind": kind, **p.to_dict(), "tau_steps": p.tau,
+                       "mpiu_enabled": p.mpiu_enabled, "ciu_enabled": p.ciu_enabled})
+
+
+def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: List[str]) -> List[str]:
+    """Append the unrolled dynamics of neuron layer ``name``; ``steps_in`` holds the input current
+    tensor of each step (``[B, ...]``); returns the spike tensor (0/1 float32) of each step."""
+    T = len(steps_in)
+    doc = params_doc(name, kind, p)
+    lam = b.scalar(f"{name}/lam", p.lam)
+    v_th = b.scalar(f"{name}/v_th", p.v_th)
+    lam_u = b.scalar(f"{name}/lam_u", p.lam_u) if p.mpiu_enabled else None
+    lam_i = b.scalar(f"{name}/lam_i", p.lam_i) if p.ciu_enabled else None
+    # state after the previous step; None means "all zero" (t = 0)
+    m: Optional[str] = None
+    mpiu: Optional[str] = None
+    ciu: Optional[str] = None
+    drive: Optional[str] = None
+    spikes = []
+    for t, x in enumerate(steps_in, start=1):
+        s_ = f"{name}/t{t}"
+        last = t == T
+        current = x
+        if p.ciu_enabled:
+            if ciu is None and drive is None:
+                ciu = None  # lam_i * (0 + 0): the clamp is 0 and I = x
+            else:
+                acc = drive if ciu is None else (ciu if drive is None else
+                                                 b.op("Add", [ciu, drive], f"{s_}/ciu_in"))
+                ciu = b.op("Mul", [lam_i, acc], f"{s_}/ciu")
+                clamp = b.op("Relu", [ciu], f"{s_}/ciu_relu")
+                current = b.op("Sub", [x, clamp], f"{s_}/current")
+        if m is None:
+            u = current
+        else:
+            leak = b.op("Mul", [lam, m], f"{s_}/leak")
+            u = b.op("Add", [leak, current], f"{s_}/u")
+        fire = b.op("GreaterOrEqual", [u, v_th], f"{s_}/fire", doc=doc)
+        spike = b.op("Cast", [fire], f"{s_}/spikes", to=1)  # 1 = FLOAT
+        spikes.append(spike)
+        if last:
+            break  # the states after the last step are never read
+        mbar = b.op("Sub", [u, b.op("Mul", [spike, v_th], f"{s_}/reset")], f"{s_}/mbar")
+        if p.mpiu_enabled:
+            gate = b.op("Mul", [spike, mbar], f"{s_}/mpiu_drive")
+            if mpiu is not None:
+                gate = b.op("Add", [mpiu, gate], f"{s_}/mpiu_in")
+            mpiu = b.op("Mul", [lam_u, gate], f"{s_}/mpiu")
+            sig = b.op("Sigmoid", [mpiu], f"{s_}/mpiu_sigmoid")
+            m = b.op("Sub", [mbar, b.op("Mul", [spike, sig], f"{s_}/mpiu_inhibit")], f"{s_}/m")
+        else:
+            m = mbar
+        if p.ciu_enabled:
+            source = x if p.ciu_source == "synaptic" else current
+            drive = b.op("Mul", [spike, source], f"{s_}/ciu_drive")
+    return spikes
