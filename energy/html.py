@@ -9,22 +9,36 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 PJ = "energy [pJ/inference]"
+#: one colour pair per compared model (main, light)
+COLOURS = [("#1f77b4", "#aec7e8"), ("#ff7f0e", "#ffbb78")]
+
+
+def _order(reports, columns) -> list:
+    """Names of layers with a non-zero value in ``columns``, in graph order (union over the
+    reports), so every bar chart reads from input to output."""
+    names = []
+    for rep in reports:
+        df = rep.frame
+        nz = df[(df[list(columns)] > 0).any(axis=1)]
+        names += [n for n in nz["name"] if n not in names]
+    return names
 
 
 def _energy_figure(reports) -> go.Figure:
     fig = go.Figure()
-    for rep in reports:
+    for rep, (main, light) in zip(reports, COLOURS):
         df = rep.frame[rep.frame[PJ] > 0]
         fig.add_bar(x=df["name"], y=df["synaptic energy [pJ/inference]"], name=f"{rep.model_name}: synaptic",
-                    offsetgroup=rep.model_name, hovertemplate="%{x}<br>%{y:.4g} pJ")
+                    offsetgroup=rep.model_name, marker_color=main, hovertemplate="%{x}<br>%{y:.4g} pJ")
         if (df["neuron energy [pJ/inference]"] > 0).any():
             fig.add_bar(x=df["name"], y=df["neuron energy [pJ/inference]"], name=f"{rep.model_name}: neuron updates",
-                        offsetgroup=rep.model_name, base=df["synaptic energy [pJ/inference]"],
+                        offsetgroup=rep.model_name, base=df["synaptic energy [pJ/inference]"], marker_color=light,
                         hovertemplate="%{x}<br>%{y:.4g} pJ")
     ann = reports[0].frame
     ann = ann[ann["ANN energy [pJ/inference]"] > 0]
     fig.add_scatter(x=ann["name"], y=ann["ANN energy [pJ/inference]"], mode="markers", name="ANN baseline",
                     marker=dict(symbol="diamond", size=9, color="black"), hovertemplate="%{x}<br>%{y:.4g} pJ")
+    fig.update_xaxes(categoryorder="array", categoryarray=_order(reports, [PJ, "ANN energy [pJ/inference]"]))
     fig.update_layout(title=f"Energy per layer [pJ/inference] ({reports[0].energy_model.name})",
                       barmode="group", yaxis_title="pJ / inference", yaxis_type="log", height=450)
     return fig
@@ -32,13 +46,15 @@ def _energy_figure(reports) -> go.Figure:
 
 def _ops_figure(reports) -> go.Figure:
     fig = go.Figure()
-    for rep in reports:
+    for rep, colours in zip(reports, COLOURS):
         df = rep.frame
-        for col, label in (("ACs [ops/inference]", "ACs"), ("MACs [ops/inference]", "MACs")):
+        for col, label, colour in (("ACs [ops/inference]", "ACs", colours[0]), ("MACs [ops/inference]", "MACs", colours[1])):
             sel = df[df[col] > 0]
             if len(sel):
-                fig.add_bar(x=sel["name"], y=sel[col], name=f"{rep.model_name}: {label}",
+                fig.add_bar(x=sel["name"], y=sel[col], name=f"{rep.model_name}: {label}", marker_color=colour,
                             hovertemplate="%{x}<br>%{y:.4g} " + label)
+    fig.update_xaxes(categoryorder="array", categoryarray=_order(reports, ["ACs [ops/inference]",
+                                                                           "MACs [ops/inference]"]))
     fig.update_layout(title="Synaptic operations per layer [ops/inference]", barmode="group",
                       yaxis_title="ops / inference", yaxis_type="log", height=450)
     return fig
@@ -62,14 +78,14 @@ def _rates_figure(reports) -> go.Figure:
 def _compare_figure(a, b) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Energy per layer [pJ/inference]",
                                                         "Firing rate per neuron layer [spikes/neuron/step]"))
-    for rep in (a, b):
+    for rep, (main, light) in zip((a, b), COLOURS):
         df = rep.frame[rep.frame[PJ] > 0]
-        fig.add_bar(x=df["name"], y=df[PJ], name=f"{rep.model_name} energy", row=1, col=1)
+        fig.add_bar(x=df["name"], y=df[PJ], name=f"{rep.model_name} energy", marker_color=main, row=1, col=1)
         nf = rep.frame[rep.frame["op"] == "neuron"]
         fig.add_bar(x=nf["name"], y=nf["firing rate [spikes/neuron/step]"], name=f"{rep.model_name} firing rate",
-                    row=1, col=2)
+                    marker_color=main, marker_pattern_shape="/", row=1, col=2)
         fig.add_bar(x=nf["name"], y=nf["continuous firing [share of neurons]"],
-                    name=f"{rep.model_name} continuous firing (>T/2 steps)", row=1, col=2)
+                    name=f"{rep.model_name} continuous firing (>T/2 steps)", marker_color=light, row=1, col=2)
     fig.update_layout(title=f"{a.model_name} vs {b.model_name}", barmode="group", height=450)
     return fig
 
