@@ -1,0 +1,89 @@
+"""NIR target: IR -> NIR file (``nir.write``) and NIR file -> IR (ilif-deploy's own files exactly,
+foreign LIF/IF/CubaLIF/LI graphs with NIR's documented semantics).  See docs/nir.md.
+
+Public entry points (called by ``ilif-export``, ``ilif_deploy.load_model`` and the CLI's ``load_graph``):
+
+- :func:`export_graph` ``(graph, path, **options) -> dict``
+- :func:`read_graph` ``(path, dt=None) -> Graph``
+- :func:`load_nir_model` ``(path, dt=None) -> nn.Module`` (``[T, B, ...] -> [T, B, ...]``, ``ilif_settings``)
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+import nir
+import torch
+from torch import nn
+
+from ilif_deploy.atomic import atomic_path
+from ilif_deploy.ir.graph import Graph
+
+from .conventions import DEFAULT_DT
+from .export import NIRExportError, to_nir
+from .importer import NIRImportError, from_nir, read_nir
+
+__all__ = ["export_graph", "read_graph", "load_nir_model", "to_nir", "from_nir", "read_nir", "NIRModel",
+           "NIRExportError", "NIRImportError", "DEFAULT_DT"]
+
+
+def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAULT_DT, fidelity: bool = False,
+                 fidelity_data: Optional[str] = None, fidelity_samples: Optional[int] = None, **_options) -> dict:
+    """Write ``graph`` as a NIR file (atomically) and check that ``nir.read`` accepts it.
+
+    Args:
+        graph: IR graph.
+        path: destination ``.nir`` file.
+        dt: step in seconds used for NIR time constants (``tau = dt / (1 - lam)``, ``r = tau / dt``).
+        fidelity: also run the file as a generic NIR consumer would (standard primitives through
+            nirtorch, metadata ignored) and compare with the exact IR runtime.
+        fidelity_data: data for that comparison: "digits" (default for [1, 8, 8] inputs) or an .npz
+            (see ``ilif_deploy.data.load_dataset``); other shapes default to uniform random frames.
+        fidelity_samples: limit the number of samples.
+    Returns:
+        ``{"path", "nodes", "neuron_layers", "dt", "nir_version"}`` and, with ``fidelity``, the
+        measurements of :func:`converters.nir.generic.fidelity`.
+    """
+    ng = to_nir(graph, dt=dt)
+    with atomic_path(path) as tmp:
+        nir.write(str(tmp), ng)
+        nir.read(str(tmp))  # the file must load with upstream's reader, type checks on
+    from ilif_deploy import ir as N
+    info = {"path": str(path), "nodes": len(ng.nodes),
+            "neuron_layers": len(graph.of_type(N.Neuron)), "dt": dt, "nir_version": nir.version}
+    if fidelity:
+        from .generic import fidelity as measure
+        info["fidelity"] = measure(graph, nir.read(str(path)), data=fidelity_data, samples=fidelity_samples, dt=dt)
+    return info
+
+
+def read_graph(path: Union[str, os.PathLike], dt: Optional[float] = None) -> Graph:
+    """IR graph of the NIR file at ``path`` (``dt``: step in seconds for foreign files, default 1e-4)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"NIR file not found: {path}")
+    return from_nir(read_nir(path), dt=dt)
+
+
+class NIRModel(nn.Module):
+    """A NIR file as a torch module that executes its IR graph with the reference runtime.
+
+    ``forward(x)`` takes ``[T, B, *input_shape]`` (or ``[B, *input_shape]`` repeated over
+    ``ilif_settings["timesteps"]``) and returns the output node's values ``[T, B, ...]``.
+    """
+
+    def __init__(self, graph: Graph):
+        super().__init__()
+        self.graph = graph
+        md = graph.metadata
+        self.ilif_settings = {"timesteps": md.get("timesteps"), "input_shape": md.get("input_shape"),
+                              "encoding": md.get("encoding", "direct")}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from ilif_deploy.runtime import run
+
+        return run(self.graph, x, timesteps=self.ilif_settings.get("timesteps"))
+
+
+def load_nir_model(path: Union[str, os.PathLike], dt: Optional[float] = None) -> NIRModel:
+    """The NIR file at ``path`` as a multi-step torch module (see :class:`NIRModel`)."""
+    return NIRModel(read_graph(path, dt=dt)).eval()

@@ -1,0 +1,227 @@
+"""IR graph -> NIR graph (standard NIR primitives only, so ``nir.read`` accepts the file).
+
+Mapping (per sample; NIR types never include the batch dimension):
+
+* Conv2d -> ``nir.Conv2d``; Linear -> ``nir.Affine`` (with bias) or ``nir.Linear``;
+  Affine (an unfolded BN) -> depthwise ``nir.Conv2d`` for ``[C, H, W]`` or a diagonal ``nir.Affine``
+  for ``[F]``; AvgPool2d / AdaptiveAvgPool2d (divisible sizes) -> ``nir.AvgPool2d``;
+  SumPool2d -> ``nir.SumPool2d``; Flatten -> ``nir.Flatten`` (per-sample dims); Add -> ``nir.Scale`` of
+  ones with several incoming edges (NIR sums a node's inputs).
+* LIF (ILIF with both inhibitory units off) -> ``nir.LIF`` with ``tau = dt/(1-lam)``, ``r = tau/dt``,
+  ``v_leak = 0``, ``v_reset`` (0 for soft reset).  NIR's LIF resets *to* ``v_reset`` and fires on ``>``;
+  ilif-deploy's soft reset (subtract ``v_th``) and ``>=`` are written in the node's metadata.
+* ILIF -> a nested ``nir.NIRGraph`` (see :func:`ilif_subgraph`) whose compartments are standard
+  primitives with recurrent edges, plus the exact parameters in metadata.
+* LeakyIntegrator -> ``nir.LI``.
+
+Every node carries ``metadata["ilif_deploy"]`` (JSON) and the top graph the IR's node order, edges and
+run settings, so :func:`converters.nir.importer.from_nir` restores the IR exactly.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from typing import Dict, Optional, Tuple
+
+import nir
+import numpy as np
+
+from ilif_deploy import ir as N
+from ilif_deploy.ir.graph import Graph
+from ilif_deploy.neuron_step import ILIFParams
+
+from .conventions import DEFAULT_DT, META_FORMAT, META_KEY, META_VERSION, tau_from_lam
+
+#: the extra reset per spike standing in for ``S * sigmoid(mpiu)`` in the linear realisation:
+#: sigmoid(0), the value at the MPIU's resting state (NIR has neither a product nor a sigmoid)
+MPIU_LINEAR_RESET = 0.5
+
+
+class NIRExportError(ValueError):
+    """The graph holds something NIR cannot express; the message names the node."""
+
+
+def _full(shape, value) -> np.ndarray:
+    # per-neuron arrays: nir.read's type checks break on scalar parameters
+    return np.full(tuple(shape), value, dtype=np.float32)
+
+
+def _nir_name(name: str) -> str:
+    # '/' separates HDF5 groups; everything else is a legal group name
+    return name.replace("/", "|")
+
+
+def _node_meta(node: N.Node, **extra) -> dict:
+    attrs = {}
+    for k, v in node.attrs().items():
+        if isinstance(v, ILIFParams):
+            v = v.to_dict()
+        attrs[k] = list(v) if isinstance(v, tuple) else v
+    if isinstance(node, N.Neuron):
+        attrs = {"kind": node.kind, "params": node.params.to_dict()}
+    entry = {"op": node.op, "name": node.name, "shape": list(node.shape), "attrs": attrs,
+             "none": [f.name for f in fields(node) if getattr(node, f.name) is None]}
+    entry.update(extra)
+    return entry
+
+
+def _meta(entry: dict, arrays: Optional[Dict[str, np.ndarray]] = None) -> dict:
+    out = {META_KEY: json.dumps(entry)}
+    for k, v in (arrays or {}).items():
+        out[k] = np.asarray(v, dtype=np.float32)
+    return out
+
+
+def lif_node(p: ILIFParams, shape, dt: float, metadata: Optional[dict] = None) -> nir.NIRNode:
+    """``nir.LIF`` (or ``nir.IF`` for ``lam == 1``) for a LIF layer of per-sample ``shape``."""
+    if p.lam == 1.0:
+        return nir.IF(r=_full(shape, 1.0), v_threshold=_full(shape, p.v_th), v_reset=_full(shape, p.v_reset),
+                      metadata=metadata or {})
+    tau = tau_from_lam(p.lam, dt)
+    return nir.LIF(tau=_full(shape, tau), r=_full(shape, tau / dt), v_leak=_full(shape, 0.0),
+                   v_threshold=_full(shape, p.v_th), v_reset=_full(shape, p.v_reset), metadata=metadata or {})
+
+
+def ilif_subgraph(p: ILIFParams, shape, dt: float, metadata: Optional[dict] = None) -> nir.NIRGraph:
+    """ILIF as a nested NIR graph of standard primitives: the closest *linear* realisation.
+
+    Compartments (names as in torch, Lava and the reports)::
+
+        input -> v (nir.LI: membrane, decay lam, gain 1) -> spike (nir.Threshold v_th) -> output
+        spike -> reset (nir.Scale -lam*v_th) -> v            soft reset, exact
+        spike -> mpiu  (nir.Scale -lam*k)     -> v            MPIU: k = sigmoid(0) per spike, instead of
+                                                              sigmoid(mpiu[t]) (no product/sigmoid in NIR)
+        spike -> ciu (nir.LI: decay lam_i, gain lam_i*v_th) -> ciu_inhibit (nir.Scale -1) -> v
+                                                              CIU: drive v_th per spike instead of S*c
+
+    Recurrent edges act one step later in a discrete executor, which is where the reset and the
+    inhibition belong (they shape U[t+1]); the factor ``lam`` on reset/MPIU is the membrane decay
+    that ILIF applies to the reset membrane.  Exact up to the linearisations named above and
+    NIR's ``>`` spike rule (ILIF fires on ``>=``).
+    """
+    s = tuple(shape)
+    tau = tau_from_lam(p.lam, dt)
+    nodes = {
+        "input": nir.Input(input_type=np.array(s)),
+        "v": nir.LI(tau=_full(s, tau), r=_full(s, tau / dt), v_leak=_full(s, 0.0)),
+        "spike": nir.Threshold(threshold=_full(s, p.v_th)),
+        "reset": nir.Scale(scale=_full(s, -p.lam * p.v_th)),
+        "output": nir.Output(output_type=np.array(s)),
+    }
+    edges = [("input", "v"), ("v", "spike"), ("spike", "output"), ("spike", "reset"), ("reset", "v")]
+    if p.mpiu_enabled:
+        nodes["mpiu"] = nir.Scale(scale=_full(s, -p.lam * MPIU_LINEAR_RESET))
+        edges += [("spike", "mpiu"), ("mpiu", "v")]
+    if p.ciu_enabled:
+        tau_i = tau_from_lam(p.lam_i, dt)
+        gain = p.lam_i * p.v_th  # per-step input gain r*dt/tau_i
+        nodes["ciu"] = nir.LI(tau=_full(s, tau_i), r=_full(s, gain * tau_i / dt), v_leak=_full(s, 0.0))
+        nodes["ciu_inhibit"] = nir.Scale(scale=_full(s, -1.0))
+        edges += [("spike", "ciu"), ("ciu", "ciu_inhibit"), ("ciu_inhibit", "v")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata or {})
+
+
+def _pool_args(node) -> dict:
+    return {"kernel_size": np.array(node.kernel), "stride": np.array(node.stride), "padding": np.array(node.padding)}
+
+
+def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNode:
+    """One IR node as one NIR node (with ilif-deploy metadata)."""
+    entry = _node_meta(node)
+    if isinstance(node, N.Input):
+        return nir.Input(input_type=np.array(node.shape), metadata=_meta(entry))
+    if isinstance(node, N.Output):
+        return nir.Output(output_type=np.array(node.shape), metadata=_meta(entry))
+    if isinstance(node, N.Conv2d):
+        bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32)
+        return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=node.weight, stride=tuple(node.stride),
+                          padding=tuple(node.padding), dilation=tuple(node.dilation), groups=int(node.groups),
+                          bias=bias, metadata=_meta(entry))
+    if isinstance(node, N.Linear):
+        if node.bias is None:
+            return nir.Linear(weight=node.weight, metadata=_meta(entry))
+        return nir.Affine(weight=node.weight, bias=node.bias, metadata=_meta(entry))
+    if isinstance(node, N.Affine):
+        arrays = {"bn_stats": node.bn_stats} if node.bn_stats is not None else {}
+        if len(node.shape) == 1:
+            return nir.Affine(weight=np.diag(node.scale).astype(np.float32), bias=node.shift, metadata=_meta(entry, arrays))
+        if len(node.shape) == 3:
+            c = node.shape[0]
+            return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=node.scale.reshape(c, 1, 1, 1), stride=(1, 1),
+                              padding=(0, 0), dilation=(1, 1), groups=c, bias=node.shift, metadata=_meta(entry, arrays))
+        raise NIRExportError(f"node '{node.name}' (affine): per-channel affine of a {len(node.shape)}-d tensor "
+                             f"{list(node.shape)} has no NIR form (supported: [F] and [C, H, W])")
+    if isinstance(node, N.AvgPool2d):
+        if not node.count_include_pad and any(node.padding):
+            raise NIRExportError(f"node '{node.name}' (avgpool2d): count_include_pad=False with padding has no NIR form")
+        return nir.AvgPool2d(**_pool_args(node), metadata=_meta(entry))
+    if isinstance(node, N.SumPool2d):
+        return nir.SumPool2d(**_pool_args(node), metadata=_meta(entry))
+    if isinstance(node, N.AdaptiveAvgPool2d):
+        h, w = in_shape[1:]
+        oh, ow = node.output_size
+        if h % oh or w % ow:
+            raise NIRExportError(f"node '{node.name}' (adaptive_avgpool2d): input {h}x{w} is not a multiple of the "
+                                 f"output {oh}x{ow}, so it is no fixed NIR AvgPool2d")
+        k = (h // oh, w // ow)
+        return nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(k), padding=np.array((0, 0)),
+                             metadata=_meta(entry))
+    if isinstance(node, N.Flatten):
+        return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=int(node.start_dim),
+                           end_dim=int(node.end_dim), metadata=_meta(entry))
+    if isinstance(node, N.Add):
+        return nir.Scale(scale=_full(node.shape, 1.0), metadata=_meta(entry))
+    if isinstance(node, N.Neuron):
+        p = node.params
+        entry["dt"] = dt
+        entry["conventions"] = {
+            "discretisation": "forward Euler, lam = 1 - dt/tau, input gain r*dt/tau = 1",
+            "reset": ("soft: subtract v_th (NIR v_reset ignored)" if p.reset == "subtract"
+                      else f"hard: to v_reset = {p.v_reset}"),
+            "threshold": f"S = U {p.compare} v_th",
+        }
+        if p.is_lif:
+            return lif_node(p, node.shape, dt, metadata=_meta(entry))
+        entry["conventions"]["linear_realisation"] = (
+            f"MPIU as a constant extra reset {MPIU_LINEAR_RESET} per spike; CIU driven by v_th per spike")
+        return ilif_subgraph(p, node.shape, dt, metadata=_meta(entry))
+    if isinstance(node, N.LeakyIntegrator):
+        s = node.shape
+        if node.lam == 1.0:
+            return nir.I(r=_full(s, 1.0), metadata=_meta(entry))
+        tau = tau_from_lam(node.lam, dt)
+        return nir.LI(tau=_full(s, tau), r=_full(s, tau / dt), v_leak=_full(s, 0.0), metadata=_meta(entry))
+    if isinstance(node, N.MaxPool2d):
+        raise NIRExportError(f"node '{node.name}' (maxpool2d): NIR has no max pooling; use average pooling "
+                             "or export to another target")
+    raise NIRExportError(f"node '{node.name}': op {node.op!r} has no NIR mapping")
+
+
+def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
+    """The IR ``graph`` as a type-checked NIR graph (``dt``: step in seconds for NIR time constants)."""
+    graph.validate()
+    names = {n: _nir_name(n) for n in graph.nodes}
+    if len(set(names.values())) != len(names):
+        raise NIRExportError("node names collide after replacing '/' (HDF5 separator); rename the nodes")
+    nodes = {}
+    for name in graph.topological_order():
+        node = graph.nodes[name]
+        preds = graph.inputs_of(name)
+        in_shape = tuple(graph.nodes[preds[0]].shape) if preds else tuple(node.shape)
+        nodes[names[name]] = node_to_nir(node, in_shape, dt)
+    edges = [(names[s], names[t]) for s, t in graph.edges]
+    header = {"format": META_FORMAT, "version": META_VERSION, "dt": dt, "metadata": graph.metadata,
+              "order": list(graph.nodes), "edges": [list(e) for e in graph.edges], "names": names}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={META_KEY: json.dumps(header, default=_json_default)})
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"metadata value {o!r} of type {type(o).__name__} is not JSON-serialisable")

@@ -1,0 +1,291 @@
+"""NIR graph -> IR graph.
+
+ilif-deploy's own files come back exactly: the IR node order, edges, settings and every neuron's
+exact parameters are in the metadata, the arrays in the standard NIR nodes.  Foreign graphs
+(snntorch, Norse, SpikingJelly, ...) are read with NIR's documented semantics, discretised with
+forward Euler at step ``dt`` (see :mod:`converters.nir.conventions`):
+
+=============  =====================================================================================
+NIR node       IR
+=============  =====================================================================================
+LIF            [Affine gain r*dt/tau, shift v_leak*dt/tau] -> Neuron(lam = 1 - dt/tau, v_th,
+               reset="zero" to v_reset, compare=">")        (the Affine only when not 1 / 0)
+IF             [Affine gain r] -> Neuron(lam = 1, reset="zero", ">")   (r = per-step gain, see conventions)
+CubaLIF        [Affine w_in*dt/tau_syn] -> LeakyIntegrator(1 - dt/tau_syn) -> [Affine r*dt/tau_mem,
+               v_leak*dt/tau_mem] -> Neuron(1 - dt/tau_mem, reset="zero", ">")
+LI / CubaLI    the same without the spiking neuron (LeakyIntegrator; membrane as output)
+I              [Affine gain r] -> LeakyIntegrator(lam = 1)
+Threshold      Neuron(lam = 0, reset="zero", ">")   (stateless: S = x > threshold)
+Affine/Linear  Linear;   Conv2d -> Conv2d;   Scale -> Affine;   AvgPool2d / SumPool2d / Flatten alike
+several in-    an Add node (NIR sums a node's inputs)
+coming edges
+=============  =====================================================================================
+
+Per-neuron parameters must be equal within a layer (the IR holds one value per layer); a layer
+where they differ raises :class:`NIRImportError` naming the node and the parameter.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Dict, List, Optional, Tuple
+
+import nir
+import numpy as np
+
+from ilif_deploy import ir as N
+from ilif_deploy.ir.graph import Graph, infer_shape
+from ilif_deploy.neuron_step import ILIFParams
+
+from .conventions import DEFAULT_DT, META_FORMAT, META_KEY, META_VERSION, lam_from_tau
+from .upstream import topological_names
+
+
+class NIRImportError(ValueError):
+    """A NIR graph that the IR cannot represent; the message names the node and what is wrong."""
+
+
+# ----------------------------------------------------------------------------- file access
+def read_nir(path) -> nir.NIRGraph:
+    """``nir.read(path)`` with type checking; files whose types do not check (older exporters write
+    scalar parameters) are read again without it, with a warning."""
+    try:
+        return nir.read(str(path))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise NIRImportError(f"{path}: not a NIR (HDF5) file ({e})") from None
+    except (ValueError, AssertionError, KeyError, TypeError) as e:
+        try:
+            g = nir.read(str(path), type_check=False)
+        except Exception:
+            raise NIRImportError(f"{path}: not a readable NIR graph ({type(e).__name__}: {e})") from None
+        warnings.warn(f"{path}: NIR type check failed ({e}); read without it", stacklevel=2)
+        return g
+
+
+def _header(g: nir.NIRGraph) -> Optional[dict]:
+    raw = (g.metadata or {}).get(META_KEY) if isinstance(g.metadata, dict) else None
+    if raw is None:
+        return None
+    try:
+        header = json.loads(raw if isinstance(raw, str) else bytes(raw).decode())
+    except (ValueError, TypeError):
+        return None
+    if header.get("format") != META_FORMAT:
+        return None
+    if header.get("version", 0) > META_VERSION:
+        raise NIRImportError(f"NIR file written by a newer ilif-deploy (metadata version {header['version']})")
+    return header
+
+
+def _entry(node: nir.NIRNode) -> dict:
+    return json.loads((node.metadata or {})[META_KEY])
+
+
+# ----------------------------------------------------------------------------- own files
+def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
+    """Rebuild one IR node from its metadata entry and the arrays of its NIR node."""
+    op, name, shape = entry["op"], entry["name"], tuple(entry["shape"])
+    cls = N.NODE_TYPES[op]
+    kw = {}
+    for k, v in entry["attrs"].items():
+        kw[k] = tuple(v) if isinstance(v, list) else v
+    if op == "neuron":
+        kw = {"kind": entry["attrs"]["kind"], "params": ILIFParams(**entry["attrs"]["params"])}
+    elif op in ("conv2d", "linear"):
+        kw["weight"] = np.asarray(nn.weight, dtype=np.float32)
+        kw["bias"] = None if "bias" in entry["none"] else np.asarray(nn.bias, dtype=np.float32)
+    elif op == "affine":
+        w = np.asarray(nn.weight, dtype=np.float32)
+        kw["scale"] = np.diag(w).copy() if w.ndim == 2 else w.reshape(-1).copy()
+        kw["shift"] = np.asarray(nn.bias, dtype=np.float32)
+        if "bn_stats" in nn.metadata:
+            kw["bn_stats"] = np.asarray(nn.metadata["bn_stats"], dtype=np.float32)
+    return cls(name=name, shape=shape, **kw)
+
+
+def _from_own(g: nir.NIRGraph, header: dict) -> Graph:
+    names: Dict[str, str] = header["names"]
+    expected = {(names[s], names[t]) for s, t in header["edges"]}
+    if set(names.values()) != set(g.nodes) or expected != {tuple(e) for e in g.edges}:
+        raise NIRImportError("ilif-deploy metadata does not match the graph's nodes/edges (file edited?)")
+    out = Graph(metadata=dict(header["metadata"]))
+    for name in header["order"]:
+        nn = g.nodes[names[name]]
+        out.nodes[name] = _own_node(_entry(nn), nn)
+    out.edges = [tuple(e) for e in header["edges"]]
+    return out.validate()
+
+
+# ----------------------------------------------------------------------------- foreign files
+def _scalar(node_name: str, node: nir.NIRNode, field: str) -> float:
+    a = np.asarray(getattr(node, field), dtype=np.float64).reshape(-1)
+    if a.size == 0:
+        raise NIRImportError(f"NIR node '{node_name}' ({type(node).__name__}): parameter {field} is empty")
+    if not np.all(a == a[0]):
+        raise NIRImportError(f"NIR node '{node_name}' ({type(node).__name__}): parameter {field} differs between "
+                             f"neurons ({a.min():g} .. {a.max():g}); the IR holds one value per layer")
+    return float(a[0])
+
+
+def _shape_of(node: nir.NIRNode) -> Optional[Tuple[int, ...]]:
+    for types in (node.output_type, node.input_type):
+        v = list((types or {}).values())
+        if v and v[0] is not None and np.asarray(v[0]).size:
+            return tuple(int(i) for i in np.asarray(v[0]).reshape(-1))
+    return None
+
+
+def _pair(v) -> Tuple[int, int]:
+    a = np.asarray(v).reshape(-1)
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+class _Chain:
+    """IR nodes standing for one NIR node, first to last (their names derive from the NIR name)."""
+
+    def __init__(self, name: str):
+        self.name, self.nodes = name, []
+
+    def add(self, node: N.Node) -> "_Chain":
+        self.nodes.append(node)
+        return self
+
+    def gain(self, suffix: str, scale: float, shift: float = 0.0) -> "_Chain":
+        if scale != 1.0 or shift != 0.0:
+            self.add(N.Affine(name=f"{self.name}.{suffix}", scale=np.array([scale], np.float32),
+                              shift=np.array([shift], np.float32), source=f"nir {suffix}"))
+        return self
+
+
+def _neuron(name: str, lam: float, v_th: float, v_reset: float) -> N.Neuron:
+    p = ILIFParams(lam=lam, v_th=v_th, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=v_reset, compare=">")
+    return N.Neuron(name=name, params=p, kind="lif")
+
+
+def _foreign_chain(name: str, node: nir.NIRNode, dt: float) -> _Chain:
+    c = _Chain(name)
+    s = lambda f: _scalar(name, node, f)  # noqa: E731
+    if isinstance(node, nir.Input):
+        shape = _shape_of(node)
+        return c.add(N.Input(name=name, shape=shape or ()))
+    if isinstance(node, nir.Output):
+        return c.add(N.Output(name=name))
+    if isinstance(node, nir.Affine):
+        return c.add(N.Linear(name=name, weight=np.asarray(node.weight, np.float32),
+                              bias=np.asarray(node.bias, np.float32)))
+    if isinstance(node, nir.Linear):
+        return c.add(N.Linear(name=name, weight=np.asarray(node.weight, np.float32)))
+    if isinstance(node, nir.Conv2d):
+        w = np.asarray(node.weight, np.float32)
+        pad = node.padding
+        if isinstance(pad, str):
+            if pad == "valid":
+                pad = (0, 0)
+            elif all(k % 2 == 1 for k in w.shape[2:]):
+                d = _pair(node.dilation)
+                pad = tuple(d[i] * (w.shape[2 + i] - 1) // 2 for i in range(2))
+            else:
+                raise NIRImportError(f"NIR node '{name}' (Conv2d): padding='same' with an even kernel is asymmetric")
+        return c.add(N.Conv2d(name=name, weight=w, bias=np.asarray(node.bias, np.float32), stride=_pair(node.stride),
+                              padding=_pair(pad), dilation=_pair(node.dilation), groups=int(node.groups)))
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        cls = N.AvgPool2d if isinstance(node, nir.AvgPool2d) else N.SumPool2d
+        return c.add(cls(name=name, kernel=_pair(node.kernel_size), stride=_pair(node.stride),
+                         padding=_pair(node.padding)))
+    if isinstance(node, nir.Flatten):
+        return c.add(N.Flatten(name=name, start_dim=int(node.start_dim), end_dim=int(node.end_dim)))
+    if isinstance(node, nir.Scale):
+        sc = np.asarray(node.scale, np.float32)
+        per_channel = sc.reshape(sc.shape[0], -1) if sc.ndim > 1 else sc.reshape(-1, 1)
+        if not np.all(per_channel == per_channel[:, :1]):
+            raise NIRImportError(f"NIR node '{name}' (Scale): values differ within a channel; the IR's Affine "
+                                 "is per channel")
+        return c.add(N.Affine(name=name, scale=per_channel[:, 0].copy(), shift=np.zeros(len(per_channel), np.float32),
+                              source="nir Scale"))
+    if isinstance(node, nir.LIF):
+        tau = s("tau")
+        c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
+        return c.add(_neuron(name, lam_from_tau(tau, dt), s("v_threshold"), s("v_reset")))
+    if isinstance(node, nir.IF):
+        c.gain("input_gain", s("r"))
+        return c.add(_neuron(name, 1.0, s("v_threshold"), s("v_reset")))
+    if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+        tau_syn, tau_mem = s("tau_syn"), s("tau_mem")
+        c.gain("w_in", s("w_in") * dt / tau_syn)
+        c.add(N.LeakyIntegrator(name=f"{name}.syn", lam=lam_from_tau(tau_syn, dt)))
+        c.gain("input_gain", s("r") * dt / tau_mem, s("v_leak") * dt / tau_mem)
+        if isinstance(node, nir.CubaLI):
+            return c.add(N.LeakyIntegrator(name=name, lam=lam_from_tau(tau_mem, dt)))
+        return c.add(_neuron(name, lam_from_tau(tau_mem, dt), s("v_threshold"), s("v_reset")))
+    if isinstance(node, nir.LI):
+        tau = s("tau")
+        c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
+        return c.add(N.LeakyIntegrator(name=name, lam=lam_from_tau(tau, dt)))
+    if isinstance(node, nir.I):
+        c.gain("input_gain", s("r"))
+        return c.add(N.LeakyIntegrator(name=name, lam=1.0))
+    if isinstance(node, nir.Threshold):
+        return c.add(_neuron(name, 0.0, s("threshold"), 0.0))
+    if isinstance(node, nir.NIRGraph):
+        raise NIRImportError(f"NIR node '{name}': nested NIR graphs from other tools (e.g. recurrent RLeaky/"
+                             "RSynaptic) are not supported; the IR is feed-forward")
+    raise NIRImportError(f"NIR node '{name}': type {type(node).__name__} is not supported (supported: Input, "
+                         "Output, Affine, Linear, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, LIF, IF, CubaLIF, "
+                         "CubaLI, LI, I, Threshold)")
+
+
+def _from_foreign(g: nir.NIRGraph, dt: float) -> Graph:
+    order = topological_names(g)
+    inputs = [n for n in order if isinstance(g.nodes[n], nir.Input)]
+    outputs = [n for n in order if isinstance(g.nodes[n], nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise NIRImportError(f"NIR graph must have exactly one Input and one Output node, has "
+                             f"{len(inputs)} ({inputs}) and {len(outputs)} ({outputs})")
+    out = Graph(metadata={"timesteps": None, "input_shape": None, "encoding": "direct", "source": "nir",
+                          "nir_dt": dt})
+    chains: Dict[str, _Chain] = {}
+    for name in order:
+        chain = _foreign_chain(name, g.nodes[name], dt)
+        chains[name] = chain
+        preds = [s for s, t in g.edges if t == name]
+        first = chain.nodes[0]
+        srcs: List[str] = [chains[p].nodes[-1].name for p in preds]
+        if len(srcs) > 1:  # NIR sums all inputs of a node
+            out.add(N.Add(name=f"{name}.sum"), srcs)
+            srcs = [f"{name}.sum"]
+        prev = srcs
+        for node in chain.nodes:
+            out.add(node, prev)
+            prev = [node.name]
+        del first
+    inp = out.nodes[inputs[0]]
+    if not inp.shape:
+        raise NIRImportError(f"NIR Input node '{inputs[0]}' has no shape")
+    for name in out.topological_order():
+        node = out.nodes[name]
+        if not isinstance(node, N.Input):
+            shapes = [tuple(out.nodes[p].shape) for p in out.inputs_of(name)]
+            if isinstance(node, N.Affine) and node.scale.shape == (1,) and shapes[0][0] != 1:
+                c = shapes[0][0]  # a layer-wide gain: one value per channel
+                node.scale, node.shift = np.repeat(node.scale, c), np.repeat(node.shift, c)
+            node.shape = infer_shape(node, shapes)
+    out.metadata["input_shape"] = list(inp.shape)
+    return out.validate()
+
+
+# ----------------------------------------------------------------------------- entry point
+def from_nir(g: nir.NIRGraph, dt: Optional[float] = None) -> Graph:
+    """IR graph of a NIR graph: exact for ilif-deploy's own files, NIR semantics for foreign ones.
+
+    Args:
+        g: a NIR graph (e.g. from ``nir.read``).
+        dt: simulation step in seconds for foreign files' time constants (default
+            :data:`~converters.nir.conventions.DEFAULT_DT`, snntorch's 1e-4 s; Norse uses 1e-3 s).
+            Own files use the ``dt`` they were written with.
+    """
+    header = _header(g)
+    if header is not None:
+        return _from_own(g, header)
+    return _from_foreign(g, DEFAULT_DT if dt is None else float(dt))

@@ -1,0 +1,100 @@
+"""Work-arounds for known bugs of the NIR tool chain, each in one named function.
+
+* :func:`topological_names` -- ``nir.read`` returns a graph's nodes in *alphabetical* order (HDF5 group
+  order), not in the order they were written; never rely on ``graph.nodes`` order.
+  :func:`in_flow_order` rebuilds a graph in the order of its edges: nirtorch 2.6 builds a nested
+  subgraph before it checks that the subgraph's input exists, and crashes (``'GraphModule' object
+  has no attribute 'items'``) when it has to come back to it later -- which the alphabetical order
+  from ``nir.read`` makes happen.
+* :func:`nirtorch_affine` -- nirtorch 2.6's default ``nir.Affine`` map assigns the bias to
+  ``module.weight.bias`` (an attribute nobody reads), so the bias is silently dropped.
+* :func:`nirtorch_flatten` -- nirtorch 2.6's default ``nir.Flatten`` map passes NIR's *per-sample*
+  ``start_dim``/``end_dim`` straight to ``torch.nn.Flatten``, whose dims count the batch axis.
+* :func:`for_snntorch_import` -- snntorch 1.0's ``import_from_nir`` has the same Flatten off-by-one.
+"""
+from __future__ import annotations
+
+import copy
+from typing import List
+
+import nir
+import numpy as np
+import torch
+
+
+def topological_names(graph: nir.NIRGraph) -> List[str]:
+    """Node names of ``graph``, producers first, following the *edges* (not the dict order, which
+    ``nir.read`` makes alphabetical).  Ties keep the dict order.  Raises ValueError on a cycle
+    (the IR is feed-forward; recurrence lives only inside ilif-deploy's own neuron subgraphs)."""
+    names = list(graph.nodes)
+    indeg = {n: 0 for n in names}
+    for _, t in graph.edges:
+        indeg[t] += 1
+    ready = [n for n in names if indeg[n] == 0]
+    order = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for s, t in graph.edges:
+            if s == n:
+                indeg[t] -= 1
+                if indeg[t] == 0:
+                    ready.append(t)
+    if len(order) != len(names):
+        stuck = [n for n in names if n not in order]
+        raise ValueError(f"NIR graph has recurrent connections through {stuck[:5]}: ilif-deploy's IR is "
+                         "feed-forward (recurrent layers such as snntorch RLeaky are not supported)")
+    return order
+
+
+def _flow_names(graph: nir.NIRGraph) -> List[str]:
+    # Kahn's order; inside a cycle, the first waiting node with a placed producer goes next
+    names = list(graph.nodes)
+    preds = {n: [s for s, t in graph.edges if t == n] for n in names}
+    order, placed = [], set()
+    while len(order) < len(names):
+        waiting = [n for n in names if n not in placed]
+        nxt = next((n for n in waiting if all(p in placed for p in preds[n])), None)
+        if nxt is None:
+            nxt = next((n for n in waiting if any(p in placed for p in preds[n])), waiting[0])
+        order.append(nxt)
+        placed.add(nxt)
+    return order
+
+
+def in_flow_order(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """The same graph (nodes shared, not copied) with its node dicts, nested ones included, in the
+    order data flows from the Input nodes."""
+    nodes = {}
+    for n in _flow_names(graph):
+        node = graph.nodes[n]
+        nodes[n] = in_flow_order(node) if isinstance(node, nir.NIRGraph) else node
+    return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=graph.metadata, type_check=False)
+
+
+def nirtorch_affine(node: nir.Affine) -> torch.nn.Linear:
+    """``nir.Affine`` -> ``torch.nn.Linear`` *with* its bias (nirtorch 2.6's default map drops it)."""
+    m = torch.nn.Linear(node.weight.shape[-1], node.weight.shape[-2], bias=True)
+    m.weight.data = torch.as_tensor(np.asarray(node.weight, np.float32))
+    m.bias.data = torch.as_tensor(np.asarray(node.bias, np.float32))
+    return m
+
+
+def _batched_dim(d: int) -> int:
+    return d + 1 if d >= 0 else d
+
+
+def nirtorch_flatten(node: nir.Flatten) -> torch.nn.Flatten:
+    """NIR's per-sample flatten dims shifted by the batch axis that ``torch.nn.Flatten`` counts."""
+    return torch.nn.Flatten(_batched_dim(int(node.start_dim)), _batched_dim(int(node.end_dim)))
+
+
+def for_snntorch_import(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """A copy of ``graph`` that ``snntorch.import_from_nir`` reads correctly: its Flatten map uses
+    NIR's per-sample dims as batched torch dims, so they are shifted by one here."""
+    g = copy.deepcopy(graph)
+    for node in g.nodes.values():
+        if isinstance(node, nir.Flatten):
+            node.start_dim = _batched_dim(int(node.start_dim))
+            node.end_dim = _batched_dim(int(node.end_dim))
+    return g
