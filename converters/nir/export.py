@@ -2,8 +2,8 @@
 
 Mapping (per sample; NIR types never include the batch dimension):
 
-* Conv2d -> ``nir.Conv2d``; Linear -> ``nir.Affine`` (with bias) or ``nir.Linear``;
-  Affine (an unfolded BN) -> depthwise ``nir.Conv2d`` for ``[C, H, W]`` or a diagonal ``nir.Affine``
+* Conv2d -> ``nir.Conv2d`` (grouped ones with a dense block-diagonal weight, see upstream); Linear -> ``nir.Affine`` (with bias) or ``nir.Linear``;
+  Affine (an unfolded BN) -> 1x1 ``nir.Conv2d`` with a diagonal weight for ``[C, H, W]`` or a diagonal ``nir.Affine``
   for ``[F]``; AvgPool2d / AdaptiveAvgPool2d (divisible sizes) -> ``nir.AvgPool2d``;
   SumPool2d -> ``nir.SumPool2d``; Flatten -> ``nir.Flatten`` (per-sample dims); Add -> ``nir.Scale`` of
   ones with several incoming edges (NIR sums a node's inputs).
@@ -31,6 +31,7 @@ from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
 
 from .conventions import DEFAULT_DT, META_FORMAT, META_KEY, META_VERSION, tau_from_lam
+from .upstream import dense_group_weight
 
 #: the extra reset per spike standing in for ``S * sigmoid(mpiu)`` in the linear realisation:
 #: sigmoid(0), the value at the MPIU's resting state (NIR has neither a product nor a sigmoid)
@@ -134,9 +135,9 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
         return nir.Output(output_type=np.array(node.shape), metadata=_meta(entry))
     if isinstance(node, N.Conv2d):
         bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32)
-        return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=node.weight, stride=tuple(node.stride),
-                          padding=tuple(node.padding), dilation=tuple(node.dilation), groups=int(node.groups),
-                          bias=bias, metadata=_meta(entry))
+        return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=dense_group_weight(node.weight, node.groups),
+                          stride=tuple(node.stride), padding=tuple(node.padding), dilation=tuple(node.dilation),
+                          groups=1, bias=bias, metadata=_meta(entry))
     if isinstance(node, N.Linear):
         if node.bias is None:
             return nir.Linear(weight=node.weight, metadata=_meta(entry))
@@ -145,10 +146,11 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
         arrays = {"bn_stats": node.bn_stats} if node.bn_stats is not None else {}
         if len(node.shape) == 1:
             return nir.Affine(weight=np.diag(node.scale).astype(np.float32), bias=node.shift, metadata=_meta(entry, arrays))
-        if len(node.shape) == 3:
+        if len(node.shape) == 3:  # a 1x1 convolution with a diagonal weight (see upstream.dense_group_weight)
             c = node.shape[0]
-            return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=node.scale.reshape(c, 1, 1, 1), stride=(1, 1),
-                              padding=(0, 0), dilation=(1, 1), groups=c, bias=node.shift, metadata=_meta(entry, arrays))
+            w = dense_group_weight(node.scale.reshape(c, 1, 1, 1), c)
+            return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=w, stride=(1, 1), padding=(0, 0),
+                              dilation=(1, 1), groups=1, bias=node.shift, metadata=_meta(entry, arrays))
         raise NIRExportError(f"node '{node.name}' (affine): per-channel affine of a {len(node.shape)}-d tensor "
                              f"{list(node.shape)} has no NIR form (supported: [F] and [C, H, W])")
     if isinstance(node, N.AvgPool2d):

@@ -38,7 +38,11 @@ from ilif_deploy.ir.graph import Graph, infer_shape
 from ilif_deploy.neuron_step import ILIFParams
 
 from .conventions import DEFAULT_DT, META_FORMAT, META_KEY, META_VERSION, lam_from_tau
-from .upstream import topological_names
+from .upstream import group_weight, topological_names
+
+
+#: input gains r*dt/tau within this of 1 are taken as exactly 1 (float32 rounding of r = tau/dt)
+GAIN_TOLERANCE = 1e-6
 
 
 class NIRImportError(ValueError):
@@ -95,10 +99,12 @@ def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
         kw = {"kind": entry["attrs"]["kind"], "params": ILIFParams(**entry["attrs"]["params"])}
     elif op in ("conv2d", "linear"):
         kw["weight"] = np.asarray(nn.weight, dtype=np.float32)
+        if op == "conv2d" and kw.get("groups", 1) > 1:
+            kw["weight"] = group_weight(kw["weight"], kw["groups"])
         kw["bias"] = None if "bias" in entry["none"] else np.asarray(nn.bias, dtype=np.float32)
     elif op == "affine":
         w = np.asarray(nn.weight, dtype=np.float32)
-        kw["scale"] = np.diag(w).copy() if w.ndim == 2 else w.reshape(-1).copy()
+        kw["scale"] = np.diag(w).copy() if w.ndim == 2 else np.diag(w[:, :, 0, 0]).copy()
         kw["shift"] = np.asarray(nn.bias, dtype=np.float32)
         if "bn_stats" in nn.metadata:
             kw["bn_stats"] = np.asarray(nn.metadata["bn_stats"], dtype=np.float32)
@@ -153,6 +159,9 @@ class _Chain:
         return self
 
     def gain(self, suffix: str, scale: float, shift: float = 0.0) -> "_Chain":
+        # exporters compute r = tau/dt in float32, so "gain 1" arrives as 1 +- a few float32 ulps
+        if abs(scale - 1.0) <= GAIN_TOLERANCE:
+            scale = 1.0
         if scale != 1.0 or shift != 0.0:
             self.add(N.Affine(name=f"{self.name}.{suffix}", scale=np.array([scale], np.float32),
                               shift=np.array([shift], np.float32), source=f"nir {suffix}"))

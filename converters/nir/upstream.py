@@ -6,6 +6,10 @@
   subgraph before it checks that the subgraph's input exists, and crashes (``'GraphModule' object
   has no attribute 'items'``) when it has to come back to it later -- which the alphabetical order
   from ``nir.read`` makes happen.
+* :func:`dense_group_weight` / :func:`group_weight` -- ``nir.Conv2d`` infers its input type as
+  ``weight.shape[1]`` channels, ignoring ``groups``, so a grouped/depthwise convolution fails
+  ``nir.read``'s type check; such convolutions are written with an equivalent dense (block-diagonal)
+  weight and restored from it.
 * :func:`nirtorch_affine` -- nirtorch 2.6's default ``nir.Affine`` map assigns the bias to
   ``module.weight.bias`` (an attribute nobody reads), so the bias is silently dropped.
 * :func:`nirtorch_flatten` -- nirtorch 2.6's default ``nir.Flatten`` map passes NIR's *per-sample*
@@ -70,6 +74,23 @@ def in_flow_order(graph: nir.NIRGraph) -> nir.NIRGraph:
         node = graph.nodes[n]
         nodes[n] = in_flow_order(node) if isinstance(node, nir.NIRGraph) else node
     return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=graph.metadata, type_check=False)
+
+
+def dense_group_weight(weight: np.ndarray, groups: int) -> np.ndarray:
+    """``[O, I/groups, kh, kw]`` grouped weight -> ``[O, I, kh, kw]`` block-diagonal dense weight."""
+    o, ig, kh, kw = weight.shape
+    og = o // groups
+    dense = np.zeros((o, ig * groups, kh, kw), dtype=weight.dtype)
+    for g in range(groups):
+        dense[g * og:(g + 1) * og, g * ig:(g + 1) * ig] = weight[g * og:(g + 1) * og]
+    return dense
+
+
+def group_weight(dense: np.ndarray, groups: int) -> np.ndarray:
+    """Inverse of :func:`dense_group_weight`."""
+    o, i = dense.shape[:2]
+    og, ig = o // groups, i // groups
+    return np.concatenate([dense[g * og:(g + 1) * og, g * ig:(g + 1) * ig] for g in range(groups)], axis=0)
 
 
 def nirtorch_affine(node: nir.Affine) -> torch.nn.Linear:
