@@ -84,11 +84,12 @@ def compare_with_runtime(graph, model, x: np.ndarray, timesteps: Optional[int] =
 
     T = int(timesteps or graph.timesteps)
     neurons = [n.name for n in graph.of_type(N.Neuron)]
-    enc = None
+    meta = {}
     if model is not None:
         m = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model
-        enc = {p.key: p.value for p in m.metadata_props}.get("encoding")
-    recorded = build_model(graph, T, encoding=enc, record_spikes=True)
+        meta = {p.key: p.value for p in m.metadata_props}
+    recorded = build_model(graph, T, encoding=meta.get("encoding"), record_spikes=True,
+                           sigmoid="op" if meta.get("mpiu_sigmoid") == "Sigmoid op" else "exp")
     got = run_onnx(recorded, x, T, batch_size)
     logits_file = run_onnx(model, x, T, batch_size)["logits"] if model is not None else got["logits"]
     ref_logits, ref_spikes = [], {k: [] for k in neurons}

@@ -21,7 +21,7 @@ from ilif_deploy.ir import nodes as N
 from ilif_deploy.ir.graph import Graph, GraphError
 
 from .builder import OnnxBuilder, tensor_info
-from .neuron import emit_neuron, params_doc
+from .neuron import SIGMOIDS, emit_neuron, params_doc
 
 #: opset of the default ONNX domain the exporter writes (Split with num_outputs needs >= 18)
 OPSET = 18
@@ -116,7 +116,7 @@ def _adaptive_pool(b: OnnxBuilder, node: N.AdaptiveAvgPool2d, x: str, in_shape: 
 
 
 def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optional[str] = None,
-                record_spikes: bool = False, opset: int = OPSET) -> onnx.ModelProto:
+                record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp") -> onnx.ModelProto:
     """Build the ONNX model of ``graph`` unrolled over ``timesteps`` steps (no file is written).
 
     Args:
@@ -127,10 +127,15 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
         record_spikes: also output every neuron layer's spikes ``[T, B, *shape]`` (named
             ``spikes:<layer>``), for checking spike agreement with another backend.
         opset: default-domain opset (>= 18).
+        sigmoid: ``"exp"`` writes the MPIU sigmoid as ``1 / (1 + exp(-a))`` (Neg, Exp, Add,
+            Reciprocal: closest to torch's kernel), ``"op"`` as the single ONNX ``Sigmoid`` op.
     Returns:
         the model; graph outputs ``output`` ``[T, B, *out_shape]`` (per-step outputs) and, for a
         sum readout, ``logits`` ``[B, *out_shape]`` (their sum over T).
     """
+    for node in graph.nodes.values():  # before validate(), which knows no ONNX-specific limits
+        if node.op not in SUPPORTED_OPS or type(node) is not N.NODE_TYPES.get(node.op):
+            raise _unsupported(node, "not an IR node type the exporter knows")
     graph.validate()
     T = int(timesteps or graph.timesteps or 0)
     if T < 1:
@@ -142,9 +147,8 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
     encoding = encoding or inp.encoding or graph.metadata.get("encoding", "direct")
     if encoding not in ("direct", "sequence"):
         raise ValueError(f"encoding must be 'direct' or 'sequence', got {encoding!r}")
-    for node in graph.nodes.values():
-        if node.op not in SUPPORTED_OPS or type(node) is not N.NODE_TYPES.get(node.op):
-            raise _unsupported(node, "not an IR node type the exporter knows")
+    if sigmoid not in SIGMOIDS:
+        raise ValueError(f"sigmoid must be one of {SIGMOIDS}, got {sigmoid!r}")
 
     b = OnnxBuilder()
     shape = list(inp.shape)
@@ -172,7 +176,7 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
             else:
                 steps = [f"{name}/x_t{t}" for t in range(1, T + 1)]
                 b.op("Split", [x], f"{name}/split_T", outputs=steps, axis=0, num_outputs=T)
-            spikes = emit_neuron(b, name, node.kind, node.params, steps)
+            spikes = emit_neuron(b, name, node.kind, node.params, steps, sigmoid)
             out = spikes[0] if T == 1 else b.op("Concat", spikes, f"{name}/concat_T", outputs=[name], axis=0)
             values[name] = (out, "merged")
             neurons_meta[name] = json.loads(params_doc(name, node.kind, node.params))
@@ -216,6 +220,7 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
     model.producer_version = __version__
     meta = {"ilif_deploy.format": "ilif-deploy-onnx", "ilif_deploy.version": __version__,
             "timesteps": str(T), "encoding": encoding, "input_shape": json.dumps(shape),
+            "mpiu_sigmoid": "1/(1+exp(-a))" if sigmoid == "exp" else "Sigmoid op",
             "time_layout": "synapses on merged batch [T*batch, ...] (step-major); neurons unrolled per step",
             "source": str(graph.metadata.get("source", "")),
             "ilif.neurons": json.dumps(neurons_meta)}
@@ -224,11 +229,11 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
 
 
 def export_graph(graph: Graph, path, timesteps: Optional[int] = None, encoding: Optional[str] = None,
-                 record_spikes: bool = False, opset: int = OPSET, fidelity: bool = False,
+                 record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp", fidelity: bool = False,
                  fidelity_samples: int = 16, check: bool = True) -> dict:
     """Write ``graph`` as an ONNX model to ``path`` (atomically) and return what was written.
 
-    See :func:`build_model` for ``timesteps``, ``encoding``, ``record_spikes`` and ``opset``.
+    See :func:`build_model` for ``timesteps``, ``encoding``, ``record_spikes``, ``opset`` and ``sigmoid``.
     ``check`` runs ``onnx.checker.check_model(full_check=True)`` before writing.  ``fidelity``
     also runs the file in onnxruntime on ``fidelity_samples`` random frames (uniform in [0, 1))
     and compares it with the torch reference runtime (max |logit difference|, prediction and
@@ -240,7 +245,7 @@ def export_graph(graph: Graph, path, timesteps: Optional[int] = None, encoding: 
     from ilif_deploy.atomic import atomic_path
 
     t0 = time.perf_counter()
-    model = build_model(graph, timesteps, encoding, record_spikes, opset)
+    model = build_model(graph, timesteps, encoding, record_spikes, opset, sigmoid)
     if check:
         onnx.checker.check_model(model, full_check=True)
     with atomic_path(path) as tmp:
