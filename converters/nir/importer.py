@@ -246,7 +246,10 @@ def _foreign_chain(name: str, node: nir.NIRNode, dt: float) -> _Chain:
 
 
 def _from_foreign(g: nir.NIRGraph, dt: float) -> Graph:
-    order = topological_names(g)
+    try:
+        order = topological_names(g)
+    except ValueError as e:
+        raise NIRImportError(str(e)) from None
     inputs = [n for n in order if isinstance(g.nodes[n], nir.Input)]
     outputs = [n for n in order if isinstance(g.nodes[n], nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
