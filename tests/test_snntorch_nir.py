@@ -1,0 +1,154 @@
+"""snntorch <-> ilif-deploy through NIR files, over many time steps.
+
+Measured behaviour (asserted, see docs/nir.md):
+- snntorch ``Leaky(reset_mechanism="zero")`` -> ``export_to_nir`` -> ilif-deploy: the same spikes, every layer.
+- snntorch ``Leaky(reset_mechanism="subtract")`` (snntorch's default): the NIR file says "reset to
+  v_reset = 0" (snntorch's exporter drops the mechanism), so ilif-deploy -- like snntorch's own
+  ``import_from_nir`` -- rebuilds a reset-to-zero neuron, which differs from the source network.
+- ilif-deploy hard-reset LIF -> ``snntorch.import_from_nir``: the same spikes.
+- ilif-deploy soft-reset LIF -> ``snntorch.import_from_nir``: snntorch rebuilds reset-to-zero; the result
+  equals ilif-deploy's own graph switched to reset-to-zero, i.e. the reset is the only difference.
+"""
+import dataclasses
+import warnings
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import ilif_deploy
+from converters.nir import export_graph, read_graph
+from converters.nir.upstream import for_snntorch_import
+from ilif_deploy import ir as N
+from ilif_deploy.data import digits
+
+snn = pytest.importorskip("snntorch")
+from snntorch import utils as snn_utils  # noqa: E402
+from snntorch.export_nir import export_to_nir  # noqa: E402
+from snntorch.import_nir import import_from_nir  # noqa: E402
+
+EXAMPLE_MODELS = Path(__file__).resolve().parents[1] / "examples" / "models"
+T = 40
+
+
+def _snn_net(mechanism: str):
+    torch.manual_seed(0)
+    # per-neuron beta/threshold tensors: snntorch's exporter writes scalars otherwise, which NIR's
+    # type checks reject
+    return torch.nn.Sequential(
+        torch.nn.Linear(12, 20),
+        snn.Leaky(beta=torch.full((20,), 0.8), threshold=torch.ones(20), init_hidden=True, reset_mechanism=mechanism),
+        torch.nn.Linear(20, 6),
+        snn.Leaky(beta=torch.full((6,), 0.9), threshold=torch.ones(6), init_hidden=True, output=True,
+                  reset_mechanism=mechanism))
+
+
+@torch.no_grad()
+def _run_snn(net, x):
+    snn_utils.reset(net)
+    hidden, out = [], []
+    hook = net[1].register_forward_hook(lambda m, i, o: hidden.append(o))
+    for t in range(x.shape[0]):
+        spk, _ = net(x[t])
+        out.append(spk)
+    hook.remove()
+    return torch.stack(hidden), torch.stack(out)
+
+
+def _export_snn(net, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = export_to_nir(net, torch.randn(1, 12), ignore_dims=[0])
+    nir.write(str(path), g)
+    return path
+
+
+@pytest.fixture
+def inputs():
+    return torch.rand(T, 16, 12, generator=torch.Generator().manual_seed(3)) * 2.0
+
+
+def test_snntorch_leaky_zero_reset_same_spikes_over_many_steps(inputs, tmp_path):
+    net = _snn_net("zero")
+    g = read_graph(_export_snn(net, tmp_path / "snn.nir"))
+    assert [n.params.reset for n in g.of_type(N.Neuron)] == ["zero", "zero"]
+    assert not g.of_type(N.Affine)  # r*dt/tau == 1 within float32 rounding: no gain node
+    hidden_ref, out_ref = _run_snn(net, inputs)
+    out, rec = ilif_deploy.run(g, inputs, record=["1", "3"])
+    assert 0.1 < hidden_ref.mean().item() < 0.9 and out_ref.sum().item() > 50  # resets actually happen
+    assert torch.equal(rec["1"], hidden_ref)
+    assert torch.equal(out, out_ref)
+
+
+def test_snntorch_leaky_subtract_is_read_as_reset_to_zero(inputs, tmp_path):
+    net = _snn_net("subtract")
+    path = _export_snn(net, tmp_path / "snn_sub.nir")
+    g = read_graph(path)
+    _, out_ref = _run_snn(net, inputs)
+    out = ilif_deploy.run(g, inputs)
+    # the file says reset-to-zero; snntorch's own importer rebuilds exactly that, and so do we
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        rebuilt = import_from_nir(nir.read(str(path)))
+        state, outs = None, []
+        for t in range(T):
+            o, state = rebuilt(inputs[t], state)
+            outs.append(o)
+    assert torch.equal(out, torch.stack(outs))
+    # ... which is not the subtract-reset source network: measured, not hidden
+    mismatch = (out != out_ref).float().mean().item()
+    assert mismatch > 0.005
+
+
+def _digits_lif_graph(reset: str):
+    g = ilif_deploy.trace(ilif_deploy.load_model(EXAMPLE_MODELS / "digits_lif.pt"), (1, 8, 8), 4)
+    for n in g.of_type(N.Neuron):
+        n.params = dataclasses.replace(n.params, reset=reset, compare=">" if reset == "zero" else n.params.compare)
+    return g
+
+
+@torch.no_grad()
+def _snntorch_run(path, x):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = import_from_nir(for_snntorch_import(nir.read(str(path))))
+    state, outs = None, []
+    for t in range(x.shape[0]):
+        o, state = net(x[t], state)
+        outs.append(o)
+    return torch.stack(outs)
+
+
+def test_ilif_deploy_hard_reset_lif_into_snntorch_same_output(tmp_path):
+    x = torch.as_tensor(digits("test")[0][:64])
+    xt = x.unsqueeze(0).expand(20, *x.shape)
+    g = _digits_lif_graph("zero")
+    export_graph(g, tmp_path / "hard.nir")
+    out, rec = ilif_deploy.run(g, xt, record=["neuron1", "neuron2"])
+    assert 0.05 < rec["neuron2"].mean().item() < 0.9
+    assert torch.equal(_snntorch_run(tmp_path / "hard.nir", xt), out)
+
+
+def test_ilif_deploy_soft_reset_lif_into_snntorch_differs_only_by_reset(tmp_path):
+    x = torch.as_tensor(digits("test")[0][:64])
+    xt = x.unsqueeze(0).expand(20, *x.shape)
+    g = _digits_lif_graph("subtract")
+    export_graph(g, tmp_path / "soft.nir")
+    s_out = _snntorch_run(tmp_path / "soft.nir", xt)
+    exact = ilif_deploy.run(g, xt)
+    assert not torch.equal(s_out, exact)  # snntorch rebuilds reset-to-zero Leaky
+    assert torch.equal(s_out, ilif_deploy.run(_digits_lif_graph("zero"), xt))
+    agree = (s_out.sum(0).argmax(1) == exact.sum(0).argmax(1)).float().mean().item()
+    assert agree > 0.9  # measured 64/64 on these samples; the logits differ (see docs/nir.md)
+
+
+def test_snntorch_flatten_import_is_off_by_one_without_the_workaround(tmp_path):
+    g = _digits_lif_graph("zero")
+    export_graph(g, tmp_path / "f.nir")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = import_from_nir(nir.read(str(tmp_path / "f.nir")))
+    with pytest.raises(RuntimeError):  # nn.Flatten(0, 2) folds the batch axis in, the Linear then fails
+        net(torch.rand(3, 1, 8, 8))
