@@ -58,6 +58,13 @@ class Comparison:
     spike_agreement: Dict[str, float] = field(default_factory=dict)
     #: neuron layer -> number of spikes that differ
     spike_flips: Dict[str, int] = field(default_factory=dict)
+    #: samples with at least one differing spike
+    samples_with_flips: int = 0
+    #: max |logit difference| over the samples whose spikes all agree (nan when there are none)
+    max_abs_logit_diff_clean: float = float("nan")
+    #: neuron layer -> samples whose first differing spike (in layer order) is in that layer;
+    #: later differences in such a sample are usually consequences of the first one
+    first_flip_layers: Dict[str, int] = field(default_factory=dict)
 
     @property
     def total_flips(self) -> int:
@@ -67,7 +74,8 @@ class Comparison:
         return {"samples": self.samples, "max_abs_logit_diff": self.max_abs_logit_diff,
                 "prediction_agreement": self.prediction_agreement,
                 "min_layer_spike_agreement": min(self.spike_agreement.values(), default=1.0),
-                "spike_flips": self.total_flips}
+                "spike_flips": self.total_flips, "samples_with_flips": self.samples_with_flips,
+                "max_abs_logit_diff_without_flips": self.max_abs_logit_diff_clean}
 
 
 def compare_with_runtime(graph, model, x: np.ndarray, timesteps: Optional[int] = None,
@@ -83,7 +91,7 @@ def compare_with_runtime(graph, model, x: np.ndarray, timesteps: Optional[int] =
     from .export import build_model
 
     T = int(timesteps or graph.timesteps)
-    neurons = [n.name for n in graph.of_type(N.Neuron)]
+    neurons = [k for k in graph.topological_order() if isinstance(graph.nodes[k], N.Neuron)]
     meta = {}
     if model is not None:
         m = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model
@@ -102,11 +110,20 @@ def compare_with_runtime(graph, model, x: np.ndarray, timesteps: Optional[int] =
         for k in neurons:
             ref_spikes[k].append(rec[k].numpy())
     ref = np.concatenate(ref_logits)
-    agree, flips = {}, {}
+    agree, flips, first = {}, {}, {}
+    seen = np.zeros(n, dtype=bool)
     for k in neurons:
         r, o = np.concatenate(ref_spikes[k], axis=1), got[f"spikes:{k}"]
-        flips[k] = int((r != o).sum())
+        diff = r != o
+        flips[k] = int(diff.sum())
         agree[k] = 1.0 - flips[k] / r.size
+        per_sample = diff.reshape(diff.shape[0], n, -1).any(axis=(0, 2))
+        if (per_sample & ~seen).any():
+            first[k] = int((per_sample & ~seen).sum())
+        seen |= per_sample
     return Comparison(max_abs_logit_diff=float(np.abs(logits_file - ref).max()),
                       prediction_agreement=float((logits_file.argmax(1) == ref.argmax(1)).mean()),
-                      samples=int(n), spike_agreement=agree, spike_flips=flips)
+                      samples=int(n), spike_agreement=agree, spike_flips=flips,
+                      samples_with_flips=int(seen.sum()), first_flip_layers=first,
+                      max_abs_logit_diff_clean=float(np.abs(logits_file - ref)[~seen].max()) if (~seen).any()
+                      else float("nan"))
