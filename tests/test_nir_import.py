@@ -137,3 +137,20 @@ def test_not_a_nir_file(tmp_path):
         read_graph(tmp_path / "empty.nir")
     with pytest.raises(FileNotFoundError):
         read_graph(tmp_path / "missing.nir")
+
+
+def test_foreign_import_exports_again_and_round_trips(tmp_path):
+    n = 10
+    full = lambda v: np.full(n, v, np.float32)  # noqa: E731
+    neuron = nir.CubaLIF(tau_syn=full(2 * DT), tau_mem=full(5 * DT), r=full(7.0), v_leak=full(0.1),
+                         v_threshold=full(1.0), v_reset=full(0.0), w_in=full(2.0))
+    nodes, edges = _layer_graph(neuron, n=n)
+    g = read_graph(_write(tmp_path / "c.nir", nodes, edges))
+    from converters.nir import export_graph
+
+    export_graph(g, tmp_path / "again.nir")
+    g2 = read_graph(tmp_path / "again.nir")
+    assert list(g2.nodes) == list(g.nodes)
+    assert g2.nodes["neuron"].params == g.nodes["neuron"].params
+    x = torch.rand(30, 3, 6, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(ilif_deploy.run(g2, x), ilif_deploy.run(g, x))

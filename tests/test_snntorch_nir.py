@@ -14,7 +14,6 @@ import warnings
 from pathlib import Path
 
 import nir
-import numpy as np
 import pytest
 import torch
 

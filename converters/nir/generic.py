@@ -25,13 +25,6 @@ def _t(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float32))
 
 
-class _Stateful(nn.Module):
-    """Base of the neuron maps: ``forward(x, state) -> (out, state)`` (nirtorch passes ``state``)."""
-
-    def _zero(self, x, state):
-        return torch.zeros_like(x) if state is None else state
-
-
 class EulerLIF(nn.Module):
     """nir.LIF / nir.IF / nir.CubaLIF: Euler step, spike on v > v_threshold, then v = v_reset."""
 

@@ -262,7 +262,6 @@ def _from_foreign(g: nir.NIRGraph, dt: float) -> Graph:
         chain = _foreign_chain(name, g.nodes[name], dt)
         chains[name] = chain
         preds = [s for s, t in g.edges if t == name]
-        first = chain.nodes[0]
         srcs: List[str] = [chains[p].nodes[-1].name for p in preds]
         if len(srcs) > 1:  # NIR sums all inputs of a node
             out.add(N.Add(name=f"{name}.sum"), srcs)
@@ -271,7 +270,6 @@ def _from_foreign(g: nir.NIRGraph, dt: float) -> Graph:
         for node in chain.nodes:
             out.add(node, prev)
             prev = [node.name]
-        del first
     inp = out.nodes[inputs[0]]
     if not inp.shape:
         raise NIRImportError(f"NIR Input node '{inputs[0]}' has no shape")
