@@ -267,3 +267,25 @@ def test_sequence_encoding_and_single_step(digits_ilif_path, digits_test):
     assert np.array_equal(out["logits"].argmax(1), ref.sum(0).argmax(1))
     one = run_onnx(build_model(graph, timesteps=1), x, 1)["logits"]
     assert np.abs(one - D.logits(graph, x, timesteps=1).numpy()).max() <= 1e-5
+
+
+def test_neuron_layers_as_local_functions(tmp_path, digits_ilif_path, digits_test):
+    """functions=True: one node per neuron layer (op ilif_deploy.ILIF, overload = layer name) whose
+    body is the same standard-op step; onnxruntime inlines it and computes the same numbers."""
+    graph = _digits_graph(digits_ilif_path)
+    flat, fn = tmp_path / "flat.onnx", tmp_path / "fn.onnx"
+    export_graph(graph, flat)
+    info = export_graph(graph, fn, functions=True)
+    model = onnx.load(str(fn))
+    onnx.checker.check_model(model, full_check=True)
+    assert [(n.op_type, n.domain, n.overload) for n in model.graph.node if n.name.startswith("neuron")] == \
+        [("ILIF", "ilif_deploy", "neuron1"), ("ILIF", "ilif_deploy", "neuron2")]
+    assert info["onnx_nodes"] == len(graph.nodes) - 2 + 2  # one per IR node but input/output; output Reshape, ReduceSum
+    body_ops = {n.op_type for f in model.functions for n in f.node}
+    assert body_ops <= {"Constant", "Split", "Concat", "Add", "Sub", "Mul", "Relu", "Neg", "Exp", "Reciprocal",
+                        "GreaterOrEqual", "Cast"}
+    x = digits_test[0]
+    a, b = run_onnx(flat, x, 4)["logits"], run_onnx(fn, x, 4)["logits"]
+    assert np.array_equal(a, b)
+    cmp = compare_with_runtime(graph, fn, x)
+    assert cmp.max_abs_logit_diff <= 1e-5 and cmp.total_flips == 0

@@ -97,7 +97,8 @@ def compare_with_runtime(graph, model, x: np.ndarray, timesteps: Optional[int] =
         m = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model
         meta = {p.key: p.value for p in m.metadata_props}
     recorded = build_model(graph, T, encoding=meta.get("encoding"), record_spikes=True,
-                           sigmoid="op" if meta.get("mpiu_sigmoid") == "Sigmoid op" else "exp")
+                           sigmoid="op" if meta.get("mpiu_sigmoid") == "Sigmoid op" else "exp",
+                           functions=meta.get("neuron_functions") == "true")
     got = run_onnx(recorded, x, T, batch_size)
     logits_file = run_onnx(model, x, T, batch_size)["logits"] if model is not None else got["logits"]
     ref_logits, ref_spikes = [], {k: [] for k in neurons}

@@ -21,7 +21,7 @@ from ilif_deploy.ir import nodes as N
 from ilif_deploy.ir.graph import Graph, GraphError
 
 from .builder import OnnxBuilder, tensor_info
-from .neuron import SIGMOIDS, emit_neuron, params_doc
+from .neuron import FUNCTION_DOMAIN, SIGMOIDS, emit_layer, layer_function, params_doc
 
 #: opset of the default ONNX domain the exporter writes (Split with num_outputs needs >= 18)
 OPSET = 18
@@ -116,7 +116,8 @@ def _adaptive_pool(b: OnnxBuilder, node: N.AdaptiveAvgPool2d, x: str, in_shape: 
 
 
 def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optional[str] = None,
-                record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp") -> onnx.ModelProto:
+                record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp",
+                functions: bool = False) -> onnx.ModelProto:
     """Build the ONNX model of ``graph`` unrolled over ``timesteps`` steps (no file is written).
 
     Args:
@@ -129,6 +130,9 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
         opset: default-domain opset (>= 18).
         sigmoid: ``"exp"`` writes the MPIU sigmoid as ``1 / (1 + exp(-a))`` (Neg, Exp, Add,
             Reciprocal: closest to torch's kernel), ``"op"`` as the single ONNX ``Sigmoid`` op.
+        functions: wrap each neuron layer in a model-local function (op ``ilif_deploy.ILIF``,
+            overload = layer name; body of standard ops, inlined by onnxruntime): one node per
+            layer in Netron instead of T steps of ~15 ops.  Needs ONNX IR version 10.
     Returns:
         the model; graph outputs ``output`` ``[T, B, *out_shape]`` (per-step outputs) and, for a
         sum readout, ``logits`` ``[B, *out_shape]`` (their sum over T).
@@ -161,7 +165,7 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
                       f"{inp.name}/merge_T_into_batch")
         values = {inp.name: (merged, "merged")}
 
-    neurons_meta, spike_outputs, outputs = {}, [], []
+    neurons_meta, spike_outputs, outputs, layer_functions = {}, [], [], []
     for name in graph.topological_order():
         node = graph.nodes[name]
         if isinstance(node, N.Input):
@@ -169,15 +173,13 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
         ins = [values[p] for p in graph.inputs_of(name)]
         if isinstance(node, N.Neuron):
             x, kind = ins[0]
-            if kind == "static":
-                steps = [x] * T
-            elif T == 1:
-                steps = [x]
+            if functions:
+                fn = layer_function(name, node.kind, node.params, kind == "static", T, sigmoid, opset)
+                layer_functions.append(fn)
+                out = b.op(fn.name, [x], name, domain=FUNCTION_DOMAIN, overload=fn.overload,
+                           doc=params_doc(name, node.kind, node.params))
             else:
-                steps = [f"{name}/x_t{t}" for t in range(1, T + 1)]
-                b.op("Split", [x], f"{name}/split_T", outputs=steps, axis=0, num_outputs=T)
-            spikes = emit_neuron(b, name, node.kind, node.params, steps, sigmoid)
-            out = spikes[0] if T == 1 else b.op("Concat", spikes, f"{name}/concat_T", outputs=[name], axis=0)
+                out = emit_layer(b, name, node.kind, node.params, x, kind == "static", T, name, sigmoid)
             values[name] = (out, "merged")
             neurons_meta[name] = json.loads(params_doc(name, node.kind, node.params))
             if record_spikes:
@@ -212,15 +214,17 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
            + ", ".join(map(str, shape)) + "]. Outputs: 'output' [T, batch, ...] per step"
            + (", 'logits' = sum over T." if any(o.name == "logits" for o in outputs) else "."))
     g = b.make_graph(str(graph.metadata.get("source") or "ilif_network"), [g_in], outputs, doc)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="ilif-deploy",
-                              doc_string=doc)
-    model.ir_version = IR_VERSION
+    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(FUNCTION_DOMAIN, 1)] if functions else [])
+    model = helper.make_model(g, opset_imports=opsets, producer_name="ilif-deploy", doc_string=doc,
+                              functions=layer_functions)
+    model.ir_version = 10 if functions else IR_VERSION  # function overloads came with IR version 10
     from ilif_deploy import __version__
 
     model.producer_version = __version__
     meta = {"ilif_deploy.format": "ilif-deploy-onnx", "ilif_deploy.version": __version__,
             "timesteps": str(T), "encoding": encoding, "input_shape": json.dumps(shape),
             "mpiu_sigmoid": "1/(1+exp(-a))" if sigmoid == "exp" else "Sigmoid op",
+            "neuron_functions": str(bool(functions)).lower(),
             "time_layout": "synapses on merged batch [T*batch, ...] (step-major); neurons unrolled per step",
             "source": str(graph.metadata.get("source", "")),
             "ilif.neurons": json.dumps(neurons_meta)}
@@ -229,11 +233,12 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
 
 
 def export_graph(graph: Graph, path, timesteps: Optional[int] = None, encoding: Optional[str] = None,
-                 record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp", fidelity: bool = False,
-                 fidelity_samples: int = 16, check: bool = True) -> dict:
+                 record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp", functions: bool = False,
+                 fidelity: bool = False, fidelity_samples: int = 16, check: bool = True) -> dict:
     """Write ``graph`` as an ONNX model to ``path`` (atomically) and return what was written.
 
-    See :func:`build_model` for ``timesteps``, ``encoding``, ``record_spikes``, ``opset`` and ``sigmoid``.
+    See :func:`build_model` for ``timesteps``, ``encoding``, ``record_spikes``, ``opset``, ``sigmoid``
+    and ``functions``.
     ``check`` runs ``onnx.checker.check_model(full_check=True)`` before writing.  ``fidelity``
     also runs the file in onnxruntime on ``fidelity_samples`` random frames (uniform in [0, 1))
     and compares it with the torch reference runtime (max |logit difference|, prediction and
@@ -245,7 +250,7 @@ def export_graph(graph: Graph, path, timesteps: Optional[int] = None, encoding: 
     from ilif_deploy.atomic import atomic_path
 
     t0 = time.perf_counter()
-    model = build_model(graph, timesteps, encoding, record_spikes, opset, sigmoid)
+    model = build_model(graph, timesteps, encoding, record_spikes, opset, sigmoid, functions)
     if check:
         onnx.checker.check_model(model, full_check=True)
     with atomic_path(path) as tmp:

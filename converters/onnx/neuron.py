@@ -111,3 +111,46 @@ def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: L
             source = x if p.ciu_source == "synaptic" else current
             drive = b.op("Mul", [spike, source], f"{s_}/ciu_drive")
     return spikes
+
+
+def emit_layer(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, x: str, static: bool, T: int,
+               out: str, sigmoid: str = "exp") -> str:
+    """A whole neuron layer: input ``x`` (``[T*B, ...]`` step-major, or ``[B, ...]`` fed at every
+    step when ``static``) -> spikes ``[T*B, ...]`` in tensor ``out``."""
+    if static:
+        steps = [x] * T
+    elif T == 1:
+        steps = [x]
+    else:
+        steps = [f"{name}/x_t{t}" for t in range(1, T + 1)]
+        b.op("Split", [x], f"{name}/split_T", outputs=steps, axis=0, num_outputs=T)
+    spikes = emit_neuron(b, name, kind, p, steps, sigmoid)
+    if T == 1:
+        return b.op("Identity", spikes, f"{name}/output", outputs=[out])
+    return b.op("Concat", spikes, f"{name}/concat_T", outputs=[out], axis=0)
+
+
+#: domain of the model-local functions that wrap neuron layers (``functions=True``)
+FUNCTION_DOMAIN = "ilif_deploy"
+
+
+def layer_function(name: str, kind: str, p: ILIFParams, static: bool, T: int, sigmoid: str, opset: int):
+    """The neuron layer as an ONNX model-local function ``ilif_deploy.<KIND>`` (overload = layer
+    name) whose body is the standard-op step above; onnxruntime inlines it, Netron shows one node
+    per layer that opens into its steps.  Constants become Constant nodes (functions have no
+    initializers)."""
+    from onnx import helper
+
+    fb = OnnxBuilder()
+    emit_layer(fb, name, kind, p, "x", static, T, "spikes", sigmoid)
+    consts = [helper.make_node("Constant", [], [k], name=k, value=v) for k, v in fb.initializers.items()]
+    for c in consts:  # value tensors keep their own name field; clear it for a clean Constant
+        c.attribute[0].t.name = ""
+    return helper.make_function(FUNCTION_DOMAIN, op_type(kind), ["x"], ["spikes"], consts + fb.nodes,
+                                [helper.make_opsetid("", opset)], doc_string=params_doc(name, kind, p),
+                                overload=name)
+
+
+def op_type(kind: str) -> str:
+    """Function op type for a neuron kind ("ilif" -> "ILIF")."""
+    return kind.upper() if kind.isidentifier() else "ILIF"
