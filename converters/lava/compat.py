@@ -1,12 +1,18 @@
-"""Make lava-nc 0.10.0 importable on Python 3.11 -- the one workaround for Lava in this project.
+"""Make lava-nc 0.10.0 work on Python 3.11 / numpy 2 -- the one place of workarounds for Lava.
 
-Why: ``lava/magma/compiler/var_model.py`` declares dataclass fields with an instance as default
+Two source fixes, applied in memory when (and only when) their module is imported:
+
+1. ``lava/magma/compiler/var_model.py`` declares dataclass fields with an instance as default
 (``x: ByteEncoder = ByteEncoder()``).  Python 3.11 rejects unhashable instance defaults
 ("mutable default ... use default_factory"), so ``import lava.magma...`` fails.  Upstream Lava is
 archived, so no fix will come.  Instead of editing site-packages, :func:`install` puts a
 meta-path finder in front of the import system that, when (and only when) that one module is
 loaded, compiles its source with those fields rewritten to
 ``field(default_factory=ByteEncoder)``.  Nothing on disk changes; any other module loads as usual.
+
+2. ``lava/proc/conv/utils.py`` (the CPU ``Conv`` model): ``groups`` arrives as an ``int8`` numpy
+   value and ``input_.shape[-1] % groups`` raises ``OverflowError`` under numpy 2's promotion rules
+   as soon as a layer has 128 or more channels.  The fix converts ``groups`` to a Python int first.
 
 :func:`require_lava` installs the fix and imports Lava, or raises :class:`LavaUnavailable` with
 the command that installs it.
@@ -19,6 +25,7 @@ import re
 import sys
 
 PATCHED_MODULE = "lava.magma.compiler.var_model"
+CONV_UTILS_MODULE = "lava.proc.conv.utils"
 INSTALL_HINT = ("Lava is not installed in this environment. Install it with scripts/setup.sh, or by hand: "
                 "pip install -r requirements-lava.txt && "
                 "pip install --no-deps --ignore-requires-python lava-nc==0.10.0")
@@ -36,16 +43,27 @@ def patch_source(source: str) -> str:
     return _INSTANCE_DEFAULT.sub(r"\1\2\3__import__('dataclasses').field(default_factory=\2)", source)
 
 
+_CONV_GROUPS_LINE = "    if input_.shape[-1] % groups != 0:\n"
+
+
+def patch_conv_utils(source: str) -> str:
+    """Make ``conv_scipy`` use a Python int for ``groups`` (numpy 2 refuses ``256 % np.int8(1)``)."""
+    return source.replace(_CONV_GROUPS_LINE, "    groups = int(groups)\n" + _CONV_GROUPS_LINE, 1)
+
+
+PATCHES = {PATCHED_MODULE: patch_source, CONV_UTILS_MODULE: patch_conv_utils}
+
+
 class _PatchedLoader(importlib.machinery.SourceFileLoader):
     def get_code(self, fullname):
         # Compile from the patched source; never use (or write) the unpatched cached bytecode.
         source = self.get_data(self.path).decode("utf-8")
-        return compile(patch_source(source), self.path, "exec", dont_inherit=True)
+        return compile(PATCHES[fullname](source), self.path, "exec", dont_inherit=True)
 
 
 class _VarModelFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != PATCHED_MODULE:
+        if fullname not in PATCHES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or not spec.origin or not spec.origin.endswith(".py"):
@@ -56,8 +74,6 @@ class _VarModelFinder(importlib.abc.MetaPathFinder):
 
 def install() -> None:
     """Install the import fix (idempotent).  Must run before anything imports ``lava.magma``."""
-    if PATCHED_MODULE in sys.modules:
-        return
     if not any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _VarModelFinder())
 

@@ -91,6 +91,7 @@ class LavaNetwork:
     fp: FixedPoint
     readout_scale: float = 1.0
     connections: List[object] = field(default_factory=list)
+    fast_conv: bool = True
     _started: bool = False
 
     @property
@@ -109,9 +110,11 @@ class LavaNetwork:
 
     def _run(self, steps: int) -> None:
         from lava.magma.core.run_conditions import RunSteps
-        from lava.magma.core.run_configs import Loihi2SimCfg
 
-        self.source.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag=MODES[self.mode]))
+        try:
+            self.source.run(condition=RunSteps(num_steps=steps), run_cfg=run_config(self.mode, self.fast_conv))
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}\n{_worker_errors(self.source)}") from None
         self._started = True
 
     def stop(self) -> None:
@@ -176,6 +179,34 @@ class LavaNetwork:
         return {k: int(p.overflows.get()[0]) for k, p in self.neurons.items() if hasattr(p, "overflows")}
 
 
+def run_config(mode: str = "float", fast_conv: bool = True):
+    """``Loihi2SimCfg`` (Lava's CPU simulation of Loihi 2) for ``mode``; with ``fast_conv`` Lava's
+    ``Conv`` process runs on :mod:`converters.lava.process.fast_conv` (same results, a matrix
+    product instead of a Python loop over channel pairs)."""
+    require_lava()
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    exceptions = {}
+    if fast_conv:
+        from lava.proc.conv.process import Conv
+
+        from .process.fast_conv import PyFastConvModelFixed, PyFastConvModelFloat
+        exceptions[Conv] = PyFastConvModelFloat if mode == "float" else PyFastConvModelFixed
+    return Loihi2SimCfg(select_tag=MODES[mode], exception_proc_model_map=exceptions)
+
+
+def _worker_errors(proc) -> str:
+    """The tracebacks of failed Lava worker processes (Lava itself logs them only at INFO level)."""
+    try:
+        actors = proc.runtime._messaging_infrastructure.actors
+        found = [a.exception[1] for a in actors if a.exception]
+    except Exception:  # noqa: BLE001 - best effort; the original error is raised anyway
+        return ""
+    return ("first error in a Lava worker process:\n" + found[0]) if found else ""
+
+
 def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: list) -> None:
     """One connection process (plus ``syn.delay`` identity relays) from ``src_port`` to ``dst_port``."""
     from lava.proc.conv.process import Conv
@@ -224,7 +255,7 @@ def _lava_weight(syn: Synapse, w: np.ndarray) -> np.ndarray:
 
 
 def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = False,
-          fixed: Optional[FixedPoint] = None, neuron: str = "ilif") -> LavaNetwork:
+          fixed: Optional[FixedPoint] = None, neuron: str = "ilif", fast_conv: bool = True) -> LavaNetwork:
     """Create the Lava processes of ``spec``.
 
     Args:
@@ -296,7 +327,8 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
         for name, proc in neurons.items():
             proc.s_out.connect(recorder(name, proc.s_out.shape, "uint8").a_in)
     return LavaNetwork(spec=spec, mode=mode, samples=samples, source=src, neurons=neurons, recorders=recorders,
-                       workdir=workdir, fp=fp, readout_scale=readout_scale, connections=connections)
+                       workdir=workdir, fp=fp, readout_scale=readout_scale, connections=connections,
+                       fast_conv=fast_conv)
 
 
 def run_layer(x: np.ndarray, params, mode: str = "float") -> Dict[str, np.ndarray]:
