@@ -100,7 +100,9 @@ def compare_with_runtime(graph, model, x: np.ndarray, timesteps: Optional[int] =
                            sigmoid="op" if meta.get("mpiu_sigmoid") == "Sigmoid op" else "exp",
                            functions=meta.get("neuron_functions") == "true")
     got = run_onnx(recorded, x, T, batch_size)
-    logits_file = run_onnx(model, x, T, batch_size)["logits"] if model is not None else got["logits"]
+    file_out = run_onnx(model, x, T, batch_size) if model is not None else got
+    # a model without a sum readout has no 'logits' output: compare the per-step outputs summed
+    logits_file = file_out["logits"] if "logits" in file_out else file_out["output"].sum(0)
     ref_logits, ref_spikes = [], {k: [] for k in neurons}
     xt = torch.as_tensor(np.asarray(x, np.float32))
     seq = xt.dim() == len(graph.input_node.shape) + 2
