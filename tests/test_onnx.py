@@ -110,9 +110,11 @@ def test_cli_export(tmp_path, digits_ilif_path):
 
     out = tmp_path / "net.onnx"
     js = tmp_path / "info.json"
-    assert main([str(digits_ilif_path), "--target", "onnx", "-o", str(out), "--json", str(js)]) == 0
+    assert main([str(digits_ilif_path), "--target", "onnx", "-o", str(out), "--json", str(js), "--fidelity"]) == 0
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
-    assert json.loads(js.read_text())["neuron_layers"] == 2
+    info = json.loads(js.read_text())
+    assert info["neuron_layers"] == 2 and info["bytes"] == out.stat().st_size
+    assert info["fidelity"]["spike_flips"] == 0 and info["fidelity"]["max_abs_logit_diff"] <= 1e-5
 
 
 def test_unsupported_node_is_a_clear_error_and_writes_nothing(tmp_path):
