@@ -55,12 +55,22 @@ def test_lif_spike_rule_is_strictly_greater(tmp_path):
     assert out[:, 0, 0].tolist() == [0.0, 0.0, 0.0, 1.0]
 
 
-def test_if_uses_r_as_per_step_gain(tmp_path):
-    # v += r * I with r = 2, I = 0.3: 0.6, 1.2 > 1 -> spike, reset to v_reset = 0.1: 0.7, 1.3 -> spike ...
-    g = _one_neuron_graph(tmp_path, nir.IF(r=_arr(2.0), v_threshold=_arr(1.0), v_reset=_arr(0.1)))
+def test_if_euler_and_per_step_conventions(tmp_path):
+    # Euler (NIR, SpikingJelly): v += dt * r * I with r = 2/dt; I = 0.3: 0.6, 1.2 > 1 -> spike, reset to
+    # v_reset = 0.1: 0.7, 1.3 -> spike ...
+    g = _one_neuron_graph(tmp_path, nir.IF(r=_arr(2.0 / DT), v_threshold=_arr(1.0), v_reset=_arr(0.1)))
     out = ilif_deploy.run(g, torch.full((20, 1, 1), 0.3))
     assert out[:, 0, 0].tolist() == [0.0, 1.0] * 10
     assert g.nodes["a_neuron"].params.lam == 1.0 and g.nodes["a_neuron"].params.v_reset == pytest.approx(0.1)
+    # Norse / BindsNET write r = 1 meaning v += I
+    nodes = {"input": nir.Input(input_type=_arr(1)), "if": nir.IF(r=_arr(2.0), v_threshold=_arr(1.0),
+                                                                  v_reset=_arr(0.1)),
+             "output": nir.Output(output_type=_arr(1))}
+    path = _write(tmp_path / "norse_if.nir", nodes, [("input", "if"), ("if", "output")])
+    g = read_graph(path, if_convention="per_step")
+    assert ilif_deploy.run(g, torch.full((20, 1, 1), 0.3))[:, 0, 0].tolist() == [0.0, 1.0] * 10
+    silent = ilif_deploy.run(read_graph(path), torch.full((20, 1, 1), 0.3))  # Euler: gain 2e-4
+    assert silent.sum().item() == 0
 
 
 def _layer_graph(neuron, n_in=6, n=10, seed=0):

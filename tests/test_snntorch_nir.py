@@ -151,3 +151,31 @@ def test_snntorch_flatten_import_is_off_by_one_without_the_workaround(tmp_path):
         net = import_from_nir(nir.read(str(tmp_path / "f.nir")))
     with pytest.raises(RuntimeError):  # nn.Flatten(0, 2) folds the batch axis in, the Linear then fails
         net(torch.rand(3, 1, 8, 8))
+
+
+def test_snntorch_synaptic_reads_as_nir_cubalif(inputs, tmp_path):
+    """snntorch ``Synaptic`` -> CubaLIF.  Our import equals snntorch's own ``import_from_nir`` rebuild
+    (NIR semantics) exactly.  Both differ from the source ``Synaptic(reset_mechanism="zero")``, whose
+    reset (one step late) zeroes ``beta*mem + syn``, dropping that step's input too; measured here."""
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(12, 20),
+                              snn.Synaptic(alpha=torch.full((20,), 0.5), beta=torch.full((20,), 0.8),
+                                           threshold=torch.ones(20), init_hidden=True, reset_mechanism="zero",
+                                           output=True))
+    path = _export_snn(net, tmp_path / "syn.nir")
+    g = read_graph(path)
+    assert [n.op for n in g.nodes.values()] == ["input", "linear", "leaky_integrator", "neuron", "output"]
+    x = inputs * 0.5
+    ours = ilif_deploy.run(g, x)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        rebuilt = import_from_nir(nir.read(str(path)))
+        state, outs = None, []
+        for t in range(T):
+            o, state = rebuilt(x[t], state)
+            outs.append(o)
+        snn_utils.reset(net)
+        src = torch.stack([net(x[t])[0] for t in range(T)])
+    assert 0.05 < ours.mean().item() < 0.9
+    assert torch.equal(ours, torch.stack(outs))
+    assert (ours != src).float().mean().item() > 0.01

@@ -57,11 +57,15 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
     return info
 
 
-def read_graph(path: Union[str, os.PathLike], dt: Optional[float] = None) -> Graph:
-    """IR graph of the NIR file at ``path`` (``dt``: step in seconds for foreign files, default 1e-4)."""
+def read_graph(path: Union[str, os.PathLike], dt: Optional[float] = None, if_convention: str = "euler") -> Graph:
+    """IR graph of the NIR file at ``path``.
+
+    ``dt`` (seconds, default 1e-4) and ``if_convention`` ("euler" | "per_step") say how a foreign
+    file's time constants and IF gains are discretised; see :func:`converters.nir.importer.from_nir`.
+    """
     if not os.path.exists(path):
         raise FileNotFoundError(f"NIR file not found: {path}")
-    return from_nir(read_nir(path), dt=dt)
+    return from_nir(read_nir(path), dt=dt, if_convention=if_convention)
 
 
 class NIRModel(nn.Module):
@@ -84,6 +88,7 @@ class NIRModel(nn.Module):
         return run(self.graph, x, timesteps=self.ilif_settings.get("timesteps"))
 
 
-def load_nir_model(path: Union[str, os.PathLike], dt: Optional[float] = None) -> NIRModel:
+def load_nir_model(path: Union[str, os.PathLike], dt: Optional[float] = None,
+                   if_convention: str = "euler") -> NIRModel:
     """The NIR file at ``path`` as a multi-step torch module (see :class:`NIRModel`)."""
-    return NIRModel(read_graph(path, dt=dt)).eval()
+    return NIRModel(read_graph(path, dt=dt, if_convention=if_convention)).eval()

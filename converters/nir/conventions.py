@@ -9,13 +9,17 @@ so the per-step decay is ``lam = 1 - dt/tau`` and the per-step input gain ``r * 
 writes ``tau = dt / (1 - lam)`` and ``r = tau / dt`` (gain exactly 1) with ``dt = DEFAULT_DT``, the step
 snntorch's NIR import and export hard-code (1e-4 s), so snntorch rebuilds the same ``beta = lam``.
 
-``nir.IF`` / ``nir.I`` have no time constant; discrete exporters (snntorch, SpikingJelly) write ``r = 1``
-for "v += I", so ilif-deploy reads their ``r`` as the per-step input gain (``v[t] = v[t-1] + r * I[t]``).
+``nir.IF`` / ``nir.I`` (``dv/dt = r I``) are read the same way by default, ``v[t] = v[t-1] + dt * r * I[t]``
+(``if_convention="euler"``; SpikingJelly writes ``r = 1/dt`` for "v += I", and so does ilif-deploy).
+Norse and BindsNET write ``r = 1`` for "v += I"; read their files with ``if_convention="per_step"``
+(``v[t] = v[t-1] + r * I[t]``).
 """
 from __future__ import annotations
 
 #: simulation step in seconds assumed for NIR time constants (snntorch's convention; Norse uses 1e-3)
 DEFAULT_DT = 1e-4
+#: how nir.IF / nir.I's ``r`` is read: "euler" (gain dt*r, the NIR equation) or "per_step" (gain r)
+IF_CONVENTIONS = ("euler", "per_step")
 #: identifies ilif-deploy's own metadata in a NIR file
 META_KEY = "ilif_deploy"
 META_FORMAT = "ilif-deploy-nir"

@@ -7,7 +7,8 @@ Mapping (per sample; NIR types never include the batch dimension):
   for ``[F]``; AvgPool2d / AdaptiveAvgPool2d (divisible sizes) -> ``nir.AvgPool2d``;
   SumPool2d -> ``nir.SumPool2d``; Flatten -> ``nir.Flatten`` (per-sample dims); Add -> ``nir.Scale`` of
   ones with several incoming edges (NIR sums a node's inputs).
-* LIF (ILIF with both inhibitory units off) -> ``nir.LIF`` with ``tau = dt/(1-lam)``, ``r = tau/dt``,
+* LIF (ILIF with both inhibitory units off) -> ``nir.LIF`` with ``tau = dt/(1-lam)``, ``r = tau/dt``
+  (``nir.IF`` with ``r = 1/dt`` when ``lam = 1``),
   ``v_leak = 0``, ``v_reset`` (0 for soft reset).  NIR's LIF resets *to* ``v_reset`` and fires on ``>``;
   ilif-deploy's soft reset (subtract ``v_th``) and ``>=`` are written in the node's metadata.
 * ILIF -> a nested ``nir.NIRGraph`` (see :func:`ilif_subgraph`) whose compartments are standard
@@ -76,7 +77,7 @@ def _meta(entry: dict, arrays: Optional[Dict[str, np.ndarray]] = None) -> dict:
 def lif_node(p: ILIFParams, shape, dt: float, metadata: Optional[dict] = None) -> nir.NIRNode:
     """``nir.LIF`` (or ``nir.IF`` for ``lam == 1``) for a LIF layer of per-sample ``shape``."""
     if p.lam == 1.0:
-        return nir.IF(r=_full(shape, 1.0), v_threshold=_full(shape, p.v_th), v_reset=_full(shape, p.v_reset),
+        return nir.IF(r=_full(shape, 1.0 / dt), v_threshold=_full(shape, p.v_th), v_reset=_full(shape, p.v_reset),
                       metadata=metadata or {})
     tau = tau_from_lam(p.lam, dt)
     return nir.LIF(tau=_full(shape, tau), r=_full(shape, tau / dt), v_leak=_full(shape, 0.0),
@@ -190,7 +191,7 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
     if isinstance(node, N.LeakyIntegrator):
         s = node.shape
         if node.lam == 1.0:
-            return nir.I(r=_full(s, 1.0), metadata=_meta(entry))
+            return nir.I(r=_full(s, 1.0 / dt), metadata=_meta(entry))
         tau = tau_from_lam(node.lam, dt)
         return nir.LI(tau=_full(s, tau), r=_full(s, tau / dt), v_leak=_full(s, 0.0), metadata=_meta(entry))
     if isinstance(node, N.MaxPool2d):

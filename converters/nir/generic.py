@@ -37,8 +37,8 @@ class EulerLIF(nn.Module):
         elif isinstance(node, nir.CubaLIF):
             self.a, self.g, self.leak = _t(dt / node.tau_mem), _t(node.r), _t(node.v_leak)
             self.a_syn, self.w_in = _t(dt / node.tau_syn), _t(node.w_in)
-        else:  # IF: r is the per-step gain (see conventions)
-            self.g = _t(node.r)
+        else:  # IF: dv/dt = r I, Euler
+            self.g = _t(dt * node.r)
 
     def forward(self, x, state=None):
         v = torch.zeros_like(x) if state is None else state["v"]
@@ -57,12 +57,12 @@ class EulerLIF(nn.Module):
 
 
 class EulerLI(nn.Module):
-    """nir.LI (Euler) and nir.I (per-step gain r): non-spiking, the state is the output."""
+    """nir.LI and nir.I (Euler): non-spiking, the state is the output."""
 
     def __init__(self, node: nir.NIRNode, dt: float):
         super().__init__()
         self.integrator = isinstance(node, nir.I)
-        self.g = _t(node.r)
+        self.g = _t(dt * node.r) if self.integrator else _t(node.r)
         if not self.integrator:
             self.a, self.leak = _t(dt / node.tau), _t(node.v_leak)
 

@@ -10,11 +10,11 @@ NIR node       IR
 =============  =====================================================================================
 LIF            [Affine gain r*dt/tau, shift v_leak*dt/tau] -> Neuron(lam = 1 - dt/tau, v_th,
                reset="zero" to v_reset, compare=">")        (the Affine only when not 1 / 0)
-IF             [Affine gain r] -> Neuron(lam = 1, reset="zero", ">")   (r = per-step gain, see conventions)
+IF             [Affine gain dt*r] -> Neuron(lam = 1, reset="zero", ">")  (gain r with if_convention="per_step")
 CubaLIF        [Affine w_in*dt/tau_syn] -> LeakyIntegrator(1 - dt/tau_syn) -> [Affine r*dt/tau_mem,
                v_leak*dt/tau_mem] -> Neuron(1 - dt/tau_mem, reset="zero", ">")
 LI / CubaLI    the same without the spiking neuron (LeakyIntegrator; membrane as output)
-I              [Affine gain r] -> LeakyIntegrator(lam = 1)
+I              [Affine gain dt*r] -> LeakyIntegrator(lam = 1)
 Threshold      Neuron(lam = 0, reset="zero", ">")   (stateless: S = x > threshold)
 Affine/Linear  Linear;   Conv2d -> Conv2d;   Scale -> Affine;   AvgPool2d / SumPool2d / Flatten alike
 several in-    an Add node (NIR sums a node's inputs)
@@ -37,7 +37,7 @@ from ilif_deploy import ir as N
 from ilif_deploy.ir.graph import Graph, infer_shape
 from ilif_deploy.neuron_step import ILIFParams
 
-from .conventions import DEFAULT_DT, META_FORMAT, META_KEY, META_VERSION, lam_from_tau
+from .conventions import DEFAULT_DT, IF_CONVENTIONS, META_FORMAT, META_KEY, META_VERSION, lam_from_tau
 from .upstream import group_weight, topological_names
 
 
@@ -173,7 +173,7 @@ def _neuron(name: str, lam: float, v_th: float, v_reset: float) -> N.Neuron:
     return N.Neuron(name=name, params=p, kind="lif")
 
 
-def _foreign_chain(name: str, node: nir.NIRNode, dt: float) -> _Chain:
+def _foreign_chain(name: str, node: nir.NIRNode, dt: float, if_dt: float) -> _Chain:
     c = _Chain(name)
     s = lambda f: _scalar(name, node, f)  # noqa: E731
     if isinstance(node, nir.Input):
@@ -218,7 +218,7 @@ def _foreign_chain(name: str, node: nir.NIRNode, dt: float) -> _Chain:
         c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
         return c.add(_neuron(name, lam_from_tau(tau, dt), s("v_threshold"), s("v_reset")))
     if isinstance(node, nir.IF):
-        c.gain("input_gain", s("r"))
+        c.gain("input_gain", s("r") * if_dt)
         return c.add(_neuron(name, 1.0, s("v_threshold"), s("v_reset")))
     if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
         tau_syn, tau_mem = s("tau_syn"), s("tau_mem")
@@ -233,7 +233,7 @@ def _foreign_chain(name: str, node: nir.NIRNode, dt: float) -> _Chain:
         c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
         return c.add(N.LeakyIntegrator(name=name, lam=lam_from_tau(tau, dt)))
     if isinstance(node, nir.I):
-        c.gain("input_gain", s("r"))
+        c.gain("input_gain", s("r") * if_dt)
         return c.add(N.LeakyIntegrator(name=name, lam=1.0))
     if isinstance(node, nir.Threshold):
         return c.add(_neuron(name, 0.0, s("threshold"), 0.0))
@@ -245,7 +245,10 @@ def _foreign_chain(name: str, node: nir.NIRNode, dt: float) -> _Chain:
                          "CubaLI, LI, I, Threshold)")
 
 
-def _from_foreign(g: nir.NIRGraph, dt: float) -> Graph:
+def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
+    if if_convention not in IF_CONVENTIONS:
+        raise ValueError(f"if_convention must be one of {IF_CONVENTIONS}, got {if_convention!r}")
+    if_dt = dt if if_convention == "euler" else 1.0
     try:
         order = topological_names(g)
     except ValueError as e:
@@ -256,10 +259,10 @@ def _from_foreign(g: nir.NIRGraph, dt: float) -> Graph:
         raise NIRImportError(f"NIR graph must have exactly one Input and one Output node, has "
                              f"{len(inputs)} ({inputs}) and {len(outputs)} ({outputs})")
     out = Graph(metadata={"timesteps": None, "input_shape": None, "encoding": "direct", "source": "nir",
-                          "nir_dt": dt})
+                          "nir_dt": dt, "nir_if_convention": if_convention})
     chains: Dict[str, _Chain] = {}
     for name in order:
-        chain = _foreign_chain(name, g.nodes[name], dt)
+        chain = _foreign_chain(name, g.nodes[name], dt, if_dt)
         chains[name] = chain
         preds = [s for s, t in g.edges if t == name]
         srcs: List[str] = [chains[p].nodes[-1].name for p in preds]
@@ -286,7 +289,7 @@ def _from_foreign(g: nir.NIRGraph, dt: float) -> Graph:
 
 
 # ----------------------------------------------------------------------------- entry point
-def from_nir(g: nir.NIRGraph, dt: Optional[float] = None) -> Graph:
+def from_nir(g: nir.NIRGraph, dt: Optional[float] = None, if_convention: str = "euler") -> Graph:
     """IR graph of a NIR graph: exact for ilif-deploy's own files, NIR semantics for foreign ones.
 
     Args:
@@ -294,8 +297,10 @@ def from_nir(g: nir.NIRGraph, dt: Optional[float] = None) -> Graph:
         dt: simulation step in seconds for foreign files' time constants (default
             :data:`~converters.nir.conventions.DEFAULT_DT`, snntorch's 1e-4 s; Norse uses 1e-3 s).
             Own files use the ``dt`` they were written with.
+        if_convention: how a foreign ``nir.IF``/``nir.I``'s ``r`` is read: "euler" (``v += dt*r*I``,
+            the NIR equation; SpikingJelly) or "per_step" (``v += r*I``; Norse, BindsNET write r = 1).
     """
     header = _header(g)
     if header is not None:
         return _from_own(g, header)
-    return _from_foreign(g, DEFAULT_DT if dt is None else float(dt))
+    return _from_foreign(g, DEFAULT_DT if dt is None else float(dt), if_convention)
