@@ -164,3 +164,19 @@ def test_foreign_import_exports_again_and_round_trips(tmp_path):
     assert g2.nodes["neuron"].params == g.nodes["neuron"].params
     x = torch.rand(30, 3, 6, generator=torch.Generator().manual_seed(2))
     assert torch.equal(ilif_deploy.run(g2, x), ilif_deploy.run(g, x))
+
+
+def test_imported_graph_saves_as_ir_file(tmp_path):
+    n = 10
+    full = lambda v: np.full(n, v, np.float32)  # noqa: E731
+    neuron = nir.CubaLIF(tau_syn=full(2 * DT), tau_mem=full(5 * DT), r=full(5.0), v_leak=full(0.0),
+                         v_threshold=full(1.0), v_reset=full(0.2), w_in=full(2.0))
+    nodes, edges = _layer_graph(neuron, n=n)
+    g = read_graph(_write(tmp_path / "c.nir", nodes, edges))
+    g.save(tmp_path / "c.ir.npz")
+    g2 = ilif_deploy.Graph.load(tmp_path / "c.ir.npz")
+    assert g2.nodes["neuron"].params == g.nodes["neuron"].params
+    assert g2.nodes["neuron"].params.v_reset == pytest.approx(0.2)
+    assert g2.nodes["neuron.syn"].lam == g.nodes["neuron.syn"].lam
+    x = torch.rand(25, 2, 6, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(ilif_deploy.run(g2, x), ilif_deploy.run(g, x))
