@@ -188,3 +188,12 @@ def test_cli_prints_fidelity(tmp_path, capsys):
     info = json.loads((tmp_path / "info.json").read_text())
     assert info["fidelity"]["spike_agreement"] > 0.99
     nir.read(str(out))
+
+
+def test_unexpressible_decay_is_named():
+    g = Graph(metadata={"timesteps": 2})
+    g.add(N.Input(name="input", shape=(3,)))
+    g.add(N.Neuron(name="growing", shape=(3,), params=ILIFParams(lam=1.5, lam_u=0.0, lam_i=0.0)), ["input"])
+    g.add(N.Output(name="output", shape=(3,)), ["growing"])
+    with pytest.raises(NIRExportError, match="'growing'.*0 <= lam < 1"):
+        to_nir(g)

@@ -211,7 +211,12 @@ def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
         node = graph.nodes[name]
         preds = graph.inputs_of(name)
         in_shape = tuple(graph.nodes[preds[0]].shape) if preds else tuple(node.shape)
-        nodes[names[name]] = node_to_nir(node, in_shape, dt)
+        try:
+            nodes[names[name]] = node_to_nir(node, in_shape, dt)
+        except NIRExportError:
+            raise
+        except (ValueError, AssertionError) as e:
+            raise NIRExportError(f"node '{name}' ({node.op}): {e}") from None
     edges = [(names[s], names[t]) for s, t in graph.edges]
     header = {"format": META_FORMAT, "version": META_VERSION, "dt": dt, "metadata": graph.metadata,
               "order": list(graph.nodes), "edges": [list(e) for e in graph.edges], "names": names}
