@@ -64,7 +64,7 @@ def build_network(spec: NetSpec, mode: str = "float", **kw):
 
 
 def simulate(*args, **kw) -> dict:
-    """Run on Lava and compare with the torch runtime (see :func:`converters.lava.simulate.simulate`)."""
-    from .simulate import simulate as _simulate
+    """Run on Lava and compare with the torch runtime (see :func:`converters.lava.runner.simulate`)."""
+    from .runner import simulate as _simulate
 
     return _simulate(*args, **kw)

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     def go() -> int:
         from converters.lava import LavaUnavailable, require_lava
         from converters.lava.network import FixedPoint
-        from converters.lava.simulate import report_table, simulate
+        from converters.lava.runner import report_table, simulate
 
         try:
             require_lava()

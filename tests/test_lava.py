@@ -1,0 +1,315 @@
+"""Lava target: import fix, ILIF process (golden vectors), network builder, artifact, simulation."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import ilif_deploy as D
+from ilif_deploy import ir as N
+from ilif_deploy.ir.graph import Graph
+from ilif_deploy.neuron_step import ILIFParams
+from ilif_deploy.runtime import run as torch_run
+
+from converters.lava import LavaFileError, LavaUnavailable, export_graph, load
+from converters.lava.compat import patch_conv_utils, patch_source, require_lava
+from converters.lava.netspec import build_netspec
+from converters.lava.network import FixedPoint, quantize_layer
+
+GOLDEN_CASES = ["tau1.1_T8", "tau2.0_T16", "tau1.1_T6_strong", "tau4.0_T20_weak"]
+
+
+@pytest.fixture(scope="module")
+def lava():
+    try:
+        require_lava()
+    except LavaUnavailable as e:
+        pytest.skip(str(e))
+
+
+def toy_resnet(seed: int = 0, T: int = 3, C: int = 4, H: int = 6) -> Graph:
+    """A small residual network with every op kind the Lava builder handles: stride-2 and 1x1 convs,
+    an identity and a conv shortcut, BN after an add, a LIF layer, pooling + flatten + linear readout."""
+    rng = np.random.default_rng(seed)
+    p = ILIFParams.from_tau(1.1)
+
+    def w(*shape, scale=0.5):
+        return rng.normal(0, scale, shape).astype(np.float32)
+
+    g = Graph(metadata={"timesteps": T, "input_shape": [2, H, H], "encoding": "direct", "source": "toy"})
+    h = H // 2
+    g.add(N.Input("input", (2, H, H)))
+    g.add(N.Conv2d("conv0", (C, H, H), weight=w(C, 2, 3, 3, scale=1.0), bias=w(C, scale=0.3) + 0.5, padding=(1, 1)),
+          ["input"])
+    g.add(N.Neuron("a", (C, H, H), params=p), ["conv0"])
+    g.add(N.Conv2d("conv1", (C, H, H), weight=w(C, C, 3, 3), bias=w(C) + 0.5, padding=(1, 1)), ["a"])
+    g.add(N.Neuron("b", (C, H, H), params=p), ["conv1"])
+    g.add(N.Conv2d("conv2", (C, H, H), weight=w(C, C, 3, 3), padding=(1, 1)), ["b"])
+    g.add(N.Add("add", (C, H, H)), ["conv2", "a"])
+    g.add(N.Affine("bn", (C, H, H), scale=rng.uniform(0.8, 1.5, C).astype(np.float32),
+                   shift=w(C, scale=0.3) + 0.4), ["add"])
+    g.add(N.Neuron("c", (C, H, H), params=p), ["bn"])
+    g.add(N.Conv2d("down", (2 * C, h, h), weight=w(2 * C, C, 1, 1), stride=(2, 2)), ["c"])
+    g.add(N.Conv2d("conv3", (2 * C, h, h), weight=w(2 * C, C, 3, 3), bias=w(2 * C) + 0.5, stride=(2, 2),
+                   padding=(1, 1)), ["c"])
+    g.add(N.Neuron("d", (2 * C, h, h), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0), kind="lif"), ["conv3"])
+    g.add(N.Conv2d("conv4", (2 * C, h, h), weight=w(2 * C, 2 * C, 3, 3), padding=(1, 1)), ["d"])
+    g.add(N.Add("add2", (2 * C, h, h)), ["conv4", "down"])
+    g.add(N.Neuron("e", (2 * C, h, h), params=p), ["add2"])
+    g.add(N.AvgPool2d("pool", (2 * C, 1, 1), kernel=(h, h), stride=(h, h)), ["e"])
+    g.add(N.Flatten("flat", (2 * C,)), ["pool"])
+    g.add(N.Linear("fc", (5,), weight=w(5, 2 * C), bias=w(5)), ["flat"])
+    g.add(N.Output("output", (5,)), ["fc"])
+    return g.validate()
+
+
+@pytest.fixture(scope="module")
+def digits_graph(digits_ilif_path):
+    return D.trace(D.load_model(digits_ilif_path), (1, 8, 8), 4)
+
+
+# ------------------------------------------------------------------ no Lava needed
+
+def test_import_fix_rewrites_instance_defaults():
+    src = ("@dataclass\nclass CoreEncoder:\n    x: ByteEncoder = ByteEncoder()\n    n: int = 0\n"
+           "    y: Other = ByteEncoder()\n")
+    out = patch_source(src)
+    assert "x: ByteEncoder = __import__('dataclasses').field(default_factory=ByteEncoder)" in out
+    assert "n: int = 0" in out and "y: Other = ByteEncoder()" in out  # only `T = T()` fields change
+    ns = {}
+    exec("from dataclasses import dataclass\n@dataclass\nclass ByteEncoder:\n    base: int = 0\n"
+         + patch_source("@dataclass\nclass CoreEncoder:\n    x: ByteEncoder = ByteEncoder()\n"), ns)
+    a, b = ns["CoreEncoder"](), ns["CoreEncoder"]()
+    assert a.x == b.x and a.x is not b.x
+    assert "groups = int(groups)" in patch_conv_utils("def f():\n    if input_.shape[-1] % groups != 0:\n")
+
+
+def test_netspec_fuses_digits_into_three_synapses(digits_graph):
+    spec = build_netspec(digits_graph)
+    assert [(s.source, s.target, s.kind, s.delay) for s in spec.synapses] == [
+        ("input", "neuron1", "conv", 0), ("neuron1", "neuron2", "conv", 0), ("neuron2", "output", "dense", 0)]
+    assert [lay.depth for lay in spec.layers] == [1, 2] and spec.depth == 3
+    assert spec.synapses[0].graded and not spec.synapses[1].graded
+    # avgpool + flatten + linear fused into one matrix: check it on random spikes against torch
+    fc = spec.synapses[2]
+    s = (np.random.default_rng(0).random((5, 32, 8, 8)) < 0.3).astype(np.float32)
+    ref = digits_graph.nodes["fc"]
+    pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(s), 2).flatten(1)
+    expect = torch.nn.functional.linear(pooled, torch.from_numpy(ref.weight), torch.from_numpy(ref.bias)).numpy()
+    got = s.reshape(5, -1) @ fc.weight.T + spec.readout.bias
+    np.testing.assert_allclose(got, expect, atol=1e-5)
+
+
+def test_netspec_residuals_get_delays_and_bias():
+    g = toy_resnet()
+    spec = build_netspec(g)
+    syn = {(s.source, s.target): s for s in spec.synapses}
+    assert syn[("a", "c")].kind == "sparse" and syn[("a", "c")].delay == 1  # identity shortcut, 1 step late
+    assert syn[("c", "e")].kind == "conv" and syn[("c", "e")].delay == 1  # 1x1 conv shortcut
+    assert syn[("b", "c")].delay == 0
+    bn = g.nodes["bn"]
+    np.testing.assert_allclose(syn[("a", "c")].weight.reshape(4, -1), np.repeat(bn.scale[:, None], 36, 1), rtol=1e-7)
+    np.testing.assert_allclose(syn[("b", "c")].weight, g.nodes["conv2"].weight * bn.scale[:, None, None, None],
+                               rtol=1e-7)
+    assert spec.layer("c").bias[:, 0, 0] == pytest.approx(bn.shift, rel=1e-6)  # conv2 has no bias
+
+
+def test_unsupported_op_is_named():
+    g = Graph(metadata={"timesteps": 2, "input_shape": [1, 4, 4], "encoding": "direct"})
+    g.add(N.Input("input", (1, 4, 4)))
+    g.add(N.Neuron("n", (1, 4, 4)), ["input"])
+    g.add(N.MaxPool2d("mp", (1, 2, 2)), ["n"])
+    g.add(N.Flatten("flat", (4,)), ["mp"])
+    g.add(N.Output("output", (4,)), ["flat"])
+    with pytest.raises(D.GraphError, match="'mp' \\(maxpool2d\\)"):
+        build_netspec(g.validate())
+
+
+def test_artifact_roundtrip_without_running_lava(tmp_path):
+    g = toy_resnet()
+    info = export_graph(g, tmp_path / "toy.lava.h5")
+    assert info["synapses"] == {"conv": 6, "sparse": 1, "dense": 1} and info["delay_relays"] == 2
+    spec, graph = load(tmp_path / "toy.lava.h5")
+    ref = build_netspec(g)
+    assert [lay.name for lay in spec.layers] == ["a", "b", "c", "d", "e"]
+    assert spec.layer("d").params == ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0) and spec.layer("d").kind == "lif"
+    for a, b in zip(spec.synapses, ref.synapses):
+        assert (a.source, a.target, a.kind, a.delay, a.stride, a.padding) == \
+               (b.source, b.target, b.kind, b.delay, b.stride, b.padding)
+        np.testing.assert_array_equal(a.weight, b.weight)
+    assert set(graph.nodes) == set(g.nodes)
+    import h5py
+    with h5py.File(tmp_path / "toy.lava.h5") as f:  # the netx-like layout
+        assert f["layer/0/type"][()] == b"input"
+        assert f["layer/3/neuron/compartments"][()].tolist() == [b"u", b"v", b"ciu", b"mpiu"]
+        assert f["layer/6/type"][()] == b"readout"
+
+
+def test_bad_artifacts_are_refused(tmp_path):
+    (tmp_path / "x.lava.h5").write_text("not hdf5")
+    with pytest.raises(LavaFileError, match="not an HDF5 file"):
+        load(tmp_path / "x.lava.h5")
+    import h5py
+    with h5py.File(tmp_path / "y.lava.h5", "w") as f:
+        f.attrs["format"] = "something-else"
+    with pytest.raises(LavaFileError, match="ilif-export MODEL --target lava"):
+        load(tmp_path / "y.lava.h5")
+
+
+def test_weight_quantization_is_8bit_with_one_exponent():
+    from converters.lava.netspec import Synapse
+    rng = np.random.default_rng(0)
+    syns = [Synapse("a", "b", "dense", rng.normal(0, 0.3, (6, 5)), (5,), (6,)),
+            Synapse("c", "b", "dense", rng.normal(0, 0.1, (6, 4)), (4,), (6,))]
+    fp = FixedPoint(frac_bits=16)
+    mants, a_exp = quantize_layer(syns, fp)
+    for m, s in zip(mants, syns):
+        assert m.min() >= -256 and m.max() <= 254 and np.all(m % 2 == 0)
+        lsb = 2.0 ** (a_exp - fp.frac_bits)
+        assert np.abs(m * lsb - s.weight).max() <= lsb  # one mantissa step (rounding of m/2)
+    assert max(np.abs(m).max() for m in mants) >= 128  # the exponent uses the full 8-bit range
+
+
+def test_fast_conv_equals_lavas_conv(lava):
+    from lava.proc.conv import utils
+
+    from converters.lava.process.fast_conv import conv_whc
+    rng = np.random.default_rng(0)
+    for C, O, k, s, p, d, g in [(3, 8, 3, 1, 1, 1, 1), (4, 8, 3, 2, 1, 1, 2), (6, 6, 1, 2, 0, 1, 1), (4, 4, 3, 1, 2, 2, 4)]:
+        x = (rng.random((9, 7, C)) > 0.5).astype(float)
+        w = rng.normal(size=(O, k, k, C // g))
+        ref = utils.conv(x, w, (k, k), (s, s), (p, p), (d, d), g)
+        np.testing.assert_allclose(conv_whc(x, w, (s, s), (p, p), (d, d), g, np.float64), ref, atol=1e-12)
+
+
+def test_missing_lava_says_how_to_install(monkeypatch, capsys):
+    import converters.lava.compat as compat
+    from ilif_deploy.cli import simulate as cli
+
+    monkeypatch.setitem(sys.modules, "lava", None)
+    with pytest.raises(LavaUnavailable, match="scripts/setup.sh"):
+        compat.require_lava()
+    assert cli.main(["whatever.lava.h5"]) == 2
+    assert "scripts/setup.sh" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ Lava runs
+
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+def test_golden_vectors_lava_float_process(lava, golden, case):
+    from converters.lava.network import run_layer
+
+    r = run_layer(golden[f"{case}/x"], ILIFParams.from_tau(float(golden[f"{case}/tau"])))
+    assert int((r["spikes"] != golden[f"{case}/spikes"]).sum()) == 0
+    for ours, theirs in (("v", "v"), ("mpiu", "mpiu"), ("ciu", "ciu_pre")):
+        ref = golden[f"{case}/{theirs}"]
+        assert np.all(np.abs(r[ours] - ref) <= 1e-5 * np.maximum(1.0, np.abs(ref))), ours
+
+
+def test_lif_is_ilif_with_units_off(lava):
+    """lam_u = lam_i = 0: the Lava process is a soft-reset LIF (hand-computed reference)."""
+    from converters.lava.network import run_layer
+
+    x = np.random.default_rng(3).uniform(-0.5, 1.6, (12, 64)).astype(np.float32)
+    lam = np.float32(0.6)
+    r = run_layer(x, ILIFParams(lam=0.6, lam_u=0.0, lam_i=0.0))
+    m = np.zeros(64, np.float32)
+    for t in range(12):
+        u = lam * m + x[t]
+        s = (u >= 1.0).astype(np.float32)
+        m = u - s
+        np.testing.assert_array_equal(r["spikes"][t], s)
+        np.testing.assert_array_equal(r["v"][t], m)
+    assert r["spikes"].sum() > 50 and np.all(r["mpiu"] == 0) and np.all(r["ciu"] == 0)
+
+
+def test_toy_resnet_float_is_spike_exact(lava):
+    from converters.lava import simulate
+
+    g = toy_resnet()
+    x = np.random.default_rng(1).random((3, 2, 6, 6)).astype(np.float32)
+    rep = simulate(g, x=x, mode="float", progress=False)
+    assert rep["overall_spike_agreement"] == 1.0 and rep["prediction_agreement"] == 1.0
+    assert all(0.05 < r < 0.9 for r in rep["firing_rate"].values())  # the comparison is not vacuous
+
+
+def test_digits_float_few_samples(lava, digits_graph):
+    from converters.lava import simulate
+
+    rep = simulate(digits_graph, samples=12, mode="float", progress=False)
+    assert rep["spike_agreement"] == {"neuron1": 1.0, "neuron2": 1.0}
+    assert rep["prediction_agreement"] == 1.0 and rep["accuracy_lava"] == rep["accuracy_torch"]
+
+
+def test_digits_fixed_few_samples(lava, digits_graph):
+    from converters.lava import simulate
+
+    rep = simulate(digits_graph, samples=12, mode="fixed", progress=False)
+    assert rep["overflows"] == {"neuron1": 0, "neuron2": 0}
+    assert 0.95 < rep["overall_spike_agreement"] < 1.0  # close, but really quantized
+    assert rep["prediction_agreement"] >= 11 / 12
+
+
+def test_fixed_point_overflow_is_counted(lava):
+    g = Graph(metadata={"timesteps": 3, "input_shape": [4], "encoding": "direct"})
+    g.add(N.Input("input", (4,)))
+    g.add(N.Linear("fc0", (4,), weight=(100 * np.eye(4)).astype(np.float32)), ["input"])
+    g.add(N.Neuron("n", (4,)), ["fc0"])
+    g.add(N.Linear("fc1", (2,), weight=np.ones((2, 4), np.float32)), ["n"])
+    g.add(N.Output("output", (2,)), ["fc1"])
+    from converters.lava.network import build
+    spec = build_netspec(g.validate())
+    with build(spec, mode="fixed", samples=1, fixed=FixedPoint(frac_bits=16)) as net:
+        net.run(np.ones((1, 3, 4), np.float32) * np.array([1.0, 0.5, 0.0, 0.01], np.float32))
+        over = net.overflows()
+    assert over["n"] >= 3  # 100 * 2**16 > 2**23: the first neuron's input saturates every step
+
+
+def test_cli_export_and_simulate(lava, tmp_path, digits_ilif_path):
+    from ilif_deploy.cli import export, simulate as sim
+
+    out = tmp_path / "digits.lava.h5"
+    assert export.main([str(digits_ilif_path), "--target", "lava", "-o", str(out)]) == 0
+    assert sim.main([str(out), "--samples", "4", "--json", str(tmp_path / "r.json"), "--no-progress"]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    for key in ("mode", "samples", "timesteps", "accuracy_torch", "accuracy_lava", "spike_agreement",
+                "overall_spike_agreement"):
+        assert key in rep
+    assert rep["samples"] == 4 and rep["timesteps"] == 4 and rep["overall_spike_agreement"] == 1.0
+
+
+# ------------------------------------------------------------------ slow (CI)
+
+@pytest.mark.slow
+def test_digits_float_full_test_set(lava, digits_graph):
+    from converters.lava import simulate
+
+    rep = simulate(digits_graph, samples=None, mode="float", progress=False)
+    assert rep["samples"] == 450
+    assert rep["spike_agreement"] == {"neuron1": 1.0, "neuron2": 1.0}
+    assert rep["prediction_agreement"] == 1.0 and rep["accuracy_lava"] == rep["accuracy_torch"]
+
+
+@pytest.mark.slow
+def test_digits_fixed_accuracy_drop(lava, digits_graph):
+    from converters.lava import simulate
+
+    rep = simulate(digits_graph, samples=None, mode="fixed", progress=False)
+    assert rep["samples"] == 450 and sum(rep["overflows"].values()) == 0
+    assert rep["accuracy_torch"] - rep["accuracy_lava"] <= 0.005
+
+
+@pytest.mark.slow
+def test_authors_resnet18_float_spike_exact(lava, authors_resnet18_path, tmp_path):
+    from converters.lava import simulate
+
+    g = D.trace(D.load_model(authors_resnet18_path, arch="spiking_resnet18", num_classes=10), (3, 32, 32), 2)
+    export_graph(g, tmp_path / "rn18.lava.h5")
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)).numpy()
+    rep = simulate(tmp_path / "rn18.lava.h5", x=x, mode="float", progress=False)
+    assert len(rep["spike_agreement"]) == 17
+    assert rep["overall_spike_agreement"] == 1.0 and rep["prediction_agreement"] == 1.0
+    assert all(0.1 < r < 0.6 for r in rep["firing_rate"].values())
