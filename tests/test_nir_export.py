@@ -197,3 +197,16 @@ def test_unexpressible_decay_is_named():
     g.add(N.Output(name="output", shape=(3,)), ["growing"])
     with pytest.raises(NIRExportError, match="'growing'.*0 <= lam < 1"):
         to_nir(g)
+
+
+def test_edited_neuron_parameters_are_refused(tmp_path):
+    import h5py
+
+    g = ilif_deploy.trace(ilif_deploy.load_model(EXAMPLE_MODELS / "digits_lif.pt"), (1, 8, 8), 4)
+    path = tmp_path / "edited.nir"
+    export_graph(g, path)
+    read_graph(path)  # untouched: fine
+    with h5py.File(path, "r+") as f:
+        f["node/nodes/neuron2/v_threshold"][...] = 2.0
+    with pytest.raises(ValueError, match="'neuron2'.*edited"):
+        read_graph(path)

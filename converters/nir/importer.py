@@ -88,6 +88,19 @@ def _entry(node: nir.NIRNode) -> dict:
 
 
 # ----------------------------------------------------------------------------- own files
+def _check_neuron(name: str, nn: nir.NIRNode, p: ILIFParams, dt: float) -> None:
+    """The exact parameters in the metadata must still describe the standard nodes beside them
+    (a file whose neuron nodes were edited after export is refused rather than silently overridden)."""
+    thr = nn.nodes["spike"].threshold if isinstance(nn, nir.NIRGraph) else nn.v_threshold
+    ok = np.allclose(thr, p.v_th, rtol=1e-6, atol=1e-7)
+    if isinstance(nn, nir.LIF):
+        ok = ok and np.allclose(1.0 - dt / np.asarray(nn.tau, np.float64), p.lam, rtol=1e-5, atol=1e-6)
+        ok = ok and (p.reset == "subtract" or np.allclose(nn.v_reset, p.v_reset, rtol=1e-6, atol=1e-7))
+    if not ok:
+        raise NIRImportError(f"NIR node '{name}': its threshold/time constant/reset no longer match the exact "
+                             "parameters ilif-deploy stored in its metadata (edited after export?)")
+
+
 def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
     """Rebuild one IR node from its metadata entry and the arrays of its NIR node."""
     op, name, shape = entry["op"], entry["name"], tuple(entry["shape"])
@@ -97,6 +110,7 @@ def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
         kw[k] = tuple(v) if isinstance(v, list) else v
     if op == "neuron":
         kw = {"kind": entry["attrs"]["kind"], "params": ILIFParams(**entry["attrs"]["params"])}
+        _check_neuron(name, nn, kw["params"], entry.get("dt", DEFAULT_DT))
     elif op in ("conv2d", "linear"):
         kw["weight"] = np.asarray(nn.weight, dtype=np.float32)
         if op == "conv2d" and kw.get("groups", 1) > 1:
