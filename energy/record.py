@@ -89,6 +89,11 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     cont = {k: torch.zeros((), dtype=torch.float64, device=dev) for k in neurons}
     half = T / 2.0
 
+    # Per-batch sums are exact in float32 (integers < 2**24); they are moved into float64 totals
+    # before the float32 partial sums could reach 2**24 samples.
+    partial: Dict[str, torch.Tensor] = {}
+    state = {"in_partial": 0}
+
     def observe(name: str, out: torch.Tensor) -> None:
         if name not in names:
             return
@@ -97,14 +102,20 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
             cont[name] += (out.sum(0) > half).sum()
         else:
             nz = out != 0
-            c = nz.sum(1)
+            c = nz.sum(1, dtype=torch.float32)
             if binary[name]:
                 binary[name] = not bool((nz & (out != 1)).any())
-        c = c.to(torch.float64)
-        if name in acc:
-            acc[name] += c
+        if name in partial:
+            partial[name] += c
         else:
-            acc[name] = c
+            partial[name] = c
+
+    def flush() -> None:
+        for k, v in partial.items():
+            v = v.to(torch.float64)
+            acc[k] = acc[k] + v if k in acc else v
+        partial.clear()
+        state["in_partial"] = 0
 
     correct = 0
     bar = tqdm(total=n, unit="sample", desc="recording activity", disable=not progress, leave=False)
@@ -114,13 +125,17 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
             if sequence:  # [B, T, ...] -> [T, B, ...]
                 xb = xb.transpose(0, 1)
             xb = expand_input(graph, xb.to(dev), T)
+            if state["in_partial"] + xb.shape[1] >= 2 ** 24:
+                flush()
             out = run(graph, xb, T, observe=observe)
+            state["in_partial"] += xb.shape[1]
             if labels is not None:
                 pred = out.sum(0).flatten(1).argmax(1).cpu().numpy()
                 correct += int((pred == np.asarray(labels)[sl]).sum())
             bar.update(sl.stop - sl.start)
     finally:
         bar.close()
+    flush()
     return Activity(timesteps=int(T), samples=int(n),
                     counts={k: v.cpu().numpy() for k, v in acc.items()}, binary=binary,
                     continuous={k: float(v.item()) for k, v in cont.items()},

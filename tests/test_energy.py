@@ -384,3 +384,37 @@ def test_report_outputs(digits_setup, tmp_path):
     import re
     assert "Plotly.newPlot" in html and len(html) > 1_000_000  # plotly.js embedded: works offline
     assert not re.search(r"<script[^>]*\ssrc=", html)  # nothing fetched from the network
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_cases, st.booleans())
+def test_fast_fanout_equals_autograd(case, with_pool):
+    from energy.fanout import fanout_map, fanout_map_autograd
+
+    g_, ipg, opg = case["groups"], case["in_per_group"], case["out_per_group"]
+    k, s, p, d = case["k"], case["stride"], case["padding"], case["dilation"]
+    H, W = case["hw"]
+    if (H + 2 * p[0] - d[0] * (k[0] - 1) - 1) < 0 or (W + 2 * p[1] - d[1] * (k[1] - 1) - 1) < 0:
+        return
+    conv = N.Conv2d(name="c", weight=np.ones((g_ * opg, ipg, *k), np.float32), stride=s, padding=p, dilation=d,
+                    groups=g_)
+    shape = (g_ * ipg, H, W)
+    assert np.array_equal(fanout_map(shape, [conv]), fanout_map_autograd(shape, [conv]))
+    if with_pool and H >= 2 and W >= 2:
+        pool = N.AvgPool2d(name="p", kernel=(2, 2), stride=(2, 1))
+        pshape = infer_shape(pool, [shape])
+        fc = N.Linear(name="fc", weight=np.ones((3, int(np.prod(pshape))), np.float32))
+        chain = [pool, N.Flatten(name="f", start_dim=0, end_dim=-1), fc]
+        assert np.array_equal(fanout_map(shape, chain), fanout_map_autograd(shape, chain))
+    # a chain without a fast path (pool fused into a conv) still matches enumeration
+    if H >= 4 and W >= 4:
+        pool = N.SumPool2d(name="p", kernel=(2, 2), stride=(2, 2))
+        pshape = infer_shape(pool, [shape])
+        c2 = N.Conv2d(name="c2", weight=np.ones((2, shape[0], 3, 3), np.float32), padding=(1, 1))
+        pf = brute_pool_fanout(shape, (2, 2), (2, 2), (0, 0))
+        cf = brute_conv_fanout(pshape, c2.weight.shape, (1, 1), (1, 1), (1, 1), 1)
+        expect = np.zeros(shape)
+        for y in range(2 * pshape[1]):
+            for x in range(2 * pshape[2]):
+                expect[:, y, x] = cf[:, y // 2, x // 2]
+        assert np.array_equal(fanout_map(shape, [pool, c2]), expect)

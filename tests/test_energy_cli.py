@@ -56,6 +56,7 @@ def test_cli_conventions_change_counts(tmp_path, digits_ilif_path):
     (["-c", "pooling=maybe"], "convention pooling='maybe'"),
     (["-c", "speed=fast"], "unknown convention 'speed'"),
     (["--data", "missing.npz"], "data file not found"),
+    (["--device", "nosuchdevice"], "--device 'nosuchdevice' is not available"),
 ])
 def test_cli_errors_are_one_clear_line(digits_ilif_path, capsys, args, message):
     assert main([str(digits_ilif_path), "--no-progress", *args]) == 2

@@ -1,0 +1,167 @@
+"""Benchmark: energy profiling time vs plain inference, and vs SpikingJelly's SynOpCounter.
+
+    python benchmarks/bench_energy.py                # in .venv: profiling overhead only
+    /tmp/bench-venv/bin/python benchmarks/bench_energy.py   # with spikingjelly: also SynOpCounter
+
+(The SpikingJelly venv: ``python -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install
+torch==2.13.0 spikingjelly==2.0.0 numpy pandas plotly tqdm scikit-learn && /tmp/bench-venv/bin/pip
+install --no-deps -e .``; see docs/energy.md.)
+
+Models: the digits ILIF net (450 test digits) and spiking_resnet18 (authors' format, random
+weights calibrated to ~30 % firing, random 32x32 frames), T = 4, batch >= 8.  Times are the best of
+``--repeats`` runs after one warm-up.  Ratios:
+
+- profile / plain: ``energy.profile`` (recording + counting) over plain ``ilif_deploy.run`` on the
+  same batches (goal <= 1.10x);
+- SynOpCounter / profile: SpikingJelly 2.0's ``SynOpCounter`` under ``DispatchCounterMode`` on the
+  torch model, same batches (goal >= 4x), with equal AC totals.  SynOpCounter counts conv/linear
+  ops whose input is binary, so our side uses ``pooling=separate`` and sums ACs of weight layers
+  whose input is spikes.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import energy  # noqa: E402
+import ilif_deploy as I  # noqa: E402
+from energy import Conventions  # noqa: E402
+
+
+CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = CLOCK["cpu"]
+
+
+def best_times(fns: dict, repeats: int) -> dict:
+    """Best of ``repeats`` runs of each function after one warm-up, on the chosen clock (process CPU
+    time by default: on a shared machine wall time measures the neighbours).  The functions run
+    interleaved, so a slow phase of the machine hits all of them alike."""
+    for fn in fns.values():
+        fn()  # warm-up (allocator, lazy init)
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = clock()
+            fn()
+            best[k] = min(best[k], clock() - t0)
+    return best
+
+
+def plain(graph, x, batch):
+    for i in range(0, len(x), batch):
+        I.run(graph, x[i:i + batch])
+
+
+def sj_counter(model, x, batch):
+    from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
+
+    counter = SynOpCounter()
+    T = 4
+    with torch.no_grad(), DispatchCounterMode([counter]):
+        for i in range(0, len(x), batch):
+            xb = torch.as_tensor(x[i:i + batch])
+            model(xb.unsqueeze(0).expand(T, *xb.shape).contiguous())
+    return counter.get_total()
+
+
+def spiking_weight_acs(rep) -> float:
+    """ACs of conv/linear layers whose input is spikes, summed over all samples (SynOpCounter's scope)."""
+    return sum(r.acs for r in rep.rows if r.op in ("conv2d", "linear") and r.input_kind == "spikes") * rep.samples
+
+
+def bench(name, model, graph, x, batch, repeats, with_sj):
+    """Time plain inference and profiling of ``graph``; with SpikingJelly also SynOpCounter on
+    ``model``.  The SynOpCounter side is compared with a graph traced with ``fold_bn=False``:
+    folding BN into the conv weights rounds differently by an ulp here and there, which flips a
+    few spikes (about 1e-5 of the ACs on spiking_resnet18), while the unfolded graph runs
+    torch's own BN kernel and reproduces the torch model's spikes exactly."""
+    model.eval()
+    res = {"model": name, "samples": int(len(x)), "batch": batch, "timesteps": 4}
+    fns = {"plain_s": lambda: plain(graph, x, batch),
+           "profile_s": lambda: energy.profile(graph, x, batch_size=batch, progress=False)}
+    if with_sj:
+        unfolded = I.trace(model, tuple(graph.input_node.shape), 4, fold_bn=False)
+        sep = Conventions(pooling="separate")
+        total = {}
+        fns["profile_separate_s"] = lambda: energy.profile(unfolded, x, batch_size=batch, progress=False,
+                                                           conventions=sep)
+        fns["synopcounter_s"] = lambda: total.update(v=sj_counter(model, x, batch))
+    res.update(best_times(fns, repeats))
+    res["profile_over_plain"] = res["profile_s"] / res["plain_s"]
+    if with_sj:
+        res["synopcounter_acs"] = int(total["v"])
+        res["our_acs"] = spiking_weight_acs(energy.profile(unfolded, x, batch_size=batch, progress=False,
+                                                           conventions=sep))
+        res["acs_equal"] = bool(round(res["our_acs"]) == res["synopcounter_acs"])
+        res["synopcounter_over_profile"] = res["synopcounter_s"] / res["profile_separate_s"]
+        res["synopcounter_over_plain"] = res["synopcounter_s"] / res["plain_s"]
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--resnet-samples", type=int, default=32)
+    p.add_argument("--batch", type=int, default=8, help="batch size for spiking_resnet18 (>= 8)")
+    p.add_argument("--digits-batch", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable timings on a shared machine)")
+    p.add_argument("--clock", choices=sorted(CLOCK), default="cpu", help="process CPU time (default) or wall time")
+    p.add_argument("--json", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    global clock
+    clock = CLOCK[args.clock]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with_sj = importlib.util.find_spec("spikingjelly") is not None
+    sj_version = None
+    if with_sj:
+        from importlib.metadata import version
+        sj_version = version("spikingjelly")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
+          f"spikingjelly {sj_version or 'not installed (SynOpCounter comparison skipped)'}")
+
+    from ilif_deploy.data import digits
+    results = []
+    x, _ = digits("test")
+    dmodel = I.load_model(ROOT / "examples" / "models" / "digits_ilif.pt")
+    results.append(bench("digits_ilif", dmodel, I.trace(dmodel, (1, 8, 8), 4), x, args.digits_batch,
+                         args.repeats, with_sj))
+
+    spec = importlib.util.spec_from_file_location("energy_bench_conftest", ROOT / "tests" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = conftest.make_authors_resnet18(Path(tmp) / "r18.pth", seed=0)
+        rmodel = I.load_model(path, arch="spiking_resnet18", num_classes=10)
+    xr = torch.rand(args.resnet_samples, 3, 32, 32, generator=torch.Generator().manual_seed(0)).numpy()
+    results.append(bench("spiking_resnet18", rmodel, I.trace(rmodel, (3, 32, 32), 4), xr, args.batch,
+                         args.repeats, with_sj))
+
+    for r in results:
+        line = (f"{r['model']:>17}: {r['samples']} samples, batch {r['batch']}, T=4 | plain {r['plain_s']:.3f} s, "
+                f"profile {r['profile_s']:.3f} s -> {r['profile_over_plain']:.3f}x (goal <= 1.10x)")
+        if with_sj:
+            line += (f"\n{'':>19}SynOpCounter {r['synopcounter_s']:.3f} s (= {r['synopcounter_over_plain']:.2f}x plain) "
+                     f"vs profile(pooling=separate) "
+                     f"{r['profile_separate_s']:.3f} s -> {r['synopcounter_over_profile']:.2f}x faster (goal >= 4x); "
+                     f"ACs {r['our_acs']:.0f} vs {r['synopcounter_acs']} equal={r['acs_equal']}")
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"spikingjelly": sj_version, "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
