@@ -349,6 +349,11 @@ def test_energy_models_presets_and_files(tmp_path):
         energy.load_energy_model(str(f))
     with pytest.raises(ValueError, match="unknown energy model"):
         energy.load_energy_model("nope")
+    pytest.importorskip("yaml", reason="PyYAML not installed (pip install -r requirements.txt)")
+    y = tmp_path / "chip.yaml"
+    y.write_text("name: chip-y\ne_ac_pj: 0.25\ne_mac_pj: 1.0\ne_spike_pj: 2.0\n")
+    m = energy.load_energy_model(str(y))
+    assert (m.name, m.e_ac_pj, m.e_mac_pj, m.e_spike_pj) == ("chip-y", 0.25, 1.0, 2.0)
     with pytest.raises(ValueError, match="convention pooling='x'"):
         Conventions(pooling="x")
 
