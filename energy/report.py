@@ -149,12 +149,20 @@ class Report:
         return text
 
     def headline(self) -> str:
+        """Two lines: what was run, and the totals (per inference)."""
         t, a = self.totals, self.ann
         acc = f", accuracy {self.accuracy:.2%}" if self.accuracy is not None else ""
-        src = f"assumed firing rate {self.rate}" if self.rate is not None else f"{self.samples} samples of {self.data}"
+        if self.rate is not None:
+            src = f"assumed firing rate {self.rate}"
+        else:
+            src = f"{self.samples} samples" + (f" of {self.data}" if self.data else "")
+        neuron = ""
+        if t["neuron_acs"] or t["neuron_macs"]:
+            neuron = f" + neuron updates {t['neuron_acs'] / 1e6:.4f} M ACs, {t['neuron_macs'] / 1e6:.4f} M MACs"
         return (f"{self.model_name}: {src}, T={self.timesteps}{acc}; energy model {self.energy_model.name}\n"
-                f"SNN {t['acs'] / 1e6:.4f} M ACs + {t['macs'] / 1e6:.4f} M MACs = {t['energy_pj'] / 1e6:.4f} uJ "
-                f"per inference (firing rate {t['firing_rate']:.4f}, continuous firing {t['continuous_firing_rate']:.4f}); "
+                f"SNN {t['acs'] / 1e6:.4f} M ACs + {t['macs'] / 1e6:.4f} M MACs{neuron} = "
+                f"{t['energy_pj'] / 1e6:.4f} uJ per inference (firing rate {t['firing_rate']:.4f}, "
+                f"continuous firing {t['continuous_firing_rate']:.4f}); "
                 f"ANN {a['macs'] / 1e6:.4f} M MACs = {a['energy_pj'] / 1e6:.4f} uJ")
 
     def to_markdown(self, path=None, compare: Optional["Report"] = None) -> str:
