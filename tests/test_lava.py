@@ -117,14 +117,42 @@ def test_netspec_residuals_get_delays_and_bias():
     assert spec.layer("c").bias[:, 0, 0] == pytest.approx(bn.shift, rel=1e-6)  # conv2 has no bias
 
 
+def maxpool_net(seed: int = 0) -> Graph:
+    """neuron -> max-pool -> (conv + identity) -> neuron -> flatten -> linear."""
+    rng = np.random.default_rng(seed)
+    g = Graph(metadata={"timesteps": 4, "input_shape": [2, 8, 8], "encoding": "direct"})
+    g.add(N.Input("input", (2, 8, 8)))
+    g.add(N.Conv2d("conv0", (4, 8, 8), weight=rng.normal(0, 1, (4, 2, 3, 3)).astype(np.float32),
+                   bias=np.full(4, 0.3, np.float32), padding=(1, 1)), ["input"])
+    g.add(N.Neuron("a", (4, 8, 8)), ["conv0"])
+    g.add(N.MaxPool2d("mp", (4, 4, 4)), ["a"])
+    g.add(N.Conv2d("conv1", (4, 4, 4), weight=rng.normal(0, 0.6, (4, 4, 3, 3)).astype(np.float32),
+                   bias=np.full(4, 0.4, np.float32), padding=(1, 1)), ["mp"])
+    g.add(N.Add("add", (4, 4, 4)), ["conv1", "mp"])
+    g.add(N.Neuron("b", (4, 4, 4)), ["add"])
+    g.add(N.Flatten("flat", (64,)), ["b"])
+    g.add(N.Linear("fc", (3,), weight=rng.normal(0, 1, (3, 64)).astype(np.float32)), ["flat"])
+    g.add(N.Output("output", (3,)), ["fc"])
+    return g.validate()
+
+
+def test_maxpool_of_spikes_becomes_sumpool_and_threshold():
+    spec = build_netspec(maxpool_net())
+    mp = spec.layer("mp")
+    assert mp.kind == "maxpool" and mp.params.lam == 0 and mp.params.is_lif and mp.depth == 2
+    (syn,) = spec.incoming("mp")
+    assert syn.kind == "conv" and syn.groups == 4 and np.all(syn.weight == 1) and syn.stride == (2, 2)
+
+
 def test_unsupported_op_is_named():
     g = Graph(metadata={"timesteps": 2, "input_shape": [1, 4, 4], "encoding": "direct"})
     g.add(N.Input("input", (1, 4, 4)))
-    g.add(N.Neuron("n", (1, 4, 4)), ["input"])
-    g.add(N.MaxPool2d("mp", (1, 2, 2)), ["n"])
-    g.add(N.Flatten("flat", (4,)), ["mp"])
+    g.add(N.Conv2d("conv", (1, 4, 4), weight=np.ones((1, 1, 1, 1), np.float32)), ["input"])
+    g.add(N.MaxPool2d("mp", (1, 2, 2)), ["conv"])
+    g.add(N.Neuron("n", (1, 2, 2)), ["mp"])
+    g.add(N.Flatten("flat", (4,)), ["n"])
     g.add(N.Output("output", (4,)), ["flat"])
-    with pytest.raises(D.GraphError, match="'mp' \\(maxpool2d\\)"):
+    with pytest.raises(D.GraphError, match="max-pool 'mp' reads 'conv' \\(conv2d\\), not spikes"):
         build_netspec(g.validate())
 
 
@@ -234,6 +262,15 @@ def test_toy_resnet_float_is_spike_exact(lava):
     rep = simulate(g, x=x, mode="float", progress=False)
     assert rep["overall_spike_agreement"] == 1.0 and rep["prediction_agreement"] == 1.0
     assert all(0.05 < r < 0.9 for r in rep["firing_rate"].values())  # the comparison is not vacuous
+
+
+def test_maxpool_net_float_is_spike_exact(lava):
+    from converters.lava import simulate
+
+    x = np.random.default_rng(1).random((5, 2, 8, 8)).astype(np.float32)
+    rep = simulate(maxpool_net(), x=x, mode="float", progress=False)
+    assert rep["spike_agreement"] == {"a": 1.0, "mp": 1.0, "b": 1.0}
+    assert 0.2 < rep["firing_rate"]["mp"] < 0.95
 
 
 def test_digits_float_few_samples(lava, digits_graph):

@@ -10,6 +10,11 @@ so each (source layer, target layer) pair becomes one :class:`Synapse`:
 - ``dense``: anything else (pooling, flatten, linear, conv+pool, ...) is fused into one matrix by
   probing the chain with unit inputs in float64 -> Lava ``Dense``.
 
+Max-pooling of spikes is not linear, but it is exact as a layer of its own: the max of 0/1 spikes
+is 1 when their sum is >= 1, so a ``MaxPool2d`` that reads spikes becomes a depthwise sum-pool
+``conv`` (ones kernel) into a memoryless neuron layer (``lam = 0``, ``v_th = 0.5``, no inhibitory
+units) of kind ``"maxpool"``.  It costs one extra step of pipeline delay, which the delays absorb.
+
 All constant terms (conv/linear biases, BN shifts) of a target's input are summed into the
 target's ``bias`` (evaluated on the whole chain with zero inputs, float64).  Arrays are kept in
 the IR's channel-first layout; :mod:`converters.lava.network` converts to Lava's (W, H, C).
@@ -94,13 +99,19 @@ class NetSpec:
         return self.readout.depth
 
 
+#: nodes whose output is what a Lava process sends (spikes, or the analog input)
+SOURCES = (N.Neuron, N.Input, N.MaxPool2d)
+#: the memoryless threshold unit that turns a sum of 0/1 spikes into their max (OR)
+MAXPOOL_PARAMS = ILIFParams(lam=0.0, v_th=0.5, lam_u=0.0, lam_i=0.0)
+
+
 def _subgraph(graph: Graph, target: str) -> Tuple[List[str], List[str]]:
     """Linear nodes feeding ``target`` (topological order) and the sources (neurons/input) they read."""
     nodes, sources, stack = set(), [], list(graph.inputs_of(target))
     while stack:
         name = stack.pop()
         node = graph.nodes[name]
-        if isinstance(node, (N.Neuron, N.Input)):
+        if isinstance(node, SOURCES):
             if name not in sources:
                 sources.append(name)
             continue
@@ -184,6 +195,18 @@ def _probe(graph: Graph, target: str, order: List[str], sources: List[str], sour
     return np.concatenate(cols, axis=1)
 
 
+def _maxpool_synapse(graph: Graph, node: "N.MaxPool2d") -> Synapse:
+    (src,) = graph.inputs_of(node.name)
+    snode = graph.nodes[src]
+    if not isinstance(snode, (N.Neuron, N.MaxPool2d)):
+        raise GraphError(f"max-pool '{node.name}' reads '{src}' ({snode.op}), not spikes: only a max-pool of spikes "
+                         f"has an exact Lava form (sum-pool + threshold)")
+    c, kh, kw = snode.shape[0], node.kernel[0], node.kernel[1]
+    return Synapse(source=src, target=node.name, kind="conv", weight=np.ones((c, 1, kh, kw)),
+                   in_shape=tuple(snode.shape), out_shape=tuple(node.shape), stride=tuple(node.stride),
+                   padding=tuple(node.padding), dilation=tuple(node.dilation), groups=c)
+
+
 def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
     """Describe ``graph`` as neuron layers + fused synapses (see the module docstring).
 
@@ -198,10 +221,17 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
         raise GraphError(f"input encoding {graph.input_node.encoding!r} is not supported (direct or sequence)")
     layers: Dict[str, Layer] = {}
     synapses: List[Synapse] = []
-    targets = [n for n in graph.topological_order() if isinstance(graph.nodes[n], (N.Neuron, N.Output))]
+    targets = [n for n in graph.topological_order()
+               if isinstance(graph.nodes[n], (N.Neuron, N.Output, N.MaxPool2d))]
     depth = {graph.input_node.name: 0}
     for target in targets:
         tnode = graph.nodes[target]
+        if isinstance(tnode, N.MaxPool2d):
+            synapses.append(_maxpool_synapse(graph, tnode))
+            depth[target] = depth[synapses[-1].source] + 1
+            layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=MAXPOOL_PARAMS,
+                                   bias=np.zeros(tnode.shape), kind="maxpool", depth=depth[target])
+            continue
         order, sources = _subgraph(graph, target)
         if not sources:
             raise GraphError(f"'{target}' is not driven by the input or any neuron layer")

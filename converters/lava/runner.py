@@ -68,7 +68,7 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     x = _inputs(np.asarray(x, dtype=np.float32), spec)
     n, T = x.shape[0], spec.timesteps
     names = [lay.name for lay in spec.layers]
-    missing = [k for k in names if not isinstance(graph.nodes.get(k), N.Neuron)]
+    missing = [k for k in names if not isinstance(graph.nodes.get(k), (N.Neuron, N.MaxPool2d))]
     if missing:
         raise ValueError(f"the IR graph stored with the network lacks neuron layer(s) {missing}")
     batch = max(1, min(batch, n))
