@@ -156,6 +156,9 @@ PARAMS = {
     "mpiu_only": ILIFParams(lam=0.8, v_th=0.7, lam_u=0.5, lam_i=0.0),
     "ciu_only": ILIFParams(lam=0.8, v_th=0.7, lam_u=0.0, lam_i=0.6),
     "lif": ILIFParams(lam=0.75, v_th=1.0, lam_u=0.0, lam_i=0.0),
+    # neurons imported from NIR (snntorch/Norse): hard reset to v_reset, spike on ">"
+    "lif_hard_reset_gt": ILIFParams(lam=0.75, v_th=1.0, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.1,
+                                    compare=">"),
 }
 
 

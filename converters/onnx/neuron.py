@@ -90,14 +90,21 @@ def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: L
         else:
             leak = b.op("Mul", [lam, m], f"{s_}/leak")
             u = b.op("Add", [leak, current], f"{s_}/u")
-        fire = b.op("GreaterOrEqual", [u, v_th], f"{s_}/fire", doc=doc)
+        # NIR-imported neurons may fire on ">" (ILIF's contract is ">=")
+        fire = b.op("GreaterOrEqual" if p.compare == ">=" else "Greater", [u, v_th], f"{s_}/fire", doc=doc)
         spike = b.op("Cast", [fire], f"{s_}/spikes", to=1)  # 1 = FLOAT
         spikes.append(spike)
         if last:
             break  # the states after the last step are never read
         # without an MPIU the reset potential is the new state: name it m, as everywhere
-        mbar = b.op("Sub", [u, b.op("Mul", [spike, v_th], f"{s_}/reset")],
-                    f"{s_}/mbar" if p.mpiu_enabled else f"{s_}/m")
+        mbar_name = f"{s_}/mbar" if p.mpiu_enabled else f"{s_}/m"
+        if p.reset == "subtract":
+            mbar = b.op("Sub", [u, b.op("Mul", [spike, v_th], f"{s_}/reset")], mbar_name)
+        else:  # hard reset of NIR-imported neurons, as ilif_step: (1 - S) * U + S * v_reset
+            keep = b.op("Sub", [b.scalar("one", 1.0), spike], f"{s_}/no_spike")
+            v_reset = b.scalar(f"{name}/v_reset", p.v_reset)
+            mbar = b.op("Add", [b.op("Mul", [keep, u], f"{s_}/kept"),
+                                b.op("Mul", [spike, v_reset], f"{s_}/reset")], mbar_name)
         if p.mpiu_enabled:
             gate = b.op("Mul", [spike, mbar], f"{s_}/mpiu_drive")
             if mpiu is not None:
