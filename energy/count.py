@@ -68,8 +68,7 @@ class Plan:
         self.fused_into: Dict[str, List[str]] = {}
         for name in graph.topological_order():
             node = graph.nodes[name]
-            if isinstance(node, WEIGHT_LAYERS) or (isinstance(node, LINEAR_POOLS + (N.MaxPool2d,))
-                                                   and not self.fused(name)):
+            if isinstance(node, WEIGHT_LAYERS) or (isinstance(node, LINEAR_POOLS) and not self.fused(name)):
                 src, chain = self._walk_back(name)
                 self.chains[name] = (src, chain)
                 for c in chain[:-1]:
@@ -171,6 +170,10 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
             src, chain = plan.chains[name]
             row.source = src
             _count_chain(row, node, src, chain, plan, activity, conv, T, S, direct, graph)
+        elif isinstance(node, N.MaxPool2d):
+            row.source = _one_input(graph, name)
+            row.input_kind = "spikes" if plan.spiking(row.source, activity) else "analog"
+            row.note = "max over a window: comparisons, no synaptic ops"
         elif isinstance(node, LINEAR_POOLS):
             row.note = "fused into " + ", ".join(plan.fused_into.get(name, [])) + " (pooling=fuse)"
         elif isinstance(node, N.Add):
@@ -211,10 +214,6 @@ def _count_chain(row, node, src, chain, plan, activity, conv, T, S, direct, grap
         excluded = "excluded (shortcuts=False)"
     if is_weight and not conv.classifier and plan.is_classifier(row.name):
         excluded = "excluded (classifier=False)"
-    if isinstance(node, N.MaxPool2d):
-        row.input_kind = "spikes" if plan.spiking(src, activity) else "analog"
-        row.note = "max over a window: comparisons, no synaptic ops"
-        return
     spiking = plan.spiking(src, activity)
     row.input_kind = "spikes" if spiking else "analog"
     if spiking or conv.analog == "nonzero":

@@ -89,11 +89,17 @@ def fanout_map(in_shape: Sequence[int], chain: Sequence[N.Node]) -> np.ndarray:
     if len(core) == 1 and isinstance(core[0], window) and len(in_shape) == 3:
         return _window_fanout(core[0], in_shape)
     if isinstance(core[-1], N.Linear):
-        outs = core[-1].weight.shape[0]
+        # A linear layer is all-to-all, so a position that reaches it at all (through any pools)
+        # has exactly one synapse to each output of the folded weight matrix: counting paths
+        # instead would multiply by the number of overlapping windows (e.g. x49 for the
+        # adaptive 1x1 -> 7x7 pool before spiking_vgg11_bn's classifier).
+        outs = float(core[-1].weight.shape[0])
         if len(core) == 1:
-            return np.full(tuple(in_shape), float(outs))
+            return np.full(tuple(in_shape), outs)
         if len(core) == 2 and isinstance(core[0], window) and len(in_shape) == 3:
-            return _window_fanout(core[0], in_shape) * outs
+            return (_window_fanout(core[0], in_shape) > 0) * outs
+        prefix = [c for c in chain if c is not core[-1]]
+        return (fanout_map_autograd(in_shape, prefix) > 0) * outs
     return fanout_map_autograd(in_shape, chain)
 
 

@@ -325,7 +325,7 @@ def test_maxpool_keeps_spikes_and_is_free():
     spikes = (rng.random((4, 2, 2, 6, 6)) < 0.3).astype(np.float32)
     pooled = spikes.reshape(4, 2, 2, 3, 2, 3, 2).max((4, 6))
     rows = spikes_acs(g, spikes)
-    assert rows["mp"].acs == 0
+    assert rows["mp"].acs == 0 and rows["mp"].input_kind == "spikes" and "no synaptic ops" in rows["mp"].note
     fan = brute_conv_fanout((2, 3, 3), (3, 2, 3, 3), (1, 1), (1, 1), (1, 1), 1)
     assert rows["conv"].input_kind == "spikes" and rows["conv"].acs == pytest.approx((pooled * fan).sum() / 4)
 
@@ -410,7 +410,8 @@ def test_fast_fanout_equals_autograd(case, with_pool):
         pshape = infer_shape(pool, [shape])
         fc = N.Linear(name="fc", weight=np.ones((3, int(np.prod(pshape))), np.float32))
         chain = [pool, N.Flatten(name="f", start_dim=0, end_dim=-1), fc]
-        assert np.array_equal(fanout_map(shape, chain), fanout_map_autograd(shape, chain))
+        # overlapping windows (stride 1 along W): paths are counted once per folded synapse
+        assert np.array_equal(fanout_map(shape, chain), (fanout_map_autograd(shape, chain) > 0) * 3.0)
     # a chain without a fast path (pool fused into a conv) still matches enumeration
     if H >= 4 and W >= 4:
         pool = N.SumPool2d(name="p", kernel=(2, 2), stride=(2, 2))
@@ -423,3 +424,19 @@ def test_fast_fanout_equals_autograd(case, with_pool):
             for x in range(2 * pshape[2]):
                 expect[:, y, x] = cf[:, y // 2, x // 2]
         assert np.array_equal(fanout_map(shape, [pool, c2]), expect)
+
+
+def test_vgg11_classifier_after_upsampling_pool_counts_distinct_synapses():
+    # spiking_vgg11_bn: 48x48 -> five avg pools -> 1x1 -> AdaptiveAvgPool2d(7, 7) copies each value
+    # into 49 cells -> Linear(25088, 11).  Folded, each last-layer neuron has 11 synapses, not 49*11.
+    torch.manual_seed(0)
+    g = I.trace(I.build("spiking_vgg11_bn"), (2, 48, 48), 10, encoding="sequence")
+    rep = energy.estimate(g, 0.1, progress=False)
+    rows = {r.name: r for r in rep.rows}
+    # the last neuron layer is 512x3x3; the final AvgPool2d(2) reads only its top-left 2x2
+    assert g.nodes[rows["classifier"].source].shape == (512, 3, 3)
+    assert rows["classifier"].fanout_mean == pytest.approx(11 * 4 / 9)
+    assert rows["classifier"].acs == pytest.approx(0.1 * 10 * 512 * 4 * 11)
+    assert rows["classifier"].ann_macs == 25088 * 11
+    # the first conv reads the event input; with no data it is taken as analog (MACs)
+    assert rows["features.0"].macs > 0 and rows["features.0"].acs == 0
