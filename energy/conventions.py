@@ -29,8 +29,9 @@ class Conventions:
     - ``direct_once``: with direct encoding the first layer sees the same frame at every step;
       True counts its MACs once per inference instead of T times.
     - ``pooling``: linear pools (avg/sum/adaptive-avg) between spiking neurons and a weight layer
-      are folded into that layer (``"fuse"``: a spike costs one AC per path to a weight-layer
-      output) or are layers of their own (``"separate"``: one AC per spike and pool window, and the
+      are folded into that layer (``"fuse"``: a spike costs one AC per synapse of the folded
+      weight matrix; paths through overlapping windows into a conv are counted one by one) or
+      are layers of their own (``"separate"``: one AC per spike and pool window, and the
       next layer then sees analog values and costs MACs).  Max pools on spikes are free (an OR).
     - ``add``: residual adds are free (``"free"``: both branches accumulate into the same neuron
       current) or cost one AC per spike of a spiking addend and one AC per element and step for

@@ -286,5 +286,7 @@ def _count_neuron(row, node, activity, T, S, count_neurons):
         # CIU: lam_i*(ciu + drive) (1 MAC) and x - relu(ciu) (1 AC) per step;
         # MPIU: lam_u*(mpiu + S*mbar) (1 MAC) per step, + mbar and - sigmoid (2 ACs) and the
         # sigmoid itself (a lookup, priced as 1 MAC) per spike.
+        # (a hard reset, reset="zero" from NIR imports, writes v_reset: no arithmetic)
+        soft = getattr(p, "reset", "subtract") == "subtract"
         row.neuron_macs = n * T * comps + mpiu * row.spikes
-        row.neuron_acs = row.spikes + ciu * n * T + mpiu * 2.0 * row.spikes
+        row.neuron_acs = soft * row.spikes + ciu * n * T + mpiu * 2.0 * row.spikes

@@ -440,3 +440,23 @@ def test_vgg11_classifier_after_upsampling_pool_counts_distinct_synapses():
     assert rows["classifier"].ann_macs == 25088 * 11
     # the first conv reads the event input; with no data it is taken as analog (MACs)
     assert rows["features.0"].macs > 0 and rows["features.0"].acs == 0
+
+
+@pytest.mark.skipif(not hasattr(N, "LeakyIntegrator"), reason="IR has no LeakyIntegrator node")
+def test_leaky_integrator_readout_and_hard_reset_neurons():
+    rng = np.random.default_rng(2)
+    g = Graph(metadata={"timesteps": 3, "input_shape": [5], "encoding": "direct"})
+    g.add(N.Input(name="input", shape=(5,)))
+    g.add(N.Neuron(name="n", shape=(5,), params=ILIFParams(lam=0.5, lam_u=0, lam_i=0, reset="zero"), kind="lif"),
+          ["input"])
+    g.add(N.Linear(name="fc", shape=(4,), weight=rng.normal(size=(4, 5)).astype(np.float32)), ["n"])
+    g.add(N.LeakyIntegrator(name="li", shape=(4,), lam=0.9), ["fc"])
+    g.add(N.Output(name="output", shape=(4,)), ["li"])
+    g.validate()
+    x = rng.uniform(0, 3, size=(6, 5)).astype(np.float32)
+    _, rec = I.run(g, x, record=["n"])
+    spikes = float(rec["n"].sum()) / 6
+    rows = {r.name: r for r in energy.profile(g, x, progress=False, conventions=Conventions(neurons="count")).rows}
+    assert rows["fc"].acs == pytest.approx(4 * spikes)
+    assert rows["li"].neuron_macs == 4 * 3 and rows["li"].updates == 4 * 3
+    assert rows["n"].neuron_acs == 0 and rows["n"].neuron_macs == 5 * 3  # hard reset: a write, no add

@@ -73,3 +73,21 @@ def test_cli_nir_file_gives_the_same_report(tmp_path, digits_ilif_path):
         assert main([str(src), "--samples", "40", "--no-progress", "--json", str(tmp_path / dst)]) == 0
     a, b = (json.loads((tmp_path / f).read_text()) for f in ("pt.json", "nir.json"))
     assert a["totals"] == b["totals"] and a["layers"] == b["layers"]
+
+
+def test_cli_event_data_counts_acs_for_the_first_layer(tmp_path, digits_ilif_path):
+    # [N, T, C, H, W] binary frames (events): the first conv then costs ACs, not MACs
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((12, 4, 1, 8, 8)) < 0.3).astype(np.float32)
+    np.savez(tmp_path / "events.npz", x=x, y=rng.integers(0, 10, 12))
+    assert main([str(digits_ilif_path), "--data", str(tmp_path / "events.npz"), "--no-progress",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    d = json.loads((tmp_path / "e.json").read_text())
+    conv1 = [layer for layer in d["layers"] if layer["name"] == "conv1"][0]
+    cov = np.array([2, 3, 3, 3, 3, 3, 3, 2], float)
+    fan = 16 * np.outer(cov, cov)  # 3x3, padding 1, 16 output channels
+    assert conv1["input"] == "spikes" and conv1["macs"] == 0
+    assert conv1["acs"] == pytest.approx((x[:, :, 0] * fan).sum() / 12)
+    assert d["samples"] == 12 and d["timesteps"] == 4 and d["accuracy"] is not None
