@@ -158,7 +158,7 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
     plan = Plan(graph, conv)
     T, S = activity.timesteps, float(activity.samples)
     count_neurons = conv.neurons == "count" or (conv.neurons == "auto" and prices_neuron_updates)
-    direct = graph.input_node.encoding == "direct"
+    direct = graph.input_node.encoding == "direct" and not activity.sequence
     rows: List[Row] = []
     for name in graph.topological_order():
         node = graph.nodes[name]
@@ -192,6 +192,8 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
             if count_neurons:
                 row.neuron_macs = elems * T
             row.note = "non-spiking leaky integrator"
+        else:
+            row.note = f"op {node.op!r}: not counted (no counting rule for it)"
         # memory accesses (simplified Lemaire et al. 2022): per synaptic op read the weight, read
         # and write the target's state; per neuron-compartment update read and write its state;
         # per spike write one event.  ANN: per MAC read weight and input, per output write once.

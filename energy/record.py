@@ -34,6 +34,8 @@ class Activity:
     continuous: Dict[str, float] = field(default_factory=dict)
     correct: Optional[int] = None
     rate: Optional[float] = None
+    #: the data had a time axis (a different frame per step), so the input is not repeated
+    sequence: bool = False
 
     @property
     def accuracy(self) -> Optional[float]:
@@ -139,7 +141,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     return Activity(timesteps=int(T), samples=int(n),
                     counts={k: v.cpu().numpy() for k, v in acc.items()}, binary=binary,
                     continuous={k: float(v.item()) for k, v in cont.items()},
-                    correct=correct if labels is not None else None)
+                    correct=correct if labels is not None else None, sequence=bool(sequence))
 
 
 def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None) -> Activity:
