@@ -12,7 +12,6 @@ import ilif_deploy as D
 from ilif_deploy import ir as N
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
-from ilif_deploy.runtime import run as torch_run
 
 from converters.lava import LavaFileError, LavaUnavailable, export_graph, load
 from converters.lava.compat import patch_conv_utils, patch_source, require_lava

@@ -13,6 +13,8 @@ import os
 from collections import Counter
 from typing import Union
 
+import numpy as np
+
 from ilif_deploy.ir.graph import Graph
 
 from .compat import INSTALL_HINT, LavaUnavailable, require_lava
@@ -46,7 +48,7 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: 
     return {
         "path": str(path),
         "neuron_layers": len(spec.layers),
-        "neurons": int(sum(int(__import__("numpy").prod(lay.shape)) for lay in spec.layers)),
+        "neurons": int(sum(int(np.prod(lay.shape)) for lay in spec.layers)),
         "synapses": dict(kinds),
         "delay_relays": relays,
         "pipeline_depth_steps": spec.depth,

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .compat import require_lava
-from .netspec import INPUT, OUTPUT, Layer, NetSpec, Synapse
+from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
 MODES = {"float": "floating_pt", "fixed": "fixed_pt"}
 
