@@ -104,7 +104,7 @@ def report_html(rep, compare: Optional[object] = None) -> str:
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
              f"<title>Energy report: {html.escape(rep.model_name)}</title>",
              "<style>body{font-family:sans-serif;margin:20px} table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} pre{background:#f6f6f6;padding:8px}</style>",
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}</style>",
              "</head><body>", f"<h1>Energy report: {html.escape(rep.model_name)}</h1>"]
     for r in reports:
         parts.append(f"<pre>{html.escape(r.headline())}</pre>")
