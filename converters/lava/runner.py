@@ -50,7 +50,9 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
         a report: mode, samples, timesteps, accuracy_torch, accuracy_lava (None without labels),
         prediction_agreement, spike_agreement {layer: fraction of equal spikes},
         overall_spike_agreement, spike_mismatches, firing_rate {layer: spikes per neuron-step (torch)},
-        overflows {layer: count} (fixed mode), lava_processes, lava_seconds, ms_per_sample_step.
+        overflows {layer: count} (fixed mode), lava_processes, lava_seconds and ms_per_sample_step
+        (wall time of the Lava runs, including compiling and starting the worker processes, about
+        0.5-1.5 s; see benchmarks/bench_lava.py for steady-state step times).
     """
     import torch
     from tqdm import tqdm
