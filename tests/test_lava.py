@@ -155,6 +155,16 @@ def test_unsupported_op_is_named():
         build_netspec(g.validate())
 
 
+def test_nir_imported_hard_reset_neuron_is_refused_by_name():
+    g = Graph(metadata={"timesteps": 2, "input_shape": [4], "encoding": "direct"})
+    g.add(N.Input("input", (4,)))
+    g.add(N.Linear("fc", (3,), weight=np.ones((3, 4), np.float32)), ["input"])
+    g.add(N.Neuron("snn_lif", (3,), params=ILIFParams(lam=0.9, lam_u=0.0, lam_i=0.0, reset="zero")), ["fc"])
+    g.add(N.Output("output", (3,)), ["snn_lif"])
+    with pytest.raises(D.GraphError, match="neuron 'snn_lif' uses reset='zero'"):
+        build_netspec(g.validate())
+
+
 def test_artifact_roundtrip_without_running_lava(tmp_path):
     g = toy_resnet()
     info = export_graph(g, tmp_path / "toy.lava.h5")
