@@ -20,6 +20,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timesteps", "-T", type=int, help="time steps T (default: the model file's setting)")
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
                    help="one sample's shape, channel first, e.g. 3,32,32 (default: the model file's setting)")
+    g.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+                   help="keep every BatchNorm as its own affine node (bit-exact with torch; folding into the conv "
+                        "before it is exact in real arithmetic but may move a float32 membrane potential by an ulp)")
     g.add_argument("--trust-pickle", action="store_true",
                    help="allow model files that contain pickled Python objects (runs code from the file: "
                         "only for files you trust)")
@@ -54,7 +57,8 @@ def load_graph(args: argparse.Namespace) -> Graph:
     shape = args.input_shape or settings.get("input_shape")
     if not T or not shape:
         raise ValueError(f"{path}: no timesteps/input shape stored: pass --timesteps and --input-shape")
-    return trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct"))
+    return trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct"),
+                 fold_bn=getattr(args, "fold_bn", True))
 
 
 def run_cli(main: Callable[[], int]) -> int:

@@ -1,0 +1,64 @@
+"""The main job on the bundled example: the digits ILIF model (and its LIF twin) through every tool.
+
+    .venv/bin/python examples/main_job.py [--out out] [--samples 100]
+
+Runs the console scripts exactly as a user would type them (each command is printed first):
+export to the IR file, NIR (with the generic-consumer fidelity check), ONNX and Lava; simulate the
+Lava export on Lava's CPU backend in float and fixed point; the LIF-vs-ILIF energy report.
+Everything lands in ``--out``.  Exits non-zero as soon as a step fails.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default=str(ROOT / "out"), help="output folder (default ./out)")
+    p.add_argument("--samples", type=int, default=100, help="digits test samples for the Lava simulations")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ilif = ROOT / "examples" / "models" / "digits_ilif.pt"
+    lif = ROOT / "examples" / "models" / "digits_lif.pt"
+    n = str(args.samples)
+    steps = [
+        ["ilif-export", ilif, "--target", "ir", "-o", out / "digits_ilif.ir.npz", "--summary"],
+        ["ilif-export", ilif, "--target", "nir", "-o", out / "digits_ilif.nir", "--fidelity",
+         "--json", out / "nir_export.json"],
+        ["ilif-export", ilif, "--target", "onnx", "-o", out / "digits_ilif.onnx", "--fidelity"],
+        ["ilif-export", ilif, "--target", "lava", "-o", out / "digits_ilif.lava.h5"],
+        ["ilif-simulate", out / "digits_ilif.lava.h5", "--data", "digits", "--samples", n, "--mode", "float",
+         "--json", out / "simulate_float.json"],
+        ["ilif-simulate", out / "digits_ilif.lava.h5", "--data", "digits", "--samples", n, "--mode", "fixed",
+         "--json", out / "simulate_fixed.json"],
+        ["ilif-energy", ilif, "--data", "digits", "--compare", lif, "--name", "ILIF", "--compare-name", "LIF",
+         "--csv", out / "energy.csv", "--json", out / "energy.json", "--markdown", out / "energy.md",
+         "--html", out / "energy.html"],
+    ]
+    t_all = time.perf_counter()
+    for cmd in steps:
+        cmd = [str(BIN / cmd[0])] + [str(c) for c in cmd[1:]]
+        shown = " ".join(shlex.quote(c.replace(str(ROOT) + "/", "")) for c in [Path(cmd[0]).name] + cmd[1:])
+        print(f"\n$ {shown}", flush=True)
+        t0 = time.perf_counter()
+        if subprocess.run(cmd).returncode != 0:
+            print(f"main job: step failed: {shown}", file=sys.stderr)
+            return 1
+        print(f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    print(f"\nmain job done in {time.perf_counter() - t_all:.0f} s; outputs in {out}:")
+    for f in sorted(out.iterdir()):
+        print(f"  {f.name:28s} {f.stat().st_size:>10,d} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
