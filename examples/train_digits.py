@@ -55,7 +55,7 @@ def train(neuron: str, epochs: int, timesteps: int, seed: int, lr: float, batch:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         sched.step()
         bar.set_postfix(loss=f"{total / len(perm):.3f}")
     return model, evaluate(model, xte, yte, timesteps), len(yte)
