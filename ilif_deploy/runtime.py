@@ -132,7 +132,8 @@ def expand_input(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Op
 @torch.no_grad()
 def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[int] = None,
         record: Union[None, bool, Iterable[str]] = None,
-        observe: Optional[Callable[[str, torch.Tensor], None]] = None):
+        observe: Optional[Callable[[str, torch.Tensor], None]] = None,
+        synapse_dtype: Optional[torch.dtype] = None):
     """Execute ``graph`` on ``x`` and return the output node's per-step values ``[T, B, ...]``.
 
     Args:
@@ -142,6 +143,9 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
         record: node names whose outputs to keep, or True for all nodes.
         observe: called as ``observe(name, output)`` right after each node ran (output ``[T, B, ...]``),
             so a caller can reduce activations batch by batch without keeping them (the energy module).
+        synapse_dtype: ``torch.float64`` computes every synaptic (linear) node in float64 and rounds
+            each neuron layer's input current to float32 once, as Lava's connection processes do;
+            None (default) computes in float32 like the source torch module.
     Returns:
         the output, or ``(output, {name: [T, B, ...] tensor})`` when ``record`` is given.
     """
@@ -161,7 +165,11 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
             out = x
         else:
             preds = graph.inputs_of(name)
-            out = apply_node(node, [values[p] for p in preds], T)
+            ins = [values[p] for p in preds]
+            if synapse_dtype is not None:
+                stateful = isinstance(node, (N.Neuron, N.LeakyIntegrator, N.Output))
+                ins = [v.to(torch.float32 if stateful else synapse_dtype) for v in ins]
+            out = apply_node(node, ins, T)
             for p in preds:  # free activations as soon as their last consumer ran
                 remaining[p] -= 1
                 if remaining[p] == 0 and p not in keep:

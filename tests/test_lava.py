@@ -386,10 +386,11 @@ def test_digits_fixed_accuracy_drop(lava, digits_graph):
 
 
 @pytest.mark.slow
-def test_authors_resnet18_float_spike_exact(lava, authors_resnet18_path, tmp_path):
+@pytest.mark.parametrize("T", [2, 4])
+def test_authors_resnet18_float_spike_exact(lava, authors_resnet18_path, tmp_path, T):
     from converters.lava import simulate
 
-    g = D.trace(D.load_model(authors_resnet18_path, arch="spiking_resnet18", num_classes=10), (3, 32, 32), 2)
+    g = D.trace(D.load_model(authors_resnet18_path, arch="spiking_resnet18", num_classes=10), (3, 32, 32), T)
     export_graph(g, tmp_path / "rn18.lava.h5")
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)).numpy()
     rep = simulate(tmp_path / "rn18.lava.h5", x=x, mode="float", progress=False)

@@ -192,3 +192,20 @@ def test_summary_lists_nodes_and_neuron_settings(digits_ilif_path):
     df = g.summary_frame()
     assert list(df.columns) == ["name", "op", "inputs", "shape", "params", "settings"]
     assert df.loc[df.name == "fc", "params"].item() == 512 * 10 + 10
+
+
+def test_float64_synapse_mode_rounds_neuron_inputs_once(digits_ilif_path):
+    """The mode the Lava comparison uses: synapses in float64, neuron inputs rounded to float32."""
+    g = trace(load_model(digits_ilif_path), (1, 8, 8), 4)
+    x, _ = digits("test")
+    x = x[:64]
+    seen = {}
+    out64 = run(g, x, synapse_dtype=torch.float64, observe=lambda n, v: seen.setdefault(n, v.dtype))
+    assert out64.dtype == torch.float32
+    assert seen["conv1"] == torch.float64 and seen["neuron1"] == torch.float32 and seen["fc"] == torch.float64
+    conv1 = g.nodes["conv1"]
+    ref = torch.nn.functional.conv2d(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(conv1.weight).double(),
+                                     torch.as_tensor(conv1.bias).double(), padding=1)
+    _, rec = run(g, x, synapse_dtype=torch.float64, record=["conv1"])
+    assert torch.equal(rec["conv1"][0], ref)
+    assert (out64.sum(0) - run(g, x).sum(0)).abs().max().item() <= 1e-4

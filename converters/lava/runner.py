@@ -84,8 +84,10 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
         bar = tqdm(total=n, desc=f"Lava ({mode})", unit="sample", disable=not progress)
         for start in range(0, n, batch):
             part = x[start:start + batch]
+            # float64 synapses: Lava's Dense/Conv accumulate in float64, torch's in float32 in another
+            # order; an ulp at the threshold would flip a spike (seen on ResNet-18 at T = 4)
             out_ref, rec = torch_run(graph, torch.from_numpy(np.ascontiguousarray(part.swapaxes(0, 1))),
-                                     record=names)
+                                     record=names, synapse_dtype=torch.float64)
             t0 = time.perf_counter()
             out_lava, spikes = net.run(part)
             t_lava += time.perf_counter() - t0
