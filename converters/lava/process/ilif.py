@@ -91,7 +91,26 @@ class ILIF(AbstractProcess):
 
 
 class _WindowMixin:
-    """Pipeline bookkeeping shared by both models: which step of a sample this Lava step is."""
+    """What both models share: the parameter Vars (same types in both) and the pipeline
+    bookkeeping (which step of a sample this Lava step is)."""
+
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    lam: np.ndarray = LavaPyType(np.ndarray, float)
+    v_th: np.ndarray = LavaPyType(np.ndarray, float)
+    lam_u: np.ndarray = LavaPyType(np.ndarray, float)
+    lam_i: np.ndarray = LavaPyType(np.ndarray, float)
+    ciu_from_net: np.ndarray = LavaPyType(np.ndarray, int)
+    delay: np.ndarray = LavaPyType(np.ndarray, int)
+    period: np.ndarray = LavaPyType(np.ndarray, int)
+    frac_bits: np.ndarray = LavaPyType(np.ndarray, int)
+    a_exp: np.ndarray = LavaPyType(np.ndarray, int)
+    bias_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    vth_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    decay_lam: np.ndarray = LavaPyType(np.ndarray, int)
+    decay_u: np.ndarray = LavaPyType(np.ndarray, int)
+    decay_i: np.ndarray = LavaPyType(np.ndarray, int)
+    sig_lut: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    overflows: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def _window_step(self) -> int:
         """Step k of the current sample (0-based), or -1 before this layer's first input arrives."""
@@ -119,23 +138,6 @@ class PyILIFModelFloat(_WindowMixin, PyLoihiProcessModel):
     ciu: np.ndarray = LavaPyType(np.ndarray, np.float32)
     mpiu: np.ndarray = LavaPyType(np.ndarray, np.float32)
     ciu_drive: np.ndarray = LavaPyType(np.ndarray, np.float32)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
-    lam: np.ndarray = LavaPyType(np.ndarray, float)
-    v_th: np.ndarray = LavaPyType(np.ndarray, float)
-    lam_u: np.ndarray = LavaPyType(np.ndarray, float)
-    lam_i: np.ndarray = LavaPyType(np.ndarray, float)
-    ciu_from_net: np.ndarray = LavaPyType(np.ndarray, int)
-    delay: np.ndarray = LavaPyType(np.ndarray, int)
-    period: np.ndarray = LavaPyType(np.ndarray, int)
-    frac_bits: np.ndarray = LavaPyType(np.ndarray, int)
-    a_exp: np.ndarray = LavaPyType(np.ndarray, int)
-    bias_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    vth_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    decay_lam: np.ndarray = LavaPyType(np.ndarray, int)
-    decay_u: np.ndarray = LavaPyType(np.ndarray, int)
-    decay_i: np.ndarray = LavaPyType(np.ndarray, int)
-    sig_lut: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    overflows: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -192,23 +194,6 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
     ciu: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     mpiu: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     ciu_drive: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
-    lam: np.ndarray = LavaPyType(np.ndarray, float)
-    v_th: np.ndarray = LavaPyType(np.ndarray, float)
-    lam_u: np.ndarray = LavaPyType(np.ndarray, float)
-    lam_i: np.ndarray = LavaPyType(np.ndarray, float)
-    ciu_from_net: np.ndarray = LavaPyType(np.ndarray, int)
-    delay: np.ndarray = LavaPyType(np.ndarray, int)
-    period: np.ndarray = LavaPyType(np.ndarray, int)
-    frac_bits: np.ndarray = LavaPyType(np.ndarray, int)
-    a_exp: np.ndarray = LavaPyType(np.ndarray, int)
-    bias_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    vth_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    decay_lam: np.ndarray = LavaPyType(np.ndarray, int)
-    decay_u: np.ndarray = LavaPyType(np.ndarray, int)
-    decay_i: np.ndarray = LavaPyType(np.ndarray, int)
-    sig_lut: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    overflows: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def _sat(self, x: np.ndarray) -> np.ndarray:
         over = np.abs(x) > STATE_MAX
