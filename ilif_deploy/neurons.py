@@ -189,5 +189,3 @@ class IPLIF(ILIF):
     def extra_repr(self) -> str:
         return f"tau={1.0 / float(torch.sigmoid(self.w)):.4g} (learnable), " + super().extra_repr().split(", ", 1)[1]
 
-
-NEURON_TYPES = (ILIF,)

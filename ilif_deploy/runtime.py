@@ -60,7 +60,7 @@ def run_leaky_integrator(node: "N.LeakyIntegrator", x: torch.Tensor) -> torch.Te
     return torch.stack(out)
 
 
-def apply_node(node: "N.Node", inputs: list, timesteps: Optional[int] = None) -> torch.Tensor:
+def apply_node(node: "N.Node", inputs: list) -> torch.Tensor:
     """Output ``[T, B, *node.shape]`` of one node given its inputs' outputs (in edge order)."""
     if isinstance(node, N.Add):
         out = inputs[0]
@@ -150,7 +150,6 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
         the output, or ``(output, {name: [T, B, ...] tensor})`` when ``record`` is given.
     """
     x = expand_input(graph, x, timesteps)
-    T = x.shape[0]
     keep = set(graph.nodes) if record is True else set(record or ())
     unknown = keep - set(graph.nodes)
     if unknown:
@@ -169,7 +168,7 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
             if synapse_dtype is not None:
                 stateful = isinstance(node, (N.Neuron, N.LeakyIntegrator, N.Output))
                 ins = [v.to(torch.float32 if stateful else synapse_dtype) for v in ins]
-            out = apply_node(node, ins, T)
+            out = apply_node(node, ins)
             for p in preds:  # free activations as soon as their last consumer ran
                 remaining[p] -= 1
                 if remaining[p] == 0 and p not in keep:

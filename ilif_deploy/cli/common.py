@@ -34,17 +34,15 @@ def load_graph(args: argparse.Namespace) -> Graph:
     from ..trace import trace
 
     path = Path(args.model)
-    if path.suffix == ".npz":
-        g = Graph.load(path)
-        if args.timesteps:
-            g.metadata["timesteps"] = args.timesteps
-        return g
-    if path.suffix.lower() == ".nir":
-        try:
-            from converters.nir import read_graph  # type: ignore
-        except ImportError as e:
-            raise SystemExit(f"error: reading .nir needs the NIR converter: {e}")
-        g = read_graph(path)
+    if path.suffix.lower() in (".npz", ".nir"):
+        if path.suffix.lower() == ".npz":
+            g = Graph.load(path)
+        else:
+            try:
+                from converters.nir import read_graph  # type: ignore
+            except ImportError as e:
+                raise SystemExit(f"error: reading .nir needs the NIR converter: {e}")
+            g = read_graph(path)
         if args.timesteps:
             g.metadata["timesteps"] = args.timesteps
         return g
