@@ -16,7 +16,7 @@ from typing import Optional, Union
 from ilif_deploy.ir.graph import Graph
 
 from .conventions import Conventions
-from .count import Plan, Row, count
+from .count import Plan, count
 from .fanout import dense_macs, fanout_map
 from .models import PRESETS, EnergyModel, load_energy_model
 from .record import Activity, assumed_activity, record_activity

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 HOROWITZ_45NM = {  # (add pJ, mult pJ)
     "fp32": (0.9, 3.7),

@@ -83,6 +83,26 @@ def torch_ops(surrogate: Surrogate) -> ArrayOps:
     return ArrayOps(spike=surrogate, relu=torch.relu, sigmoid=torch.sigmoid, zeros_like=torch.zeros_like)
 
 
+def run_sequence(x: torch.Tensor, params: ILIFParams, ops: ArrayOps, lam=None, return_states: bool = False):
+    """Run one neuron layer over ``x`` ``[T, ...]`` from zero state; returns spikes ``[T, ...]`` (and
+    a dict of per-step ``v`` (= m[t]), ``mpiu``, ``ciu`` (before the clamp), each ``[T, ...]``).
+    Shared by the modules (surrogate ops) and the graph runtime (plain Heaviside ops)."""
+    state = zero_state(x[0], ops)
+    spikes, states = [], {"v": [], "mpiu": [], "ciu": []}
+    for t in range(x.shape[0]):
+        rec = ilif_step(x[t], state, params, ops, lam=lam)
+        state = rec.state
+        spikes.append(rec.spikes)
+        if return_states:
+            states["v"].append(state.m)
+            states["mpiu"].append(state.mpiu)
+            states["ciu"].append(state.ciu)
+    out = torch.stack(spikes)
+    if return_states:
+        return out, {k: torch.stack(v) for k, v in states.items()}
+    return out
+
+
 # --------------------------------------------------------------------------- modules
 class ILIF(nn.Module):
     """Temporal Inhibitory LIF neuron layer (Sun et al., arXiv 2505.10371).
@@ -126,22 +146,7 @@ class ILIF(nn.Module):
         per-step ``v`` (= m[t]), ``mpiu``, ``ciu`` (before the clamp), each ``[T, ...]``)."""
         if x.dim() < 1 or x.shape[0] == 0:
             raise ValueError(f"{type(self).__name__} expects input [T, ...] with T >= 1, got shape {tuple(x.shape)}")
-        ops = torch_ops(self.surrogate)
-        lam = self._lam()
-        state = zero_state(x[0], ops)
-        spikes, v, mpiu, ciu = [], [], [], []
-        for t in range(x.shape[0]):
-            rec = ilif_step(x[t], state, self.params, ops, lam=lam)
-            state = rec.state
-            spikes.append(rec.spikes)
-            if return_states:
-                v.append(state.m)
-                mpiu.append(state.mpiu)
-                ciu.append(state.ciu)
-        out = torch.stack(spikes)
-        if return_states:
-            return out, {"v": torch.stack(v), "mpiu": torch.stack(mpiu), "ciu": torch.stack(ciu)}
-        return out
+        return run_sequence(x, self.params, torch_ops(self.surrogate), lam=self._lam(), return_states=return_states)
 
     def extra_repr(self) -> str:
         p = self.params

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from . import ir as N
 from .ir.graph import Graph, GraphError
-from .neuron_step import ArrayOps, ilif_step, zero_state
+from .neuron_step import ArrayOps
+from .neurons import run_sequence
 
 
 def _heaviside(d: torch.Tensor) -> torch.Tensor:
@@ -35,20 +36,7 @@ def _merged(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torc
 
 def run_neuron(node: "N.Neuron", x: torch.Tensor, return_states: bool = False):
     """Run one neuron node over ``x`` ``[T, B, ...]``; returns spikes (and per-step states)."""
-    state = zero_state(x[0], TORCH_INFERENCE_OPS)
-    spikes, states = [], {"v": [], "mpiu": [], "ciu": []}
-    for t in range(x.shape[0]):
-        rec = ilif_step(x[t], state, node.params, TORCH_INFERENCE_OPS)
-        state = rec.state
-        spikes.append(rec.spikes)
-        if return_states:
-            states["v"].append(state.m)
-            states["mpiu"].append(state.mpiu)
-            states["ciu"].append(state.ciu)
-    out = torch.stack(spikes)
-    if return_states:
-        return out, {k: torch.stack(v) for k, v in states.items()}
-    return out
+    return run_sequence(x, node.params, TORCH_INFERENCE_OPS, return_states=return_states)
 
 
 def run_leaky_integrator(node: "N.LeakyIntegrator", x: torch.Tensor) -> torch.Tensor:
