@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ilif_deploy import ir as N
+from ilif_deploy.data import data_layout
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.runtime import expand_input, run
 
@@ -79,9 +80,8 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     n = x.shape[0]
     if n == 0:
         raise ValueError("no samples to profile")
-    in_shape = tuple(graph.input_node.shape)
-    sequence = tuple(x.shape[2:]) == in_shape and tuple(x.shape[1:]) != in_shape
-    T = timesteps or (x.shape[1] if sequence else graph.timesteps)
+    sequence, T = data_layout(x.shape, graph.input_node.shape, timesteps)
+    T = T or graph.timesteps
     if not T:
         raise ValueError("the graph records no 'timesteps': pass timesteps=")
     names = set(watch if watch is not None else watched_nodes(graph))

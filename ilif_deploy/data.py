@@ -30,6 +30,25 @@ def digits(split: str = "test") -> Tuple[np.ndarray, np.ndarray]:
     return (xtr, ytr) if split == "train" else (xte, yte)
 
 
+def data_layout(shape, input_shape, timesteps: Optional[int] = None) -> Tuple[bool, Optional[int]]:
+    """How a dataset array of ``shape`` feeds a network with per-step input ``input_shape``.
+
+    ``[N, *input_shape]``: one frame per sample, repeated over the T steps (direct encoding) ->
+    ``(False, timesteps)``; ``[N, T, *input_shape]``: a frame per step -> ``(True, T)``.  Raises a
+    ValueError naming both layouts when neither fits, or when ``timesteps`` is given and differs from T.
+    """
+    shape, input_shape = tuple(shape), tuple(input_shape)
+    if shape[1:] == input_shape:
+        return False, timesteps
+    if shape[2:] == input_shape:
+        if timesteps and shape[1] != timesteps:
+            raise ValueError(f"data has T={shape[1]} steps per sample but the network runs T={timesteps}")
+        return True, int(shape[1])
+    dims = ", ".join(map(str, input_shape))
+    raise ValueError(f"data shape {list(shape)} fits neither [N, {dims}] (one frame per sample) nor "
+                     f"[N, T, {dims}] (a frame per step)")
+
+
 def load_dataset(spec: str, samples: Optional[int] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """``"digits"`` (the test split) or a path to an ``.npz`` with ``x`` (``[N, ...]`` or ``[N, T, ...]``)
     and optionally ``y``; the first ``samples`` rows when given."""

@@ -238,6 +238,19 @@ def test_recording_does_not_depend_on_batch_size(digits_setup):
     assert a.continuous == b.continuous
 
 
+def test_sequence_data_equals_repeated_frames_and_bad_layouts_are_named(digits_setup):
+    g, x, _ = digits_setup
+    direct = record_activity(g, x[:30], progress=False)
+    seq = record_activity(g, np.repeat(x[:30, None], 4, axis=1), progress=False)  # [N, T, 1, 8, 8]
+    assert seq.sequence and not direct.sequence and seq.timesteps == 4
+    for k in direct.counts:
+        assert np.array_equal(seq.counts[k], direct.counts[k]), k
+    with pytest.raises(ValueError, match=r"T=5 steps per sample but the network runs T=4"):
+        record_activity(g, np.repeat(x[:3, None], 5, axis=1), timesteps=4, progress=False)
+    with pytest.raises(ValueError, match=r"fits neither \[N, 1, 8, 8\].*nor \[N, T, 1, 8, 8\]"):
+        record_activity(g, x[:3, :, :4], progress=False)
+
+
 def test_direct_once_and_nonzero_analog(digits_setup):
     g, x, _ = digits_setup
     once = {r.name: r for r in energy.profile(g, x[:20], progress=False,

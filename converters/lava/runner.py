@@ -8,6 +8,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from ilif_deploy import ir as N
+from ilif_deploy.data import data_layout
 from ilif_deploy.ir.graph import Graph
 
 from .netspec import NetSpec, build_netspec
@@ -15,13 +16,8 @@ from .netspec import NetSpec, build_netspec
 
 def _inputs(x: np.ndarray, spec: NetSpec) -> np.ndarray:
     """Data ``[n, *input_shape]`` (direct encoding: repeated over T) or ``[n, T, *input_shape]`` -> ``[n, T, ...]``."""
-    shape, T = tuple(spec.input_shape), spec.timesteps
-    if tuple(x.shape[1:]) == shape:
-        return np.repeat(x[:, None], T, axis=1)
-    if tuple(x.shape[2:]) == shape and x.shape[1] == T:
-        return x
-    raise ValueError(f"data shape {list(x.shape)} fits neither [N, {', '.join(map(str, shape))}] nor "
-                     f"[N, T={T}, {', '.join(map(str, shape))}]")
+    sequence, _ = data_layout(x.shape, spec.input_shape, spec.timesteps)
+    return x if sequence else np.repeat(x[:, None], spec.timesteps, axis=1)
 
 
 def _source(source) -> Tuple[NetSpec, Graph]:
