@@ -37,7 +37,8 @@ def _resolve(energy_model, conventions, memory):
 def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             energy_model: Union[str, EnergyModel, dict] = "paper", conventions: Union[None, dict, Conventions] = None,
             memory: Union[None, str, float] = None, batch_size: int = 32, device: str = "cpu",
-            progress: bool = True, name: Optional[str] = None, data_name: str = "") -> Report:
+            progress: bool = True, name: Optional[str] = None, data_name: str = "",
+            compile_neurons: bool = False) -> Report:
     """Count operations and energy of ``graph`` on data ``x`` (or, with ``x=None``, at an assumed
     firing ``rate`` per neuron and step).
 
@@ -50,7 +51,8 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             JSON/YAML file, a dict of :class:`EnergyModel` fields, or a model.
         conventions: :class:`Conventions` or a dict of its fields.
         memory: add memory-access energy: ``sram8k|sram32k|sram1m|dram`` or pJ per access.
-        batch_size, device, progress: how the runtime is driven while recording.
+        batch_size, device, progress, compile_neurons: how the runtime is driven while recording
+            (``compile_neurons``: fuse neuron layers with ``torch.compile``, see :func:`ilif_deploy.run`).
         name: model name shown in reports (default: the graph's source).
     Returns:
         a :class:`Report`; every count and energy is per inference (pJ).
@@ -65,7 +67,7 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
         if rate is not None:
             raise ValueError("give either data x or rate=, not both")
         act = record_activity(graph, x, labels, batch_size=batch_size, device=device, progress=progress,
-                              watch=plan.watch())
+                              watch=plan.watch(), compile_neurons=compile_neurons)
     rows = count(graph, act, conv, prices_neuron_updates=model.prices_updates)
     return Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
                   conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,

@@ -57,7 +57,7 @@ def _batches(n: int, batch_size: int) -> Iterable[slice]:
 
 def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, device: str = "cpu",
                     timesteps: Optional[int] = None, progress: bool = True,
-                    watch: Optional[Iterable[str]] = None) -> Activity:
+                    watch: Optional[Iterable[str]] = None, compile_neurons: bool = False) -> Activity:
     """Run ``graph`` on ``x`` (``[N, *input_shape]`` direct, or ``[N, T, *input_shape]`` sequence)
     in batches and reduce the activity of the watched nodes.
 
@@ -70,6 +70,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
         timesteps: T (default: the graph's).
         progress: show a tqdm progress bar.
         watch: node names to reduce (default :func:`watched_nodes`).
+        compile_neurons: fuse the neuron layers with ``torch.compile`` (see :func:`ilif_deploy.run`).
     """
     from tqdm.auto import tqdm
 
@@ -129,7 +130,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
             xb = expand_input(graph, xb.to(dev), T)
             if state["in_partial"] + xb.shape[1] >= 2 ** 24:
                 flush()
-            out = run(graph, xb, T, observe=observe)
+            out = run(graph, xb, T, observe=observe, compile_neurons=compile_neurons)
             state["in_partial"] += xb.shape[1]
             if labels is not None:
                 pred = out.sum(0).flatten(1).argmax(1).cpu().numpy()

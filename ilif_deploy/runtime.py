@@ -6,6 +6,7 @@ only neuron nodes loop over time, through the shared :func:`ilif_step`.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Dict, Iterable, Optional, Union
 
 import numpy as np
@@ -34,8 +35,41 @@ def _merged(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torc
     return fn(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
 
-def run_neuron(node: "N.Neuron", x: torch.Tensor, return_states: bool = False):
-    """Run one neuron node over ``x`` ``[T, B, ...]``; returns spikes (and per-step states)."""
+#: compiled variants are specialised per neuron parameters and input shape; a ResNet-18 over a
+#: dataset with a short last batch needs about a dozen, more than dynamo's default limit of 8.
+_COMPILED_VARIANTS = 64
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_run_sequence() -> Callable:
+    # Built on first use only: importing and starting inductor costs seconds.
+    return torch.compile(run_sequence, dynamic=False)
+
+
+def _run_sequence_compiled(x: torch.Tensor, params) -> torch.Tensor:
+    """:func:`run_sequence` fused by ``torch.compile`` into one kernel per layer.
+
+    Why it is still the one ILIF step: inductor traces the very same :func:`ilif_step`; with its
+    defaults (no FMA contraction, no unsafe math) every operation but the sigmoid is the same
+    correctly rounded float32 operation as in eager mode, and the sigmoid uses the same vectorised
+    exp.  Spikes are checked identical to eager mode in tests/test_runtime_compile.py."""
+    import torch._dynamo
+
+    try:
+        with torch._dynamo.config.patch(recompile_limit=_COMPILED_VARIANTS):
+            return _compiled_run_sequence()(x, params, TORCH_INFERENCE_OPS)
+    except torch._dynamo.exc.BackendCompilerFailed as e:
+        raise RuntimeError("compile_neurons=True: torch.compile could not build the fused neuron kernel "
+                           f"({type(e.inner_exception).__name__}: {e.inner_exception}); it needs a C++ "
+                           "compiler (gcc/g++) on CPU or triton on CUDA. Leave compile_neurons off (no "
+                           "--compile) to run in eager mode.") from e
+
+
+def run_neuron(node: "N.Neuron", x: torch.Tensor, return_states: bool = False, compile_neurons: bool = False):
+    """Run one neuron node over ``x`` ``[T, B, ...]``; returns spikes (and per-step states).
+    ``compile_neurons=True`` fuses the time loop with ``torch.compile`` (spikes only, not states)."""
+    if compile_neurons and not return_states:
+        return _run_sequence_compiled(x, node.params)
     return run_sequence(x, node.params, TORCH_INFERENCE_OPS, return_states=return_states)
 
 
@@ -48,8 +82,9 @@ def run_leaky_integrator(node: "N.LeakyIntegrator", x: torch.Tensor) -> torch.Te
     return torch.stack(out)
 
 
-def apply_node(node: "N.Node", inputs: list) -> torch.Tensor:
-    """Output ``[T, B, *node.shape]`` of one node given its inputs' outputs (in edge order)."""
+def apply_node(node: "N.Node", inputs: list, compile_neurons: bool = False) -> torch.Tensor:
+    """Output ``[T, B, *node.shape]`` of one node given its inputs' outputs (in edge order);
+    ``compile_neurons`` as in :func:`run`."""
     if isinstance(node, N.Add):
         out = inputs[0]
         for other in inputs[1:]:
@@ -59,7 +94,7 @@ def apply_node(node: "N.Node", inputs: list) -> torch.Tensor:
     if isinstance(node, N.Output):
         return x
     if isinstance(node, N.Neuron):
-        return run_neuron(node, x)
+        return run_neuron(node, x, compile_neurons=compile_neurons)
     if isinstance(node, N.LeakyIntegrator):
         return run_leaky_integrator(node, x)
     if isinstance(node, N.Conv2d):
@@ -121,7 +156,7 @@ def expand_input(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Op
 def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[int] = None,
         record: Union[None, bool, Iterable[str]] = None,
         observe: Optional[Callable[[str, torch.Tensor], None]] = None,
-        synapse_dtype: Optional[torch.dtype] = None):
+        synapse_dtype: Optional[torch.dtype] = None, compile_neurons: bool = False):
     """Execute ``graph`` on ``x`` and return the output node's per-step values ``[T, B, ...]``.
 
     Args:
@@ -134,6 +169,9 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
         synapse_dtype: ``torch.float64`` computes every synaptic (linear) node in float64 and rounds
             each neuron layer's input current to float32 once, as Lava's connection processes do;
             None (default) computes in float32 like the source torch module.
+        compile_neurons: fuse each neuron layer's time loop into one kernel with ``torch.compile``
+            (opt-in: needs a C++ compiler on CPU; the first call per layer shape compiles for
+            seconds, later ones run the neuron layers several times faster; same spikes).
     Returns:
         the output, or ``(output, {name: [T, B, ...] tensor})`` when ``record`` is given.
     """
@@ -156,7 +194,7 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
             if synapse_dtype is not None:
                 stateful = isinstance(node, (N.Neuron, N.LeakyIntegrator, N.Output))
                 ins = [v.to(torch.float32 if stateful else synapse_dtype) for v in ins]
-            out = apply_node(node, ins)
+            out = apply_node(node, ins, compile_neurons=compile_neurons)
             for p in preds:  # free activations as soon as their last consumer ran
                 remaining[p] -= 1
                 if remaining[p] == 0 and p not in keep:

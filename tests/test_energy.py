@@ -430,7 +430,6 @@ def test_fast_fanout_equals_autograd(case, with_pool):
         pool = N.SumPool2d(name="p", kernel=(2, 2), stride=(2, 2))
         pshape = infer_shape(pool, [shape])
         c2 = N.Conv2d(name="c2", weight=np.ones((2, shape[0], 3, 3), np.float32), padding=(1, 1))
-        pf = brute_pool_fanout(shape, (2, 2), (2, 2), (0, 0))
         cf = brute_conv_fanout(pshape, c2.weight.shape, (1, 1), (1, 1), (1, 1), 1)
         expect = np.zeros(shape)
         for y in range(2 * pshape[1]):

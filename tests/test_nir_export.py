@@ -13,7 +13,7 @@ import ilif_deploy
 from converters.nir import NIRExportError, export_graph, load_nir_model, read_graph, to_nir
 from converters.nir.conventions import DEFAULT_DT
 from converters.nir.export import MPIU_LINEAR_RESET, ilif_subgraph
-from converters.nir.generic import fidelity, run_generic
+from converters.nir.generic import run_generic
 from converters.nir.upstream import nirtorch_affine
 from ilif_deploy import ir as N
 from ilif_deploy.data import digits

@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-name", help="name of the --compare model (default: its file name)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per runtime call (default 32)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda where torch has one)")
+    p.add_argument("--compile", action="store_true",
+                   help="fuse each neuron layer's time loop with torch.compile: same spikes, neuron layers "
+                        "several times faster, but needs a C++ compiler and compiles for seconds first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--csv", help="write the per-layer table as CSV")
     p.add_argument("--json", help="write the report as JSON")
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
             x, y = load_dataset(args.data, args.samples)
         common = dict(rate=args.rate, energy_model=args.energy_model, conventions=conv, memory=args.memory,
                       batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
-                      data_name=args.data)
+                      data_name=args.data, compile_neurons=args.compile)
         graph = load_graph(args)
         rep = energy.profile(graph, x, y, name=args.name or Path(args.model).stem, **common)
         other = None
