@@ -51,8 +51,11 @@ def _run_sequence_compiled(x: torch.Tensor, params) -> torch.Tensor:
 
     Why it is still the one ILIF step: inductor traces the very same :func:`ilif_step`; with its
     defaults (no FMA contraction, no unsafe math) every operation but the sigmoid is the same
-    correctly rounded float32 operation as in eager mode, and the sigmoid uses the same vectorised
-    exp.  Spikes are checked identical to eager mode in tests/test_runtime_compile.py."""
+    correctly rounded float32 operation as in eager mode.  The sigmoid's exp is the same vectorised
+    SLEEF exp except in the last few elements of a kernel, where eager mode falls back to libm's
+    exp: there the MPIU term can differ by one ulp (seen: 2 values off by 6e-8 on a 147-neuron
+    layer).  Spikes were identical to eager mode on every model we tried
+    (tests/test_runtime_compile.py, benchmarks/bench_energy.py)."""
     import torch._dynamo
 
     try:
@@ -171,7 +174,8 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
             None (default) computes in float32 like the source torch module.
         compile_neurons: fuse each neuron layer's time loop into one kernel with ``torch.compile``
             (opt-in: needs a C++ compiler on CPU; the first call per layer shape compiles for
-            seconds, later ones run the neuron layers several times faster; same spikes).
+            seconds, later ones run the neuron layers several times faster; the same spikes on every
+            model we tried, see :func:`_run_sequence_compiled` for the one-ulp caveat).
     Returns:
         the output, or ``(output, {name: [T, B, ...] tensor})`` when ``record`` is given.
     """

@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="samples per runtime call (default 32)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda where torch has one)")
     p.add_argument("--compile", action="store_true",
-                   help="fuse each neuron layer's time loop with torch.compile: same spikes, neuron layers "
-                        "several times faster, but needs a C++ compiler and compiles for seconds first")
+                   help="fuse each neuron layer's time loop with torch.compile: neuron layers several times "
+                        "faster, spikes identical to eager mode in our tests (docs/energy.md); needs a C++ "
+                        "compiler and compiles for seconds first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--csv", help="write the per-layer table as CSV")
     p.add_argument("--json", help="write the report as JSON")
