@@ -68,6 +68,9 @@ def main(argv=None) -> int:
                       batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                       data_name=args.data, compile_neurons=args.compile)
         graph = load_graph(args)
+        if args.compile and x is not None:
+            print("--compile: the first batch builds one fused kernel per neuron layer shape (seconds each; "
+                  "torch caches them on disk for later runs)", file=sys.stderr)
         rep = energy.profile(graph, x, y, name=args.name or Path(args.model).stem, **common)
         other = None
         if args.compare:
