@@ -88,14 +88,7 @@ def test_snntorch_leaky_subtract_is_read_as_reset_to_zero(inputs, tmp_path):
     _, out_ref = _run_snn(net, inputs)
     out = ilif_deploy.run(g, inputs)
     # the file says reset-to-zero; snntorch's own importer rebuilds exactly that, and so do we
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        rebuilt = import_from_nir(nir.read(str(path)))
-        state, outs = None, []
-        for t in range(T):
-            o, state = rebuilt(inputs[t], state)
-            outs.append(o)
-    assert torch.equal(out, torch.stack(outs))
+    assert torch.equal(out, _snntorch_run(path, inputs))
     # ... which is not the subtract-reset source network: measured, not hidden
     mismatch = (out != out_ref).float().mean().item()
     assert mismatch > 0.005
@@ -110,6 +103,8 @@ def _digits_lif_graph(reset: str):
 
 @torch.no_grad()
 def _snntorch_run(path, x):
+    """snntorch's own ``import_from_nir`` of the file at ``path``, stepped over ``x`` ``[T, ...]``
+    (``for_snntorch_import`` only shifts Flatten dims, so files without Flatten read as snntorch reads them)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = import_from_nir(for_snntorch_import(nir.read(str(path))))
@@ -167,15 +162,9 @@ def test_snntorch_synaptic_reads_as_nir_cubalif(inputs, tmp_path):
     assert [n.op for n in g.nodes.values()] == ["input", "linear", "leaky_integrator", "neuron", "output"]
     x = inputs * 0.5
     ours = ilif_deploy.run(g, x)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        rebuilt = import_from_nir(nir.read(str(path)))
-        state, outs = None, []
-        for t in range(T):
-            o, state = rebuilt(x[t], state)
-            outs.append(o)
+    with torch.no_grad():
         snn_utils.reset(net)
         src = torch.stack([net(x[t])[0] for t in range(T)])
     assert 0.05 < ours.mean().item() < 0.9
-    assert torch.equal(ours, torch.stack(outs))
+    assert torch.equal(ours, _snntorch_run(path, x))
     assert (ours != src).float().mean().item() > 0.01
