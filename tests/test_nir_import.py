@@ -73,7 +73,15 @@ def test_if_euler_and_per_step_conventions(tmp_path):
     assert silent.sum().item() == 0
 
 
-def _layer_graph(neuron, n_in=6, n=10, seed=0):
+LAYER = 10  # neurons in the one-layer test graphs
+
+
+def _full(v):
+    """A per-neuron parameter array of the test layer's size."""
+    return np.full(LAYER, v, np.float32)
+
+
+def _layer_graph(neuron, n_in=6, n=LAYER, seed=0):
     rng = np.random.default_rng(seed)
     nodes = {"input": nir.Input(input_type=_arr(n_in)),
              "fc": nir.Affine(weight=rng.normal(0, 0.7, (n, n_in)).astype(np.float32),
@@ -84,16 +92,15 @@ def _layer_graph(neuron, n_in=6, n=10, seed=0):
 
 @pytest.mark.parametrize("kind", ["lif_leak_gain", "cubalif", "li"])
 def test_foreign_neurons_agree_with_generic_euler_consumer(kind, tmp_path):
-    n = 10
-    full = lambda v: np.full(n, v, np.float32)  # noqa: E731
     if kind == "lif_leak_gain":  # gain r*dt/tau = 1.5, v_leak 0.2, reset to -0.1
-        neuron = nir.LIF(tau=full(4 * DT), r=full(6.0), v_leak=full(0.2), v_threshold=full(1.0), v_reset=full(-0.1))
+        neuron = nir.LIF(tau=_full(4 * DT), r=_full(6.0), v_leak=_full(0.2), v_threshold=_full(1.0),
+                         v_reset=_full(-0.1))
     elif kind == "cubalif":
-        neuron = nir.CubaLIF(tau_syn=full(2 * DT), tau_mem=full(5 * DT), r=full(5.0), v_leak=full(0.0),
-                             v_threshold=full(1.0), v_reset=full(0.0), w_in=full(2.0))
+        neuron = nir.CubaLIF(tau_syn=_full(2 * DT), tau_mem=_full(5 * DT), r=_full(5.0), v_leak=_full(0.0),
+                             v_threshold=_full(1.0), v_reset=_full(0.0), w_in=_full(2.0))
     else:
-        neuron = nir.LI(tau=full(3 * DT), r=full(3.0), v_leak=full(0.0))
-    nodes, edges = _layer_graph(neuron, n=n)
+        neuron = nir.LI(tau=_full(3 * DT), r=_full(3.0), v_leak=_full(0.0))
+    nodes, edges = _layer_graph(neuron)
     path = _write(tmp_path / f"{kind}.nir", nodes, edges)
     g = read_graph(path)
     x = torch.as_tensor(np.random.default_rng(1).random((50, 4, 6), dtype=np.float32))
@@ -150,11 +157,9 @@ def test_not_a_nir_file(tmp_path):
 
 
 def test_foreign_import_exports_again_and_round_trips(tmp_path):
-    n = 10
-    full = lambda v: np.full(n, v, np.float32)  # noqa: E731
-    neuron = nir.CubaLIF(tau_syn=full(2 * DT), tau_mem=full(5 * DT), r=full(7.0), v_leak=full(0.1),
-                         v_threshold=full(1.0), v_reset=full(0.0), w_in=full(2.0))
-    nodes, edges = _layer_graph(neuron, n=n)
+    neuron = nir.CubaLIF(tau_syn=_full(2 * DT), tau_mem=_full(5 * DT), r=_full(7.0), v_leak=_full(0.1),
+                         v_threshold=_full(1.0), v_reset=_full(0.0), w_in=_full(2.0))
+    nodes, edges = _layer_graph(neuron)
     g = read_graph(_write(tmp_path / "c.nir", nodes, edges))
     from converters.nir import export_graph
 
@@ -167,11 +172,9 @@ def test_foreign_import_exports_again_and_round_trips(tmp_path):
 
 
 def test_imported_graph_saves_as_ir_file(tmp_path):
-    n = 10
-    full = lambda v: np.full(n, v, np.float32)  # noqa: E731
-    neuron = nir.CubaLIF(tau_syn=full(2 * DT), tau_mem=full(5 * DT), r=full(5.0), v_leak=full(0.0),
-                         v_threshold=full(1.0), v_reset=full(0.2), w_in=full(2.0))
-    nodes, edges = _layer_graph(neuron, n=n)
+    neuron = nir.CubaLIF(tau_syn=_full(2 * DT), tau_mem=_full(5 * DT), r=_full(5.0), v_leak=_full(0.0),
+                         v_threshold=_full(1.0), v_reset=_full(0.2), w_in=_full(2.0))
+    nodes, edges = _layer_graph(neuron)
     g = read_graph(_write(tmp_path / "c.nir", nodes, edges))
     g.save(tmp_path / "c.ir.npz")
     g2 = ilif_deploy.Graph.load(tmp_path / "c.ir.npz")
