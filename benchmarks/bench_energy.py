@@ -39,10 +39,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import energy  # noqa: E402
 import ilif_deploy as I  # noqa: E402
-from energy import Conventions  # noqa: E402
-
+from ilif_deploy import energy  # noqa: E402
+from ilif_deploy.energy import Conventions  # noqa: E402
 
 CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
 clock = CLOCK["cpu"]
@@ -151,7 +150,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8, help="batch size for spiking_resnet18 (>= 8)")
     p.add_argument("--digits-batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable timings on a shared machine)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable timings)")
     p.add_argument("--clock", choices=sorted(CLOCK), default="cpu", help="process CPU time (default) or wall time")
     p.add_argument("--json", help="also write the results as JSON")
     args = p.parse_args(argv)
@@ -164,8 +163,8 @@ def main(argv=None) -> int:
     if with_sj:
         from importlib.metadata import version
         sj_version = version("spikingjelly")
-    print(f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
-          f"spikingjelly {sj_version or 'not installed (SynOpCounter comparison skipped)'}")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.clock} clock, spikingjelly {sj_version or 'not installed (SynOpCounter comparison skipped)'}")
 
     from ilif_deploy.data import digits
     results = []
@@ -194,7 +193,8 @@ def main(argv=None) -> int:
             line += (f"\n{pad}SynOpCounter {r['synopcounter_s']:.3f} s (= {r['synopcounter_over_plain']:.2f}x plain); "
                      f"ACs {r['our_acs']:.0f} vs {r['synopcounter_acs']} equal={r['acs_equal']}\n"
                      f"{pad}vs profile(pooling=separate) {r['profile_separate_s']:.3f} s -> "
-                     f"{r['synopcounter_over_profile']:.2f}x faster; compiled {r['profile_separate_compiled_s']:.3f} s -> "
+                     f"{r['synopcounter_over_profile']:.2f}x faster; compiled "
+                     f"{r['profile_separate_compiled_s']:.3f} s -> "
                      f"{r['synopcounter_over_profile_compiled']:.2f}x faster (goal >= 4x)\n"
                      f"{pad}synaptic layers alone {r['synaptic_only_s']:.3f} s -> ceiling for any exact counter "
                      f"{r['ceiling']:.2f}x")

@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lava_step_times(spec, neuron: str, samples: int, repeats: int, mode: str):
-    from converters.lava.network import build
-
+    from ilif_deploy.converters.lava.network import build
     from ilif_deploy.data import digits
 
     T = spec.timesteps
@@ -51,7 +50,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     import ilif_deploy as D
-    from converters.lava.netspec import build_netspec
+    from ilif_deploy.converters.lava.netspec import build_netspec
     from ilif_deploy.data import digits
     from ilif_deploy.runtime import run
 

@@ -3,7 +3,7 @@ models and reports (DESIGN.md section 5; the ILIF paper's Appendix H).
 
 Typical use::
 
-    import energy
+    from ilif_deploy import energy
     rep = energy.profile(graph, x, labels=y, energy_model="paper")
     rep.frame          # per-layer pandas table (units in the column names)
     rep.totals, rep.ann
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
+from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 
+from . import columns  # noqa: F401  (energy.columns: the report's column names)
 from .conventions import Conventions
 from .count import Plan, count
 from .fanout import dense_macs, fanout_map
@@ -61,11 +63,11 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
     plan = Plan(graph, conv)
     if x is None:
         if rate is None:
-            raise ValueError("give data x, or rate= for an analytic estimate without data")
+            raise UserError("give data x, or rate= for an analytic estimate without data")
         act = assumed_activity(graph, rate)
     else:
         if rate is not None:
-            raise ValueError("give either data x or rate=, not both")
+            raise UserError("give either data x or rate=, not both")
         act = record_activity(graph, x, labels, batch_size=batch_size, device=device, progress=progress,
                               watch=plan.watch(), compile_neurons=compile_neurons)
     rows = count(graph, act, conv, prices_neuron_updates=model.prices_updates)

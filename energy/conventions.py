@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from ilif_deploy.errors import UserError
+
 _CHOICES = {
     "ann_padding": ("dense", "real"),
     "analog": ("dense", "nonzero"),
@@ -60,7 +62,7 @@ class Conventions:
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"convention {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+                raise UserError(f"convention {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,14 +77,14 @@ class Conventions:
         names = {f.name: f.type for f in fields(cls)}
         for item in items or ():
             if "=" not in item:
-                raise ValueError(f"convention {item!r} must look like key=value")
+                raise UserError(f"convention {item!r} must look like key=value")
             k, v = item.split("=", 1)
             k = k.strip().replace("-", "_")
             if k not in names:
-                raise ValueError(f"unknown convention {k!r}; known: {', '.join(names)}")
+                raise UserError(f"unknown convention {k!r}; known: {', '.join(names)}")
             if k in ("direct_once", "shortcuts", "classifier"):
                 if v.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(f"convention {k} must be true or false, got {v!r}")
+                    raise UserError(f"convention {k} must be true or false, got {v!r}")
                 kw[k] = v.lower() in ("true", "1", "yes")
             else:
                 kw[k] = v

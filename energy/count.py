@@ -3,7 +3,7 @@
 ``ACs = sum_t sum_l sum_i fanout_i * s_i[t]``: every spike at input position ``i`` costs one
 accumulate per real synapse leaving ``i``.  Analog inputs cost MACs the same way.  All counts are
 per inference (summed over the recorded samples, divided by their number).  How pools, adds, BN,
-bias and neuron updates are counted is set by :class:`~energy.conventions.Conventions`.
+bias and neuron updates are counted is set by :class:`~ilif_deploy.energy.conventions.Conventions`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from .conventions import Conventions
 from .fanout import LINEAR_POOLS, WEIGHT_LAYERS, dense_macs, fanout_map, pool_window_adds
 from .record import Activity
 
-_LEAKY = getattr(N, "LeakyIntegrator", None)  # present once NIR import support is in the IR
 
 
 @dataclass
@@ -150,7 +149,7 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
 
     Args:
         graph: the IR graph that was run.
-        activity: what :func:`~energy.record.record_activity` (or ``assumed_activity``) produced.
+        activity: what :func:`~ilif_deploy.energy.record.record_activity` (or ``assumed_activity``) produced.
         conv: counting conventions (default: the paper's).
         prices_neuron_updates: the energy model prices neuron updates (resolves ``neurons="auto"``).
     """
@@ -186,7 +185,7 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
                 row.note = "assumed folded into weights/thresholds (bn=folded)"
         elif isinstance(node, N.Neuron):
             _count_neuron(row, node, activity, T, S, count_neurons)
-        elif _LEAKY is not None and isinstance(node, _LEAKY):
+        elif isinstance(node, N.LeakyIntegrator):
             row.neurons = int(elems)
             row.updates = elems * T
             if count_neurons:

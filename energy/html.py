@@ -8,7 +8,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-PJ = "energy [pJ/inference]"
+from .columns import ACS, ANN_ENERGY, CONTINUOUS, FIRING, MACS, NEURON_ENERGY, SYNAPTIC_ENERGY
+from .columns import ENERGY as PJ
+
 #: one colour pair per compared model (main, light)
 COLOURS = [("#1f77b4", "#aec7e8"), ("#ff7f0e", "#ffbb78")]
 
@@ -28,17 +30,17 @@ def _energy_figure(reports) -> go.Figure:
     fig = go.Figure()
     for rep, (main, light) in zip(reports, COLOURS):
         df = rep.frame[rep.frame[PJ] > 0]
-        fig.add_bar(x=df["name"], y=df["synaptic energy [pJ/inference]"], name=f"{rep.model_name}: synaptic",
+        fig.add_bar(x=df["name"], y=df[SYNAPTIC_ENERGY], name=f"{rep.model_name}: synaptic",
                     offsetgroup=rep.model_name, marker_color=main, hovertemplate="%{x}<br>%{y:.4g} pJ")
-        if (df["neuron energy [pJ/inference]"] > 0).any():
-            fig.add_bar(x=df["name"], y=df["neuron energy [pJ/inference]"], name=f"{rep.model_name}: neuron updates",
-                        offsetgroup=rep.model_name, base=df["synaptic energy [pJ/inference]"], marker_color=light,
+        if (df[NEURON_ENERGY] > 0).any():
+            fig.add_bar(x=df["name"], y=df[NEURON_ENERGY], name=f"{rep.model_name}: neuron updates",
+                        offsetgroup=rep.model_name, base=df[SYNAPTIC_ENERGY], marker_color=light,
                         hovertemplate="%{x}<br>%{y:.4g} pJ")
     ann = reports[0].frame
-    ann = ann[ann["ANN energy [pJ/inference]"] > 0]
-    fig.add_scatter(x=ann["name"], y=ann["ANN energy [pJ/inference]"], mode="markers", name="ANN baseline",
+    ann = ann[ann[ANN_ENERGY] > 0]
+    fig.add_scatter(x=ann["name"], y=ann[ANN_ENERGY], mode="markers", name="ANN baseline",
                     marker=dict(symbol="diamond", size=9, color="black"), hovertemplate="%{x}<br>%{y:.4g} pJ")
-    fig.update_xaxes(categoryorder="array", categoryarray=_order(reports, [PJ, "ANN energy [pJ/inference]"]))
+    fig.update_xaxes(categoryorder="array", categoryarray=_order(reports, [PJ, ANN_ENERGY]))
     fig.update_layout(title=f"Energy per layer [pJ/inference] ({reports[0].energy_model.name})",
                       barmode="group", yaxis_title="pJ / inference", yaxis_type="log", height=450)
     return fig
@@ -48,13 +50,13 @@ def _ops_figure(reports) -> go.Figure:
     fig = go.Figure()
     for rep, colours in zip(reports, COLOURS):
         df = rep.frame
-        for col, label, colour in (("ACs [ops/inference]", "ACs", colours[0]), ("MACs [ops/inference]", "MACs", colours[1])):
+        for col, label, colour in ((ACS, "ACs", colours[0]), (MACS, "MACs", colours[1])):
             sel = df[df[col] > 0]
             if len(sel):
                 fig.add_bar(x=sel["name"], y=sel[col], name=f"{rep.model_name}: {label}", marker_color=colour,
                             hovertemplate="%{x}<br>%{y:.4g} " + label)
-    fig.update_xaxes(categoryorder="array", categoryarray=_order(reports, ["ACs [ops/inference]",
-                                                                           "MACs [ops/inference]"]))
+    fig.update_xaxes(categoryorder="array", categoryarray=_order(reports, [ACS,
+                                                                           MACS]))
     fig.update_layout(title="Synaptic operations per layer [ops/inference]", barmode="group",
                       yaxis_title="ops / inference", yaxis_type="log", height=450)
     return fig
@@ -82,18 +84,17 @@ def _compare_figure(a, b) -> go.Figure:
         df = rep.frame[rep.frame[PJ] > 0]
         fig.add_bar(x=df["name"], y=df[PJ], name=f"{rep.model_name} energy", marker_color=main, row=1, col=1)
         nf = rep.frame[rep.frame["op"] == "neuron"]
-        fig.add_bar(x=nf["name"], y=nf["firing rate [spikes/neuron/step]"], name=f"{rep.model_name} firing rate",
+        fig.add_bar(x=nf["name"], y=nf[FIRING], name=f"{rep.model_name} firing rate",
                     marker_color=main, marker_pattern_shape="/", row=1, col=2)
-        fig.add_bar(x=nf["name"], y=nf["continuous firing [share of neurons]"],
+        fig.add_bar(x=nf["name"], y=nf[CONTINUOUS],
                     name=f"{rep.model_name} continuous firing (>T/2 steps)", marker_color=light, row=1, col=2)
     fig.update_layout(title=f"{a.model_name} vs {b.model_name}", barmode="group", height=450)
     return fig
 
 
-def report_html(rep, compare: Optional[object] = None) -> str:
-    """A standalone HTML page for ``rep`` (and ``compare`` side by side, e.g. LIF vs ILIF)."""
-    from .report import comparison_frame
-
+def report_html(rep, compare: Optional[object] = None, comparison=None) -> str:
+    """A standalone HTML page for ``rep`` (and ``compare`` side by side, e.g. LIF vs ILIF, with
+    ``comparison``, their totals as a DataFrame)."""
     reports = [rep] + ([compare] if compare is not None else [])
     figs = []
     if compare is not None:
@@ -104,14 +105,15 @@ def report_html(rep, compare: Optional[object] = None) -> str:
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
              f"<title>Energy report: {html.escape(rep.model_name)}</title>",
              "<style>body{font-family:sans-serif;margin:20px} table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}</style>",
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} "
+             "pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}</style>",
              "</head><body>", f"<h1>Energy report: {html.escape(rep.model_name)}</h1>"]
     for r in reports:
         parts.append(f"<pre>{html.escape(r.headline())}</pre>")
     parts.append("<p>Conventions: " + html.escape(", ".join(f"{k}={v}" for k, v in rep.conventions.to_dict().items()))
                  + ". All counts per inference.</p>")
     if compare is not None:
-        parts.append("<h2>Comparison</h2>" + comparison_frame(rep, compare).to_html(index=False, float_format="%.6g"))
+        parts.append("<h2>Comparison</h2>" + comparison.to_html(index=False, float_format="%.6g"))
     parts += divs
     for r in reports:
         parts.append(f"<h2>Per layer: {html.escape(r.model_name)}</h2>"

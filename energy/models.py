@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Union
 
+from ilif_deploy.errors import UserError
+
 HOROWITZ_45NM = {  # (add pJ, mult pJ)
     "fp32": (0.9, 3.7),
     "fp16": (0.4, 1.1),
@@ -57,7 +59,7 @@ class EnergyModel:
                 continue
             v = getattr(self, f.name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v:
-                raise ValueError(f"energy model {self.name!r}: {f.name} must be a number >= 0 (pJ), got {v!r}")
+                raise UserError(f"energy model {self.name!r}: {f.name} must be a number >= 0 (pJ), got {v!r}")
 
     @property
     def prices_updates(self) -> bool:
@@ -73,7 +75,7 @@ class EnergyModel:
             try:
                 pj = float(memory)
             except ValueError:
-                raise ValueError(f"memory must be one of {', '.join(MEMORY_PJ)} or pJ per access, got {memory!r}") from None
+                raise UserError(f"memory must be {', '.join(MEMORY_PJ)} or pJ per access, not {memory!r}") from None
         return replace(self, name=f"{self.name}+mem({memory})", e_mem_pj=pj)
 
     def to_dict(self) -> dict:
@@ -108,21 +110,21 @@ def load_energy_model(spec: Union[str, Path, EnergyModel, dict, None] = "paper")
         return PRESETS[key]
     path = Path(key)
     if not path.exists():
-        raise ValueError(f"unknown energy model {key!r}: use one of {', '.join(PRESETS)} or a .json/.yaml file")
+        raise UserError(f"unknown energy model {key!r}: use one of {', '.join(PRESETS)} or a .json/.yaml file")
     text = path.read_text()
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml  # type: ignore
         except ImportError:
-            raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write the file as JSON") from None
+            raise UserError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or write it as JSON") from None
         data = yaml.safe_load(text)
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+            raise UserError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of energy-model fields, got {type(data).__name__}")
+        raise UserError(f"{path}: expected a mapping of energy-model fields, got {type(data).__name__}")
     data.setdefault("name", path.stem)
     return _from_dict(data, str(path))
 
@@ -131,10 +133,10 @@ def _from_dict(data: dict, where: str) -> EnergyModel:
     known = {f.name for f in fields(EnergyModel)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"{where}: unknown energy-model field(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise UserError(f"{where}: unknown energy-model field(s) {sorted(unknown)}; known: {sorted(known)}")
     missing = {"e_ac_pj", "e_mac_pj"} - set(data)
     if missing:
-        raise ValueError(f"{where}: missing field(s) {sorted(missing)} (pJ per accumulate / multiply-accumulate)")
+        raise UserError(f"{where}: missing field(s) {sorted(missing)} (pJ per accumulate / multiply-accumulate)")
     data = dict(data)
     data.setdefault("name", "custom")
     return EnergyModel(**data)

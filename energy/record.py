@@ -14,6 +14,7 @@ import torch
 
 from ilif_deploy import ir as N
 from ilif_deploy.data import data_layout
+from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.runtime import expand_input, run
 
@@ -75,16 +76,16 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     from tqdm.auto import tqdm
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
     dev = torch.device(device)
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     n = x.shape[0]
     if n == 0:
-        raise ValueError("no samples to profile")
+        raise UserError("no samples to profile")
     sequence, T = data_layout(x.shape, graph.input_node.shape, timesteps)
     T = T or graph.timesteps
     if not T:
-        raise ValueError("the graph records no 'timesteps': pass timesteps=")
+        raise UserError("the graph records no 'timesteps': pass timesteps=")
     names = set(watch if watch is not None else watched_nodes(graph))
     neurons = {k for k in names if isinstance(graph.nodes[k], N.Neuron)}
     acc: Dict[str, torch.Tensor] = {}
@@ -149,10 +150,10 @@ def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None)
     """Activity for an analytic estimate: every neuron spikes with probability ``rate`` per step,
     analog nodes are dense (one sample)."""
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"--rate must be a firing probability per neuron and step in [0, 1], got {rate}")
+        raise UserError(f"--rate must be a firing probability per neuron and step in [0, 1], got {rate}")
     T = timesteps or graph.timesteps
     if not T:
-        raise ValueError("the graph records no 'timesteps': pass --timesteps")
+        raise UserError("the graph records no 'timesteps': pass --timesteps")
     act = Activity(timesteps=int(T), samples=1, rate=float(rate))
     # Propagate "spiking" through ops that keep spikes binary; everything else is analog.
     for name in graph.topological_order():

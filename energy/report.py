@@ -11,31 +11,10 @@ import pandas as pd
 
 from ilif_deploy.atomic import write_text_atomic
 
+from .columns import ANN_ENERGY, COLUMNS, ENERGY, NEURON_ENERGY, SYNAPTIC_ENERGY
 from .conventions import Conventions
 from .count import Row
 from .models import EnergyModel, energy_pj
-
-#: DataFrame column -> Row attribute (units in every quantity's name; counts are per inference)
-COLUMNS = {
-    "name": "name",
-    "op": "op",
-    "shape": "shape",
-    "input": "input_kind",
-    "fanout mean [synapses]": "fanout_mean",
-    "neurons [count]": "neurons",
-    "ACs [ops/inference]": "acs",
-    "MACs [ops/inference]": "macs",
-    "neuron ACs [ops/inference]": "neuron_acs",
-    "neuron MACs [ops/inference]": "neuron_macs",
-    "spikes [1/inference]": "spikes",
-    "firing rate [spikes/neuron/step]": "firing_rate",
-    "continuous firing [share of neurons]": "continuous_rate",
-    "memory accesses [words/inference]": "mem_accesses",
-    "ANN MACs [ops/inference]": "ann_macs",
-    "ANN ACs [ops/inference]": "ann_acs",
-}
-ENERGY_COLUMNS = ["energy [pJ/inference]", "synaptic energy [pJ/inference]", "neuron energy [pJ/inference]",
-                  "ANN energy [pJ/inference]"]
 
 
 def _clean(v):
@@ -75,10 +54,10 @@ class Report:
             self._energy.append(e)
             rec = {col: getattr(r, attr) for col, attr in COLUMNS.items()}
             rec["shape"] = "x".join(map(str, r.shape))
-            rec["energy [pJ/inference]"] = e["total"]
-            rec["synaptic energy [pJ/inference]"] = e["synaptic"]
-            rec["neuron energy [pJ/inference]"] = e["neuron"] + e["spikes"]
-            rec["ANN energy [pJ/inference]"] = e["ann"]
+            rec[ENERGY] = e["total"]
+            rec[SYNAPTIC_ENERGY] = e["synaptic"]
+            rec[NEURON_ENERGY] = e["neuron"] + e["spikes"]
+            rec[ANN_ENERGY] = e["ann"]
             rec["note"] = r.note
             recs.append(rec)
         self.frame = pd.DataFrame(recs)
@@ -175,7 +154,8 @@ class Report:
                   markdown_table(self.rates, index=True), ""]
         if compare is not None:
             lines += [f"## Per layer: {compare.model_name}", "", markdown_table(compare.frame),
-                      "", f"## Firing rate per step: {compare.model_name}", "", markdown_table(compare.rates, index=True), ""]
+                      "", f"## Firing rate per step: {compare.model_name}", "",
+                      markdown_table(compare.rates, index=True), ""]
         text = "\n".join(lines)
         if path is not None:
             write_text_atomic(path, text)
@@ -184,7 +164,7 @@ class Report:
     def to_html(self, path=None, compare: Optional["Report"] = None) -> str:
         from .html import report_html
 
-        text = report_html(self, compare)
+        text = report_html(self, compare, comparison_frame(self, compare) if compare is not None else None)
         if path is not None:
             write_text_atomic(path, text)
         return text

@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-import energy
 import ilif_deploy as I
+from ilif_deploy import energy
 from ilif_deploy.atomic import write_text_atomic
 from ilif_deploy.data import digits
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import ilif_deploy as I  # noqa: E402
 from ilif_deploy import ir as N  # noqa: E402
-from converters.nir import export_graph, read_graph  # noqa: E402
+from ilif_deploy.converters.nir import export_graph, read_graph  # noqa: E402
 from ilif_deploy.data import digits  # noqa: E402
 
 
@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     x, _ = digits("test")
     with tempfile.TemporaryDirectory() as d:
         res = {"spikingjelly": version("spikingjelly"), "nir": version("nir"),
-               "sj_to_ilif_deploy": [sj_to_ours(x, 8, tau, Path(d)) for tau in (2.0, 3.0)], "ilif_deploy_to_sj": ours_to_sj(x, Path(d))}
+               "sj_to_ilif_deploy": [sj_to_ours(x, 8, tau, Path(d)) for tau in (2.0, 3.0)],
+               "ilif_deploy_to_sj": ours_to_sj(x, Path(d))}
     print(json.dumps(res, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1) + "\n")

@@ -6,17 +6,22 @@ Public API (names kept stable for the converters, the energy module, examples an
 - :func:`load_model`, :func:`save`: model files (safe loading by default).
 - :func:`trace`: torch module -> :class:`Graph` (the intermediate representation).
 - :func:`run`: executes a graph in torch, ``[T, B, ...] -> [T, B, ...]``.
+- :class:`UserError` and its family: what the command-line tools print as one line.
+
+Exporters, file readers (:func:`ilif_deploy.converters.open_graph`) and energy reports live in the
+subpackages ``ilif_deploy.converters`` and ``ilif_deploy.energy``; this core imports neither.
 """
 from .architectures import ARCHITECTURES, build, register_arch
-from .ir import Graph, GraphError
-from .model_files import ModelFileError, load_model, save
+from .errors import DataError, GraphError, ModelFileError, TraceError, UserError
+from .ir import Graph
+from .model_files import load_model, save
 from .neuron_step import ILIFParams, ilif_step
 from .neurons import ILIF, IPLIF, LIF, rectangle, sigmoid
 from .runtime import logits, run
-from .trace import TraceError, trace
+from .trace import trace
 
 __version__ = "0.1.0"
 
 __all__ = ["ILIF", "LIF", "IPLIF", "ILIFParams", "ilif_step", "rectangle", "sigmoid", "load_model", "save",
            "build", "register_arch", "ARCHITECTURES", "trace", "TraceError", "Graph", "GraphError", "run", "logits",
-           "ModelFileError", "__version__"]
+           "ModelFileError", "UserError", "DataError", "__version__"]

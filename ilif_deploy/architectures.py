@@ -11,7 +11,8 @@ from typing import Callable, Dict, Optional
 from torch import nn
 
 from . import layers as L
-from .neurons import IPLIF, LIF, ILIF
+from .errors import UserError
+from .neurons import ILIF, IPLIF, LIF
 
 NEURON_KINDS = {"ilif": ILIF, "lif": LIF, "iplif": IPLIF}
 ARCHITECTURES: Dict[str, Callable[..., nn.Module]] = {}
@@ -31,7 +32,7 @@ def register_arch(name: str, input_shape, timesteps: int, encoding: str = "direc
 def build(name: str, **kwargs) -> nn.Module:
     """Build architecture ``name``; the model remembers ``arch_spec`` so :func:`save` can write it."""
     if name not in ARCHITECTURES:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+        raise UserError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     model = ARCHITECTURES[name](**kwargs)
     model.arch_spec = {"arch": name, "kwargs": dict(kwargs)}
     return model
@@ -40,7 +41,7 @@ def build(name: str, **kwargs) -> nn.Module:
 def make_neuron(neuron: str = "ilif", **neuron_kwargs) -> nn.Module:
     """A neuron layer by kind ("ilif", "lif", "iplif") with its keyword arguments."""
     if neuron not in NEURON_KINDS:
-        raise ValueError(f"unknown neuron kind {neuron!r}; known: {', '.join(NEURON_KINDS)}")
+        raise UserError(f"unknown neuron kind {neuron!r}; known: {', '.join(NEURON_KINDS)}")
     return NEURON_KINDS[neuron](**neuron_kwargs)
 
 

@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Union
 
+from .errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
@@ -16,8 +18,10 @@ def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     look at it.  On any exception the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: give a file name to write")
     if path.parent and not path.parent.exists():
-        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
+        raise UserError(f"output folder does not exist: {path.parent}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)

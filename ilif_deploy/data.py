@@ -6,6 +6,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .errors import DataError
+
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
 
@@ -19,7 +21,7 @@ def digits(split: str = "test") -> Tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+        raise DataError(f"split must be 'train', 'test' or 'all', got {split!r}")
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)[:, None]
     y = d.target.astype(np.int64)
@@ -42,10 +44,10 @@ def data_layout(shape, input_shape, timesteps: Optional[int] = None) -> Tuple[bo
         return False, timesteps
     if shape[2:] == input_shape:
         if timesteps and shape[1] != timesteps:
-            raise ValueError(f"data has T={shape[1]} steps per sample but the network runs T={timesteps}")
+            raise DataError(f"data has T={shape[1]} steps per sample but the network runs T={timesteps}")
         return True, int(shape[1])
     dims = ", ".join(map(str, input_shape))
-    raise ValueError(f"data shape {list(shape)} fits neither [N, {dims}] (one frame per sample) nor "
+    raise DataError(f"data shape {list(shape)} fits neither [N, {dims}] (one frame per sample) nor "
                      f"[N, T, {dims}] (a frame per step)")
 
 
@@ -56,16 +58,23 @@ def load_dataset(spec: str, samples: Optional[int] = None) -> Tuple[np.ndarray, 
         x, y = digits("test")
     else:
         path = Path(spec)
+        if path.is_dir():
+            raise DataError(f"{spec} is a folder, not a data file (use 'digits' or an .npz with arrays x[, y])")
         if not path.exists():
-            raise FileNotFoundError(f"data file not found: {spec} (use 'digits' or an .npz with arrays x[, y])")
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f:
-                raise ValueError(f"{spec}: no array 'x' (found {list(f.keys())})")
-            x = f["x"].astype(np.float32)
-            y = f["y"].astype(np.int64) if "y" in f else None
+            raise DataError(f"data file not found: {spec} (use 'digits' or an .npz with arrays x[, y])")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if "x" not in f:
+                    raise DataError(f"{spec}: no array 'x' (found {list(f.keys())})")
+                x = f["x"].astype(np.float32)
+                y = f["y"].astype(np.int64) if "y" in f else None
+        except DataError:
+            raise
+        except Exception as e:  # not a zip, truncated, object arrays, ...
+            raise DataError(f"{spec}: not a readable .npz data file ({type(e).__name__}: {e})") from None
     if samples is not None:
         if samples < 1:
-            raise ValueError(f"--samples must be >= 1, got {samples}")
+            raise DataError(f"--samples must be >= 1, got {samples}")
         x = x[:samples]
         y = None if y is None else y[:samples]
     return x, y

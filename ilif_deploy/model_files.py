@@ -23,14 +23,11 @@ from torch import nn
 
 from .architectures import ARCHITECTURES, DEFAULT_SETTINGS, build
 from .atomic import atomic_path
+from .errors import ModelFileError
 
 MODEL_FORMAT = "ilif-deploy-model"
 MODEL_VERSION = 1
 SETTING_KEYS = ("timesteps", "input_shape", "encoding")
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be loaded; the message says why and what to do."""
 
 
 def save(model: nn.Module, path: Union[str, os.PathLike], **settings) -> None:
@@ -104,7 +101,8 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
 
     Accepts our own format, the authors' checkpoints (``{'net': state_dict}``, needs ``arch`` and
     ``num_classes``), a bare state_dict (needs ``arch``), and, with ``trust_pickle=True`` only, a
-    whole pickled module.  ``.nir`` files are imported through :mod:`converters.nir` when available.
+    whole pickled module.  Graph files of every kind (``.ir.npz``, NIR, Lava) are read by
+    :func:`ilif_deploy.converters.open_graph`.
 
     Extra keyword arguments go to the architecture builder (e.g. ``neuron="lif"``) except the run
     settings ``timesteps``, ``input_shape`` and ``encoding``, which override the stored ones.
@@ -112,8 +110,6 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
     """
     path = Path(path)
     overrides = {k: kw.pop(k) for k in SETTING_KEYS if k in kw}
-    if path.suffix.lower() == ".nir":
-        return _load_nir(path, overrides)
     obj = _torch_load(path, trust_pickle)
     if isinstance(obj, nn.Module):  # only reachable with trust_pickle=True
         model, settings = obj, dict(getattr(obj, "ilif_settings", None) or {})
@@ -151,13 +147,3 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
     settings.update(overrides)
     model.ilif_settings = settings
     return model.eval()
-
-
-def _load_nir(path: Path, overrides: dict) -> nn.Module:
-    try:
-        from converters.nir import load_nir_model  # type: ignore
-    except ImportError as e:
-        raise ModelFileError(f"{path}: reading NIR files needs the NIR converter (converters.nir): {e}") from None
-    model = load_nir_model(path)
-    model.ilif_settings.update(overrides)
-    return model

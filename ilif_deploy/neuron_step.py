@@ -14,6 +14,10 @@ Equations (DESIGN.md section 2), discrete time t = 1..T, all state zero at t = 0
     mpiu[t] = lam_u * (mpiu[t-1] + S[t] * mbar[t])     # membrane-potential inhibitory unit (MPIU)
     m[t]    = mbar[t] - S[t] * sigmoid(mpiu[t])        # only while the MPIU is enabled (lam_u != 0)
 
+Names (the same in torch, the IR, Lava, ONNX, NIR metadata and reports, see docs/ilif.md):
+``v`` is the membrane m[t], ``u`` the inhibited current I[t] (Lava's current compartment), ``v_pre``
+the membrane before firing U[t], ``ciu``/``mpiu`` the two units.
+
 ``c`` is the raw synaptic input ``x`` (``ciu_source="synaptic"``, the authors' code) or the
 inhibited current ``I`` (``ciu_source="net"``, the paper's Eq. 15).
 
@@ -28,8 +32,10 @@ state are in the same units as the input current ``x``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, NamedTuple
+
+from .errors import UserError
 
 CIU_SOURCES = ("synaptic", "net")
 #: "subtract": soft reset by v_th (ILIF, the contract); "zero": hard reset to v_reset (NIR's LIF/IF,
@@ -61,22 +67,19 @@ class ILIFParams:
     compare: str = ">="
 
     def __post_init__(self) -> None:
-        if self.ciu_source not in CIU_SOURCES:
-            raise ValueError(f"ciu_source must be one of {CIU_SOURCES}, got {self.ciu_source!r}")
-        if self.reset not in RESET_MODES:
-            raise ValueError(f"reset must be one of {RESET_MODES}, got {self.reset!r}")
-        if self.compare not in COMPARES:
-            raise ValueError(f"compare must be one of {COMPARES}, got {self.compare!r}")
+        for name, allowed in (("ciu_source", CIU_SOURCES), ("reset", RESET_MODES), ("compare", COMPARES)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("lam", "v_th", "lam_u", "lam_i", "v_reset"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"ILIF parameter {name} must be a finite number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UserError(f"ILIF parameter {name} must be a finite number, got {value!r}")
 
     @classmethod
     def from_tau(cls, tau: float, **kw: Any) -> "ILIFParams":
         """Build parameters from a membrane time constant ``tau`` in steps (``lam = 1 - 1/tau``)."""
-        if tau <= 0:
-            raise ValueError(f"tau must be > 0 steps, got {tau}")
+        if not tau > 0:
+            raise UserError(f"tau must be > 0 steps, got {tau}")
         return cls(lam=1.0 - 1.0 / tau, **kw)
 
     @property
@@ -103,13 +106,23 @@ class ILIFParams:
         return self.reset == "subtract" and self.compare == ">="
 
     def to_dict(self) -> dict:
+        """Every parameter as a JSON-ready dict (the one serialised form, in every file format)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ILIFParams":
+        """Inverse of :meth:`to_dict`; unknown or missing keys are refused by name."""
+        known = {f.name for f in fields(cls)}
+        if not isinstance(d, dict) or set(d) - known or "lam" not in d:
+            bad = sorted(set(d) - known) if isinstance(d, dict) else type(d).__name__
+            raise UserError(f"neuron parameters {bad or 'without lam'} are not ILIF parameters ({sorted(known)})")
+        return cls(**d)
 
 
 class ILIFState(NamedTuple):
     """State carried from one step to the next (arrays of the layer's shape)."""
 
-    m: Any  # membrane potential after reset and MPIU inhibition, m[t]
+    v: Any  # membrane potential after reset and MPIU inhibition, m[t]
     mpiu: Any  # MPIU state, mpiu[t]
     ciu: Any  # CIU state before the clamp, ciu[t]
     ciu_drive: Any  # S[t] * c[t], what enters the CIU at the next step
@@ -120,8 +133,8 @@ class StepRecord(NamedTuple):
 
     spikes: Any
     state: ILIFState
-    current: Any  # inhibited input current I[t]
-    u: Any  # membrane potential before firing U[t]
+    u: Any  # inhibited input current I[t] (Lava's current compartment u)
+    v_pre: Any  # membrane potential before firing U[t]
 
 
 @dataclass(frozen=True)
@@ -132,12 +145,13 @@ class ArrayOps:
     relu: Callable[[Any], Any]
     sigmoid: Callable[[Any], Any]
     zeros_like: Callable[[Any], Any]
+    stack: Callable[[list], Any]
 
 
 def zero_state(x: Any, ops: ArrayOps) -> ILIFState:
     """All-zero state shaped like one step of input ``x`` (the state at t = 0)."""
     z = ops.zeros_like(x)
-    return ILIFState(m=z, mpiu=z, ciu=z, ciu_drive=z)
+    return ILIFState(v=z, mpiu=z, ciu=z, ciu_drive=z)
 
 
 def ilif_step(x: Any, state: ILIFState, p: ILIFParams, ops: ArrayOps, lam: Any = None) -> StepRecord:
@@ -154,27 +168,44 @@ def ilif_step(x: Any, state: ILIFState, p: ILIFParams, ops: ArrayOps, lam: Any =
     """
     if p.ciu_enabled:
         ciu = p.lam_i * (state.ciu + state.ciu_drive)
-        current = x - ops.relu(ciu)
+        u = x - ops.relu(ciu)
     else:
         ciu = state.ciu
-        current = x
-    u = (p.lam if lam is None else lam) * state.m + current
+        u = x
+    v_pre = (p.lam if lam is None else lam) * state.v + u
     if p.compare == ">=":
-        spikes = ops.spike(u - p.v_th)
+        spikes = ops.spike(v_pre - p.v_th)
     else:  # U > v_th  <=>  not (v_th - U >= 0)
-        spikes = 1 - ops.spike(p.v_th - u)
+        spikes = 1 - ops.spike(p.v_th - v_pre)
     if p.reset == "subtract":
-        mbar = u - spikes * p.v_th
+        mbar = v_pre - spikes * p.v_th
     else:  # written so that a spike leaves exactly v_reset and no spike exactly U
-        mbar = (1 - spikes) * u + spikes * p.v_reset
+        mbar = (1 - spikes) * v_pre + spikes * p.v_reset
     if p.mpiu_enabled:
         mpiu = p.lam_u * (state.mpiu + spikes * mbar)
-        m = mbar - spikes * ops.sigmoid(mpiu)
+        v = mbar - spikes * ops.sigmoid(mpiu)
     else:
         mpiu = state.mpiu
-        m = mbar
-    ciu_drive = spikes * (x if p.ciu_source == "synaptic" else current) if p.ciu_enabled else state.ciu_drive
-    return StepRecord(spikes, ILIFState(m, mpiu, ciu, ciu_drive), current, u)
+        v = mbar
+    ciu_drive = spikes * (x if p.ciu_source == "synaptic" else u) if p.ciu_enabled else state.ciu_drive
+    return StepRecord(spikes, ILIFState(v, mpiu, ciu, ciu_drive), u, v_pre)
+
+
+def run_sequence(x: Any, params: ILIFParams, ops: ArrayOps, lam: Any = None, return_states: bool = False):
+    """Run one neuron layer over ``x`` ``[T, ...]`` from zero state; returns spikes ``[T, ...]`` (and
+    a dict of per-step ``v`` (= m[t]), ``mpiu``, ``ciu`` (before the clamp), each ``[T, ...]``).
+    Shared by the torch modules (surrogate ops), the graph runtime (plain Heaviside) and numpy."""
+    state = zero_state(x[0], ops)
+    spikes, states = [], {"v": [], "mpiu": [], "ciu": []}
+    for t in range(x.shape[0]):
+        rec = ilif_step(x[t], state, params, ops, lam=lam)
+        state = rec.state
+        spikes.append(rec.spikes)
+        if return_states:
+            for k in states:
+                states[k].append(getattr(state, k))
+    out = ops.stack(spikes)
+    return (out, {k: ops.stack(v) for k, v in states.items()}) if return_states else out
 
 
 def _numpy_ops() -> ArrayOps:
@@ -189,7 +220,7 @@ def _numpy_ops() -> ArrayOps:
         return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(a.dtype)
 
     return ArrayOps(spike=spike, relu=lambda a: np.maximum(a, 0).astype(a.dtype), sigmoid=sigmoid,
-                    zeros_like=np.zeros_like)
+                    zeros_like=np.zeros_like, stack=np.stack)
 
 
 NUMPY_OPS = _numpy_ops()

@@ -13,7 +13,8 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from .neuron_step import ArrayOps, ILIFParams, ILIFState, ilif_step, zero_state
+from .errors import UserError
+from .neuron_step import ArrayOps, ILIFParams, ILIFState, ilif_step, run_sequence, zero_state
 
 
 # --------------------------------------------------------------------------- surrogates
@@ -42,9 +43,9 @@ class Surrogate:
 
     def __init__(self, kind: str, width: float):
         if kind not in ("sigmoid", "rectangle"):
-            raise ValueError(f"unknown surrogate {kind!r}: use 'sigmoid' or 'rectangle'")
+            raise UserError(f"unknown surrogate {kind!r}: use 'sigmoid' or 'rectangle'")
         if not width > 0:
-            raise ValueError(f"surrogate parameter must be > 0, got {width}")
+            raise UserError(f"surrogate parameter must be > 0, got {width}")
         self.kind, self.width = kind, float(width)
 
     def __call__(self, d: torch.Tensor) -> torch.Tensor:
@@ -80,27 +81,8 @@ def as_surrogate(s: Union[None, str, dict, Surrogate]) -> Surrogate:
 
 
 def torch_ops(surrogate: Surrogate) -> ArrayOps:
-    return ArrayOps(spike=surrogate, relu=torch.relu, sigmoid=torch.sigmoid, zeros_like=torch.zeros_like)
-
-
-def run_sequence(x: torch.Tensor, params: ILIFParams, ops: ArrayOps, lam=None, return_states: bool = False):
-    """Run one neuron layer over ``x`` ``[T, ...]`` from zero state; returns spikes ``[T, ...]`` (and
-    a dict of per-step ``v`` (= m[t]), ``mpiu``, ``ciu`` (before the clamp), each ``[T, ...]``).
-    Shared by the modules (surrogate ops) and the graph runtime (plain Heaviside ops)."""
-    state = zero_state(x[0], ops)
-    spikes, states = [], {"v": [], "mpiu": [], "ciu": []}
-    for t in range(x.shape[0]):
-        rec = ilif_step(x[t], state, params, ops, lam=lam)
-        state = rec.state
-        spikes.append(rec.spikes)
-        if return_states:
-            states["v"].append(state.m)
-            states["mpiu"].append(state.mpiu)
-            states["ciu"].append(state.ciu)
-    out = torch.stack(spikes)
-    if return_states:
-        return out, {k: torch.stack(v) for k, v in states.items()}
-    return out
+    return ArrayOps(spike=surrogate, relu=torch.relu, sigmoid=torch.sigmoid, zeros_like=torch.zeros_like,
+                    stack=torch.stack)
 
 
 # --------------------------------------------------------------------------- modules
@@ -145,7 +127,7 @@ class ILIF(nn.Module):
         """Multi-step: ``x`` is ``[T, ...]``; returns spikes ``[T, ...]`` (and a dict of
         per-step ``v`` (= m[t]), ``mpiu``, ``ciu`` (before the clamp), each ``[T, ...]``)."""
         if x.dim() < 1 or x.shape[0] == 0:
-            raise ValueError(f"{type(self).__name__} expects input [T, ...] with T >= 1, got shape {tuple(x.shape)}")
+            raise UserError(f"{type(self).__name__} expects input [T, ...] with T >= 1, got shape {tuple(x.shape)}")
         return run_sequence(x, self.params, torch_ops(self.surrogate), lam=self._lam(), return_states=return_states)
 
     def extra_repr(self) -> str:
@@ -178,7 +160,7 @@ class IPLIF(ILIF):
     def __init__(self, init_tau: float = 2.0, v_th: float = 1.0, lam_u: float = 1.0, lam_i: float = 0.03,
                  ciu_source: str = "synaptic", surrogate: Union[None, str, Surrogate] = None):
         if not init_tau > 1.0:
-            raise ValueError(f"IPLIF needs init_tau > 1 step (1/tau = sigmoid(w)), got {init_tau}")
+            raise UserError(f"IPLIF needs init_tau > 1 step (1/tau = sigmoid(w)), got {init_tau}")
         super().__init__(tau=init_tau, v_th=v_th, lam_u=lam_u, lam_i=lam_i, ciu_source=ciu_source,
                          surrogate=surrogate)
         self.w = nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))

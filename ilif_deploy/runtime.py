@@ -14,16 +14,17 @@ import torch
 import torch.nn.functional as F
 
 from . import ir as N
-from .ir.graph import Graph, GraphError
-from .neuron_step import ArrayOps
-from .neurons import run_sequence
+from .errors import DataError, GraphError, UserError
+from .ir.graph import Graph
+from .neuron_step import ArrayOps, run_sequence
 
 
 def _heaviside(d: torch.Tensor) -> torch.Tensor:
     return (d >= 0).to(d.dtype)
 
 
-TORCH_INFERENCE_OPS = ArrayOps(spike=_heaviside, relu=torch.relu, sigmoid=torch.sigmoid, zeros_like=torch.zeros_like)
+TORCH_INFERENCE_OPS = ArrayOps(spike=_heaviside, relu=torch.relu, sigmoid=torch.sigmoid, zeros_like=torch.zeros_like,
+                               stack=torch.stack)
 
 
 def _t(a: Optional[np.ndarray], like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -85,47 +86,67 @@ def run_leaky_integrator(node: "N.LeakyIntegrator", x: torch.Tensor) -> torch.Te
     return torch.stack(out)
 
 
+def _add(node, inputs, **_):
+    out = inputs[0]
+    for other in inputs[1:]:
+        out = out + other
+    return out
+
+
+def _conv(node, inputs, **_):
+    x = inputs[0]
+    w, b = _t(node.weight, x), _t(node.bias, x)
+    return _merged(lambda z: F.conv2d(z, w, b, node.stride, node.padding, node.dilation, node.groups), x)
+
+
+def _affine(node, inputs, **_):
+    x = inputs[0]
+    if node.bn_stats is not None:
+        # torch's own kernel on the BN's own statistics: x * scale + shift rounds differently
+        # (by an ulp), and an ulp at the threshold flips a spike downstream.
+        mean, var, w, b = (_t(a, x) for a in node.bn_stats)
+        return _merged(lambda z: F.batch_norm(z, mean, var, w, b, False, 0.0, node.eps), x)
+    view = (-1,) + (1,) * (x.dim() - 3)
+    return x * _t(node.scale, x).view(view) + _t(node.shift, x).view(view)
+
+
+def _flatten(node, inputs, **_):
+    x = inputs[0]
+    nd = x.dim() - 2
+    return x.flatten(2 + node.start_dim % nd, 2 + node.end_dim % nd)
+
+
+def _per_sample(fn):
+    """An op on ``[N, ...]`` applied to ``[T, B, ...]`` (T and B merged)."""
+    return lambda node, inputs, **_: _merged(lambda z: fn(node, z), inputs[0])
+
+
+#: IR node type -> ``fn(node, inputs, compile_neurons=...) -> [T, B, *node.shape]``
+EXECUTORS = {
+    N.Add: _add,
+    N.Output: lambda node, inputs, **_: inputs[0],
+    N.Neuron: lambda node, inputs, compile_neurons=False: run_neuron(node, inputs[0], compile_neurons=compile_neurons),
+    N.LeakyIntegrator: lambda node, inputs, **_: run_leaky_integrator(node, inputs[0]),
+    N.Conv2d: _conv,
+    N.Linear: lambda node, inputs, **_: F.linear(inputs[0], _t(node.weight, inputs[0]), _t(node.bias, inputs[0])),
+    N.Affine: _affine,
+    N.AvgPool2d: _per_sample(lambda n, z: F.avg_pool2d(z, n.kernel, n.stride, n.padding,
+                                                       count_include_pad=n.count_include_pad)),
+    N.SumPool2d: _per_sample(lambda n, z: _sum_pool(z, n)),
+    N.MaxPool2d: _per_sample(lambda n, z: F.max_pool2d(z, n.kernel, n.stride, n.padding, n.dilation)),
+    N.AdaptiveAvgPool2d: _per_sample(lambda n, z: F.adaptive_avg_pool2d(z, n.output_size)),
+    N.Flatten: _flatten,
+}
+
+
 def apply_node(node: "N.Node", inputs: list, compile_neurons: bool = False) -> torch.Tensor:
     """Output ``[T, B, *node.shape]`` of one node given its inputs' outputs (in edge order);
     ``compile_neurons`` as in :func:`run`."""
-    if isinstance(node, N.Add):
-        out = inputs[0]
-        for other in inputs[1:]:
-            out = out + other
-        return out
-    x = inputs[0]
-    if isinstance(node, N.Output):
-        return x
-    if isinstance(node, N.Neuron):
-        return run_neuron(node, x, compile_neurons=compile_neurons)
-    if isinstance(node, N.LeakyIntegrator):
-        return run_leaky_integrator(node, x)
-    if isinstance(node, N.Conv2d):
-        w, b = _t(node.weight, x), _t(node.bias, x)
-        return _merged(lambda z: F.conv2d(z, w, b, node.stride, node.padding, node.dilation, node.groups), x)
-    if isinstance(node, N.Linear):
-        return F.linear(x, _t(node.weight, x), _t(node.bias, x))
-    if isinstance(node, N.Affine):
-        if node.bn_stats is not None:
-            # torch's own kernel on the BN's own statistics: x * scale + shift rounds differently
-            # (by an ulp), and an ulp at the threshold flips a spike downstream.
-            mean, var, w, b = (_t(a, x) for a in node.bn_stats)
-            return _merged(lambda z: F.batch_norm(z, mean, var, w, b, False, 0.0, node.eps), x)
-        view = (-1,) + (1,) * (x.dim() - 3)
-        return x * _t(node.scale, x).view(view) + _t(node.shift, x).view(view)
-    if isinstance(node, N.AvgPool2d):
-        return _merged(lambda z: F.avg_pool2d(z, node.kernel, node.stride, node.padding,
-                                              count_include_pad=node.count_include_pad), x)
-    if isinstance(node, N.SumPool2d):
-        return _merged(lambda z: _sum_pool(z, node), x)
-    if isinstance(node, N.MaxPool2d):
-        return _merged(lambda z: F.max_pool2d(z, node.kernel, node.stride, node.padding, node.dilation), x)
-    if isinstance(node, N.AdaptiveAvgPool2d):
-        return _merged(lambda z: F.adaptive_avg_pool2d(z, node.output_size), x)
-    if isinstance(node, N.Flatten):
-        nd = x.dim() - 2
-        return x.flatten(2 + node.start_dim % nd, 2 + node.end_dim % nd)
-    raise GraphError(f"node '{node.name}': the runtime cannot execute op {node.op!r}")
+    fn = EXECUTORS.get(type(node))
+    if fn is None:
+        raise GraphError(f"node '{node.name}': the runtime cannot execute op {node.op!r} "
+                         f"(it runs {', '.join(c.op for c in EXECUTORS)})")
+    return fn(node, inputs, compile_neurons=compile_neurons)
 
 
 def _sum_pool(z: torch.Tensor, node: "N.SumPool2d") -> torch.Tensor:
@@ -145,13 +166,13 @@ def expand_input(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Op
     T = timesteps or graph.timesteps
     if tuple(x.shape[1:]) == shape:
         if not T:
-            raise ValueError("input has no time axis and the graph records no 'timesteps': pass timesteps=")
+            raise DataError("input has no time axis and the graph records no 'timesteps': pass timesteps=")
         return x.unsqueeze(0).expand(T, *x.shape).contiguous()
     if tuple(x.shape[2:]) == shape:
         if timesteps and x.shape[0] != timesteps:
-            raise ValueError(f"input has T={x.shape[0]} steps but timesteps={timesteps} was asked for")
+            raise DataError(f"input has T={x.shape[0]} steps but timesteps={timesteps} was asked for")
         return x
-    raise ValueError(f"input shape {list(x.shape)} fits neither [B, {', '.join(map(str, shape))}] "
+    raise DataError(f"input shape {list(x.shape)} fits neither [B, {', '.join(map(str, shape))}] "
                      f"nor [T, B, {', '.join(map(str, shape))}]")
 
 
@@ -183,7 +204,7 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
     keep = set(graph.nodes) if record is True else set(record or ())
     unknown = keep - set(graph.nodes)
     if unknown:
-        raise KeyError(f"cannot record unknown node(s) {sorted(unknown)}")
+        raise UserError(f"cannot record unknown node(s) {sorted(unknown)}")
     order = graph.topological_order()
     remaining = {n: len(graph.consumers_of(n)) for n in order}
     values: Dict[str, torch.Tensor] = {}

@@ -18,24 +18,16 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from . import ir as N
+from .errors import TraceError
 from .ir.graph import Graph
 from .neurons import ILIF
 
 PASSTHROUGH_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
-SUPPORTED_MODULES = (ILIF, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.MaxPool2d,
-                     nn.AdaptiveAvgPool2d, nn.Flatten) + PASSTHROUGH_MODULES
-SUPPORTED_TEXT = ("neurons ILIF/LIF/IPLIF; Conv2d, Linear, BatchNorm1d/2d (eval), AvgPool2d, MaxPool2d, "
-                  "AdaptiveAvgPool2d, Flatten, Dropout, Identity; functions +, torch.add, torch.flatten; "
-                  "tensor methods flatten/view/reshape (per-sample), add, contiguous")
-
-
-class TraceError(ValueError):
-    """The model uses something the IR cannot express; the message names it."""
 
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, SUPPORTED_MODULES):
+        if _module_rule(m) is not None or isinstance(m, PASSTHROUGH_MODULES):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -89,8 +81,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
     Raises:
         TraceError: naming the module path and type (or function) that cannot be expressed.
     """
-    if timesteps < 1:
-        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
+        raise TraceError(f"timesteps must be an integer >= 1, got {timesteps!r}")
+    if encoding not in N.nodes.ENCODINGS:
+        raise TraceError(f"encoding must be one of {', '.join(N.nodes.ENCODINGS)}, got {encoding!r}")
     was_training = model.training
     model.eval()
     try:
@@ -116,8 +110,7 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
         raise TraceError(f"running {type(model).__name__} on an example input [T={timesteps}, B=2, "
                          f"{', '.join(map(str, input_shape))}] failed: {e}") from e
     modules = dict(model.named_modules())
-    g = Graph(metadata={"timesteps": timesteps, "input_shape": list(input_shape), "encoding": encoding,
-                        "source": type(model).__name__})
+    g = Graph(metadata={"timesteps": timesteps, "source": type(model).__name__})
     alias: Dict[str, str] = {}  # fx node name -> IR node name
 
     def shape_of(n: fx.Node) -> tuple:
@@ -158,82 +151,113 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
             node = _module_node(n.target, m, shape, shape_of(n.args[0])[2:])
             g.add(node, [src(n.args[0])])
             alias[n.name] = node.name
-        elif n.op == "call_function" and n.target in (operator.add, torch.add):
-            if n.kwargs:
-                raise TraceError(f"'{n.name}': add with keyword arguments {list(n.kwargs)} is not supported")
-            g.add(N.Add(name=n.name, shape=shape), [src(a) for a in n.args])
-            alias[n.name] = n.name
-        elif (n.op == "call_function" and n.target is torch.flatten) or \
-                (n.op == "call_method" and n.target in ("flatten", "view", "reshape")):
-            dims = _flatten_dims(shape_of(n.args[0])[2:], shape)
-            if dims is None:
+        else:
+            rule = (FUNCTIONS.get(n.target) if n.op == "call_function" else
+                    METHODS.get(n.target) if n.op == "call_method" else None)
+            if rule is None:
+                what = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+                raise TraceError(f"unsupported {n.op.replace('_', ' ')} '{what}' at '{n.name}'. "
+                                 f"Supported: {supported_text()}")
+            node = rule(n, shape, shape_of)
+            if node is None:  # the value passes through unchanged
                 alias[n.name] = src(n.args[0])
                 continue
-            if dims is False:
-                raise TraceError(f"'{n.name}' ({n.target}) reshapes {list(shape_of(n.args[0]))} to {list(full)}: "
-                                 "only per-sample flattening is supported")
-            g.add(N.Flatten(name=n.name, shape=shape, start_dim=dims[0], end_dim=dims[1]), [src(n.args[0])])
+            g.add(node, [src(a) for a in (n.args if isinstance(node, N.Add) else n.args[:1])])
             alias[n.name] = n.name
-        elif n.op == "call_method" and n.target == "add":
-            g.add(N.Add(name=n.name, shape=shape), [src(a) for a in n.args])
-            alias[n.name] = n.name
-        elif n.op == "call_method" and n.target == "contiguous":
-            alias[n.name] = src(n.args[0])
-        else:
-            what = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
-            raise TraceError(f"unsupported {n.op.replace('_', ' ')} '{what}' at '{n.name}'. Supported: {SUPPORTED_TEXT}")
     return g
 
 
-def _module_node(path: str, m: nn.Module, shape: tuple, in_shape: tuple) -> N.Node:
-    def reject(why: str):
-        raise TraceError(f"module '{path}' ({type(m).__name__}): {why}")
+def _add(n: fx.Node, shape: tuple, shape_of) -> N.Node:
+    if n.kwargs:
+        raise TraceError(f"'{n.name}': add with keyword arguments {list(n.kwargs)} is not supported")
+    return N.Add(n.name, shape)
 
-    if isinstance(m, ILIF):
-        return N.Neuron(name=path, shape=shape, params=m.step_params(), kind=m.kind)
-    if isinstance(m, nn.Conv2d):
-        if m.padding_mode != "zeros":
-            reject(f"padding_mode={m.padding_mode!r} is not supported, only 'zeros'")
-        if isinstance(m.padding, str):
-            # 'same'/'valid' resolved to explicit symmetric padding from the traced shapes
-            pad = tuple(((o - 1) * s + d * (k - 1) + 1 - i) // 2 for o, s, d, k, i in
-                        zip(shape[1:], m.stride, m.dilation, m.kernel_size, in_shape[1:]))
-        else:
-            pad = _pair(m.padding)
-        return N.Conv2d(name=path, shape=shape, weight=_np(m.weight), bias=_np(m.bias), stride=_pair(m.stride),
-                        padding=pad, dilation=_pair(m.dilation), groups=int(m.groups))
-    if isinstance(m, nn.Linear):
-        return N.Linear(name=path, shape=shape, weight=_np(m.weight), bias=_np(m.bias))
-    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        scale, shift = bn_scale_shift(m)
-        stats = np.stack([_np(m.running_mean), _np(m.running_var),
-                          _np(m.weight) if m.weight is not None else np.ones_like(scale),
-                          _np(m.bias) if m.bias is not None else np.zeros_like(scale)])
-        return N.Affine(name=path, shape=shape, scale=scale, shift=shift, source="batchnorm", bn_stats=stats,
-                        eps=float(m.eps))
+
+def _reshape(n: fx.Node, shape: tuple, shape_of) -> Optional[N.Node]:
+    dims = _flatten_dims(shape_of(n.args[0])[2:], shape)
+    if dims is False:
+        raise TraceError(f"'{n.name}' ({n.target}) reshapes {list(shape_of(n.args[0]))} to {list(shape_of(n))}: "
+                         "only per-sample flattening is supported")
+    return None if dims is None else N.Flatten(n.name, shape, start_dim=dims[0], end_dim=dims[1])
+
+
+#: torch functions and tensor methods -> IR node (None: the value passes through)
+FUNCTIONS = {operator.add: _add, torch.add: _add, torch.flatten: _reshape}
+METHODS = {"add": _add, "flatten": _reshape, "view": _reshape, "reshape": _reshape,
+           "contiguous": lambda n, shape, shape_of: None}
+
+
+def _neuron(path, m, shape, in_shape):
+    return N.Neuron(path, shape, params=m.step_params(), kind=m.kind)
+
+
+def _conv(path, m, shape, in_shape):
+    if m.padding_mode != "zeros":
+        raise TraceError(f"module '{path}' (Conv2d): padding_mode={m.padding_mode!r} is not supported, only 'zeros'")
+    if isinstance(m.padding, str):
+        # 'same'/'valid' resolved to explicit symmetric padding from the traced shapes
+        pad = tuple(((o - 1) * s + d * (k - 1) + 1 - i) // 2 for o, s, d, k, i in
+                    zip(shape[1:], m.stride, m.dilation, m.kernel_size, in_shape[1:]))
+    else:
+        pad = _pair(m.padding)
+    return N.Conv2d(path, shape, weight=_np(m.weight), bias=_np(m.bias), stride=_pair(m.stride), padding=pad,
+                    dilation=_pair(m.dilation), groups=int(m.groups))
+
+
+def _batchnorm(path, m, shape, in_shape):
+    scale, shift = bn_scale_shift(m)
+    stats = np.stack([_np(m.running_mean), _np(m.running_var),
+                      _np(m.weight) if m.weight is not None else np.ones_like(scale),
+                      _np(m.bias) if m.bias is not None else np.zeros_like(scale)])
+    return N.Affine(path, shape, scale=scale, shift=shift, source="batchnorm", bn_stats=stats, eps=float(m.eps))
+
+
+def _pool(path, m, shape, in_shape):
+    extra = m.divisor_override if isinstance(m, nn.AvgPool2d) else m.return_indices
+    if m.ceil_mode or extra:
+        raise TraceError(f"module '{path}' ({type(m).__name__}): ceil_mode, divisor_override and return_indices "
+                         "are not supported")
+    k = _pair(m.kernel_size)
+    common = dict(kernel=k, stride=_pair(m.stride or k), padding=_pair(m.padding))
     if isinstance(m, nn.AvgPool2d):
-        if m.ceil_mode or m.divisor_override:
-            reject("ceil_mode and divisor_override are not supported")
-        k = _pair(m.kernel_size)
-        return N.AvgPool2d(name=path, shape=shape, kernel=k, stride=_pair(m.stride or k), padding=_pair(m.padding),
-                           count_include_pad=bool(m.count_include_pad))
-    if isinstance(m, nn.MaxPool2d):
-        if m.ceil_mode or m.return_indices:
-            reject("ceil_mode and return_indices are not supported")
-        k = _pair(m.kernel_size)
-        return N.MaxPool2d(name=path, shape=shape, kernel=k, stride=_pair(m.stride or k), padding=_pair(m.padding),
-                           dilation=_pair(m.dilation))
-    if isinstance(m, nn.AdaptiveAvgPool2d):
-        return N.AdaptiveAvgPool2d(name=path, shape=shape, output_size=tuple(shape[1:]))
-    if isinstance(m, nn.Flatten):
-        dims = _flatten_dims(in_shape, shape)
-        if dims is False:
-            reject(f"start_dim={m.start_dim} merges the time/batch axes into the features "
-                   "(use ilif_deploy.layers.Flatten, which flattens each sample of [T, B, ...])")
-        if dims is None:
-            return N.Flatten(name=path, shape=shape, start_dim=0, end_dim=0)
-        return N.Flatten(name=path, shape=shape, start_dim=dims[0], end_dim=dims[1])
-    reject(f"is not supported. Supported: {SUPPORTED_TEXT}")
+        return N.AvgPool2d(path, shape, count_include_pad=bool(m.count_include_pad), **common)
+    return N.MaxPool2d(path, shape, dilation=_pair(m.dilation), **common)
+
+
+def _flatten(path, m, shape, in_shape):
+    dims = _flatten_dims(in_shape, shape)
+    if dims is False:
+        raise TraceError(f"module '{path}' (Flatten): start_dim={m.start_dim} merges the time/batch axes into the "
+                         "features (use ilif_deploy.layers.Flatten, which flattens each sample of [T, B, ...])")
+    return N.Flatten(path, shape, start_dim=dims[0] if dims else 0, end_dim=dims[1] if dims else 0)
+
+
+#: torch module type -> IR node builder ``(path, module, shape, in_shape)``; subclasses match too
+MODULES = {
+    ILIF: _neuron, nn.Conv2d: _conv, nn.BatchNorm1d: _batchnorm, nn.BatchNorm2d: _batchnorm,
+    nn.AvgPool2d: _pool, nn.MaxPool2d: _pool, nn.Flatten: _flatten,
+    nn.Linear: lambda path, m, shape, in_shape: N.Linear(path, shape, weight=_np(m.weight), bias=_np(m.bias)),
+    nn.AdaptiveAvgPool2d: lambda path, m, shape, in_shape: N.AdaptiveAvgPool2d(path, shape,
+                                                                             output_size=tuple(shape[1:])),
+}
+
+
+def _module_rule(m: nn.Module):
+    return next((MODULES[c] for c in type(m).__mro__ if c in MODULES), None)
+
+
+def supported_text() -> str:
+    """What the tracer accepts, from its tables (for error messages)."""
+    names = lambda xs: ", ".join(getattr(x, "__name__", str(x)) for x in xs)  # noqa: E731
+    return (f"modules {names(MODULES)} (ILIF covers LIF/IPLIF), {names(PASSTHROUGH_MODULES)}; "
+            f"functions {names(dict.fromkeys(FUNCTIONS))}; tensor methods {names(METHODS)}")
+
+
+def _module_node(path: str, m: nn.Module, shape: tuple, in_shape: tuple) -> N.Node:
+    rule = _module_rule(m)
+    if rule is None:
+        raise TraceError(f"module '{path}' ({type(m).__name__}): is not supported. Supported: {supported_text()}")
+    return rule(path, m, shape, in_shape)
 
 
 def fold_batchnorm(graph: Graph) -> Graph:

@@ -1,16 +1,24 @@
-"""Shared fixtures.  Slow tests (long Lava runs) are skipped locally and run in CI
-(environment variable CI set) or with ``--runslow``."""
+"""Shared fixtures: the test data in the repository, the graph zoo (each model traced once per
+session), and the ``slow`` marker (long Lava runs: skipped locally, run in CI (``CI`` set) or with
+``--runslow``)."""
 from __future__ import annotations
 
+import copy
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT.parent / "shared" / "golden" / "ilif_reference_steps.npz"
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))  # tests/zoo.py
+
+import zoo  # noqa: E402
+
+ROOT = TESTS.parent
+GOLDEN = TESTS / "data" / "ilif_reference_steps.npz"
 EXAMPLE_MODELS = ROOT / "examples" / "models"
 
 
@@ -53,9 +61,18 @@ def authors_resnet18_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lava():
+    """Lava importable (scripts/setup.sh installs it); without it: skipped locally, a failure in CI."""
+    from ilif_deploy.converters.lava import LavaUnavailable, require_lava
+
+    try:
+        require_lava()
+    except LavaUnavailable as e:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(str(e))
+
+
+@pytest.fixture(scope="session")
 def golden():
-    if not GOLDEN.exists():
-        pytest.fail(f"golden vectors not found at {GOLDEN} (shared/ must sit beside the checkout)")
     return np.load(GOLDEN)
 
 
@@ -67,3 +84,54 @@ def digits_ilif_path() -> Path:
 @pytest.fixture(scope="session")
 def digits_lif_path() -> Path:
     return EXAMPLE_MODELS / "digits_lif.pt"
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    """scikit-learn's digits test split: x [450, 1, 8, 8] float32, y [450]."""
+    from ilif_deploy.data import digits
+
+    return digits("test")
+
+
+def _traced(path, shape=(1, 8, 8), T=4, **kw):
+    import ilif_deploy
+
+    return ilif_deploy.trace(ilif_deploy.load_model(path, **kw), shape, T)
+
+
+@pytest.fixture(scope="session")
+def _graphs(digits_ilif_path, digits_lif_path, authors_resnet18_path):
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = {
+                "digits_ilif": lambda: _traced(digits_ilif_path),
+                "digits_lif": lambda: _traced(digits_lif_path),
+                "resnet18": lambda: _traced(authors_resnet18_path, (3, 32, 32), 2, arch="spiking_resnet18",
+                                            num_classes=10),
+                "toy_resnet": zoo.toy_resnet,
+                "maxpool_net": zoo.maxpool_net,
+            }[name]()
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def graph_of(_graphs):
+    """``graph_of(name)``: a private copy of a zoo graph (``digits_ilif``, ``digits_lif``, ``resnet18``
+    (authors' layout, random weights, T = 2), ``toy_resnet``, ``maxpool_net``), traced once per session."""
+    return lambda name: copy.deepcopy(_graphs(name))
+
+
+@pytest.fixture(scope="session")
+def digits_ilif_graph(_graphs):
+    """The traced digits ILIF model, shared: do not modify (use ``graph_of`` for a copy)."""
+    return _graphs("digits_ilif")
+
+
+@pytest.fixture(scope="session")
+def digits_lif_graph(_graphs):
+    return _graphs("digits_lif")

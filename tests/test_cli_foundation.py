@@ -1,4 +1,5 @@
 """Console scripts and the digits training example."""
+import os
 import shutil
 import subprocess
 import sys
@@ -53,3 +54,61 @@ def test_training_example_reaches_95_percent(tmp_path):
     assert train_digits.main(["--neuron", "ilif", "--out", str(tmp_path)]) == 0
     saved = torch.load(tmp_path / "digits_ilif.pt", weights_only=True)
     assert saved["settings"]["test_accuracy"] >= 0.95
+
+
+def _tool(name):
+    return shutil.which(name) or str(Path(sys.executable).parent / name)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ilif-export", "{nir}", "--target", "ir", "--arch", "spiking_resnet18"],
+     "--arch does not apply to a NIR file ({nir}); it applies to a torch model file"),
+    (["ilif-energy", "{ir}", "--input-shape", "1,8,8", "--data", "none", "--rate", "0.1"],
+     "--input-shape does not apply to an IR graph file"),
+    (["ilif-export", "example:digits_ilif", "--target", "lava", "--fidelity"],
+     "--fidelity does not apply to the lava target; it applies to --target nir and --target onnx"),
+    (["ilif-export", "{ir}", "--target", "onnx", "--no-fold-bn"], "--no-fold-bn does not apply to an IR graph file"),
+    (["ilif-export", "{tmp}", "--target", "ir"], "{tmp} is a folder, not a model file"),
+    (["ilif-export", "example:digits_ilif", "--target", "ir", "-o", "{tmp}"], "{tmp} is a folder: give a file name"),
+    (["ilif-energy", "example:digits_ilif", "--data", "{tmp}"], "{tmp} is a folder, not a data file"),
+    (["ilif-export", "example:nope", "--target", "ir"], "no bundled example model 'nope'; bundled: example:"),
+])
+def test_inapplicable_flags_and_folders_are_one_line(tmp_path, digits_ilif_graph, argv, message, capsys):
+    from ilif_deploy.cli import energy
+    from ilif_deploy.converters.nir import export_graph
+
+    paths = {"tmp": str(tmp_path), "ir": str(tmp_path / "g.ir.npz"), "nir": str(tmp_path / "g.nir")}
+    digits_ilif_graph.save(paths["ir"])
+    export_graph(digits_ilif_graph, paths["nir"])
+    main = {"ilif-export": export_cli.main, "ilif-energy": energy.main}[argv[0]]
+    assert main([a.format(**paths) for a in argv[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message.format(**paths)}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("tool", ["ilif-export", "ilif-energy", "ilif-simulate"])
+def test_version_and_closed_pipe(tool):
+    import ilif_deploy
+
+    res = subprocess.run([_tool(tool), "--version"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == f"{tool} (ilif-deploy) {ilif_deploy.__version__}"
+    args = {"ilif-export": ["--target", "ir", "--summary", "-o", os.devnull],
+            "ilif-energy": ["--data", "none", "--rate", "0.1"],
+            "ilif-simulate": ["--samples", "1", "--no-progress"]}[tool]
+    proc = subprocess.Popen([_tool(tool), "example:digits_ilif", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader has gone (as `| head` does) before anything is printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_bugs_keep_their_traceback():
+    from ilif_deploy.cli.common import run_cli
+    from ilif_deploy.errors import UserError
+
+    def buggy():
+        raise ValueError("a bug of ours, not the user's")
+
+    with pytest.raises(ValueError, match="a bug of ours"):
+        run_cli(buggy)
+    assert run_cli(lambda: (_ for _ in ()).throw(UserError("bad file"))) == 2

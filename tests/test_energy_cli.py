@@ -64,11 +64,10 @@ def test_cli_errors_are_one_clear_line(digits_ilif_path, capsys, args, message):
     assert message in err and "Traceback" not in err
 
 
-def test_cli_nir_file_gives_the_same_report(tmp_path, digits_ilif_path):
-    nir_mod = pytest.importorskip("converters.nir", reason="NIR converter not available")
-    import ilif_deploy as I
+def test_cli_nir_file_gives_the_same_report(tmp_path, digits_ilif_path, digits_ilif_graph):
+    from ilif_deploy.converters import nir as nir_mod
 
-    nir_mod.export_graph(I.trace(I.load_model(digits_ilif_path), (1, 8, 8), 4), tmp_path / "m.nir")
+    nir_mod.export_graph(digits_ilif_graph, tmp_path / "m.nir")
     for src, dst in ((digits_ilif_path, "pt.json"), (tmp_path / "m.nir", "nir.json")):
         assert main([str(src), "--samples", "40", "--no-progress", "--json", str(tmp_path / dst)]) == 0
     a, b = (json.loads((tmp_path / f).read_text()) for f in ("pt.json", "nir.json"))

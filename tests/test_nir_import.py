@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import ilif_deploy
-from converters.nir import NIRImportError, read_graph
-from converters.nir.generic import run_generic
 from ilif_deploy import ir as N
+from ilif_deploy.converters.nir import NIRImportError, read_graph
+from ilif_deploy.converters.nir.generic import run_generic
 
 DT = 1e-4
 
@@ -152,7 +152,7 @@ def test_not_a_nir_file(tmp_path):
         f.create_dataset("version", data="1.0")
     with pytest.raises(NIRImportError):
         read_graph(tmp_path / "empty.nir")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(NIRImportError, match="not found"):
         read_graph(tmp_path / "missing.nir")
 
 
@@ -161,7 +161,7 @@ def test_foreign_import_exports_again_and_round_trips(tmp_path):
                          v_threshold=_full(1.0), v_reset=_full(0.0), w_in=_full(2.0))
     nodes, edges = _layer_graph(neuron)
     g = read_graph(_write(tmp_path / "c.nir", nodes, edges))
-    from converters.nir import export_graph
+    from ilif_deploy.converters.nir import export_graph
 
     export_graph(g, tmp_path / "again.nir")
     g2 = read_graph(tmp_path / "again.nir")

@@ -15,33 +15,22 @@ import pytest
 import torch
 
 import ilif_deploy as D
-from converters.onnx import (UnsupportedNodeError, build_model, compare_with_runtime, export_graph, run_onnx,
-                             session)
 from ilif_deploy import ir as N
-from ilif_deploy.data import digits
+from ilif_deploy.converters.onnx import (UnsupportedNodeError, build_model, compare_with_runtime, export_graph,
+                                         run_onnx, session)
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import run, run_neuron
 
 
-@pytest.fixture(scope="module")
-def digits_test():
-    x, y = digits("test")
-    assert len(x) == 450
-    return x, y
-
-
-def _digits_graph(path):
-    return D.trace(D.load_model(path), (1, 8, 8), 4)
-
-
 # ------------------------------------------------------------------ trained digits models, whole test split
 @pytest.mark.parametrize("which", ["ilif", "lif"])
-def test_digits_onnxruntime_matches_torch(which, digits_test, tmp_path, digits_ilif_path, digits_lif_path):
-    graph = _digits_graph(digits_ilif_path if which == "ilif" else digits_lif_path)
+def test_digits_onnxruntime_matches_torch(which, digits_test, tmp_path, graph_of):
+    graph = graph_of(f"digits_{which}")
     path = tmp_path / f"digits_{which}.onnx"
     info = export_graph(graph, path)
     assert path.stat().st_size == info["bytes"] and info["timesteps"] == 4
     x, y = digits_test
+    assert len(x) == 450
     ort_logits = run_onnx(path, x, 4)["logits"]
     ref = D.logits(graph, x).numpy()
     assert ort_logits.shape == (450, 10)
@@ -49,15 +38,14 @@ def test_digits_onnxruntime_matches_torch(which, digits_test, tmp_path, digits_i
     assert np.array_equal(ort_logits.argmax(1), ref.argmax(1))
     # the model is the trained one, not a lookalike: its accuracy is the documented one
     assert (ort_logits.argmax(1) == y).mean() == pytest.approx(0.9956 if which == "ilif" else 0.9933, abs=1e-4)
-    cmp = compare_with_runtime(graph, path, x)
+    cmp = compare_with_runtime(graph, path, x, labels=y)
     assert cmp.spike_flips == {"neuron1": 0, "neuron2": 0}
-    assert cmp.prediction_agreement == 1.0
+    assert cmp.prediction_agreement == 1.0 and cmp.accuracy_candidate == cmp.accuracy_reference
 
 
 # ------------------------------------------------------------------ authors' spiking_resnet18, random weights
-def test_authors_resnet18_T2(authors_resnet18_path, tmp_path):
-    model = D.load_model(authors_resnet18_path, arch="spiking_resnet18", num_classes=10)
-    graph = D.trace(model, (3, 32, 32), 2)
+def test_authors_resnet18_T2(graph_of, tmp_path):
+    graph = graph_of("resnet18")
     path = tmp_path / "resnet18.onnx"
     info = export_graph(graph, path)
     # every weight stored once however many steps: the file is the float32 parameters plus < 1 % graph
@@ -76,8 +64,8 @@ def test_authors_resnet18_T2(authors_resnet18_path, tmp_path):
 
 
 # ------------------------------------------------------------------ the file itself
-def test_checker_full_check_and_metadata(tmp_path, digits_ilif_path):
-    graph = _digits_graph(digits_ilif_path)
+def test_checker_full_check_and_metadata(tmp_path, digits_ilif_graph):
+    graph = digits_ilif_graph
     path = tmp_path / "d.onnx"
     export_graph(graph, path)
     model = onnx.load(str(path))
@@ -114,17 +102,17 @@ def test_cli_export(tmp_path, digits_ilif_path):
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
     info = json.loads(js.read_text())
     assert info["neuron_layers"] == 2 and info["bytes"] == out.stat().st_size
-    assert info["fidelity"]["spike_flips"] == 0 and info["fidelity"]["max_abs_logit_diff"] <= 1e-5
+    assert info["fidelity"]["spike_mismatches"] == 0 and info["fidelity"]["max_abs_logit_diff"] <= 1e-5
 
 
 def test_unsupported_node_is_a_clear_error_and_writes_nothing(tmp_path):
     @dataclass(eq=False)
-    class Upsample(N.Node):
+    class Upsample(N.Node):  # an op the IR does not know
         op: ClassVar[str] = "upsample"
 
     g = D.Graph(metadata={"timesteps": 2})
-    g.add(N.Input(name="input", shape=(1, 4, 4)))
-    g.add(Upsample(name="features.up", shape=(1, 8, 8)), ["input"])
+    g.add(N.Input("input", (1, 4, 4)))
+    g.add(Upsample("features.up", (1, 8, 8)), ["input"])
     g.add(N.Output(name="output", shape=(1, 8, 8)), ["features.up"])
     path = tmp_path / "x.onnx"
     with pytest.raises(UnsupportedNodeError, match=r"node 'features.up' \(op 'upsample', Upsample\).*supports"):
@@ -178,9 +166,9 @@ def test_neuron_dynamics_exact_over_many_steps(case, sigmoid):
     g = _neuron_graph(p, T)
     model = build_model(g, sigmoid=sigmoid)
     onnx.checker.check_model(model, full_check=True)
-    # expose every step's membrane state m[t] (the state after reset and MPIU inhibition)
+    # expose every step's membrane state v = m[t] (the state after reset and MPIU inhibition)
     for t in range(1, T):
-        model.graph.output.append(onnx.helper.make_tensor_value_info(f"layer.neuron/t{t}/m",
+        model.graph.output.append(onnx.helper.make_tensor_value_info(f"layer.neuron/t{t}/v",
                                                                      onnx.TensorProto.FLOAT, None))
     x = np.random.default_rng(1).normal(0.6, 0.8, (T, 5, 64)).astype(np.float32)
     sess = session(model)
@@ -188,7 +176,7 @@ def test_neuron_dynamics_exact_over_many_steps(case, sigmoid):
     spikes, states = run_neuron(g.nodes["layer.neuron"], torch.as_tensor(x), return_states=True)
     assert np.array_equal(outs["output"], spikes.numpy())
     assert 0.1 < spikes.mean() < 0.9
-    m_onnx = np.stack([outs[f"layer.neuron/t{t}/m"] for t in range(1, T)])
+    m_onnx = np.stack([outs[f"layer.neuron/t{t}/v"] for t in range(1, T)])
     m_ref = states["v"][:-1].numpy()
     # the states agree to float32 rounding: onnxruntime's exp/sigmoid and torch's differ in the last bit
     np.testing.assert_allclose(m_onnx, m_ref, rtol=0, atol=1e-6)
@@ -207,13 +195,13 @@ def test_golden_reference_trajectories(golden, case):
     g = _neuron_graph(ILIFParams.from_tau(float(golden[f"{case}/tau"])), T, n)
     model = build_model(g)
     produced = {o for node in model.graph.node for o in node.output}
-    names = [k for k in (f"layer.neuron/t{t}/{s}" for t in range(1, T) for s in ("m", "mpiu", "ciu")) if k in produced]
+    names = [k for k in (f"layer.neuron/t{t}/{s}" for t in range(1, T) for s in ("v", "mpiu", "ciu")) if k in produced]
     assert len(names) == 3 * (T - 1) - 1  # all but ciu at t = 1
     model.graph.output.extend(onnx.helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, None) for k in names)
     sess = session(model)
     out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": x[:, None]})))
     assert np.array_equal(out["output"][:, 0], golden[f"{case}/spikes"])
-    for key, state in (("v", "m"), ("mpiu", "mpiu"), ("ciu_pre", "ciu")):
+    for key, state in (("v", "v"), ("mpiu", "mpiu"), ("ciu_pre", "ciu")):
         # ciu at t = 1 is zero and not computed (exact simplification); the golden file has it as 0
         got = np.stack([out[f"layer.neuron/t{t}/{state}"][0] if f"layer.neuron/t{t}/{state}" in out
                         else np.zeros(n, np.float32) for t in range(1, T)])
@@ -257,8 +245,8 @@ def test_time_invariant_prefix_and_residual_mix():
     assert np.array_equal(out["logits"], ref.sum(0).numpy())
 
 
-def test_sequence_encoding_and_single_step(digits_ilif_path, digits_test):
-    graph = _digits_graph(digits_ilif_path)
+def test_sequence_encoding_and_single_step(digits_ilif_graph, digits_test):
+    graph = digits_ilif_graph
     x = digits_test[0][:64]
     rng = np.random.default_rng(3)
     frames = np.clip(x[None] + rng.normal(0, 0.2, (6, *x.shape)), 0, 1).astype(np.float32)  # [T, B, 1, 8, 8]
@@ -274,10 +262,10 @@ def test_sequence_encoding_and_single_step(digits_ilif_path, digits_test):
     assert np.abs(one - D.logits(graph, x, timesteps=1).numpy()).max() <= 1e-5
 
 
-def test_neuron_layers_as_local_functions(tmp_path, digits_ilif_path, digits_test):
+def test_neuron_layers_as_local_functions(tmp_path, digits_ilif_graph, digits_test):
     """functions=True: one node per neuron layer (op ilif_deploy.ILIF, overload = layer name) whose
     body is the same standard-op step; onnxruntime inlines it and computes the same numbers."""
-    graph = _digits_graph(digits_ilif_path)
+    graph = digits_ilif_graph
     flat, fn = tmp_path / "flat.onnx", tmp_path / "fn.onnx"
     export_graph(graph, flat)
     info = export_graph(graph, fn, functions=True)

@@ -8,13 +8,11 @@ import shutil
 import pytest
 import torch
 
-import energy
 import ilif_deploy as I
-from ilif_deploy import runtime
+from ilif_deploy import energy, runtime
 from ilif_deploy.cli.energy import main as energy_main
-from ilif_deploy.data import digits
 from ilif_deploy.neuron_step import ILIFParams
-from ilif_deploy.neurons import run_sequence
+from ilif_deploy.neuron_step import run_sequence
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                                 reason="torch.compile on CPU needs a C++ compiler")
@@ -38,9 +36,9 @@ def test_fused_neuron_layer_spikes_equal_eager(name, shape):
     assert torch.equal(fused, eager)
 
 
-def test_fused_run_equals_eager_on_every_layer_of_the_digits_model(digits_ilif_path):
-    graph = I.trace(I.load_model(digits_ilif_path), (1, 8, 8), 4)
-    x, _ = digits("test")
+def test_fused_run_equals_eager_on_every_layer_of_the_digits_model(digits_ilif_graph, digits_test):
+    graph = digits_ilif_graph
+    x, _ = digits_test
     for i in (0, 448):  # a full batch and the short last one (another compiled variant)
         xb = x[i:i + 64]
         out, rec = I.run(graph, xb, record=True)
@@ -50,9 +48,9 @@ def test_fused_run_equals_eager_on_every_layer_of_the_digits_model(digits_ilif_p
             assert torch.equal(rec_c[name], rec[name]), name
 
 
-def test_compiled_profile_and_cli_count_the_same(tmp_path, digits_ilif_path):
-    graph = I.trace(I.load_model(digits_ilif_path), (1, 8, 8), 4)
-    x, y = digits("test")
+def test_compiled_profile_and_cli_count_the_same(tmp_path, digits_ilif_path, digits_ilif_graph, digits_test):
+    graph = digits_ilif_graph
+    x, y = digits_test
     eager = energy.profile(graph, x[:128], y[:128], progress=False)
     fused = energy.profile(graph, x[:128], y[:128], progress=False, compile_neurons=True)
     assert [(r.name, r.acs, r.macs, r.spikes) for r in fused.rows] == [(r.name, r.acs, r.macs, r.spikes)

@@ -11,24 +11,21 @@ Measured behaviour (asserted, see docs/nir.md):
 """
 import dataclasses
 import warnings
-from pathlib import Path
 
 import nir
 import pytest
 import torch
 
 import ilif_deploy
-from converters.nir import export_graph, read_graph
-from converters.nir.upstream import for_snntorch_import
 from ilif_deploy import ir as N
-from ilif_deploy.data import digits
+from ilif_deploy.converters.nir import export_graph, read_graph
+from ilif_deploy.converters.nir.upstream import for_snntorch_import
 
-snn = pytest.importorskip("snntorch")
-from snntorch import utils as snn_utils  # noqa: E402
-from snntorch.export_nir import export_to_nir  # noqa: E402
-from snntorch.import_nir import import_from_nir  # noqa: E402
+import snntorch as snn
+from snntorch import utils as snn_utils
+from snntorch.export_nir import export_to_nir
+from snntorch.import_nir import import_from_nir
 
-EXAMPLE_MODELS = Path(__file__).resolve().parents[1] / "examples" / "models"
 T = 40
 
 
@@ -94,8 +91,8 @@ def test_snntorch_leaky_subtract_is_read_as_reset_to_zero(inputs, tmp_path):
     assert mismatch > 0.005
 
 
-def _digits_lif_graph(reset: str):
-    g = ilif_deploy.trace(ilif_deploy.load_model(EXAMPLE_MODELS / "digits_lif.pt"), (1, 8, 8), 4)
+def _with_reset(g, reset: str):
+    """The digits LIF graph ``g`` (a private copy) switched to ``reset``."""
     for n in g.of_type(N.Neuron):
         n.params = dataclasses.replace(n.params, reset=reset, compare=">" if reset == "zero" else n.params.compare)
     return g
@@ -115,31 +112,31 @@ def _snntorch_run(path, x):
     return torch.stack(outs)
 
 
-def test_ilif_deploy_hard_reset_lif_into_snntorch_same_output(tmp_path):
-    x = torch.as_tensor(digits("test")[0][:64])
+def test_ilif_deploy_hard_reset_lif_into_snntorch_same_output(tmp_path, graph_of, digits_test):
+    x = torch.as_tensor(digits_test[0][:64])
     xt = x.unsqueeze(0).expand(20, *x.shape)
-    g = _digits_lif_graph("zero")
+    g = _with_reset(graph_of("digits_lif"), "zero")
     export_graph(g, tmp_path / "hard.nir")
     out, rec = ilif_deploy.run(g, xt, record=["neuron1", "neuron2"])
     assert 0.05 < rec["neuron2"].mean().item() < 0.9
     assert torch.equal(_snntorch_run(tmp_path / "hard.nir", xt), out)
 
 
-def test_ilif_deploy_soft_reset_lif_into_snntorch_differs_only_by_reset(tmp_path):
-    x = torch.as_tensor(digits("test")[0][:64])
+def test_ilif_deploy_soft_reset_lif_into_snntorch_differs_only_by_reset(tmp_path, graph_of, digits_test):
+    x = torch.as_tensor(digits_test[0][:64])
     xt = x.unsqueeze(0).expand(20, *x.shape)
-    g = _digits_lif_graph("subtract")
+    g = _with_reset(graph_of("digits_lif"), "subtract")
     export_graph(g, tmp_path / "soft.nir")
     s_out = _snntorch_run(tmp_path / "soft.nir", xt)
     exact = ilif_deploy.run(g, xt)
     assert not torch.equal(s_out, exact)  # snntorch rebuilds reset-to-zero Leaky
-    assert torch.equal(s_out, ilif_deploy.run(_digits_lif_graph("zero"), xt))
+    assert torch.equal(s_out, ilif_deploy.run(_with_reset(graph_of("digits_lif"), "zero"), xt))
     agree = (s_out.sum(0).argmax(1) == exact.sum(0).argmax(1)).float().mean().item()
     assert agree > 0.9  # measured 64/64 on these samples; the logits differ (see docs/nir.md)
 
 
-def test_snntorch_flatten_import_is_off_by_one_without_the_workaround(tmp_path):
-    g = _digits_lif_graph("zero")
+def test_snntorch_flatten_import_is_off_by_one_without_the_workaround(tmp_path, graph_of):
+    g = _with_reset(graph_of("digits_lif"), "zero")
     export_graph(g, tmp_path / "f.nir")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -18,15 +18,16 @@ import numpy as np
 from ilif_deploy.ir.graph import Graph
 
 from .compat import INSTALL_HINT, LavaUnavailable, require_lava
-from .h5 import LavaFileError, read as load
+from .h5 import LavaFileError
+from .h5 import read as load
 from .netspec import NetSpec, build_netspec
 
 __all__ = ["export_graph", "load", "build_network", "simulate", "build_netspec", "NetSpec", "LavaUnavailable",
            "LavaFileError", "require_lava", "INSTALL_HINT"]
 
 
-def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: int = 0, **options) -> dict:
-    """Write ``graph`` as a Lava network file (HDF5, netx-like layout; see :mod:`converters.lava.h5`).
+def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: int = 0) -> dict:
+    """Write ``graph`` as a Lava network file (HDF5, netx-like layout; see :mod:`ilif_deploy.converters.lava.h5`).
 
     Args:
         graph: the IR graph.
@@ -36,9 +37,6 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: 
     Returns:
         what was written: layers, neurons, synapses per kind, pipeline depth (steps), Lava process count.
     """
-    unknown = set(options) - {"fidelity"}
-    if unknown:
-        raise ValueError(f"unknown option(s) for the Lava target: {sorted(unknown)}")
     from . import h5
 
     spec = build_netspec(graph, dense_conv_limit=dense_conv_limit)
@@ -58,7 +56,7 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: 
 
 
 def build_network(spec: NetSpec, mode: str = "float", **kw):
-    """Create the Lava processes for ``spec`` (see :func:`converters.lava.network.build`)."""
+    """Create the Lava processes for ``spec`` (see :func:`ilif_deploy.converters.lava.network.build`)."""
     require_lava()
     from .network import build
 
@@ -66,7 +64,7 @@ def build_network(spec: NetSpec, mode: str = "float", **kw):
 
 
 def simulate(*args, **kw) -> dict:
-    """Run on Lava and compare with the torch runtime (see :func:`converters.lava.runner.simulate`)."""
+    """Run on Lava and compare with the torch runtime (see :func:`ilif_deploy.converters.lava.runner.simulate`)."""
     from .runner import simulate as _simulate
 
     return _simulate(*args, **kw)

@@ -24,6 +24,8 @@ import importlib.machinery
 import re
 import sys
 
+from ilif_deploy.errors import UserError
+
 PATCHED_MODULE = "lava.magma.compiler.var_model"
 CONV_UTILS_MODULE = "lava.proc.conv.utils"
 INSTALL_HINT = ("Lava is not installed in this environment. Install it with scripts/setup.sh, or by hand: "
@@ -34,7 +36,7 @@ INSTALL_HINT = ("Lava is not installed in this environment. Install it with scri
 _INSTANCE_DEFAULT = re.compile(r"^(\s+\w+\s*:\s*)(\w+)(\s*=\s*)\2\(\)\s*$", re.M)
 
 
-class LavaUnavailable(ImportError):
+class LavaUnavailable(UserError, ImportError):
     """Lava (lava-nc) cannot be imported here; the message says how to install it."""
 
 

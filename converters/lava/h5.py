@@ -7,7 +7,7 @@ and a ``neuron`` group.  This file does the same, with what ILIF needs on top::
     /layer/0             type="input", shape [C, H, W], encoding
     /layer/<i>           type="ilif" | "lif" | "iplif" (a neuron layer) ... and last "readout"
         name, shape, depth (connections from the input)
-        neuron/          type="ILIF", lam, tau, v_th, lam_u, lam_i, ciu_source,
+        neuron/          type="ILIF", attrs params (JSON of every ILIFParams field),
                          compartments=["u", "v", "ciu", "mpiu"], bias [shape]
         bias             (readout only) constant output current [shape]
         synapse/<j>/     source (layer name or "input"), kind ("dense" | "conv" | "sparse"),
@@ -24,6 +24,7 @@ Writing needs only h5py (no Lava).
 from __future__ import annotations
 
 import io
+import json
 import os
 from typing import Tuple, Union
 
@@ -31,17 +32,18 @@ import h5py
 import numpy as np
 
 from ilif_deploy.atomic import atomic_path
+from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
 
 from .netspec import INPUT, OUTPUT, Layer, NetSpec, Synapse
 
 FORMAT = "ilif-deploy-lava"
-VERSION = 1
+VERSION = 2
 COMPARTMENTS = ["u", "v", "ciu", "mpiu"]
 
 
-class LavaFileError(ValueError):
+class LavaFileError(UserError):
     """A file that is not a readable ilif-deploy Lava network; the message names what is wrong."""
 
 
@@ -63,11 +65,9 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike]) -> None:
                 g["type"] = layer.kind
                 g["name"], g["shape"], g["depth"] = layer.name, np.asarray(layer.shape), layer.depth
                 if layer.params is not None:
-                    p = layer.params
                     n = g.create_group("neuron")
-                    n["type"], n["lam"], n["tau"], n["v_th"] = "ILIF", p.lam, p.tau, p.v_th
-                    n["lam_u"], n["lam_i"], n["ciu_source"] = p.lam_u, p.lam_i, p.ciu_source
-                    n["compartments"] = COMPARTMENTS
+                    n["type"], n["compartments"] = "ILIF", COMPARTMENTS
+                    n.attrs["params"] = json.dumps(layer.params.to_dict())
                     n.create_dataset("bias", data=layer.bias.astype(np.float64), compression="gzip")
                 else:
                     g["bias"] = layer.bias.astype(np.float64)
@@ -118,9 +118,11 @@ def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
                 shape = tuple(int(v) for v in g["shape"][()])
                 if "neuron" in g:
                     nn = g["neuron"]
-                    params = ILIFParams(lam=float(nn["lam"][()]), v_th=float(nn["v_th"][()]),
-                                        lam_u=float(nn["lam_u"][()]), lam_i=float(nn["lam_i"][()]),
-                                        ciu_source=_str(nn["ciu_source"][()]))
+                    if "params" in nn.attrs:
+                        params = ILIFParams.from_dict(json.loads(_str(nn.attrs["params"])))
+                    else:  # version 1 stored the contract's five parameters as datasets
+                        params = ILIFParams(**{k: float(nn[k][()]) for k in ("lam", "v_th", "lam_u", "lam_i")},
+                                            ciu_source=_str(nn["ciu_source"][()]))
                     bias = nn["bias"][()]
                 else:
                     params, bias = None, g["bias"][()]

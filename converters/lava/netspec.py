@@ -17,7 +17,7 @@ units) of kind ``"maxpool"``.  It costs one extra step of pipeline delay, which 
 
 All constant terms (conv/linear biases, BN shifts) of a target's input are summed into the
 target's ``bias`` (evaluated on the whole chain with zero inputs, float64).  Arrays are kept in
-the IR's channel-first layout; :mod:`converters.lava.network` converts to Lava's (W, H, C).
+the IR's channel-first layout; :mod:`ilif_deploy.converters.lava.network` converts to Lava's (W, H, C).
 
 Timing: every connection adds one step; ``depth`` of a layer is the longest chain of connections
 from the input.  A shorter parallel path (a residual shortcut) gets ``delay`` extra steps so all
@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from ilif_deploy import ir as N
-from ilif_deploy.ir.graph import Graph, GraphError
+from ilif_deploy.errors import GraphError
+from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import apply_node
 
@@ -217,8 +218,6 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
     Raises GraphError naming the node when an op cannot be expressed with Lava connections.
     """
     graph.validate()
-    if graph.input_node.encoding not in ("direct", "sequence"):
-        raise GraphError(f"input encoding {graph.input_node.encoding!r} is not supported (direct or sequence)")
     layers: Dict[str, Layer] = {}
     synapses: List[Synapse] = []
     targets = [n for n in graph.topological_order()

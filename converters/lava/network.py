@@ -8,7 +8,7 @@ channel-first layout and are converted here to Lava's (W, H, C) layout.
 Modes: ``"float"`` (floating_pt models; Lava's connection processes compute in float64, the ILIF
 model rounds the incoming current to float32 like the torch runtime) and ``"fixed"``
 (fixed_pt models: 8-bit weight mantissas with one exponent per target layer, integer state; see
-:class:`converters.lava.process.ilif.PyILIFModelFixed`).
+:class:`ilif_deploy.converters.lava.process.ilif.PyILIFModelFixed`).
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from ilif_deploy.errors import UserError
 
 from .compat import require_lava
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
@@ -181,13 +183,13 @@ class LavaNetwork:
 
 def run_config(mode: str = "float", fast_conv: bool = True):
     """``Loihi2SimCfg`` (Lava's CPU simulation of Loihi 2) for ``mode``; with ``fast_conv`` Lava's
-    ``Conv`` process runs on :mod:`converters.lava.process.fast_conv` (same results, a matrix
+    ``Conv`` process runs on :mod:`ilif_deploy.converters.lava.process.fast_conv` (same results, a matrix
     product instead of a Python loop over channel pairs)."""
     require_lava()
     from lava.magma.core.run_configs import Loihi2SimCfg
 
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        raise UserError(f"mode must be one of {list(MODES)}, got {mode!r}")
     exceptions = {}
     if fast_conv:
         from lava.proc.conv.process import Conv
@@ -268,12 +270,13 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
     """
     require_lava()
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        raise UserError(f"mode must be one of {list(MODES)}, got {mode!r}")
     if spec.timesteps < 1:
-        raise ValueError("the network description has no number of time steps T")
+        raise UserError("the network description has no number of time steps T")
     import tempfile
 
     from lava.proc.io.source import RingBuffer as Source
+
     from .process import ILIF, FileRecorder
 
     fp = fixed or FixedPoint()
@@ -343,6 +346,7 @@ def run_layer(x: np.ndarray, params, mode: str = "float") -> Dict[str, np.ndarra
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
+
     from .process import ILIF
 
     if mode != "float":

@@ -32,7 +32,7 @@ def _source(source) -> Tuple[NetSpec, Graph]:
 def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data: str = "digits",
              samples: Optional[int] = 100, mode: str = "float", *, x: Optional[np.ndarray] = None,
              y: Optional[np.ndarray] = None, batch: int = 64, progress: bool = True, fixed=None,
-             fast_conv: bool = True) -> dict:
+             fast_conv: bool = True):
     """Simulate ``source`` on ``Loihi2SimCfg`` (CPU) and compare with the torch runtime.
 
     Args:
@@ -41,21 +41,22 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
         samples: number of samples (the first ones); None = all.
         mode: "float" (floating_pt models) or "fixed" (Loihi-style fixed_pt models).
         batch: samples per Lava run (one built network is reused for all batches).
-        fixed: :class:`converters.lava.network.FixedPoint` settings for mode "fixed".
+        fixed: :class:`ilif_deploy.converters.lava.network.FixedPoint` settings for mode "fixed".
     Returns:
-        a report: mode, samples, timesteps, accuracy_torch, accuracy_lava (None without labels),
-        prediction_agreement, spike_agreement {layer: fraction of equal spikes},
-        overall_spike_agreement, spike_mismatches, firing_rate {layer: spikes per neuron-step (torch)},
-        overflows {layer: count} (fixed mode), lava_processes, lava_seconds and ms_per_sample_step
-        (wall time of the Lava runs, including compiling and starting the worker processes, about
-        0.5-1.5 s; see benchmarks/bench_lava.py for steady-state step times).
+        an :class:`~ilif_deploy.agreement.Agreement` of Lava (candidate) against the torch runtime in
+        Lava's arithmetic (float64 synapses, reference); ``details``: ``mode``, ``overflows`` {layer:
+        count} (fixed mode), ``lava_processes``, ``lava_seconds`` and ``ms_per_sample_step`` (wall time
+        of the Lava runs, including compiling and starting the worker processes, about 0.5-1.5 s; see
+        benchmarks/bench_lava.py for steady-state step times).
     """
     import torch
     from tqdm import tqdm
 
+    from ilif_deploy.agreement import AgreementCounter
     from ilif_deploy.data import load_dataset
     from ilif_deploy.runtime import run as torch_run
 
+    from .h5 import LavaFileError
     from .network import build
 
     spec, graph = _source(source)
@@ -68,12 +69,9 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     names = [lay.name for lay in spec.layers]
     missing = [k for k in names if not isinstance(graph.nodes.get(k), (N.Neuron, N.MaxPool2d))]
     if missing:
-        raise ValueError(f"the IR graph stored with the network lacks neuron layer(s) {missing}")
+        raise LavaFileError(f"the IR graph stored with the network lacks neuron layer(s) {missing}")
     batch = max(1, min(batch, n))
-    equal = {k: 0 for k in names}
-    total = {k: 0 for k in names}
-    fired = {k: 0.0 for k in names}
-    pred_torch, pred_lava = [], []
+    counter = AgreementCounter(names, "torch runtime (float64 synapses)", f"Lava {mode}")
     t_lava = 0.0
     net = build(spec, mode=mode, samples=batch, record=True, fixed=fixed, fast_conv=fast_conv)
     try:
@@ -87,44 +85,12 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
             t0 = time.perf_counter()
             out_lava, spikes = net.run(part)
             t_lava += time.perf_counter() - t0
-            for k in names:
-                ref = rec[k].numpy()
-                equal[k] += int((spikes[k] == ref).sum())
-                total[k] += ref.size
-                fired[k] += float(ref.sum())
-            pred_torch.append(out_ref.sum(0).argmax(-1).numpy())
-            pred_lava.append(out_lava.sum(0).argmax(-1))
+            counter.add(rec, spikes, out_ref.sum(0), out_lava.sum(0), None if y is None else y[start:start + batch])
             bar.update(len(part))
         bar.close()
         overflows = net.overflows() if mode == "fixed" else {}
         processes = net.processes
     finally:
         net.stop()
-    pt, pl = np.concatenate(pred_torch), np.concatenate(pred_lava)
-    acc = (lambda p: None if y is None else float((p == y[:n]).mean()))
-    return {
-        "mode": mode,
-        "samples": int(n),
-        "timesteps": int(T),
-        "accuracy_torch": acc(pt),
-        "accuracy_lava": acc(pl),
-        "prediction_agreement": float((pt == pl).mean()),
-        "spike_agreement": {k: equal[k] / total[k] for k in names},
-        "overall_spike_agreement": sum(equal.values()) / max(1, sum(total.values())),
-        "spike_mismatches": int(sum(total.values()) - sum(equal.values())),
-        "firing_rate": {k: fired[k] / total[k] for k in names},
-        "overflows": overflows,
-        "lava_processes": processes,
-        "lava_seconds": t_lava,
-        "ms_per_sample_step": 1000.0 * t_lava / (n * T),
-    }
-
-
-def report_table(report: dict) -> str:
-    """The per-layer part of a :func:`simulate` report as aligned text (pandas)."""
-    import pandas as pd
-
-    rows = [{"layer": k, "spike_agreement": f"{v:.6f}", "firing_rate": f"{report['firing_rate'][k]:.4f}",
-             **({"overflows": report["overflows"].get(k, 0)} if report["overflows"] else {})}
-            for k, v in report["spike_agreement"].items()]
-    return pd.DataFrame(rows).to_string(index=False)
+    return counter.result(mode=mode, overflows=overflows, lava_processes=processes, lava_seconds=t_lava,
+                          ms_per_sample_step=1000.0 * t_lava / (n * T))

@@ -42,7 +42,7 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
         fidelity_samples: limit the number of samples.
     Returns:
         ``{"path", "nodes", "neuron_layers", "dt", "nir_version"}`` and, with ``fidelity``, the
-        measurements of :func:`converters.nir.generic.fidelity`.
+        :class:`~ilif_deploy.agreement.Agreement` of :func:`ilif_deploy.converters.nir.generic.fidelity`.
     """
     ng = to_nir(graph, dt=dt)
     with atomic_path(path) as tmp:
@@ -53,7 +53,8 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
             "neuron_layers": len(graph.of_type(N.Neuron)), "dt": dt, "nir_version": nir.version}
     if fidelity:
         from .generic import fidelity as measure
-        info["fidelity"] = measure(graph, nir.read(str(path)), data=fidelity_data, samples=fidelity_samples, dt=dt)
+        info["fidelity"] = measure(graph, nir.read(str(path)), data=fidelity_data, samples=fidelity_samples,
+                                   dt=dt).to_dict()
     return info
 
 
@@ -61,10 +62,10 @@ def read_graph(path: Union[str, os.PathLike], dt: Optional[float] = None, if_con
     """IR graph of the NIR file at ``path``.
 
     ``dt`` (seconds, default 1e-4) and ``if_convention`` ("euler" | "per_step") say how a foreign
-    file's time constants and IF gains are discretised; see :func:`converters.nir.importer.from_nir`.
+    file's time constants and IF gains are discretised; see :func:`ilif_deploy.converters.nir.importer.from_nir`.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"NIR file not found: {path}")
+        raise NIRImportError(f"NIR file not found: {path}")
     return from_nir(read_nir(path), dt=dt, if_convention=if_convention)
 
 
@@ -78,9 +79,8 @@ class NIRModel(nn.Module):
     def __init__(self, graph: Graph):
         super().__init__()
         self.graph = graph
-        md = graph.metadata
-        self.ilif_settings = {"timesteps": md.get("timesteps"), "input_shape": md.get("input_shape"),
-                              "encoding": md.get("encoding", "direct")}
+        self.ilif_settings = {"timesteps": graph.timesteps, "input_shape": list(graph.input_shape),
+                              "encoding": graph.encoding}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from ilif_deploy.runtime import run

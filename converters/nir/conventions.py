@@ -16,6 +16,8 @@ Norse and BindsNET write ``r = 1`` for "v += I"; read their files with ``if_conv
 """
 from __future__ import annotations
 
+from ilif_deploy.errors import UserError
+
 #: simulation step in seconds assumed for NIR time constants (snntorch's convention; Norse uses 1e-3)
 DEFAULT_DT = 1e-4
 #: how nir.IF / nir.I's ``r`` is read: "euler" (gain dt*r, the NIR equation) or "per_step" (gain r)
@@ -23,18 +25,18 @@ IF_CONVENTIONS = ("euler", "per_step")
 #: identifies ilif-deploy's own metadata in a NIR file
 META_KEY = "ilif_deploy"
 META_FORMAT = "ilif-deploy-nir"
-META_VERSION = 1
+META_VERSION = 2
 
 
 def tau_from_lam(lam: float, dt: float) -> float:
     """NIR time constant (seconds) whose forward-Euler step with ``dt`` decays by ``lam`` per step."""
     if not 0.0 <= lam < 1.0:
-        raise ValueError(f"a leaky decay needs 0 <= lam < 1, got {lam}")
+        raise UserError(f"a leaky decay needs 0 <= lam < 1, got {lam}")
     return dt / (1.0 - lam)
 
 
 def lam_from_tau(tau: float, dt: float) -> float:
     """Per-step decay ``1 - dt/tau`` of a NIR time constant ``tau`` (seconds) at step ``dt``."""
     if not tau > 0:
-        raise ValueError(f"time constant tau must be > 0 s, got {tau}")
+        raise UserError(f"time constant tau must be > 0 s, got {tau}")
     return 1.0 - dt / tau

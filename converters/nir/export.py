@@ -2,7 +2,8 @@
 
 Mapping (per sample; NIR types never include the batch dimension):
 
-* Conv2d -> ``nir.Conv2d`` (grouped ones with a dense block-diagonal weight, see upstream); Linear -> ``nir.Affine`` (with bias) or ``nir.Linear``;
+* Conv2d -> ``nir.Conv2d`` (grouped ones with a dense block-diagonal weight, see upstream);
+  Linear -> ``nir.Affine`` (with bias) or ``nir.Linear``;
   Affine (an unfolded BN) -> 1x1 ``nir.Conv2d`` with a diagonal weight for ``[C, H, W]`` or a diagonal ``nir.Affine``
   for ``[F]``; AvgPool2d / AdaptiveAvgPool2d (divisible sizes) -> ``nir.AvgPool2d``;
   SumPool2d -> ``nir.SumPool2d``; Flatten -> ``nir.Flatten`` (per-sample dims); Add -> ``nir.Scale`` of
@@ -16,18 +17,18 @@ Mapping (per sample; NIR types never include the batch dimension):
 * LeakyIntegrator -> ``nir.LI``.
 
 Every node carries ``metadata["ilif_deploy"]`` (JSON) and the top graph the IR's node order, edges and
-run settings, so :func:`converters.nir.importer.from_nir` restores the IR exactly.
+run settings, so :func:`ilif_deploy.converters.nir.importer.from_nir` restores the IR exactly.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from typing import Dict, Optional, Tuple
 
 import nir
 import numpy as np
 
 from ilif_deploy import ir as N
+from ilif_deploy.errors import GraphError
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
 
@@ -39,7 +40,7 @@ from .upstream import dense_group_weight
 MPIU_LINEAR_RESET = 0.5
 
 
-class NIRExportError(ValueError):
+class NIRExportError(GraphError):
     """The graph holds something NIR cannot express; the message names the node."""
 
 
@@ -54,15 +55,10 @@ def _nir_name(name: str) -> str:
 
 
 def _node_meta(node: N.Node, **extra) -> dict:
-    attrs = {}
-    for k, v in node.attrs().items():
-        if isinstance(v, ILIFParams):
-            v = v.to_dict()
-        attrs[k] = list(v) if isinstance(v, tuple) else v
-    if isinstance(node, N.Neuron):
-        attrs = {"kind": node.kind, "params": node.params.to_dict()}
-    entry = {"op": node.op, "name": node.name, "shape": list(node.shape), "attrs": attrs,
-             "none": [f.name for f in fields(node) if getattr(node, f.name) is None]}
+    """The node's one serialised form (:meth:`~ilif_deploy.ir.Node.to_dict`) with the names of the
+    arrays it holds; the arrays themselves are in the standard NIR node (``bn_stats`` in metadata)."""
+    entry, arrays = node.to_dict()
+    entry["arrays"] = sorted(arrays)
     entry.update(extra)
     return entry
 
@@ -146,7 +142,7 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
     if isinstance(node, N.Affine):
         arrays = {"bn_stats": node.bn_stats} if node.bn_stats is not None else {}
         if len(node.shape) == 1:
-            return nir.Affine(weight=np.diag(node.scale).astype(np.float32), bias=node.shift, metadata=_meta(entry, arrays))
+            return nir.Affine(weight=np.diag(node.scale), bias=node.shift, metadata=_meta(entry, arrays))
         if len(node.shape) == 3:  # a 1x1 convolution with a diagonal weight (see upstream.dense_group_weight)
             c = node.shape[0]
             w = dense_group_weight(node.scale.reshape(c, 1, 1, 1), c)
@@ -156,7 +152,7 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
                              f"{list(node.shape)} has no NIR form (supported: [F] and [C, H, W])")
     if isinstance(node, N.AvgPool2d):
         if not node.count_include_pad and any(node.padding):
-            raise NIRExportError(f"node '{node.name}' (avgpool2d): count_include_pad=False with padding has no NIR form")
+            raise NIRExportError(f"node '{node.name}' (avgpool2d): count_include_pad=False with padding: no NIR form")
         return nir.AvgPool2d(**_pool_args(node), metadata=_meta(entry))
     if isinstance(node, N.SumPool2d):
         return nir.SumPool2d(**_pool_args(node), metadata=_meta(entry))

@@ -3,7 +3,7 @@ the way another simulator would, and measures how far that is from ilif-deploy's
 
 Execution is nirtorch 2.6's graph executor (``nirtorch.nir_to_torch``) with the node maps below:
 forward Euler at step ``dt`` for the neuron equations, NIR's ``>`` spike rule and reset-to-``v_reset``.
-nirtorch's own defaults are replaced where they are wrong (see :mod:`converters.nir.upstream`).
+nirtorch's own defaults are replaced where they are wrong (see :mod:`ilif_deploy.converters.nir.upstream`).
 One call of the executor is one time step; recurrent edges deliver the previous step's value.
 """
 from __future__ import annotations
@@ -153,8 +153,8 @@ def _spike_name(ng: nir.NIRGraph, name: str) -> str:
 
 @torch.no_grad()
 def fidelity(graph, ng: nir.NIRGraph, data: Optional[str] = None, samples: Optional[int] = None,
-             dt: float = DEFAULT_DT, timesteps: Optional[int] = None, seed: int = 0) -> dict:
-    """Spike agreement and accuracy of the generic consumer's run of ``ng`` against the exact IR runtime.
+             dt: float = DEFAULT_DT, timesteps: Optional[int] = None, seed: int = 0):
+    """How a generic consumer's run of ``ng`` agrees with the exact IR runtime on the same data.
 
     Args:
         graph: the exact IR graph the file was written from.
@@ -164,12 +164,11 @@ def fidelity(graph, ng: nir.NIRGraph, data: Optional[str] = None, samples: Optio
         samples: number of samples (default: all of the data set, 64 random frames).
         timesteps: T (default: the graph's).
     Returns:
-        dict with ``samples``, ``timesteps``, ``spike_agreement`` (fraction of equal (t, sample, neuron)
-        spike entries over all neuron layers), ``spike_agreement_per_layer``, ``spike_rate_exact`` /
-        ``spike_rate_generic``, ``prediction_agreement`` and, with labels, ``accuracy_exact`` /
-        ``accuracy_generic``.
+        an :class:`~ilif_deploy.agreement.Agreement` (reference "exact", candidate "generic NIR";
+        ``details``: data, dt).
     """
     from ilif_deploy import ir as N
+    from ilif_deploy.agreement import AgreementCounter
     from ilif_deploy.data import load_dataset
     from ilif_deploy.runtime import expand_input, run
 
@@ -185,24 +184,8 @@ def fidelity(graph, ng: nir.NIRGraph, data: Optional[str] = None, samples: Optio
     xt = expand_input(graph, torch.as_tensor(x, dtype=torch.float32), T)
     neurons = [n.name for n in graph.of_type(N.Neuron)]
     exact_out, exact_rec = run(graph, xt, record=neurons)
-    names = {n: n.replace("/", "|") for n in graph.nodes}
-    gen_out, gen_rec = run_generic(ng, xt, dt, record=[_spike_name(ng, names[n]) for n in neurons])
-    per_layer, equal, total = {}, 0, 0
-    for n in neurons:
-        a, b = exact_rec[n], gen_rec[_spike_name(ng, names[n])].reshape(exact_rec[n].shape)
-        eq = int((a == b).sum())
-        per_layer[n] = eq / a.numel()
-        equal, total = equal + eq, total + a.numel()
-    pe, pg = exact_out.sum(0).argmax(-1), gen_out.sum(0).argmax(-1)
-    res = {"data": data or "uniform random", "samples": int(xt.shape[1]), "timesteps": int(T),
-           "spike_agreement": equal / max(total, 1), "spike_agreement_per_layer": per_layer,
-           "spike_rate_exact": float(np.mean([exact_rec[n].mean().item() for n in neurons])) if neurons else 0.0,
-           "spike_rate_generic": float(np.mean([gen_rec[_spike_name(ng, names[n])].mean().item() for n in neurons]))
-           if neurons else 0.0,
-           "prediction_agreement": float((pe == pg).float().mean()),
-           "max_abs_logit_diff": float((exact_out.sum(0) - gen_out.sum(0)).abs().max())}
-    if y is not None:
-        yt = torch.as_tensor(y)
-        res["accuracy_exact"] = float((pe == yt).float().mean())
-        res["accuracy_generic"] = float((pg == yt).float().mean())
-    return res
+    spike = {n: _spike_name(ng, n.replace("/", "|")) for n in neurons}
+    gen_out, gen_rec = run_generic(ng, xt, dt, record=list(spike.values()))
+    counter = AgreementCounter(neurons, "exact", "generic NIR")
+    counter.add(exact_rec, {n: gen_rec[spike[n]] for n in neurons}, exact_out.sum(0), gen_out.sum(0), y)
+    return counter.result(data=data or "uniform random", dt=dt)

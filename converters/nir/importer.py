@@ -3,7 +3,7 @@
 ilif-deploy's own files come back exactly: the IR node order, edges, settings and every neuron's
 exact parameters are in the metadata, the arrays in the standard NIR nodes.  Foreign graphs
 (snntorch, Norse, SpikingJelly, ...) are read with NIR's documented semantics, discretised with
-forward Euler at step ``dt`` (see :mod:`converters.nir.conventions`):
+forward Euler at step ``dt`` (see :mod:`ilif_deploy.converters.nir.conventions`):
 
 =============  =====================================================================================
 NIR node       IR
@@ -34,18 +34,18 @@ import nir
 import numpy as np
 
 from ilif_deploy import ir as N
+from ilif_deploy.errors import GraphError, UserError
 from ilif_deploy.ir.graph import Graph, infer_shape
 from ilif_deploy.neuron_step import ILIFParams
 
 from .conventions import DEFAULT_DT, IF_CONVENTIONS, META_FORMAT, META_KEY, META_VERSION, lam_from_tau
 from .upstream import group_weight, topological_names
 
-
 #: input gains r*dt/tau within this of 1 are taken as exactly 1 (float32 rounding of r = tau/dt)
 GAIN_TOLERANCE = 1e-6
 
 
-class NIRImportError(ValueError):
+class NIRImportError(UserError):
     """A NIR graph that the IR cannot represent; the message names the node and what is wrong."""
 
 
@@ -78,7 +78,7 @@ def _header(g: nir.NIRGraph) -> Optional[dict]:
         return None
     if header.get("format") != META_FORMAT:
         return None
-    if header.get("version", 0) > META_VERSION:
+    if not isinstance(header.get("version"), int) or header["version"] > META_VERSION:
         raise NIRImportError(f"NIR file written by a newer ilif-deploy (metadata version {header['version']})")
     return header
 
@@ -103,26 +103,31 @@ def _check_neuron(name: str, nn: nir.NIRNode, p: ILIFParams, dt: float) -> None:
 
 def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
     """Rebuild one IR node from its metadata entry and the arrays of its NIR node."""
-    op, name, shape = entry["op"], entry["name"], tuple(entry["shape"])
-    cls = N.NODE_TYPES[op]
-    kw = {}
-    for k, v in entry["attrs"].items():
-        kw[k] = tuple(v) if isinstance(v, list) else v
-    if op == "neuron":
-        kw = {"kind": entry["attrs"]["kind"], "params": ILIFParams(**entry["attrs"]["params"])}
-        _check_neuron(name, nn, kw["params"], entry.get("dt", DEFAULT_DT))
-    elif op in ("conv2d", "linear"):
-        kw["weight"] = np.asarray(nn.weight, dtype=np.float32)
-        if op == "conv2d" and kw.get("groups", 1) > 1:
-            kw["weight"] = group_weight(kw["weight"], kw["groups"])
-        kw["bias"] = None if "bias" in entry["none"] else np.asarray(nn.bias, dtype=np.float32)
+    if not isinstance(entry, dict):
+        raise NIRImportError(f"malformed ilif-deploy metadata entry {str(entry)[:60]!r}")
+    # files of version 1 listed the optional arrays that were None instead of the arrays present
+    stored = set(entry["arrays"]) if "arrays" in entry else {"bias", "bn_stats"} - set(entry.get("none", []))
+    op = entry.get("op")
+    arrays = {}
+    if op in ("conv2d", "linear"):
+        w = np.asarray(nn.weight, dtype=np.float32)
+        groups = entry.get("attrs", {}).get("groups", 1)
+        arrays["weight"] = group_weight(w, groups) if op == "conv2d" and isinstance(groups, int) and groups > 1 else w
+        if "bias" in stored:
+            arrays["bias"] = np.asarray(nn.bias, dtype=np.float32)
     elif op == "affine":
         w = np.asarray(nn.weight, dtype=np.float32)
-        kw["scale"] = np.diag(w).copy() if w.ndim == 2 else np.diag(w[:, :, 0, 0]).copy()
-        kw["shift"] = np.asarray(nn.bias, dtype=np.float32)
-        if "bn_stats" in nn.metadata:
-            kw["bn_stats"] = np.asarray(nn.metadata["bn_stats"], dtype=np.float32)
-    return cls(name=name, shape=shape, **kw)
+        arrays["scale"] = np.diag(w).copy() if w.ndim == 2 else np.diag(w[:, :, 0, 0]).copy()
+        arrays["shift"] = np.asarray(nn.bias, dtype=np.float32)
+        if "bn_stats" in stored:
+            arrays["bn_stats"] = np.asarray(nn.metadata["bn_stats"], dtype=np.float32)
+    try:
+        node = N.node_from_dict({k: entry[k] for k in ("op", "name", "shape", "attrs") if k in entry}, arrays)
+    except GraphError as e:
+        raise NIRImportError(f"NIR node '{entry.get('name')}': {e}") from None
+    if isinstance(node, N.Neuron):
+        _check_neuron(node.name, nn, node.params, entry.get("dt", DEFAULT_DT))
+    return node
 
 
 def _from_own(g: nir.NIRGraph, header: dict) -> Graph:
@@ -130,7 +135,8 @@ def _from_own(g: nir.NIRGraph, header: dict) -> Graph:
     expected = {(names[s], names[t]) for s, t in header["edges"]}
     if set(names.values()) != set(g.nodes) or expected != {tuple(e) for e in g.edges}:
         raise NIRImportError("ilif-deploy metadata does not match the graph's nodes/edges (file edited?)")
-    out = Graph(metadata=dict(header["metadata"]))
+    # version 1 repeated the Input node's shape and encoding in the metadata
+    out = Graph(metadata={k: v for k, v in header["metadata"].items() if k not in ("input_shape", "encoding")})
     for name in header["order"]:
         nn = g.nodes[names[name]]
         out.nodes[name] = _own_node(_entry(nn), nn)
@@ -177,91 +183,108 @@ class _Chain:
         if abs(scale - 1.0) <= GAIN_TOLERANCE:
             scale = 1.0
         if scale != 1.0 or shift != 0.0:
-            self.add(N.Affine(name=f"{self.name}.{suffix}", scale=np.array([scale], np.float32),
-                              shift=np.array([shift], np.float32), source=f"nir {suffix}"))
+            self.add(N.Affine(f"{self.name}.{suffix}", scale=np.array([scale], np.float32),
+                              shift=np.array([shift], np.float32), source="gain"))
         return self
 
 
 def _neuron(name: str, lam: float, v_th: float, v_reset: float) -> N.Neuron:
     p = ILIFParams(lam=lam, v_th=v_th, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=v_reset, compare=">")
-    return N.Neuron(name=name, params=p, kind="lif")
+    return N.Neuron(name, params=p, kind="lif")
+
+
+def _conv(c: _Chain, node: nir.Conv2d, s, dt, if_dt) -> _Chain:
+    w = np.asarray(node.weight, np.float32)
+    pad = node.padding
+    if isinstance(pad, str):
+        if pad == "valid":
+            pad = (0, 0)
+        elif all(k % 2 == 1 for k in w.shape[2:]):
+            d = _pair(node.dilation)
+            pad = tuple(d[i] * (w.shape[2 + i] - 1) // 2 for i in range(2))
+        else:
+            raise NIRImportError(f"NIR node '{c.name}' (Conv2d): padding='same' with an even kernel is asymmetric")
+    return c.add(N.Conv2d(c.name, weight=w, bias=np.asarray(node.bias, np.float32), stride=_pair(node.stride),
+                          padding=_pair(pad), dilation=_pair(node.dilation), groups=int(node.groups)))
+
+
+def _scale(c: _Chain, node: nir.Scale, s, dt, if_dt) -> _Chain:
+    sc = np.asarray(node.scale, np.float32)
+    per_channel = sc.reshape(sc.shape[0], -1) if sc.ndim > 1 else sc.reshape(-1, 1)
+    if not np.all(per_channel == per_channel[:, :1]):
+        raise NIRImportError(f"NIR node '{c.name}' (Scale): values differ within a channel; the IR's Affine "
+                             "is per channel")
+    return c.add(N.Affine(c.name, scale=per_channel[:, 0].copy(), shift=np.zeros(len(per_channel), np.float32),
+                          source="scale"))
+
+
+def _lif(c: _Chain, node: nir.LIF, s, dt, if_dt) -> _Chain:
+    tau = s("tau")
+    c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
+    return c.add(_neuron(c.name, lam_from_tau(tau, dt), s("v_threshold"), s("v_reset")))
+
+
+def _cuba(c: _Chain, node, s, dt, if_dt) -> _Chain:
+    tau_syn, tau_mem = s("tau_syn"), s("tau_mem")
+    c.gain("w_in", s("w_in") * dt / tau_syn)
+    c.add(N.LeakyIntegrator(f"{c.name}.syn", lam=lam_from_tau(tau_syn, dt)))
+    c.gain("input_gain", s("r") * dt / tau_mem, s("v_leak") * dt / tau_mem)
+    if isinstance(node, nir.CubaLI):
+        return c.add(N.LeakyIntegrator(c.name, lam=lam_from_tau(tau_mem, dt)))
+    return c.add(_neuron(c.name, lam_from_tau(tau_mem, dt), s("v_threshold"), s("v_reset")))
+
+
+def _li(c: _Chain, node: nir.LI, s, dt, if_dt) -> _Chain:
+    tau = s("tau")
+    c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
+    return c.add(N.LeakyIntegrator(c.name, lam=lam_from_tau(tau, dt)))
+
+
+def _pool(c: _Chain, node, s, dt, if_dt) -> _Chain:
+    cls = N.AvgPool2d if isinstance(node, nir.AvgPool2d) else N.SumPool2d
+    return c.add(cls(c.name, kernel=_pair(node.kernel_size), stride=_pair(node.stride), padding=_pair(node.padding)))
+
+
+def _nested(c: _Chain, node, s, dt, if_dt) -> _Chain:
+    raise NIRImportError(f"NIR node '{c.name}': nested NIR graphs from other tools (e.g. recurrent RLeaky/"
+                         "RSynaptic) are not supported; the IR is feed-forward")
+
+
+#: NIR node type -> ``fn(chain, node, scalar, dt, if_dt)`` adding the IR nodes that stand for it
+FOREIGN = {
+    nir.Input: lambda c, node, s, dt, if_dt: c.add(N.Input(c.name, _shape_of(node) or ())),
+    nir.Output: lambda c, node, s, dt, if_dt: c.add(N.Output(c.name)),
+    nir.Affine: lambda c, node, s, dt, if_dt: c.add(N.Linear(c.name, weight=np.asarray(node.weight, np.float32),
+                                                            bias=np.asarray(node.bias, np.float32))),
+    nir.Linear: lambda c, node, s, dt, if_dt: c.add(N.Linear(c.name, weight=np.asarray(node.weight, np.float32))),
+    nir.Conv2d: _conv, nir.AvgPool2d: _pool, nir.SumPool2d: _pool,
+    nir.Flatten: lambda c, node, s, dt, if_dt: c.add(N.Flatten(c.name, start_dim=int(node.start_dim),
+                                                              end_dim=int(node.end_dim))),
+    nir.Scale: _scale, nir.LIF: _lif, nir.CubaLIF: _cuba, nir.CubaLI: _cuba, nir.LI: _li,
+    nir.IF: lambda c, node, s, dt, if_dt: c.gain("input_gain", s("r") * if_dt).add(
+        _neuron(c.name, 1.0, s("v_threshold"), s("v_reset"))),
+    nir.I: lambda c, node, s, dt, if_dt: c.gain("input_gain", s("r") * if_dt).add(N.LeakyIntegrator(c.name, lam=1.0)),
+    nir.Threshold: lambda c, node, s, dt, if_dt: c.add(_neuron(c.name, 0.0, s("threshold"), 0.0)),
+    nir.NIRGraph: _nested,
+}
 
 
 def _foreign_chain(name: str, node: nir.NIRNode, dt: float, if_dt: float) -> _Chain:
-    c = _Chain(name)
-    s = lambda f: _scalar(name, node, f)  # noqa: E731
-    if isinstance(node, nir.Input):
-        shape = _shape_of(node)
-        return c.add(N.Input(name=name, shape=shape or ()))
-    if isinstance(node, nir.Output):
-        return c.add(N.Output(name=name))
-    if isinstance(node, nir.Affine):
-        return c.add(N.Linear(name=name, weight=np.asarray(node.weight, np.float32),
-                              bias=np.asarray(node.bias, np.float32)))
-    if isinstance(node, nir.Linear):
-        return c.add(N.Linear(name=name, weight=np.asarray(node.weight, np.float32)))
-    if isinstance(node, nir.Conv2d):
-        w = np.asarray(node.weight, np.float32)
-        pad = node.padding
-        if isinstance(pad, str):
-            if pad == "valid":
-                pad = (0, 0)
-            elif all(k % 2 == 1 for k in w.shape[2:]):
-                d = _pair(node.dilation)
-                pad = tuple(d[i] * (w.shape[2 + i] - 1) // 2 for i in range(2))
-            else:
-                raise NIRImportError(f"NIR node '{name}' (Conv2d): padding='same' with an even kernel is asymmetric")
-        return c.add(N.Conv2d(name=name, weight=w, bias=np.asarray(node.bias, np.float32), stride=_pair(node.stride),
-                              padding=_pair(pad), dilation=_pair(node.dilation), groups=int(node.groups)))
-    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        cls = N.AvgPool2d if isinstance(node, nir.AvgPool2d) else N.SumPool2d
-        return c.add(cls(name=name, kernel=_pair(node.kernel_size), stride=_pair(node.stride),
-                         padding=_pair(node.padding)))
-    if isinstance(node, nir.Flatten):
-        return c.add(N.Flatten(name=name, start_dim=int(node.start_dim), end_dim=int(node.end_dim)))
-    if isinstance(node, nir.Scale):
-        sc = np.asarray(node.scale, np.float32)
-        per_channel = sc.reshape(sc.shape[0], -1) if sc.ndim > 1 else sc.reshape(-1, 1)
-        if not np.all(per_channel == per_channel[:, :1]):
-            raise NIRImportError(f"NIR node '{name}' (Scale): values differ within a channel; the IR's Affine "
-                                 "is per channel")
-        return c.add(N.Affine(name=name, scale=per_channel[:, 0].copy(), shift=np.zeros(len(per_channel), np.float32),
-                              source="nir Scale"))
-    if isinstance(node, nir.LIF):
-        tau = s("tau")
-        c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
-        return c.add(_neuron(name, lam_from_tau(tau, dt), s("v_threshold"), s("v_reset")))
-    if isinstance(node, nir.IF):
-        c.gain("input_gain", s("r") * if_dt)
-        return c.add(_neuron(name, 1.0, s("v_threshold"), s("v_reset")))
-    if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
-        tau_syn, tau_mem = s("tau_syn"), s("tau_mem")
-        c.gain("w_in", s("w_in") * dt / tau_syn)
-        c.add(N.LeakyIntegrator(name=f"{name}.syn", lam=lam_from_tau(tau_syn, dt)))
-        c.gain("input_gain", s("r") * dt / tau_mem, s("v_leak") * dt / tau_mem)
-        if isinstance(node, nir.CubaLI):
-            return c.add(N.LeakyIntegrator(name=name, lam=lam_from_tau(tau_mem, dt)))
-        return c.add(_neuron(name, lam_from_tau(tau_mem, dt), s("v_threshold"), s("v_reset")))
-    if isinstance(node, nir.LI):
-        tau = s("tau")
-        c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
-        return c.add(N.LeakyIntegrator(name=name, lam=lam_from_tau(tau, dt)))
-    if isinstance(node, nir.I):
-        c.gain("input_gain", s("r") * if_dt)
-        return c.add(N.LeakyIntegrator(name=name, lam=1.0))
-    if isinstance(node, nir.Threshold):
-        return c.add(_neuron(name, 0.0, s("threshold"), 0.0))
-    if isinstance(node, nir.NIRGraph):
-        raise NIRImportError(f"NIR node '{name}': nested NIR graphs from other tools (e.g. recurrent RLeaky/"
-                             "RSynaptic) are not supported; the IR is feed-forward")
-    raise NIRImportError(f"NIR node '{name}': type {type(node).__name__} is not supported (supported: Input, "
-                         "Output, Affine, Linear, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, LIF, IF, CubaLIF, "
-                         "CubaLI, LI, I, Threshold)")
+    rule = FOREIGN.get(type(node))
+    if rule is None:
+        raise NIRImportError(f"NIR node '{name}': type {type(node).__name__} is not supported (supported: "
+                             f"{', '.join(t.__name__ for t in FOREIGN if t is not nir.NIRGraph)})")
+    try:
+        return rule(_Chain(name), node, lambda f: _scalar(name, node, f), dt, if_dt)
+    except NIRImportError:
+        raise
+    except UserError as e:
+        raise NIRImportError(f"NIR node '{name}' ({type(node).__name__}): {e}") from None
 
 
 def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
     if if_convention not in IF_CONVENTIONS:
-        raise ValueError(f"if_convention must be one of {IF_CONVENTIONS}, got {if_convention!r}")
+        raise UserError(f"if_convention must be one of {IF_CONVENTIONS}, got {if_convention!r}")
     if_dt = dt if if_convention == "euler" else 1.0
     try:
         order = topological_names(g)
@@ -272,8 +295,7 @@ def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
     if len(inputs) != 1 or len(outputs) != 1:
         raise NIRImportError(f"NIR graph must have exactly one Input and one Output node, has "
                              f"{len(inputs)} ({inputs}) and {len(outputs)} ({outputs})")
-    out = Graph(metadata={"timesteps": None, "input_shape": None, "encoding": "direct", "source": "nir",
-                          "nir_dt": dt, "nir_if_convention": if_convention})
+    out = Graph(metadata={"timesteps": None, "source": "nir", "nir_dt": dt, "nir_if_convention": if_convention})
     chains: Dict[str, _Chain] = {}
     for name in order:
         chain = _foreign_chain(name, g.nodes[name], dt, if_dt)
@@ -298,7 +320,6 @@ def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
                 c = shapes[0][0]  # a layer-wide gain: one value per channel
                 node.scale, node.shift = np.repeat(node.scale, c), np.repeat(node.shift, c)
             node.shape = infer_shape(node, shapes)
-    out.metadata["input_shape"] = list(inp.shape)
     return out.validate()
 
 
@@ -309,7 +330,7 @@ def from_nir(g: nir.NIRGraph, dt: Optional[float] = None, if_convention: str = "
     Args:
         g: a NIR graph (e.g. from ``nir.read``).
         dt: simulation step in seconds for foreign files' time constants (default
-            :data:`~converters.nir.conventions.DEFAULT_DT`, snntorch's 1e-4 s; Norse uses 1e-3 s).
+            :data:`~ilif_deploy.converters.nir.conventions.DEFAULT_DT`, snntorch's 1e-4 s; Norse uses 1e-3 s).
             Own files use the ``dt`` they were written with.
         if_convention: how a foreign ``nir.IF``/``nir.I``'s ``r`` is read: "euler" (``v += dt*r*I``,
             the NIR equation; SpikingJelly) or "per_step" (``v += r*I``; Norse, BindsNET write r = 1).

@@ -10,15 +10,15 @@ every step, so they run once on ``[B, ...]`` and the neuron reads that tensor at
 from __future__ import annotations
 
 import json
-import time
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from ilif_deploy.errors import GraphError, UserError
 from ilif_deploy.ir import nodes as N
-from ilif_deploy.ir.graph import Graph, GraphError
+from ilif_deploy.ir.graph import Graph
 
 from .builder import OnnxBuilder, tensor_info
 from .neuron import FUNCTION_DOMAIN, SIGMOIDS, emit_layer, layer_function, params_doc
@@ -28,8 +28,6 @@ OPSET = 18
 #: ONNX IR version written (9 is what opset 18 needs; older readers accept it)
 IR_VERSION = 9
 BATCH = "batch"
-SUPPORTED_OPS = ("input", "output", "conv2d", "linear", "affine", "avgpool2d", "sumpool2d", "maxpool2d",
-                 "adaptive_avgpool2d", "flatten", "add", "neuron")
 
 
 class UnsupportedNodeError(GraphError):
@@ -58,49 +56,37 @@ def _repeat(b: OnnxBuilder, t: Tensor, T: int, name: str) -> str:
     return b.op("Concat", [t[0]] * T, f"{name}/repeat_T", axis=0)
 
 
-def _synapse(b: OnnxBuilder, node: N.Node, x: str, in_shape: Tuple[int, ...]) -> str:
-    """One synaptic (stateless) IR node applied to a batch; returns the output tensor name."""
+def _weighted(b: OnnxBuilder, node, x: str, op: str, **attrs) -> str:
     n = node.name
-    if isinstance(node, N.Conv2d):
-        ins = [x, b.const(f"{n}.weight", node.weight)]
-        if node.bias is not None:
-            ins.append(b.const(f"{n}.bias", node.bias))
-        return b.op("Conv", ins, n, kernel_shape=list(node.weight.shape[2:]), strides=list(node.stride),
-                    pads=_pads(node.padding), dilations=list(node.dilation), group=int(node.groups),
-                    doc=f"folded: {', '.join(node.folded)}" if node.folded else None)
-    if isinstance(node, N.Linear):
-        ins = [x, b.const(f"{n}.weight", node.weight)]
-        if node.bias is not None:
-            ins.append(b.const(f"{n}.bias", node.bias))
-        return b.op("Gemm", ins, n, transB=1, doc=f"folded: {', '.join(node.folded)}" if node.folded else None)
-    if isinstance(node, N.Affine):
-        if node.bn_stats is not None:
-            # BatchNormalization computes invstd * weight and bias - mean * that, as torch's kernel
-            # does; the precomputed scale/shift would round differently by an ulp.
-            mean, var, w, bias = (np.asarray(a, np.float32) for a in node.bn_stats)
-            return b.op("BatchNormalization", [x, b.const(f"{n}.weight", w), b.const(f"{n}.bias", bias),
-                                               b.const(f"{n}.running_mean", mean),
-                                               b.const(f"{n}.running_var", var)], n, epsilon=float(node.eps))
-        bshape = [len(node.scale)] + [1] * (len(node.shape) - 1)
-        scaled = b.op("Mul", [x, b.const(f"{n}.scale", node.scale.reshape(bshape))], f"{n}/scale")
-        return b.op("Add", [scaled, b.const(f"{n}.shift", node.shift.reshape(bshape))], n)
-    if isinstance(node, N.AvgPool2d):
-        return b.op("AveragePool", [x], n, kernel_shape=list(node.kernel), strides=list(node.stride),
-                    pads=_pads(node.padding), count_include_pad=int(node.count_include_pad))
-    if isinstance(node, N.SumPool2d):
-        # a ones kernel per channel, as the reference runtime does: exact sums, no divide-multiply
-        c = node.shape[0]
-        ones = b.const(f"{n}.ones", np.ones((c, 1, *node.kernel), np.float32))
-        return b.op("Conv", [x, ones], n, kernel_shape=list(node.kernel), strides=list(node.stride),
-                    pads=_pads(node.padding), group=int(c))
-    if isinstance(node, N.MaxPool2d):
-        return b.op("MaxPool", [x], n, kernel_shape=list(node.kernel), strides=list(node.stride),
-                    pads=_pads(node.padding), dilations=list(node.dilation))
-    if isinstance(node, N.AdaptiveAvgPool2d):
-        return _adaptive_pool(b, node, x, in_shape)
-    if isinstance(node, N.Flatten):
-        return b.op("Reshape", [x, b.shape_const(f"{n}/shape", [-1, *node.shape])], n)
-    raise _unsupported(node, "no ONNX mapping for this op")
+    ins = [x, b.const(f"{n}.weight", node.weight)] + ([] if node.bias is None else [b.const(f"{n}.bias", node.bias)])
+    return b.op(op, ins, n, doc=f"folded: {', '.join(node.folded)}" if node.folded else None, **attrs)
+
+
+def _conv(b: OnnxBuilder, node: N.Conv2d, x: str, in_shape) -> str:
+    return _weighted(b, node, x, "Conv", kernel_shape=list(node.weight.shape[2:]), strides=list(node.stride),
+                     pads=_pads(node.padding), dilations=list(node.dilation), group=int(node.groups))
+
+
+def _affine(b: OnnxBuilder, node: N.Affine, x: str, in_shape) -> str:
+    n = node.name
+    if node.bn_stats is not None:
+        # BatchNormalization computes invstd * weight and bias - mean * that, as torch's kernel
+        # does; the precomputed scale/shift would round differently by an ulp.
+        mean, var, w, bias = (np.asarray(a, np.float32) for a in node.bn_stats)
+        return b.op("BatchNormalization", [x, b.const(f"{n}.weight", w), b.const(f"{n}.bias", bias),
+                                           b.const(f"{n}.running_mean", mean),
+                                           b.const(f"{n}.running_var", var)], n, epsilon=float(node.eps))
+    bshape = [len(node.scale)] + [1] * (len(node.shape) - 1)
+    scaled = b.op("Mul", [x, b.const(f"{n}.scale", node.scale.reshape(bshape))], f"{n}/scale")
+    return b.op("Add", [scaled, b.const(f"{n}.shift", node.shift.reshape(bshape))], n)
+
+
+def _sum_pool(b: OnnxBuilder, node: N.SumPool2d, x: str, in_shape) -> str:
+    # a ones kernel per channel, as the reference runtime does: exact sums, no divide-multiply
+    c = node.shape[0]
+    ones = b.const(f"{node.name}.ones", np.ones((c, 1, *node.kernel), np.float32))
+    return b.op("Conv", [x, ones], node.name, kernel_shape=list(node.kernel), strides=list(node.stride),
+                pads=_pads(node.padding), group=int(c))
 
 
 def _adaptive_pool(b: OnnxBuilder, node: N.AdaptiveAvgPool2d, x: str, in_shape: Tuple[int, ...]) -> str:
@@ -113,6 +99,29 @@ def _adaptive_pool(b: OnnxBuilder, node: N.AdaptiveAvgPool2d, x: str, in_shape: 
                                  "different sizes, which one ONNX AveragePool cannot express")
     k = [ih // oh, iw // ow]
     return b.op("AveragePool", [x], node.name, kernel_shape=k, strides=k)
+
+
+def _pool(op: str, **extra):
+    def emit(b: OnnxBuilder, node, x: str, in_shape) -> str:
+        attrs = {k: f(node) for k, f in extra.items()}
+        return b.op(op, [x], node.name, kernel_shape=list(node.kernel), strides=list(node.stride),
+                    pads=_pads(node.padding), **attrs)
+    return emit
+
+
+#: synaptic (stateless) IR node type -> ``fn(builder, node, x, in_shape) -> output tensor`` on a batch
+SYNAPSES = {
+    N.Conv2d: _conv,
+    N.Linear: lambda b, node, x, in_shape: _weighted(b, node, x, "Gemm", transB=1),
+    N.Affine: _affine,
+    N.AvgPool2d: _pool("AveragePool", count_include_pad=lambda n: int(n.count_include_pad)),
+    N.SumPool2d: _sum_pool,
+    N.MaxPool2d: _pool("MaxPool", dilations=lambda n: list(n.dilation)),
+    N.AdaptiveAvgPool2d: _adaptive_pool,
+    N.Flatten: lambda b, node, x, in_shape: b.op("Reshape", [x, b.shape_const(f"{node.name}/shape",
+                                                                             [-1, *node.shape])], node.name),
+}
+SUPPORTED_OPS = ("input", "output", "add", "neuron") + tuple(c.op for c in SYNAPSES)
 
 
 def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optional[str] = None,
@@ -143,16 +152,16 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
     graph.validate()
     T = int(timesteps or graph.timesteps or 0)
     if T < 1:
-        raise ValueError("the ONNX export needs the number of time steps: the graph records no 'timesteps' "
+        raise UserError("the ONNX export needs the number of time steps: the graph records no 'timesteps' "
                          "(pass timesteps= or --timesteps)")
     if opset < 18:
-        raise ValueError(f"opset must be >= 18 (Split with num_outputs), got {opset}")
+        raise UserError(f"opset must be >= 18 (Split with num_outputs), got {opset}")
     inp = graph.input_node
-    encoding = encoding or inp.encoding or graph.metadata.get("encoding", "direct")
+    encoding = encoding or inp.encoding
     if encoding not in ("direct", "sequence"):
-        raise ValueError(f"encoding must be 'direct' or 'sequence', got {encoding!r}")
+        raise UserError(f"encoding must be 'direct' or 'sequence', got {encoding!r}")
     if sigmoid not in SIGMOIDS:
-        raise ValueError(f"sigmoid must be one of {SIGMOIDS}, got {sigmoid!r}")
+        raise UserError(f"sigmoid must be one of {SIGMOIDS}, got {sigmoid!r}")
 
     b = OnnxBuilder()
     shape = list(inp.shape)
@@ -203,7 +212,7 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
                 outputs.append(tensor_info("logits", [BATCH, *node.shape], "per-step outputs summed over T"))
         else:
             in_shape = tuple(graph.nodes[graph.inputs_of(name)[0]].shape)
-            values[name] = (_synapse(b, node, ins[0][0], in_shape), ins[0][1])
+            values[name] = (SYNAPSES[type(node)](b, node, ins[0][0], in_shape), ins[0][1])
     for tensor, name, shp in spike_outputs:
         out = b.op("Reshape", [tensor, b.shape_const(f"{name}/split_shape", [T, -1, *shp])],
                    f"{name}/spikes_per_step", outputs=[f"spikes:{name}"])
@@ -230,45 +239,3 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
             "ilif.neurons": json.dumps(neurons_meta)}
     helper.set_model_props(model, meta)
     return model
-
-
-def export_graph(graph: Graph, path, timesteps: Optional[int] = None, encoding: Optional[str] = None,
-                 record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp", functions: bool = False,
-                 fidelity: bool = False, fidelity_samples: int = 16, check: bool = True) -> dict:
-    """Write ``graph`` as an ONNX model to ``path`` (atomically) and return what was written.
-
-    See :func:`build_model` for ``timesteps``, ``encoding``, ``record_spikes``, ``opset``, ``sigmoid``
-    and ``functions``.
-    ``check`` runs ``onnx.checker.check_model(full_check=True)`` before writing.  ``fidelity``
-    also runs the file in onnxruntime on ``fidelity_samples`` random frames (uniform in [0, 1))
-    and compares it with the torch reference runtime (max |logit difference|, prediction and
-    per-layer spike agreement).
-    Returns:
-        a dict: ``path``, ``bytes`` (file size), ``onnx_nodes``, ``initializers``, ``parameters``,
-        ``timesteps``, ``encoding``, ``neuron_layers``, ``export_seconds`` (and ``fidelity``).
-    """
-    from ilif_deploy.atomic import atomic_path
-
-    t0 = time.perf_counter()
-    model = build_model(graph, timesteps, encoding, record_spikes, opset, sigmoid, functions)
-    if check:
-        onnx.checker.check_model(model, full_check=True)
-    with atomic_path(path) as tmp:
-        onnx.save_model(model, str(tmp))
-    seconds = time.perf_counter() - t0
-    from pathlib import Path
-
-    meta = {p.key: p.value for p in model.metadata_props}
-    info = {"path": str(path), "bytes": Path(path).stat().st_size, "onnx_nodes": len(model.graph.node),
-            "initializers": len(model.graph.initializer),
-            "parameters": int(sum(np.prod(t.dims, dtype=np.int64) for t in model.graph.initializer)),
-            "opset": opset, "timesteps": int(meta["timesteps"]), "encoding": meta["encoding"],
-            "neuron_layers": len(json.loads(meta["ilif.neurons"])), "checked": bool(check),
-            "export_seconds": round(seconds, 3)}
-    if fidelity:
-        from .compare import compare_with_runtime
-
-        rng = np.random.default_rng(0)
-        x = rng.random((fidelity_samples, *graph.input_node.shape), dtype=np.float32)
-        info["fidelity"] = compare_with_runtime(graph, path, x, timesteps=info["timesteps"]).summary()
-    return info

@@ -9,6 +9,7 @@ float32 scalar initializers), so onnxruntime rounds the way torch does, except t
     I[t]    = x[t] - relu(ciu[t])               -> Relu, Sub         (only when lam_i != 0)
     U[t]    = lam * m[t-1] + I[t]               -> Mul, Add
     S[t]    = U[t] >= v_th                      -> GreaterOrEqual, Cast
+    (tensor names as everywhere: I -> ``u``, U -> ``v_pre``, m -> ``v``; see docs/ilif.md)
     mbar[t] = U[t] - S[t] * v_th                -> Mul, Sub
     mpiu[t] = lam_u * (mpiu[t-1] + S[t]*mbar[t]) -> Mul, Add, Mul     (only when lam_u != 0)
     m[t]    = mbar[t] - S[t] * sigmoid(mpiu[t]) -> Neg, Exp, Add, Reciprocal (or Sigmoid), Mul, Sub
@@ -84,26 +85,26 @@ def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: L
                                                  b.op("Add", [ciu, drive], f"{s_}/ciu_in"))
                 ciu = b.op("Mul", [lam_i, acc], f"{s_}/ciu")
                 clamp = b.op("Relu", [ciu], f"{s_}/ciu_relu")
-                current = b.op("Sub", [x, clamp], f"{s_}/current")
+                current = b.op("Sub", [x, clamp], f"{s_}/u")
         if m is None:
-            u = current
+            v_pre = current
         else:
             leak = b.op("Mul", [lam, m], f"{s_}/leak")
-            u = b.op("Add", [leak, current], f"{s_}/u")
+            v_pre = b.op("Add", [leak, current], f"{s_}/v_pre")
         # NIR-imported neurons may fire on ">" (ILIF's contract is ">=")
-        fire = b.op("GreaterOrEqual" if p.compare == ">=" else "Greater", [u, v_th], f"{s_}/fire", doc=doc)
+        fire = b.op("GreaterOrEqual" if p.compare == ">=" else "Greater", [v_pre, v_th], f"{s_}/fire", doc=doc)
         spike = b.op("Cast", [fire], f"{s_}/spikes", to=1)  # 1 = FLOAT
         spikes.append(spike)
         if last:
             break  # the states after the last step are never read
         # without an MPIU the reset potential is the new state: name it m, as everywhere
-        mbar_name = f"{s_}/mbar" if p.mpiu_enabled else f"{s_}/m"
+        mbar_name = f"{s_}/mbar" if p.mpiu_enabled else f"{s_}/v"
         if p.reset == "subtract":
-            mbar = b.op("Sub", [u, b.op("Mul", [spike, v_th], f"{s_}/reset")], mbar_name)
+            mbar = b.op("Sub", [v_pre, b.op("Mul", [spike, v_th], f"{s_}/reset")], mbar_name)
         else:  # hard reset of NIR-imported neurons, as ilif_step: (1 - S) * U + S * v_reset
             keep = b.op("Sub", [b.scalar("one", 1.0), spike], f"{s_}/no_spike")
             v_reset = b.scalar(f"{name}/v_reset", p.v_reset)
-            mbar = b.op("Add", [b.op("Mul", [keep, u], f"{s_}/kept"),
+            mbar = b.op("Add", [b.op("Mul", [keep, v_pre], f"{s_}/kept"),
                                 b.op("Mul", [spike, v_reset], f"{s_}/reset")], mbar_name)
         if p.mpiu_enabled:
             gate = b.op("Mul", [spike, mbar], f"{s_}/mpiu_drive")
@@ -111,7 +112,7 @@ def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: L
                 gate = b.op("Add", [mpiu, gate], f"{s_}/mpiu_in")
             mpiu = b.op("Mul", [lam_u, gate], f"{s_}/mpiu")
             sig = _sigmoid(b, mpiu, f"{s_}/mpiu_sigmoid", sigmoid)
-            m = b.op("Sub", [mbar, b.op("Mul", [spike, sig], f"{s_}/mpiu_inhibit")], f"{s_}/m")
+            m = b.op("Sub", [mbar, b.op("Mul", [spike, sig], f"{s_}/mpiu_inhibit")], f"{s_}/v")
         else:
             m = mbar
         if p.ciu_enabled:

@@ -1,75 +1,77 @@
-"""Arguments and model loading shared by the command-line tools."""
+"""Arguments, input files and error handling shared by the command-line tools."""
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
-from pathlib import Path
 from typing import Callable
 
-from ..ir.graph import Graph
+from .. import __version__
+from ..errors import UserError
+
+#: the model-file options every tool takes, as ``open_file`` keywords
+MODEL_OPTIONS = ("arch", "num_classes", "neuron", "timesteps", "input_shape", "fold_bn", "trust_pickle")
+
+
+def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
+    p.add_argument("--version", action="version", version=f"{prog} (ilif-deploy) {__version__}")
+    return p
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """Options that say how to read a model file."""
+    """Options that say how to read a model file (each refused by name where it does not apply)."""
     g = p.add_argument_group("model file")
     g.add_argument("model", help="model file: ilif-deploy .pt, authors' checkpoint ({'net': state_dict}, "
-                                 "with --arch/--num-classes), IR graph .npz, or .nir")
+                                 "with --arch/--num-classes), IR graph .ir.npz, .nir, or .lava.h5; the kind is "
+                                 "read from the content")
     g.add_argument("--arch", help="architecture of a bare checkpoint (e.g. spiking_resnet18, spiking_vgg11_bn)")
     g.add_argument("--num-classes", type=int, help="number of classes of a bare checkpoint")
     g.add_argument("--neuron", choices=["ilif", "lif", "iplif"], help="neuron kind of a bare checkpoint (default ilif)")
     g.add_argument("--timesteps", "-T", type=int, help="time steps T (default: the model file's setting)")
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
                    help="one sample's shape, channel first, e.g. 3,32,32 (default: the model file's setting)")
-    g.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+    g.add_argument("--no-fold-bn", dest="fold_bn", action="store_const", const=False,
                    help="keep every BatchNorm as its own affine node (bit-exact with torch; folding into the conv "
                         "before it is exact in real arithmetic but may move a float32 membrane potential by an ulp)")
-    g.add_argument("--trust-pickle", action="store_true",
+    g.add_argument("--trust-pickle", action="store_true", default=None,
                    help="allow model files that contain pickled Python objects (runs code from the file: "
                         "only for files you trust)")
 
 
-def load_graph(args: argparse.Namespace) -> Graph:
-    """Read ``args.model`` into an IR graph (loading and tracing a torch model when needed)."""
-    from ..model_files import load_model
-    from ..trace import trace
+def open_input(args: argparse.Namespace, path=None):
+    """The :class:`~ilif_deploy.converters.OpenedFile` of ``path`` (default ``args.model``) with the
+    model options given on the command line."""
+    from ..converters import open_file
 
-    path = Path(args.model)
-    if path.suffix.lower() in (".npz", ".nir"):
-        if path.suffix.lower() == ".npz":
-            g = Graph.load(path)
-        else:
-            try:
-                from converters.nir import read_graph  # type: ignore
-            except ImportError as e:
-                raise SystemExit(f"error: reading .nir needs the NIR converter: {e}")
-            g = read_graph(path)
-        if args.timesteps:
-            g.metadata["timesteps"] = args.timesteps
-        return g
-    kw = {}
-    if args.neuron:
-        kw["neuron"] = args.neuron
-    model = load_model(path, arch=args.arch, num_classes=args.num_classes, trust_pickle=args.trust_pickle, **kw)
-    settings = dict(model.ilif_settings)
-    T = args.timesteps or settings.get("timesteps")
-    shape = args.input_shape or settings.get("input_shape")
-    if not T or not shape:
-        raise ValueError(f"{path}: no timesteps/input shape stored: pass --timesteps and --input-shape")
-    return trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct"),
-                 fold_bn=getattr(args, "fold_bn", True))
+    return open_file(path or args.model, **{k: getattr(args, k) for k in MODEL_OPTIONS})
+
+
+def load_graph(args: argparse.Namespace, path=None):
+    """The IR graph of ``path`` (default ``args.model``)."""
+    return open_input(args, path).graph
 
 
 def run_cli(main: Callable[[], int]) -> int:
-    """Turn the errors users cause into one clear line and exit code 2 (no traceback)."""
-    from ..ir.graph import GraphError
-    from ..model_files import ModelFileError
-    from ..trace import TraceError
-
+    """Run a tool: a :class:`UserError` (or a file-system error naming a file) becomes one line on
+    stderr and exit code 2; a closed output pipe ends quietly; anything else keeps its traceback."""
     try:
-        return main()
-    except (ModelFileError, TraceError, GraphError, FileNotFoundError, ValueError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
+        code = main()
+        sys.stdout.flush()
+        return code
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) went away: nothing left to say, and nobody to say it to
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:
+        if e.filename is None and e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

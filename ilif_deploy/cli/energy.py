@@ -1,17 +1,15 @@
 """ilif-energy: per-layer operation counts and energy from recorded spikes."""
 from __future__ import annotations
 
-import argparse
+import json
 import sys
-from pathlib import Path
 
-from .common import add_model_args, load_graph, run_cli
+from .common import add_model_args, open_input, parser, run_cli
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ilif-energy",
-                                description="Per-layer AC/MAC counts and SOP energy of a spiking network, "
-                                            "from spikes recorded on real data (all numbers per inference).")
+def build_parser():
+    p = parser("ilif-energy", "Per-layer AC/MAC counts and SOP energy of a spiking network, from spikes recorded "
+                              "on real data (all numbers per inference).")
     add_model_args(p)
     p.add_argument("--data", default="digits", help="digits | file.npz (array x, optional y) | none (default digits)")
     p.add_argument("--samples", type=int, help="number of samples (default: all)")
@@ -47,52 +45,48 @@ def main(argv=None) -> int:
     def go() -> int:
         import torch
 
-        import energy
+        from .. import energy
+        from ..atomic import write_text_atomic
         from ..data import load_dataset
+        from ..errors import UserError
 
         conv = energy.Conventions.parse(args.convention)
         if args.device != "cpu":
             try:
                 torch.empty(0, device=args.device)
             except (RuntimeError, AssertionError) as e:
-                raise ValueError(f"--device {args.device!r} is not available in this torch build: {e}") from None
+                raise UserError(f"--device {args.device!r} is not available in this torch build: {e}") from None
         if args.data == "none":
             if args.rate is None:
-                raise ValueError("--data none needs --rate R (assumed firing rate per neuron and step)")
+                raise UserError("--data none needs --rate R (assumed firing rate per neuron and step)")
             x = y = None
         else:
             if args.rate is not None:
-                raise ValueError("--rate is only for --data none (with data, spikes are recorded)")
+                raise UserError("--rate is only for --data none (with data, spikes are recorded)")
             x, y = load_dataset(args.data, args.samples)
         common = dict(rate=args.rate, energy_model=args.energy_model, conventions=conv, memory=args.memory,
                       batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                       data_name=args.data, compile_neurons=args.compile)
-        graph = load_graph(args)
+        opened = open_input(args)
         if args.compile and x is not None:
             print("--compile: the first batch builds one fused kernel per neuron layer shape (seconds each; "
                   "torch caches them on disk for later runs)", file=sys.stderr)
-        rep = energy.profile(graph, x, y, name=args.name or Path(args.model).stem, **common)
+        rep = energy.profile(opened.graph, x, y, name=args.name or opened.path.name.split(".")[0], **common)
         other = None
         if args.compare:
-            other_args = argparse.Namespace(**{**vars(args), "model": args.compare})
-            other = energy.profile(load_graph(other_args), x, y, name=args.compare_name or Path(args.compare).stem,
-                                   **common)
+            twin = open_input(args, args.compare)
+            other = energy.profile(twin.graph, x, y, name=args.compare_name or twin.path.name.split(".")[0], **common)
         print(rep.headline())
         if other is not None:
             print(other.headline())
             print(energy.comparison_frame(rep, other).to_string(index=False))
-        cols = ["name", "op", "input", "ACs [ops/inference]", "MACs [ops/inference]",
-                "firing rate [spikes/neuron/step]", "energy [pJ/inference]"]
-        print(rep.frame[cols].to_string(index=False))
+        print(rep.frame[energy.columns.SHORT].to_string(index=False))
         if args.csv:
             rep.to_csv(args.csv)
         if args.json:
             data = rep.to_dict()
             if other is not None:
                 data["compare"] = other.to_dict()
-            import json
-
-            from ..atomic import write_text_atomic
             write_text_atomic(args.json, json.dumps(data, indent=1) + "\n")
         if args.markdown:
             rep.to_markdown(args.markdown, compare=other)

@@ -1,26 +1,105 @@
 """Node types of the intermediate graph.
 
-Each node is a small dataclass: its parameters as float32 numpy arrays or plain numbers, and
-``shape``, the output shape of *one sample at one time step* (no time, no batch dimension).
-Time is implicit: the graph describes one step; neuron nodes carry state from step to step.
-Channel-first layout everywhere (``[C, H, W]`` for images, ``[F]`` for vectors).
+Each node is a small dataclass checked when it is built (and again by ``Graph.validate``): required
+parameters have no default, arrays are float32 numpy arrays of a fixed rank, pairs are two ints in
+range, and every string that drives behaviour is one of a fixed set.  ``shape`` is the output shape
+of *one sample at one time step* (no time, no batch dimension), channel first (``[C, H, W]`` for
+images, ``[F]`` for vectors).  Time is implicit: the graph describes one step; neuron nodes carry
+state from step to step.  :meth:`Node.to_dict` / :func:`node_from_dict` are the one serialised form,
+used by every file format.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import ClassVar, Optional, Tuple
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from typing import ClassVar, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..errors import GraphError
 from ..neuron_step import ILIFParams
 
 Shape = Tuple[int, ...]
 Pair = Tuple[int, int]
+ENCODINGS = ("direct", "sequence")
+READOUTS = ("sum", "none")
+AFFINE_SOURCES = ("batchnorm", "gain", "scale")
+NEURON_KINDS = ("ilif", "lif", "iplif")
+
+
+# ----------------------------------------------------------------------------- typed fields
+def _spec(kind: str, default=MISSING, **opts):
+    return field(default=default, metadata={"check": (kind, opts)})
+
+
+def array(ndim: int, optional: bool = False):
+    """A float32 array of rank ``ndim`` (``None`` allowed only when ``optional``)."""
+    return _spec("array", None if optional else MISSING, ndim=ndim, optional=optional)
+
+
+def pair(default: Pair, minimum: int):
+    return _spec("pair", default, minimum=minimum)
+
+
+def choice(default: str, options: Tuple[str, ...]):
+    return _spec("choice", default, options=options)
+
+
+def number(default=MISSING, minimum: Optional[float] = None):
+    return _spec("number", default, minimum=minimum)
+
+
+def _check_value(node: "Node", name: str, kind: str, o: dict, v):
+    where = f"node '{node.name}' ({node.op}): {name}"
+    if kind == "array":
+        if v is None:
+            if o["optional"]:
+                return None
+            raise GraphError(f"{where} is required")
+        a = np.asarray(v)
+        if a.dtype.kind not in "fiub":
+            raise GraphError(f"{where} must be a numeric array, got dtype {a.dtype}")
+        a = a.astype(np.float32, copy=False)
+        if a.ndim != o["ndim"]:
+            raise GraphError(f"{where} must be a {o['ndim']}-d array, got shape {list(a.shape)}")
+        if not np.all(np.isfinite(a)):
+            raise GraphError(f"{where}: parameter '{name}' has non-finite values")
+        return a
+    if kind == "pair":
+        t = tuple(v) if isinstance(v, (tuple, list, np.ndarray)) else (v, v)
+        if len(t) != 2 or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i >= o["minimum"]
+                                  for i in t):
+            raise GraphError(f"{where} must be two integers >= {o['minimum']}, got {v!r}")
+        return (int(t[0]), int(t[1]))
+    if kind == "choice":
+        if v not in o["options"]:
+            raise GraphError(f"{where} must be one of {', '.join(o['options'])}, got {v!r}")
+        return v
+    if kind == "number":
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) \
+                or (o["minimum"] is not None and v < o["minimum"]):
+            low = f" >= {o['minimum']}" if o["minimum"] is not None else ""
+            raise GraphError(f"{where} must be a finite number{low}, got {v!r}")
+        return float(v)
+    if kind == "names":
+        if not isinstance(v, (tuple, list)) or not all(isinstance(i, str) for i in v):
+            raise GraphError(f"{where} must be a list of names, got {v!r}")
+        return tuple(v)
+    if kind == "flag":
+        if not isinstance(v, (bool, np.bool_)):
+            raise GraphError(f"{where} must be true or false, got {v!r}")
+        return bool(v)
+    if kind == "int":
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < o["minimum"]:
+            raise GraphError(f"{where} must be an integer >= {o['minimum']}, got {v!r}")
+        return int(v)
+    raise AssertionError(kind)
 
 
 @dataclass(eq=False)
 class Node:
-    """Base of all nodes.  ``name`` is unique in a graph (torch module path where there is one)."""
+    """Base of all nodes.  ``name`` is unique in a graph (torch module path where there is one);
+    every other field is keyword-only."""
 
     name: str
     shape: Shape = ()
@@ -28,143 +107,263 @@ class Node:
     #: ops whose output is a linear function of their input (candidates for synaptic fusion)
     linear: ClassVar[bool] = False
 
-    def attrs(self) -> dict:
-        """Parameters that are not arrays (for the summary table and serialisation)."""
-        out = {}
-        for f in fields(self):
-            if f.name in ("name", "shape"):
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, np.ndarray) or v is None:
-                continue
-            out[f.name] = v
-        return out
+    def __post_init__(self) -> None:
+        self.check()
 
-    def arrays(self) -> dict:
+    def check(self) -> "Node":
+        """Coerce and check every field (called on construction and by ``Graph.validate``)."""
+        if not isinstance(self.name, str) or not self.name:
+            raise GraphError(f"a {self.op} node needs a non-empty name, got {self.name!r}")
+        shape = tuple(self.shape) if isinstance(self.shape, (tuple, list)) else None
+        if shape is None or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in shape):
+            raise GraphError(f"node '{self.name}' ({self.op}): shape must be positive integers, got {self.shape!r}")
+        self.shape = tuple(int(s) for s in shape)
+        for f in fields(self):
+            if "check" in f.metadata:
+                kind, opts = f.metadata["check"]
+                setattr(self, f.name, _check_value(self, f.name, kind, opts, getattr(self, f.name)))
+        return self
+
+    def need(self, cond: bool, msg: str) -> None:
+        if not cond:
+            raise GraphError(f"node '{self.name}' ({self.op}): {msg}")
+
+    def infer(self, in_shapes: List[Shape]) -> Shape:
+        """Per-sample output shape given the inputs' shapes (one input passes through unchanged)."""
+        self.need(len(in_shapes) >= 1, "has no input edge")
+        self.need(len(in_shapes) == 1, f"expects exactly 1 input, has {len(in_shapes)}")
+        return tuple(in_shapes[0])
+
+    def attrs(self) -> dict:
+        """Parameters that are not arrays (for the summary table)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)[2:]
+                if not isinstance(getattr(self, f.name), np.ndarray) and getattr(self, f.name) is not None}
+
+    def arrays(self) -> Dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}
 
+    def to_dict(self) -> Tuple[dict, Dict[str, np.ndarray]]:
+        """JSON-ready ``{"op", "name", "shape", "attrs"}`` and the node's arrays by field name."""
+        attrs = {}
+        for f in fields(self)[2:]:
+            v = getattr(self, f.name)
+            if v is not None and not isinstance(v, np.ndarray):
+                attrs[f.name] = v.to_dict() if isinstance(v, ILIFParams) else list(v) if isinstance(v, tuple) else v
+        return {"op": self.op, "name": self.name, "shape": list(self.shape), "attrs": attrs}, self.arrays()
 
-@dataclass(eq=False)
+
+def node_from_dict(entry: dict, arrays: Dict[str, np.ndarray]) -> Node:
+    """Inverse of :meth:`Node.to_dict`; unknown ops and fields are refused by name."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("attrs", {}), dict):
+        raise GraphError(f"malformed node entry {str(entry)[:80]!r}")
+    name, op = entry.get("name"), entry.get("op")
+    cls = NODE_TYPES.get(op)
+    if cls is None:
+        raise GraphError(f"node '{name}' has unknown op {op!r} (known: {', '.join(NODE_TYPES)})")
+    known = {f.name: f for f in fields(cls)[2:]}
+    kw = {**entry.get("attrs", {}), **arrays}
+    unknown = sorted(set(kw) - set(known))
+    if unknown:
+        raise GraphError(f"node '{name}' ({op}): unknown field(s) {unknown} (known: {sorted(known)})")
+    for k, v in kw.items():
+        if known[k].type in ("ILIFParams",):
+            kw[k] = ILIFParams.from_dict(v)
+        elif isinstance(v, list):
+            kw[k] = tuple(v)
+    try:
+        return cls(name, tuple(entry.get("shape", ())), **kw)
+    except TypeError as e:  # a required field is missing
+        raise GraphError(f"node '{name}' ({op}): {e}") from None
+
+
+node = dataclass(eq=False, kw_only=True)
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@node
 class Input(Node):
     """Network input.  ``encoding="direct"``: the same analog frame at every step (the authors'
     evaluation); ``"sequence"``: a different frame per step (e.g. DVS events)."""
 
-    encoding: str = "direct"
+    encoding: str = choice("direct", ENCODINGS)
     op: ClassVar[str] = "input"
 
+    def infer(self, in_shapes):
+        self.need(not in_shapes, "an input node has no incoming edges")
+        return self.shape
 
-@dataclass(eq=False)
+
+@node
 class Output(Node):
-    """Network output: per-step values ``[T, B, *shape]``; a classifier's logits are their sum over T."""
+    """Network output: per-step values ``[T, B, *shape]``; ``readout="sum"``: a classifier's logits
+    are their sum over T."""
 
-    readout: str = "sum"
+    readout: str = choice("sum", READOUTS)
     op: ClassVar[str] = "output"
 
 
-@dataclass(eq=False)
+@node
 class Conv2d(Node):
     """2-D convolution; ``weight`` is ``[out, in/groups, kh, kw]``, ``bias`` ``[out]`` or None.
 
     ``folded`` names BatchNorm modules whose affine map was folded into ``weight``/``bias``
     (the energy module can still count them under the "BN not folded" convention)."""
 
-    weight: np.ndarray = None
-    bias: Optional[np.ndarray] = None
-    stride: Pair = (1, 1)
-    padding: Pair = (0, 0)
-    dilation: Pair = (1, 1)
-    groups: int = 1
-    folded: Tuple[str, ...] = ()
+    weight: np.ndarray = array(4)
+    bias: Optional[np.ndarray] = array(1, optional=True)
+    stride: Pair = pair((1, 1), 1)
+    padding: Pair = pair((0, 0), 0)
+    dilation: Pair = pair((1, 1), 1)
+    groups: int = _spec("int", 1, minimum=1)
+    folded: Tuple[str, ...] = _spec("names", ())
     op: ClassVar[str] = "conv2d"
     linear: ClassVar[bool] = True
 
+    def infer(self, in_shapes):
+        x = super().infer(in_shapes)
+        self.need(len(x) == 3, f"expects input [C, H, W], got {list(x)}")
+        o, ig, kh, kw = self.weight.shape
+        self.need(ig * self.groups == x[0], f"weight expects {ig * self.groups} input channels, input has {x[0]}")
+        self.need(o % self.groups == 0, f"{o} output channels not divisible by groups={self.groups}")
+        self.need(self.bias is None or self.bias.shape == (o,),
+                  f"bias shape {None if self.bias is None else self.bias.shape} != ({o},)")
+        h = _conv_out(x[1], kh, self.stride[0], self.padding[0], self.dilation[0])
+        w = _conv_out(x[2], kw, self.stride[1], self.padding[1], self.dilation[1])
+        self.need(h > 0 and w > 0, f"output would be empty for input {list(x)}")
+        return (o, h, w)
 
-@dataclass(eq=False)
+
+@node
 class Linear(Node):
     """Fully connected layer; ``weight`` is ``[out, in]``, ``bias`` ``[out]`` or None."""
 
-    weight: np.ndarray = None
-    bias: Optional[np.ndarray] = None
-    folded: Tuple[str, ...] = ()
+    weight: np.ndarray = array(2)
+    bias: Optional[np.ndarray] = array(1, optional=True)
+    folded: Tuple[str, ...] = _spec("names", ())
     op: ClassVar[str] = "linear"
     linear: ClassVar[bool] = True
 
+    def infer(self, in_shapes):
+        x = super().infer(in_shapes)
+        o, i = self.weight.shape
+        self.need(len(x) == 1 and x[0] == i, f"weight expects input [{i}], got {list(x)}")
+        self.need(self.bias is None or self.bias.shape == (o,), "bias shape does not match weight")
+        return (o,)
 
-@dataclass(eq=False)
+
+@node
 class Affine(Node):
     """Per-channel ``y = scale[c] * x + shift[c]`` (channel = first per-sample axis).
 
-    A BatchNorm in eval mode that could not be folded into a preceding conv/linear
-    (e.g. BN after a residual add).  For a BN, ``bn_stats`` keeps its running mean, running var,
-    weight and bias (rows of a ``[4, C]`` array) and ``eps``, so the reference runtime can apply
-    torch's own batch-norm kernel and match the source module bit for bit; converters use
-    ``scale``/``shift``."""
+    ``source="batchnorm"``: a BatchNorm in eval mode; ``bn_stats`` then keeps its running mean,
+    running var, weight and bias (rows of a ``[4, C]`` array) and ``eps``, so the reference runtime
+    can apply torch's own batch-norm kernel and match the source module bit for bit; converters
+    use ``scale``/``shift``.  ``"gain"``/``"scale"``: input gains and ``Scale`` nodes of NIR imports."""
 
-    scale: np.ndarray = None
-    shift: np.ndarray = None
-    source: str = "batchnorm"
-    bn_stats: Optional[np.ndarray] = None
-    eps: float = 0.0
+    scale: np.ndarray = array(1)
+    shift: np.ndarray = array(1)
+    source: str = choice("batchnorm", AFFINE_SOURCES)
+    bn_stats: Optional[np.ndarray] = array(2, optional=True)
+    eps: float = number(0.0, minimum=0.0)
     op: ClassVar[str] = "affine"
     linear: ClassVar[bool] = True
 
+    def infer(self, in_shapes):
+        x = super().infer(in_shapes)
+        c = x[0] if x else 0
+        self.need(self.scale.shape == (c,) and self.shift.shape == (c,),
+                  f"scale/shift must have one value per channel ({c}), have {self.scale.shape}/{self.shift.shape}")
+        self.need(self.bn_stats is None or self.bn_stats.shape == (4, c), "bn_stats must be [4, channels]")
+        return x
 
-@dataclass(eq=False)
-class AvgPool2d(Node):
-    kernel: Pair = (2, 2)
-    stride: Pair = (2, 2)
-    padding: Pair = (0, 0)
-    count_include_pad: bool = True
+
+class _Pool(Node):
+    def infer(self, in_shapes):
+        x = super().infer(in_shapes)
+        self.need(len(x) == 3, f"expects input [C, H, W], got {list(x)}")
+        d = getattr(self, "dilation", (1, 1))
+        h = _conv_out(x[1], self.kernel[0], self.stride[0], self.padding[0], d[0])
+        w = _conv_out(x[2], self.kernel[1], self.stride[1], self.padding[1], d[1])
+        self.need(h > 0 and w > 0, f"output would be empty for input {list(x)}")
+        return (x[0], h, w)
+
+
+@node
+class AvgPool2d(_Pool):
+    kernel: Pair = pair((2, 2), 1)
+    stride: Pair = pair((2, 2), 1)
+    padding: Pair = pair((0, 0), 0)
+    count_include_pad: bool = _spec("flag", True)
     op: ClassVar[str] = "avgpool2d"
     linear: ClassVar[bool] = True
 
 
-@dataclass(eq=False)
-class SumPool2d(Node):
-    kernel: Pair = (2, 2)
-    stride: Pair = (2, 2)
-    padding: Pair = (0, 0)
+@node
+class SumPool2d(_Pool):
+    kernel: Pair = pair((2, 2), 1)
+    stride: Pair = pair((2, 2), 1)
+    padding: Pair = pair((0, 0), 0)
     op: ClassVar[str] = "sumpool2d"
     linear: ClassVar[bool] = True
 
 
-@dataclass(eq=False)
-class MaxPool2d(Node):
-    kernel: Pair = (2, 2)
-    stride: Pair = (2, 2)
-    padding: Pair = (0, 0)
-    dilation: Pair = (1, 1)
+@node
+class MaxPool2d(_Pool):
+    kernel: Pair = pair((2, 2), 1)
+    stride: Pair = pair((2, 2), 1)
+    padding: Pair = pair((0, 0), 0)
+    dilation: Pair = pair((1, 1), 1)
     op: ClassVar[str] = "maxpool2d"
 
 
-@dataclass(eq=False)
+@node
 class AdaptiveAvgPool2d(Node):
     """Adaptive average pooling to ``output_size`` (a fixed linear map once the input size is known)."""
 
-    output_size: Pair = (1, 1)
+    output_size: Pair = pair((1, 1), 1)
     op: ClassVar[str] = "adaptive_avgpool2d"
     linear: ClassVar[bool] = True
 
+    def infer(self, in_shapes):
+        x = super().infer(in_shapes)
+        self.need(len(x) == 3, f"expects input [C, H, W], got {list(x)}")
+        return (x[0], *self.output_size)
 
-@dataclass(eq=False)
+
+@node
 class Flatten(Node):
     """Per-sample flatten of axes ``start_dim..end_dim`` (per-sample axes, no T/B)."""
 
-    start_dim: int = 0
-    end_dim: int = -1
+    start_dim: int = _spec("int", 0, minimum=-64)
+    end_dim: int = _spec("int", -1, minimum=-64)
     op: ClassVar[str] = "flatten"
     linear: ClassVar[bool] = True
 
+    def infer(self, in_shapes):
+        x = super().infer(in_shapes)
+        nd = max(len(x), 1)
+        s, e = self.start_dim % nd, self.end_dim % nd
+        self.need(s <= e, f"start_dim {self.start_dim} after end_dim {self.end_dim} for input {list(x)}")
+        return x[:s] + (int(np.prod(x[s:e + 1])),) + x[e + 1:]
 
-@dataclass(eq=False)
+
+@node
 class Add(Node):
     """Element-wise sum of all inputs (residual connections)."""
 
     op: ClassVar[str] = "add"
     linear: ClassVar[bool] = True
 
+    def infer(self, in_shapes):
+        self.need(len(in_shapes) >= 2, f"an add needs at least 2 inputs, has {len(in_shapes)}")
+        self.need(all(s == in_shapes[0] for s in in_shapes), f"inputs have different shapes {in_shapes}")
+        return tuple(in_shapes[0])
 
-@dataclass(eq=False)
+
+@node
 class Neuron(Node):
     """A layer of ILIF neurons (LIF when both inhibitory units are off).
 
@@ -172,16 +371,19 @@ class Neuron(Node):
     given by ``params`` (an :class:`ILIFParams`, see :mod:`ilif_deploy.neuron_step`)."""
 
     params: ILIFParams = field(default_factory=lambda: ILIFParams.from_tau(1.1))
-    kind: str = "ilif"
+    kind: str = choice("ilif", NEURON_KINDS)
     op: ClassVar[str] = "neuron"
 
+    def check(self):
+        super().check()
+        self.need(isinstance(self.params, ILIFParams), f"params must be ILIFParams, got {type(self.params).__name__}")
+        return self
+
     def attrs(self) -> dict:
-        d = {"kind": self.kind, "tau": self.params.tau}
-        d.update(self.params.to_dict())
-        return d
+        return {"kind": self.kind, "tau": self.params.tau, **self.params.to_dict()}
 
 
-@dataclass(eq=False)
+@node
 class LeakyIntegrator(Node):
     """Non-spiking leaky integrator ``y[t] = lam * y[t-1] + x[t]`` (y[0] = 0), state per element.
 
@@ -189,7 +391,7 @@ class LeakyIntegrator(Node):
     readout layers.  ``lam`` is the decay per step (dimensionless); input gains are separate
     :class:`Affine` nodes."""
 
-    lam: float = 0.0
+    lam: float = number()
     op: ClassVar[str] = "leaky_integrator"
 
 

@@ -1,9 +1,9 @@
 """Lava processes of ilif-deploy (kept in a folder of their own: Lava scans it for ProcessModels)."""
-from converters.lava.compat import require_lava
+from ilif_deploy.converters.lava.compat import require_lava
 
 require_lava()
 
-from converters.lava.process.ilif import ILIF, PyILIFModelFixed, PyILIFModelFloat, sigmoid_lut  # noqa: E402
-from converters.lava.process.recorder import FileRecorder  # noqa: E402
+from ilif_deploy.converters.lava.process.ilif import ILIF, PyILIFModelFixed, PyILIFModelFloat, sigmoid_lut  # noqa: E402
+from ilif_deploy.converters.lava.process.recorder import FileRecorder  # noqa: E402
 
 __all__ = ["ILIF", "PyILIFModelFloat", "PyILIFModelFixed", "FileRecorder", "sigmoid_lut"]

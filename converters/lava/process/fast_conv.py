@@ -5,19 +5,19 @@ channel pair in a Python loop -- one sample of a CIFAR ResNet-18 took 424 s for 
 These models do the same convolution as one matrix product per group (im2col + BLAS, float64 /
 int64), keeping Lava's layout ((W, H, C) input, (C_out, W, H, C_in) flipped kernel), its
 one-step output buffer and, in fixed point, its 24-bit clamp.  They are selected with
-``Loihi2SimCfg(exception_proc_model_map=...)`` (see :func:`converters.lava.network.run_config`).
+``Loihi2SimCfg(exception_proc_model_map=...)`` (see :func:`ilif_deploy.converters.lava.network.run_config`).
 """
 from __future__ import annotations
 
 import numpy as np
-
-import converters.lava.compat  # noqa: F401  (the Python 3.11 import fix, before lava.magma)
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv import utils
 from lava.proc.conv.models import PyConvModelFixed, PyConvModelFloat
 from lava.proc.conv.process import Conv
+
+import ilif_deploy.converters.lava.compat  # noqa: F401  (the Python 3.11 import fix, before lava.magma)
 
 
 def conv_whc(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups: int, dtype) -> np.ndarray:

@@ -18,8 +18,6 @@ without being rebuilt or paused.  Before its first window it sends no spikes.
 from __future__ import annotations
 
 import numpy as np
-
-import converters.lava.compat  # noqa: F401  (the Python 3.11 import fix, before lava.magma)
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -30,6 +28,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+import ilif_deploy.converters.lava.compat  # noqa: F401  (the Python 3.11 import fix, before lava.magma)
 from ilif_deploy.neuron_step import NUMPY_OPS, ILIFParams, ILIFState, ilif_step
 
 STATE_BITS = 24
@@ -160,10 +159,10 @@ class PyILIFModelFloat(_WindowMixin, PyLoihiProcessModel):
             for arr in (self.u, self.v, self.ciu, self.mpiu, self.ciu_drive):
                 arr[...] = 0
         x = (a_in + self.bias).astype(np.float32)
-        state = ILIFState(m=self.v, mpiu=self.mpiu, ciu=self.ciu, ciu_drive=self.ciu_drive)
+        state = ILIFState(v=self.v, mpiu=self.mpiu, ciu=self.ciu, ciu_drive=self.ciu_drive)
         rec = ilif_step(x, state, self._ilif_params(), NUMPY_OPS)
-        self.u[...] = rec.current
-        self.v[...] = rec.state.m
+        self.u[...] = rec.u
+        self.v[...] = rec.state.v
         self.mpiu[...] = rec.state.mpiu
         self.ciu[...] = rec.state.ciu
         self.ciu_drive[...] = rec.state.ciu_drive

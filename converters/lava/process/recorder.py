@@ -8,8 +8,6 @@ process, so a file mapped by the model and read by the caller after the run is t
 from __future__ import annotations
 
 import numpy as np
-
-import converters.lava.compat  # noqa: F401  (the Python 3.11 import fix, before lava.magma)
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort
@@ -18,6 +16,8 @@ from lava.magma.core.process.ports.ports import InPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+import ilif_deploy.converters.lava.compat  # noqa: F401  (the Python 3.11 import fix, before lava.magma)
 
 
 class FileRecorder(AbstractProcess):

@@ -1,0 +1,81 @@
+"""The graph zoo: small networks with every op kind, built by hand (the traced models are fixtures)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ilif_deploy import ir as N
+from ilif_deploy.ir.graph import Graph, infer_shape
+from ilif_deploy.neuron_step import ILIFParams
+
+
+def chain_graph(in_shape, layers, T=3, encoding="sequence") -> Graph:
+    """Input -> layers... -> Output, shapes inferred."""
+    g = Graph(metadata={"timesteps": T})
+    g.add(N.Input("input", tuple(in_shape), encoding=encoding))
+    prev, shape = "input", tuple(in_shape)
+    for node in layers:
+        node.shape = infer_shape(node, [shape])
+        g.add(node, [prev])
+        prev, shape = node.name, node.shape
+    g.add(N.Output("output", shape), [prev])
+    return g.validate()
+
+
+def toy_resnet(seed: int = 0, T: int = 3, C: int = 4, H: int = 6) -> Graph:
+    """A small residual network with every op kind the Lava builder handles: stride-2 and 1x1 convs,
+    an identity and a conv shortcut, BN after an add, a LIF layer, pooling + flatten + linear readout."""
+    rng = np.random.default_rng(seed)
+    p = ILIFParams.from_tau(1.1)
+
+    def w(*shape, scale=0.5):
+        return rng.normal(0, scale, shape).astype(np.float32)
+
+    g = Graph(metadata={"timesteps": T, "source": "toy"})
+    h = H // 2
+    g.add(N.Input("input", (2, H, H)))
+    g.add(N.Conv2d("conv0", (C, H, H), weight=w(C, 2, 3, 3, scale=1.0), bias=w(C, scale=0.3) + 0.5, padding=(1, 1)),
+          ["input"])
+    g.add(N.Neuron("a", (C, H, H), params=p), ["conv0"])
+    g.add(N.Conv2d("conv1", (C, H, H), weight=w(C, C, 3, 3), bias=w(C) + 0.5, padding=(1, 1)), ["a"])
+    g.add(N.Neuron("b", (C, H, H), params=p), ["conv1"])
+    g.add(N.Conv2d("conv2", (C, H, H), weight=w(C, C, 3, 3), padding=(1, 1)), ["b"])
+    g.add(N.Add("add", (C, H, H)), ["conv2", "a"])
+    g.add(N.Affine("bn", (C, H, H), scale=rng.uniform(0.8, 1.5, C).astype(np.float32),
+                   shift=w(C, scale=0.3) + 0.4), ["add"])
+    g.add(N.Neuron("c", (C, H, H), params=p), ["bn"])
+    g.add(N.Conv2d("down", (2 * C, h, h), weight=w(2 * C, C, 1, 1), stride=(2, 2)), ["c"])
+    g.add(N.Conv2d("conv3", (2 * C, h, h), weight=w(2 * C, C, 3, 3), bias=w(2 * C) + 0.5, stride=(2, 2),
+                   padding=(1, 1)), ["c"])
+    g.add(N.Neuron("d", (2 * C, h, h), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0), kind="lif"), ["conv3"])
+    g.add(N.Conv2d("conv4", (2 * C, h, h), weight=w(2 * C, 2 * C, 3, 3), padding=(1, 1)), ["d"])
+    g.add(N.Add("add2", (2 * C, h, h)), ["conv4", "down"])
+    g.add(N.Neuron("e", (2 * C, h, h), params=p), ["add2"])
+    g.add(N.AvgPool2d("pool", (2 * C, 1, 1), kernel=(h, h), stride=(h, h)), ["e"])
+    g.add(N.Flatten("flat", (2 * C,)), ["pool"])
+    g.add(N.Linear("fc", (5,), weight=w(5, 2 * C), bias=w(5)), ["flat"])
+    g.add(N.Output("output", (5,)), ["fc"])
+    return g.validate()
+
+
+def maxpool_net(seed: int = 0) -> Graph:
+    """neuron -> max-pool -> (conv + identity) -> neuron -> flatten -> linear."""
+    rng = np.random.default_rng(seed)
+    g = Graph(metadata={"timesteps": 4})
+    g.add(N.Input("input", (2, 8, 8)))
+    g.add(N.Conv2d("conv0", (4, 8, 8), weight=rng.normal(0, 1, (4, 2, 3, 3)).astype(np.float32),
+                   bias=np.full(4, 0.3, np.float32), padding=(1, 1)), ["input"])
+    g.add(N.Neuron("a", (4, 8, 8)), ["conv0"])
+    g.add(N.MaxPool2d("mp", (4, 4, 4)), ["a"])
+    g.add(N.Conv2d("conv1", (4, 4, 4), weight=rng.normal(0, 0.6, (4, 4, 3, 3)).astype(np.float32),
+                   bias=np.full(4, 0.4, np.float32), padding=(1, 1)), ["mp"])
+    g.add(N.Add("add", (4, 4, 4)), ["conv1", "mp"])
+    g.add(N.Neuron("b", (4, 4, 4)), ["add"])
+    g.add(N.Flatten("flat", (64,)), ["b"])
+    g.add(N.Linear("fc", (3,), weight=rng.normal(0, 1, (3, 64)).astype(np.float32)), ["flat"])
+    g.add(N.Output("output", (3,)), ["fc"])
+    return g.validate()
+
+
+def random_frames(graph: Graph, n: int, seed: int = 1) -> np.ndarray:
+    """``n`` uniform [0, 1) frames of the graph's input shape (direct encoding)."""
+    return np.random.default_rng(seed).random((n, *graph.input_shape), dtype=np.float32)
