@@ -2,9 +2,9 @@
 
 Installed as ``ilif_deploy.converters``.  Each target module provides ``export_graph(graph, path,
 **options) -> dict`` and is imported only when asked for, so a missing optional backend (Lava) only
-affects its own target.  Every tool opens its input through :func:`open_graph` / :func:`open_file`:
-the file kind is read from the content, not the name, and an option that does not apply to that
-kind is refused by name instead of being dropped.
+affects its own target.  Every tool opens its input through :func:`open_file` / :func:`open_graph`:
+the kind of file is read from its content, not its name, and an option that does not apply to that
+kind (or target) is refused by name instead of being dropped.
 """
 from __future__ import annotations
 
@@ -12,28 +12,10 @@ import importlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Tuple
 
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
-
-
-@dataclass(frozen=True)
-class Target:
-    """A writer: ``module.function(graph, path, **options)``, its file suffix and the options it takes."""
-
-    module: str
-    suffix: str
-    options: Tuple[str, ...] = ()
-    function: str = "export_graph"
-
-
-TARGETS = {
-    "ir": Target(".ir_file", ".ir.npz"),
-    "lava": Target(".lava", ".lava.h5"),
-    "nir": Target(".nir", ".nir", ("fidelity",)),
-    "onnx": Target(".onnx", ".onnx", ("fidelity",)),
-}
 
 
 class TargetUnavailable(UserError):
@@ -44,30 +26,40 @@ class OptionError(UserError):
     """An option that does not apply to the input or target it was given for."""
 
 
+def _refuse(options: dict, allowed, what: str, table: dict) -> None:
+    """OptionError for given options (not None) outside ``allowed``, saying where they apply
+    (``table``: label -> options); a False value is the ``--no-`` form of its flag."""
+    bad = [k for k, v in options.items() if v is not None and k not in allowed]
+    if bad:
+        flags = ", ".join(("--no-" if options[k] is False else "--") + k.replace("_", "-") for k in bad)
+        others = [label for label, opts in table.items() if set(bad) <= set(opts)]
+        raise OptionError(f"{flags} does not apply to {what}" + (f"; it applies to {' and '.join(others)}"
+                                                                 if others else ""))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A writer: ``<module>.export_graph(graph, path, **options)``, its file suffix, the options it takes."""
+
+    module: str
+    suffix: str
+    options: Tuple[str, ...] = ()
+
+
+TARGETS = {"ir": Target(".ir_file", ".ir.npz"), "lava": Target(".lava", ".lava.h5"),
+           "nir": Target(".nir", ".nir", ("fidelity",)), "onnx": Target(".onnx", ".onnx", ("fidelity",))}
+
+
 def get_exporter(target: str, **options) -> Callable:
     """The export function of ``target``; options it does not take (given as not None) are refused."""
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    t = TARGETS[target]
-    _refuse(options, t.options, f"the {target} target", {f"--target {k}": v.options for k, v in TARGETS.items()})
+    _refuse(options, TARGETS[target].options, f"the {target} target",
+            {f"--target {k}": v.options for k, v in TARGETS.items()})
     try:
-        mod = importlib.import_module(t.module, __name__)
+        return importlib.import_module(TARGETS[target].module, __name__).export_graph
     except ImportError as e:
         raise TargetUnavailable(f"target {target!r} is not available: {e}") from e
-    return getattr(mod, t.function)
-
-
-def _flag(option: str, value=None) -> str:
-    return ("--no-" if value is False else "--") + option.replace("_", "-")
-
-
-def _refuse(options: dict, allowed, what: str, table: dict) -> None:
-    """Raise OptionError for given options (not None) outside ``allowed``, saying where they apply."""
-    bad = [k for k, v in options.items() if v is not None and k not in allowed]
-    if bad:
-        others = [label for label, opts in table.items() if set(bad) <= set(opts)]
-        where = f"; it applies to {' and '.join(others)}" if others else ""
-        raise OptionError(f"{', '.join(_flag(k, options[k]) for k in bad)} does not apply to {what}{where}")
 
 
 # ----------------------------------------------------------------------------- readers
@@ -89,30 +81,27 @@ def _read_model(path: Path, arch=None, num_classes=None, neuron=None, timesteps=
 
     model = load_model(path, arch=arch, num_classes=num_classes, trust_pickle=bool(trust_pickle),
                        **({"neuron": neuron} if neuron else {}))
-    settings = dict(model.ilif_settings)
-    T = timesteps or settings.get("timesteps")
-    shape = input_shape or settings.get("input_shape")
+    settings = model.ilif_settings
+    T, shape = timesteps or settings.get("timesteps"), input_shape or settings.get("input_shape")
     if not T or not shape:
         raise UserError(f"{path}: no timesteps/input shape stored: pass --timesteps and --input-shape")
-    g = trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct"),
-              fold_bn=True if fold_bn is None else fold_bn)
-    return OpenedFile("model", path, g)
+    return OpenedFile("model", path, trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct"),
+                                           fold_bn=fold_bn is not False))
 
 
-def _with_timesteps(kind: str, path: Path, g: Graph, timesteps: Optional[int]) -> OpenedFile:
-    if timesteps:
-        g.metadata["timesteps"] = int(timesteps)
-    return OpenedFile(kind, path, g.validate())
+def _graph_reader(kind: str, load: Callable[[Path], Graph]):
+    def read(path: Path, timesteps=None) -> OpenedFile:
+        g = load(path)
+        if timesteps:
+            g.metadata["timesteps"] = int(timesteps)
+        return OpenedFile(kind, path, g.validate())
+    return read
 
 
-def _read_ir(path: Path, timesteps=None) -> OpenedFile:
-    return _with_timesteps("ir", path, Graph.load(path), timesteps)
-
-
-def _read_nir(path: Path, timesteps=None) -> OpenedFile:
+def _read_nir(path: Path) -> Graph:
     from .nir import read_graph
 
-    return _with_timesteps("nir", path, read_graph(path), timesteps)
+    return read_graph(path)
 
 
 def _read_lava(path: Path) -> OpenedFile:
@@ -132,32 +121,29 @@ class Reader:
 READERS = {
     "model": Reader("a torch model file", _read_model,
                     ("arch", "num_classes", "neuron", "timesteps", "input_shape", "fold_bn", "trust_pickle")),
-    "ir": Reader("an IR graph file (.ir.npz)", _read_ir, ("timesteps",)),
-    "nir": Reader("a NIR file", _read_nir, ("timesteps",)),
+    "ir": Reader("an IR graph file (.ir.npz)", _graph_reader("ir", Graph.load), ("timesteps",)),
+    "nir": Reader("a NIR file", _graph_reader("nir", _read_nir), ("timesteps",)),
     "lava": Reader("an ilif-deploy Lava network (.lava.h5)", _read_lava, ()),
 }
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def resolve(path) -> Path:
     """``path`` as a file: ``example:NAME`` names a bundled example model (``example:digits_ilif``)."""
     from ilif_deploy.examples import PREFIX, model_path
 
-    if str(path).startswith(PREFIX):
-        try:
-            return model_path(str(path)[len(PREFIX):])
-        except ValueError as e:
-            raise UserError(str(e)) from None
-    return Path(path)
+    if not str(path).startswith(PREFIX):
+        return Path(path)
+    try:
+        return model_path(str(path)[len(PREFIX):])
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def file_kind(path) -> str:
     """The kind of file at ``path`` (a key of :data:`READERS`), read from its content."""
     p = resolve(path)
-    if p.is_dir():
-        raise UserError(f"{p} is a folder, not a model file")
-    if not p.exists():
-        raise UserError(f"model file not found: {p}")
+    if p.is_dir() or not p.exists():
+        raise UserError(f"{p} is a folder, not a model file" if p.is_dir() else f"model file not found: {p}")
     with open(p, "rb") as fh:
         head = fh.read(8)
     if not head:
@@ -167,22 +153,17 @@ def file_kind(path) -> str:
             names = zipfile.ZipFile(p).namelist()
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise UserError(f"{p}: a damaged zip archive ({e})") from None
-        if "__header__.npy" in names:
-            return "ir"
-        if any(n.endswith("data.pkl") for n in names):
-            return "model"
-        raise UserError(f"{p}: a zip archive holding {names[:4]}, neither a torch model nor an ilif-deploy graph"
-                        + (" (a numpy .npz of arrays: data goes to --data)" if names and
-                           all(n.endswith(".npy") for n in names) else ""))
-    if head == HDF5_MAGIC:
+        if "__header__.npy" in names or any(n.endswith("data.pkl") for n in names):
+            return "ir" if "__header__.npy" in names else "model"
+        data = " (a numpy .npz of arrays: data goes to --data)" if all(n.endswith(".npy") for n in names) else ""
+        raise UserError(f"{p}: a zip archive holding {names[:4]}, neither a torch model nor an ilif-deploy graph{data}")
+    if head == b"\x89HDF\r\n\x1a\n":
         import h5py
 
         try:
             with h5py.File(p, "r") as f:
-                if f.attrs.get("format") in ("ilif-deploy-lava", b"ilif-deploy-lava"):
-                    return "lava"
-                if "node" in f:
-                    return "nir"
+                if f.attrs.get("format") in ("ilif-deploy-lava", b"ilif-deploy-lava") or "node" in f:
+                    return "nir" if "node" in f else "lava"
                 found = sorted(f)[:5]
         except OSError as e:
             raise UserError(f"{p}: a damaged HDF5 file ({e})") from None
@@ -194,12 +175,11 @@ def file_kind(path) -> str:
 
 
 def open_file(path, **options) -> OpenedFile:
-    """Read ``path`` with the reader for its kind.  Options (keyword arguments; None means not given):
-    ``arch, num_classes, neuron, timesteps, input_shape, fold_bn, trust_pickle``; one that the kind
-    does not take raises :class:`OptionError` naming it."""
+    """Read ``path`` with the reader for its kind.  Options (None means not given): ``arch, num_classes,
+    neuron, timesteps, input_shape, fold_bn, trust_pickle``; one the kind does not take raises
+    :class:`OptionError` naming it."""
     path = resolve(path)
-    kind = file_kind(path)
-    reader = READERS[kind]
+    reader = READERS[file_kind(path)]
     unknown = set(options) - {o for r in READERS.values() for o in r.options}
     if unknown:
         raise TypeError(f"open_file() got unknown option(s) {sorted(unknown)}")
@@ -208,5 +188,5 @@ def open_file(path, **options) -> OpenedFile:
 
 
 def open_graph(path, **options) -> Graph:
-    """The IR graph of the file at ``path`` (any kind; see :func:`open_file` for the options)."""
+    """The IR graph of the file at ``path`` (any kind; options as for :func:`open_file`)."""
     return open_file(path, **options).graph

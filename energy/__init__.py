@@ -1,5 +1,5 @@
 """Energy of spiking networks from the IR: activity recording, exact operation counts, energy
-models and reports (DESIGN.md section 5; the ILIF paper's Appendix H).
+models and reports (docs/energy.md; the ILIF paper's Appendix H).
 
 Typical use::
 

@@ -1,6 +1,7 @@
 """The main job on the bundled example: the digits ILIF model (and its LIF twin) through every tool.
 
     .venv/bin/python examples/main_job.py [--out out] [--samples 100]
+    python -m ilif_deploy.examples.main_job          (the same from any folder, once installed)
 
 Runs the console scripts exactly as a user would type them (each command is printed first):
 export to the IR file, NIR (with the generic-consumer fidelity check), ONNX and Lava; simulate the
@@ -16,19 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default=str(ROOT / "out"), help="output folder (default ./out)")
+    p.add_argument("--out", default="out", help="output folder (default ./out)")
     p.add_argument("--samples", type=int, default=100, help="digits test samples for the Lava simulations")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ilif = ROOT / "examples" / "models" / "digits_ilif.pt"
-    lif = ROOT / "examples" / "models" / "digits_lif.pt"
+    ilif, lif = "example:digits_ilif", "example:digits_lif"  # the bundled models
     n = str(args.samples)
     steps = [
         ["ilif-export", ilif, "--target", "ir", "-o", out / "digits_ilif.ir.npz", "--summary"],
@@ -47,7 +46,7 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     for cmd in steps:
         cmd = [str(BIN / cmd[0])] + [str(c) for c in cmd[1:]]
-        shown = " ".join(shlex.quote(c.replace(str(ROOT) + "/", "")) for c in [Path(cmd[0]).name] + cmd[1:])
+        shown = " ".join(shlex.quote(c) for c in [Path(cmd[0]).name] + cmd[1:])
         print(f"\n$ {shown}", flush=True)
         t0 = time.perf_counter()
         if subprocess.run(cmd).returncode != 0:

@@ -4,7 +4,7 @@ The torch modules (:mod:`ilif_deploy.neurons`), the IR runtime and the Lava floa
 process model all call :func:`ilif_step`; only the array operations differ, so they are passed
 in as an :class:`ArrayOps` bundle (torch with a surrogate-gradient spike, or numpy).
 
-Equations (DESIGN.md section 2), discrete time t = 1..T, all state zero at t = 0::
+Equations (docs/ilif.md), discrete time t = 1..T, all state zero at t = 0::
 
     ciu[t]  = lam_i * (ciu[t-1] + S[t-1] * c[t-1])    # current inhibitory unit (CIU)
     I[t]    = x[t] - max(ciu[t], 0)                    # inhibited input current

@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Set up ilif-deploy in ./.venv on a fresh machine (Python 3.11, CPU only). Safe to re-run.
+#   --test   also install what only the tests need beyond requirements.txt: Debian's chromium, for the
+#            browser test of the HTML report (as root with apt-get, e.g. in CI; elsewhere it says how).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "note: chromium is not installed; the HTML browser test will be skipped (apt-get install chromium)"
+    fi
+fi
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv

@@ -212,7 +212,7 @@ def test_nodes_are_checked_when_built():
         ir.Conv2d("c")
     for make, message in [
         (lambda: ir.Conv2d("c", weight=None), r"node 'c' \(conv2d\): weight is required"),
-        (lambda: ir.Linear("fc", weight=np.ones(3)), r"'fc' \(linear\): weight must be a 2-d array, got shape \[3\]"),
+        (lambda: ir.Linear("fc", weight=np.ones(3)), r"'fc' \(linear\): weight must be a 2-d array, got float64 \[3\]"),
         (lambda: ir.Conv2d("c", weight=np.ones((1, 1, 1, 1)), dilation=0), "dilation must be two integers >= 1"),
         (lambda: ir.Input("input", (3,), encoding="morse"), "encoding must be one of direct, sequence, got 'morse'"),
         (lambda: ir.Output("out", readout="mean"), "readout must be one of sum, none"),

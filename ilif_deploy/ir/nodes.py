@@ -28,72 +28,75 @@ NEURON_KINDS = ("ilif", "lif", "iplif")
 
 
 # ----------------------------------------------------------------------------- typed fields
-def _spec(kind: str, default=MISSING, **opts):
-    return field(default=default, metadata={"check": (kind, opts)})
+# Each checked field carries ``check(value) -> coerced value`` in its metadata; it raises ValueError
+# with what is wrong, which Node.check turns into a GraphError naming the node and the field.
+def _typed(default, check):
+    return field(default=default, metadata={"check": check})
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _need(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ValueError(msg)
 
 
 def array(ndim: int, optional: bool = False):
-    """A float32 array of rank ``ndim`` (``None`` allowed only when ``optional``)."""
-    return _spec("array", None if optional else MISSING, ndim=ndim, optional=optional)
+    """A finite float32 array of rank ``ndim`` (``None`` allowed only when ``optional``)."""
+    def check(v):
+        if v is None and optional:
+            return None
+        _need(v is not None, "is required")
+        a = np.asarray(v)
+        _need(a.dtype.kind in "fiub" and a.ndim == ndim, f"must be a {ndim}-d array, got {a.dtype} {list(a.shape)}")
+        a = a.astype(np.float32, copy=False)
+        _need(bool(np.isfinite(a).all()), "has non-finite values")
+        return a
+    return _typed(None if optional else MISSING, check)
 
 
 def pair(default: Pair, minimum: int):
-    return _spec("pair", default, minimum=minimum)
+    def check(v):
+        t = tuple(v) if isinstance(v, (tuple, list, np.ndarray)) else (v, v)
+        _need(len(t) == 2 and all(_is_int(i) and i >= minimum for i in t), f"must be two integers >= {minimum}, "
+                                                                            f"got {v!r}")
+        return (int(t[0]), int(t[1]))
+    return _typed(default, check)
+
+
+def integer(default: int, minimum: int):
+    def check(v):
+        _need(_is_int(v) and v >= minimum, f"must be an integer >= {minimum}, got {v!r}")
+        return int(v)
+    return _typed(default, check)
 
 
 def choice(default: str, options: Tuple[str, ...]):
-    return _spec("choice", default, options=options)
+    def check(v):
+        _need(v in options, f"must be one of {', '.join(options)}, got {v!r}")
+        return v
+    return _typed(default, check)
 
 
 def number(default=MISSING, minimum: Optional[float] = None):
-    return _spec("number", default, minimum=minimum)
-
-
-def _check_value(node: "Node", name: str, kind: str, o: dict, v):
-    where = f"node '{node.name}' ({node.op}): {name}"
-    if kind == "array":
-        if v is None:
-            if o["optional"]:
-                return None
-            raise GraphError(f"{where} is required")
-        a = np.asarray(v)
-        if a.dtype.kind not in "fiub":
-            raise GraphError(f"{where} must be a numeric array, got dtype {a.dtype}")
-        a = a.astype(np.float32, copy=False)
-        if a.ndim != o["ndim"]:
-            raise GraphError(f"{where} must be a {o['ndim']}-d array, got shape {list(a.shape)}")
-        if not np.all(np.isfinite(a)):
-            raise GraphError(f"{where}: parameter '{name}' has non-finite values")
-        return a
-    if kind == "pair":
-        t = tuple(v) if isinstance(v, (tuple, list, np.ndarray)) else (v, v)
-        if len(t) != 2 or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i >= o["minimum"]
-                                  for i in t):
-            raise GraphError(f"{where} must be two integers >= {o['minimum']}, got {v!r}")
-        return (int(t[0]), int(t[1]))
-    if kind == "choice":
-        if v not in o["options"]:
-            raise GraphError(f"{where} must be one of {', '.join(o['options'])}, got {v!r}")
-        return v
-    if kind == "number":
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) \
-                or (o["minimum"] is not None and v < o["minimum"]):
-            low = f" >= {o['minimum']}" if o["minimum"] is not None else ""
-            raise GraphError(f"{where} must be a finite number{low}, got {v!r}")
+    def check(v):
+        _need(not isinstance(v, bool) and isinstance(v, (int, float, np.number)) and math.isfinite(v)
+              and (minimum is None or v >= minimum),
+              f"must be a finite number{'' if minimum is None else f' >= {minimum}'}, got {v!r}")
         return float(v)
-    if kind == "names":
-        if not isinstance(v, (tuple, list)) or not all(isinstance(i, str) for i in v):
-            raise GraphError(f"{where} must be a list of names, got {v!r}")
-        return tuple(v)
-    if kind == "flag":
-        if not isinstance(v, (bool, np.bool_)):
-            raise GraphError(f"{where} must be true or false, got {v!r}")
-        return bool(v)
-    if kind == "int":
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < o["minimum"]:
-            raise GraphError(f"{where} must be an integer >= {o['minimum']}, got {v!r}")
-        return int(v)
-    raise AssertionError(kind)
+    return _typed(default, check)
+
+
+def _names(v):
+    _need(isinstance(v, (tuple, list)) and all(isinstance(i, str) for i in v), f"must be a list of names, got {v!r}")
+    return tuple(v)
+
+
+def _flag(v):
+    _need(isinstance(v, (bool, np.bool_)), f"must be true or false, got {v!r}")
+    return bool(v)
 
 
 @dataclass(eq=False)
@@ -120,8 +123,10 @@ class Node:
         self.shape = tuple(int(s) for s in shape)
         for f in fields(self):
             if "check" in f.metadata:
-                kind, opts = f.metadata["check"]
-                setattr(self, f.name, _check_value(self, f.name, kind, opts, getattr(self, f.name)))
+                try:
+                    setattr(self, f.name, f.metadata["check"](getattr(self, f.name)))
+                except ValueError as e:
+                    raise GraphError(f"node '{self.name}' ({self.op}): {f.name} {e}") from None
         return self
 
     def need(self, cond: bool, msg: str) -> None:
@@ -217,8 +222,8 @@ class Conv2d(Node):
     stride: Pair = pair((1, 1), 1)
     padding: Pair = pair((0, 0), 0)
     dilation: Pair = pair((1, 1), 1)
-    groups: int = _spec("int", 1, minimum=1)
-    folded: Tuple[str, ...] = _spec("names", ())
+    groups: int = integer(1, 1)
+    folded: Tuple[str, ...] = _typed((), _names)
     op: ClassVar[str] = "conv2d"
     linear: ClassVar[bool] = True
 
@@ -242,7 +247,7 @@ class Linear(Node):
 
     weight: np.ndarray = array(2)
     bias: Optional[np.ndarray] = array(1, optional=True)
-    folded: Tuple[str, ...] = _spec("names", ())
+    folded: Tuple[str, ...] = _typed((), _names)
     op: ClassVar[str] = "linear"
     linear: ClassVar[bool] = True
 
@@ -296,7 +301,7 @@ class AvgPool2d(_Pool):
     kernel: Pair = pair((2, 2), 1)
     stride: Pair = pair((2, 2), 1)
     padding: Pair = pair((0, 0), 0)
-    count_include_pad: bool = _spec("flag", True)
+    count_include_pad: bool = _typed(True, _flag)
     op: ClassVar[str] = "avgpool2d"
     linear: ClassVar[bool] = True
 
@@ -337,8 +342,8 @@ class AdaptiveAvgPool2d(Node):
 class Flatten(Node):
     """Per-sample flatten of axes ``start_dim..end_dim`` (per-sample axes, no T/B)."""
 
-    start_dim: int = _spec("int", 0, minimum=-64)
-    end_dim: int = _spec("int", -1, minimum=-64)
+    start_dim: int = integer(0, -64)
+    end_dim: int = integer(-1, -64)
     op: ClassVar[str] = "flatten"
     linear: ClassVar[bool] = True
 

@@ -7,7 +7,7 @@ file as a stand-alone module during that search.
 Compartments (Vars, one value per neuron): ``u`` the inhibited input current I[t], ``v`` the
 membrane potential m[t] (after reset and MPIU inhibition), ``ciu`` and ``mpiu`` the two
 inhibitory units (``ciu`` before the clamp), ``ciu_drive`` = S[t] * c[t] (what the CIU takes in at
-the next step), ``bias`` a constant current.  Equations: DESIGN.md section 2.
+the next step), ``bias`` a constant current.  Equations: docs/ilif.md.
 
 Timing: every connection process (Dense, Conv, Sparse) delays by one step, so a layer that is
 ``delay`` connections away from the input sees network step k at Lava step ``delay + k + 1``.
