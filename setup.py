@@ -9,6 +9,7 @@ from setuptools import find_packages, setup
 FOLDERS = {"ilif_deploy": "ilif_deploy", "ilif_deploy.converters": "converters", "ilif_deploy.energy": "energy",
            "ilif_deploy.examples": "examples"}
 
-setup(packages=[pkg for name, folder in FOLDERS.items() for pkg in [name] + [f"{name}.{p}" for p in
-                                                                             find_packages(folder)]],
-      package_dir=FOLDERS, package_data={"ilif_deploy.examples": ["models/*.pt"]})
+PACKAGES = [pkg for name, folder in FOLDERS.items() for pkg in [name] + [f"{name}.{p}" for p in find_packages(folder)]]
+# the bundled models: a data-only package
+setup(packages=PACKAGES + ["ilif_deploy.examples.models"], package_dir=FOLDERS,
+      package_data={"ilif_deploy.examples.models": ["*.pt"]})
