@@ -46,8 +46,10 @@ class Target:
     options: Tuple[str, ...] = ()
 
 
-TARGETS = {"ir": Target(".ir_file", ".ir.npz"), "lava": Target(".lava", ".lava.h5"),
-           "nir": Target(".nir", ".nir", ("fidelity",)), "onnx": Target(".onnx", ".onnx", ("fidelity",))}
+#: ``fold_bn``: write the graph with BatchNorm folded into the weights (see :func:`export`; Lava always folds)
+TARGETS = {"ir": Target(".ir_file", ".ir.npz", ("fold_bn",)), "lava": Target(".lava", ".lava.h5"),
+           "nir": Target(".nir", ".nir", ("fidelity", "fold_bn")),
+           "onnx": Target(".onnx", ".onnx", ("fidelity", "fold_bn"))}
 
 
 def get_exporter(target: str, **options) -> Callable:
@@ -62,6 +64,29 @@ def get_exporter(target: str, **options) -> Callable:
         raise TargetUnavailable(f"target {target!r} is not available: {e}") from e
 
 
+def export(graph: Graph, target: str, path, fold_bn: bool = False, check_samples: int = 8, **options) -> dict:
+    """Write ``graph`` as ``target`` at ``path``; returns what the exporter reports.
+
+    Where the written artifact computes a lowered graph -- BatchNorm folded into the weights with
+    ``fold_bn`` (ir, nir, onnx), and always for Lava (BN folded, synapses summed in float64) -- the
+    lowered graph is run against the exact one on ``check_samples`` inputs
+    (:func:`ilif_deploy.data.probe_inputs`) and ``info["lowering"]`` says how far it moved
+    (an :class:`~ilif_deploy.agreement.Agreement`: spikes per layer, predictions).
+    """
+    from ilif_deploy.agreement import compare_graphs
+    from ilif_deploy.data import probe_inputs
+    from ilif_deploy.ir.lowering import fold_batchnorm
+
+    exporter = get_exporter(target, fold_bn=fold_bn or None, **options)
+    lowered = fold_batchnorm(graph) if fold_bn or target == "lava" else None
+    info = exporter(lowered if fold_bn else graph, path, **{k: v for k, v in options.items() if v is not None})
+    if lowered is not None and check_samples:
+        x, y = probe_inputs(graph, check_samples)
+        info["lowering"] = compare_graphs(graph, lowered, x, y, name="BN folded" + (
+            ", float64 synapses (Lava)" if target == "lava" else ""), float64_synapses=target == "lava").to_dict()
+    return info
+
+
 # ----------------------------------------------------------------------------- readers
 @dataclass
 class OpenedFile:
@@ -74,19 +99,26 @@ class OpenedFile:
     artifact: Any = None
 
 
-def _read_model(path: Path, arch=None, num_classes=None, neuron=None, timesteps=None, input_shape=None,
-                fold_bn=None, trust_pickle=None) -> OpenedFile:
+NEURON_OPTIONS = ("tau", "v_th", "lam_u", "lam_i", "ciu_source")
+
+
+def _read_model(path: Path, arch=None, arch_module=None, dataset=None, num_classes=None, in_channels=None, neuron=None,
+                timesteps=None, input_shape=None, trust_pickle=None, **neuron_options) -> OpenedFile:
+    from ilif_deploy.architectures import load_arch_module
     from ilif_deploy.model_files import load_model
     from ilif_deploy.trace import trace
 
-    model = load_model(path, arch=arch, num_classes=num_classes, trust_pickle=bool(trust_pickle),
-                       **({"neuron": neuron} if neuron else {}))
+    if arch_module:
+        load_arch_module(arch_module)
+    kw = {k: v for k, v in (("neuron", neuron), ("in_channels", in_channels)) if v is not None}
+    neuron_kwargs = {k: v for k, v in neuron_options.items() if v is not None}
+    model = load_model(path, arch=arch, num_classes=num_classes, trust_pickle=bool(trust_pickle), dataset=dataset,
+                       **kw, **({"neuron_kwargs": neuron_kwargs} if neuron_kwargs else {}))
     settings = model.ilif_settings
     T, shape = timesteps or settings.get("timesteps"), input_shape or settings.get("input_shape")
     if not T or not shape:
         raise UserError(f"{path}: no timesteps/input shape stored: pass --timesteps and --input-shape")
-    return OpenedFile("model", path, trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct"),
-                                           fold_bn=fold_bn is not False))
+    return OpenedFile("model", path, trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct")))
 
 
 def _graph_reader(kind: str, load: Callable[[Path], Graph]):
@@ -119,8 +151,9 @@ class Reader:
 
 
 READERS = {
-    "model": Reader("a torch model file", _read_model,
-                    ("arch", "num_classes", "neuron", "timesteps", "input_shape", "fold_bn", "trust_pickle")),
+    "model": Reader("a torch model file", _read_model, ("arch", "arch_module", "dataset", "num_classes", "in_channels",
+                                                        "neuron", "timesteps", "input_shape", "trust_pickle")
+                    + NEURON_OPTIONS),
     "ir": Reader("an IR graph file (.ir.npz)", _graph_reader("ir", Graph.load), ("timesteps",)),
     "nir": Reader("a NIR file", _graph_reader("nir", _read_nir), ("timesteps",)),
     "lava": Reader("an ilif-deploy Lava network (.lava.h5)", _read_lava, ()),
@@ -175,9 +208,10 @@ def file_kind(path) -> str:
 
 
 def open_file(path, **options) -> OpenedFile:
-    """Read ``path`` with the reader for its kind.  Options (None means not given): ``arch, num_classes,
-    neuron, timesteps, input_shape, fold_bn, trust_pickle``; one the kind does not take raises
-    :class:`OptionError` naming it."""
+    """Read ``path`` with the reader for its kind.  Options (None means not given), for torch model files:
+    ``arch, arch_module, dataset, num_classes, in_channels, neuron, tau, v_th, lam_u, lam_i, ciu_source,
+    input_shape, trust_pickle``; ``timesteps`` for every graph kind but Lava's.  One the kind does not take
+    raises :class:`OptionError` naming it."""
     path = resolve(path)
     reader = READERS[file_kind(path)]
     unknown = set(options) - {o for r in READERS.values() for o in r.options}

@@ -1,12 +1,43 @@
 """Datasets the tools run on: scikit-learn's bundled digits, or a user's ``.npz`` file."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 
 from .errors import DataError
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    """The settings a dataset of the paper implies: one sample's ``input_shape`` per step (channel first),
+    ``timesteps`` T, ``num_classes`` and ``encoding`` ("direct": the same frame every step; "sequence": a
+    new event frame per step).  Each is overridable on the command line."""
+
+    name: str
+    input_shape: Tuple[int, ...]
+    timesteps: int
+    num_classes: int
+    encoding: str
+
+
+#: the paper's settings (the authors' train.py / inference.py), plus the bundled digits
+PRESETS = {p.name: p for p in (
+    DatasetPreset("cifar10", (3, 32, 32), 4, 10, "direct"),
+    DatasetPreset("cifar100", (3, 32, 32), 4, 100, "direct"),
+    DatasetPreset("dvs-cifar10", (2, 48, 48), 10, 10, "sequence"),
+    DatasetPreset("dvs-gesture", (2, 128, 128), 20, 11, "sequence"),
+    DatasetPreset("digits", (1, 8, 8), 4, 10, "direct"),
+)}
+
+
+def preset(name: str) -> DatasetPreset:
+    """The preset ``name`` (a key of :data:`PRESETS`); a DataError lists them."""
+    if name not in PRESETS:
+        raise DataError(f"unknown dataset preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
 
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
@@ -78,3 +109,14 @@ def load_dataset(spec: str, samples: Optional[int] = None) -> Tuple[np.ndarray, 
         x = x[:samples]
         y = None if y is None else y[:samples]
     return x, y
+
+
+def probe_inputs(graph, n: int, seed: int = 0) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``n`` inputs to compare two versions of ``graph`` on: the digits test split for [1, 8, 8] direct
+    inputs, else uniform [0, 1) frames (``[n, *shape]`` direct, ``[n, T, *shape]`` sequence; no labels)."""
+    shape = tuple(graph.input_shape)
+    if shape == (1, 8, 8) and graph.encoding == "direct":
+        x, y = digits("test")
+        return x[:n], y[:n]
+    per_sample = shape if graph.encoding == "direct" else (graph.timesteps or 1, *shape)
+    return np.random.default_rng(seed).random((n, *per_sample), dtype=np.float32), None

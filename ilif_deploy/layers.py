@@ -42,6 +42,18 @@ class AdaptiveAvgPool2d(_MultiStep, nn.AdaptiveAvgPool2d):
     """``nn.AdaptiveAvgPool2d`` over ``[T, B, C, H, W]``."""
 
 
+class Dropout(nn.Dropout):
+    """Dropout over ``[T, B, ...]`` with one mask per sample for all T steps, as the authors'
+    (SpikingJelly's ``layer.Dropout``): a neuron dropped at one step is dropped at every step.
+    Identity in eval mode (the tracer drops it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty_like(x[0]).bernoulli_(1.0 - self.p) / (1.0 - self.p)
+        return x * keep
+
+
 class Flatten(nn.Flatten):
     """Flatten each sample of ``[T, B, ...]`` to ``[T, B, F]``."""
 

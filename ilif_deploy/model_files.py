@@ -89,14 +89,23 @@ def _strip_prefix(sd: dict) -> dict:
 
 
 def _load_state(model: nn.Module, sd: dict, path: Path, arch: str) -> None:
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise ModelFileError(f"{path}: weights do not match architecture {arch!r}: {e}") from None
+    own = model.state_dict()
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ModelFileError(f"{path}: state_dict entries {bad[:3]} are not tensors")
+    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
+    shapes = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+    parts = [f"{len(missing)} keys missing, e.g. {', '.join(missing[:3])}"] if missing else []
+    parts += [f"{len(unexpected)} unexpected, e.g. {', '.join(unexpected[:3])}"] if unexpected else []
+    parts += [f"{len(shapes)} of another shape, e.g. {shapes[0]}: {list(sd[shapes[0]].shape)} in the file, "
+              f"{list(own[shapes[0]].shape)} in the model"] if shapes else []
+    if parts:
+        raise ModelFileError(f"{path}: weights do not match architecture {arch!r}: {'; '.join(parts)}")
+    model.load_state_dict(sd, strict=True)
 
 
 def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_classes: Optional[int] = None,
-               trust_pickle: bool = False, **kw) -> nn.Module:
+               trust_pickle: bool = False, dataset: Optional[str] = None, **kw) -> nn.Module:
     """Load a model file into a multi-step ``nn.Module`` in eval mode.
 
     Accepts our own format, the authors' checkpoints (``{'net': state_dict}``, needs ``arch`` and
@@ -104,10 +113,16 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
     whole pickled module.  Graph files of every kind (``.ir.npz``, NIR, Lava) are read by
     :func:`ilif_deploy.converters.open_graph`.
 
-    Extra keyword arguments go to the architecture builder (e.g. ``neuron="lif"``) except the run
-    settings ``timesteps``, ``input_shape`` and ``encoding``, which override the stored ones.
+    ``dataset`` names a preset of :data:`ilif_deploy.data.PRESETS` (``dvs-gesture``, ...): its input
+    shape, T and encoding become the run settings, and a bare checkpoint is built with its class count
+    and input channels.  Extra keyword arguments go to the architecture builder (e.g. ``neuron="lif"``,
+    ``in_channels=2``, ``neuron_kwargs={"tau": 2.0}``, merged into the stored ones for our own format)
+    except the run settings ``timesteps``, ``input_shape`` and ``encoding``, which override the rest.
     The returned module has ``ilif_settings`` (dict with those three) and ``forward([T, B, ...])``.
     """
+    from .data import preset
+
+    pre = preset(dataset) if dataset else None
     path = Path(path)
     overrides = {k: kw.pop(k) for k in SETTING_KEYS if k in kw}
     obj = _torch_load(path, trust_pickle)
@@ -117,11 +132,13 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
         if obj.get("version", 0) > MODEL_VERSION:
             raise ModelFileError(f"{path}: written by a newer ilif-deploy (format version {obj['version']})")
         name = obj["arch"]
-        if name not in ARCHITECTURES:
-            raise ModelFileError(f"{path}: architecture {name!r} is not registered here "
-                                 f"(known: {', '.join(sorted(ARCHITECTURES))})")
         arch_kwargs = dict(obj.get("arch_kwargs", {}))
+        if "neuron_kwargs" in kw:
+            kw["neuron_kwargs"] = {**(arch_kwargs.get("neuron_kwargs") or {}), **kw["neuron_kwargs"]}
         arch_kwargs.update(kw)
+        if pre and arch_kwargs.get("num_classes", pre.num_classes) != pre.num_classes:
+            raise ModelFileError(f"{path}: the model has {arch_kwargs['num_classes']} classes, dataset {pre.name} "
+                                 f"{pre.num_classes}")
         model = build(name, **arch_kwargs)
         _load_state(model, obj["state_dict"], path, name)
         settings = dict(obj.get("settings", {}))
@@ -133,10 +150,10 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
             raise ModelFileError(f"{path} is a bare checkpoint (state_dict without architecture): pass "
                                  f"arch=NAME (CLI --arch) and num_classes=N; known architectures: "
                                  f"{', '.join(sorted(ARCHITECTURES))}")
-        if arch not in ARCHITECTURES:
-            raise ModelFileError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-        if num_classes is not None:
-            kw["num_classes"] = int(num_classes)
+        if pre:
+            kw.setdefault("in_channels", pre.input_shape[0])
+        if num_classes is not None or pre:
+            kw["num_classes"] = int(num_classes if num_classes is not None else pre.num_classes)
         model = build(arch, **kw)
         _load_state(model, _strip_prefix(sd), path, arch)
         settings = dict(DEFAULT_SETTINGS[arch])
@@ -144,6 +161,9 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
         raise ModelFileError(f"{path}: not an ilif-deploy model, an authors' checkpoint ({{'net': state_dict}}) "
                              f"or a state_dict (found {type(obj).__name__}"
                              f"{' with keys ' + str(list(obj)[:5]) if isinstance(obj, dict) else ''})")
+    if pre:
+        settings.update(input_shape=list(pre.input_shape), timesteps=pre.timesteps, encoding=pre.encoding,
+                        dataset=pre.name)
     settings.update(overrides)
     model.ilif_settings = settings
     return model.eval()

@@ -2,12 +2,14 @@
 
 The model is traced symbolically with neurons and stateless layers as leaves, shapes are
 propagated with one example input ``[T, 2, *input_shape]``, and each fx node becomes an IR node.
-Evaluation semantics: dropout and identities disappear, BatchNorm uses its running statistics
-and is folded into the preceding conv/linear where that conv feeds only the BN (exact in real
-arithmetic); elsewhere it stays as an :class:`~ilif_deploy.ir.Affine` node.
+Evaluation semantics: dropout and identities disappear, BatchNorm uses its running statistics and
+stays an :class:`~ilif_deploy.ir.Affine` node, so the graph computes exactly what the module does;
+folding it into the weights is a lowering step (:mod:`ilif_deploy.ir.lowering`) of the targets that
+need it.
 """
 from __future__ import annotations
 
+import json
 import operator
 from typing import Dict, Optional, Sequence
 
@@ -20,6 +22,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from . import ir as N
 from .errors import TraceError
 from .ir.graph import Graph
+from .ir.lowering import fold_batchnorm
 from .neurons import ILIF
 
 PASSTHROUGH_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
@@ -68,7 +71,7 @@ def _flatten_dims(in_shape: Sequence[int], out_shape: Sequence[int]):
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding: str = "direct",
-          fold_bn: bool = True) -> Graph:
+          fold_bn: bool = False) -> Graph:
     """Trace ``model`` into an IR graph.
 
     Args:
@@ -77,7 +80,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
         input_shape: shape of one sample at one step, channel first (e.g. ``(3, 32, 32)``).
         timesteps: number of steps T recorded in the graph's metadata.
         encoding: ``"direct"`` (same analog frame every step) or ``"sequence"``.
-        fold_bn: fold BatchNorm into the preceding conv/linear where that is exact.
+        fold_bn: fold BatchNorm into the preceding conv/linear (:func:`ilif_deploy.ir.lowering.fold_batchnorm`):
+            exact in real arithmetic, not always in float32.  Off by default: the graph then computes what
+            the module computes, bit for bit (every BN an Affine node run with torch's own kernel).
     Raises:
         TraceError: naming the module path and type (or function) that cannot be expressed.
     """
@@ -91,9 +96,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
         graph = _trace_eval(model, tuple(int(s) for s in input_shape), int(timesteps), encoding)
     finally:
         model.train(was_training)
-    if fold_bn:
-        fold_batchnorm(graph)
-    return graph.validate()
+    spec = getattr(model, "arch_spec", None)
+    if spec is not None:  # what it was built as, so every artifact and report can say so
+        graph.metadata["arch"] = json.loads(json.dumps(spec, default=list))
+    if getattr(model, "ilif_settings", {}).get("dataset"):
+        graph.metadata["dataset"] = model.ilif_settings["dataset"]
+    return (fold_batchnorm(graph, copy=False) if fold_bn else graph).validate()
 
 
 def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: str) -> Graph:
@@ -258,23 +266,3 @@ def _module_node(path: str, m: nn.Module, shape: tuple, in_shape: tuple) -> N.No
     if rule is None:
         raise TraceError(f"module '{path}' ({type(m).__name__}): is not supported. Supported: {supported_text()}")
     return rule(path, m, shape, in_shape)
-
-
-def fold_batchnorm(graph: Graph) -> Graph:
-    """Fold each BN-derived Affine into the conv/linear before it when that conv feeds nothing else."""
-    for name in list(graph.nodes):
-        node = graph.nodes.get(name)
-        if not isinstance(node, N.Affine) or node.source != "batchnorm":
-            continue
-        (pred_name,) = graph.inputs_of(name)
-        pred = graph.nodes[pred_name]
-        if not isinstance(pred, (N.Conv2d, N.Linear)) or graph.consumers_of(pred_name) != [name]:
-            continue
-        scale, shift = node.scale.astype(np.float64), node.shift.astype(np.float64)
-        w = pred.weight.astype(np.float64)
-        b = pred.bias.astype(np.float64) if pred.bias is not None else np.zeros(w.shape[0])
-        pred.weight = (w * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
-        pred.bias = (b * scale + shift).astype(np.float32)
-        pred.folded = tuple(pred.folded) + (name,)
-        graph.remove(name)
-    return graph

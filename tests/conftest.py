@@ -35,29 +35,43 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def make_authors_resnet18(path: Path, seed: int = 0, num_classes: int = 10) -> Path:
-    """Write an authors'-format checkpoint ``{'net': state_dict}`` of spiking_resnet18 with random
-    weights and BN statistics that give every neuron layer realistic activity (~30 % firing)."""
+def make_authors_checkpoint(path: Path, arch: str = "spiking_resnet18", seed: int = 0, num_classes: int = 10,
+                            in_channels: int = 3, frames=(4, 8, 32)) -> Path:
+    """Write an authors'-format checkpoint ``{'net': state_dict}`` of ``arch`` with random weights and
+    BN statistics calibrated on ``frames`` = (T, batch, size) random inputs so that every neuron layer
+    has realistic activity (~30 % firing).  The module and key names are the authors' own."""
     from ilif_deploy.architectures import build
 
     torch.manual_seed(seed)
-    model = build("spiking_resnet18", num_classes=num_classes)
+    model = build(arch, num_classes=num_classes, in_channels=in_channels)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None  # cumulative average over the calibration batches
             torch.nn.init.uniform_(m.weight, 0.8, 1.5)
             torch.nn.init.normal_(m.bias, 0.4, 0.3)
     model.train()
+    T, B, size = frames
     with torch.no_grad():
         for _ in range(2):
-            model(torch.rand(4, 8, 3, 32, 32))
+            model(torch.rand(T, B, in_channels, size, size))
     torch.save({"net": model.state_dict(), "acc": 0.0, "epoch": 0}, path)
     return path
+
+
+def make_authors_resnet18(path: Path, seed: int = 0, num_classes: int = 10) -> Path:
+    return make_authors_checkpoint(path, "spiking_resnet18", seed, num_classes)
 
 
 @pytest.fixture(scope="session")
 def authors_resnet18_path(tmp_path_factory) -> Path:
     return make_authors_resnet18(tmp_path_factory.mktemp("authors") / "resnet18_ckpt.pth")
+
+
+@pytest.fixture(scope="session")
+def authors_vgg11_path(tmp_path_factory) -> Path:
+    """The authors' DVS-CIFAR10 VGG-11 layout (2 input channels, 10 classes), random weights."""
+    return make_authors_checkpoint(tmp_path_factory.mktemp("authors") / "vgg11_ckpt.pth", "spiking_vgg11_bn",
+                                   in_channels=2, frames=(4, 4, 48))
 
 
 @pytest.fixture(scope="session")

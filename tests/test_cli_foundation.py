@@ -29,7 +29,8 @@ def test_export_ir_target_writes_a_loadable_graph(tmp_path, digits_ilif_path, ca
     text = capsys.readouterr().out
     assert "neuron1" in text and f"wrote {out}" in text
     g = Graph.load(out)
-    assert g.metadata["timesteps"] == 4 and len(g.nodes) == 9
+    assert g.metadata["timesteps"] == 4 and len(g.nodes) == 11  # BN kept as its own node: exact by default
+    assert g.nodes["bn1"].source == "batchnorm" and "lowering" not in text
 
 
 def test_export_bad_input_is_one_clear_line(tmp_path, capsys, authors_resnet18_path):
@@ -67,7 +68,9 @@ def _tool(name):
      "--input-shape does not apply to an IR graph file"),
     (["ilif-export", "example:digits_ilif", "--target", "lava", "--fidelity"],
      "--fidelity does not apply to the lava target; it applies to --target nir and --target onnx"),
-    (["ilif-export", "{ir}", "--target", "onnx", "--no-fold-bn"], "--no-fold-bn does not apply to an IR graph file"),
+    (["ilif-export", "{ir}", "--target", "lava", "--fold-bn"],
+     "--fold-bn does not apply to the lava target; it applies to --target ir and --target nir and --target onnx"),
+    (["ilif-export", "{ir}", "--target", "onnx", "--tau", "2"], "--tau does not apply to an IR graph file"),
     (["ilif-export", "{tmp}", "--target", "ir"], "{tmp} is a folder, not a model file"),
     (["ilif-export", "example:digits_ilif", "--target", "ir", "-o", "{tmp}"], "{tmp} is a folder: give a file name"),
     (["ilif-energy", "example:digits_ilif", "--data", "{tmp}"], "{tmp} is a folder, not a data file"),

@@ -423,16 +423,16 @@ def test_vgg11_classifier_after_upsampling_pool_counts_distinct_synapses():
     # spiking_vgg11_bn: 48x48 -> five avg pools -> 1x1 -> AdaptiveAvgPool2d(7, 7) copies each value
     # into 49 cells -> Linear(25088, 11).  Folded, each last-layer neuron has 11 synapses, not 49*11.
     torch.manual_seed(0)
-    g = I.trace(I.build("spiking_vgg11_bn"), (2, 48, 48), 10, encoding="sequence")
+    g = I.trace(I.build("spiking_vgg11_bn", num_classes=11), (2, 48, 48), 10, encoding="sequence")
     rep = energy.estimate(g, 0.1, progress=False)
     rows = {r.name: r for r in rep.rows}
     # the last neuron layer is 512x3x3; the final AvgPool2d(2) reads only its top-left 2x2
-    assert g.nodes[rows["classifier"].source].shape == (512, 3, 3)
-    assert rows["classifier"].fanout_mean == pytest.approx(11 * 4 / 9)
-    assert rows["classifier"].acs == pytest.approx(0.1 * 10 * 512 * 4 * 11)
-    assert rows["classifier"].ann_macs == 25088 * 11
+    assert g.nodes[rows["classifier.1"].source].shape == (512, 3, 3)
+    assert rows["classifier.1"].fanout_mean == pytest.approx(11 * 4 / 9)
+    assert rows["classifier.1"].acs == pytest.approx(0.1 * 10 * 512 * 4 * 11)
+    assert rows["classifier.1"].ann_macs == 25088 * 11
     # the first conv reads the event input; with no data it is taken as analog (MACs)
-    assert rows["features.0"].macs > 0 and rows["features.0"].acs == 0
+    assert rows["layer1.0"].macs > 0 and rows["layer1.0"].acs == 0
 
 
 def test_leaky_integrator_readout_and_hard_reset_neurons():

@@ -17,7 +17,9 @@ def test_cli_writes_all_outputs_with_compare(tmp_path, digits_ilif_path, digits_
     d = json.loads(out["json"].read_text())
     assert {"layers", "totals", "ann", "energy_model", "samples", "timesteps", "compare"} <= set(d)
     assert d["samples"] == 60 and d["timesteps"] == 4 and d["energy_model"]["name"] == "paper"
-    assert [layer["name"] for layer in d["layers"]] == ["conv1", "neuron1", "conv2", "neuron2", "pool", "fc"]
+    assert [layer["name"] for layer in d["layers"]] == ["conv1", "bn1", "neuron1", "conv2", "bn2", "neuron2", "pool",
+                                                        "fc"]
+    assert d["layers"][1]["macs"] == 0 and "folded" in d["layers"][1]["note"]  # BN counted as folded (bn=folded)
     assert d["totals"]["energy_pj"] == pytest.approx(0.9 * d["totals"]["acs"] + 4.6 * d["totals"]["macs"])
     assert d["ann"]["macs"] == 309_248 and d["compare"]["model"] == "digits_lif"
     assert "conv2" in out["csv"].read_text() and "## Comparison" in out["md"].read_text()

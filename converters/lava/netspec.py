@@ -5,7 +5,8 @@ average pooling, flatten, residual adds).  Lava computes synapses with its conne
 so each (source layer, target layer) pair becomes one :class:`Synapse`:
 
 - ``conv``: the path is one plain ``Conv2d`` (optionally followed by an add and per-channel
-  affines, which scale its kernel) -> Lava ``Conv``;
+  affines, which scale its kernel; optionally after an ``AvgPool2d(k, stride k)``, merged into one
+  strided conv) -> Lava ``Conv``;
 - ``sparse``: the path is only adds/affines (an identity shortcut) -> a diagonal Lava ``Sparse``;
 - ``dense``: anything else (pooling, flatten, linear, conv+pool, ...) is fused into one matrix by
   probing the chain with unit inputs in float64 -> Lava ``Dense``.
@@ -34,6 +35,7 @@ import torch
 from ilif_deploy import ir as N
 from ilif_deploy.errors import GraphError
 from ilif_deploy.ir.graph import Graph
+from ilif_deploy.ir.lowering import fold_batchnorm
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import apply_node
 
@@ -153,13 +155,33 @@ def _paths(graph: Graph, source: str, target: str, order: List[str]) -> List[Lis
     return out
 
 
-def _plain_conv(graph: Graph, path: List[str]) -> Optional[Tuple[N.Conv2d, np.ndarray]]:
-    """If ``path`` is [Conv2d, then only adds/affines]: the conv and the per-channel scale after it."""
-    if not path or not isinstance(graph.nodes[path[0]], N.Conv2d):
+def _plain_conv(graph: Graph, path: List[str], in_shape) -> Optional[Tuple[dict, np.ndarray]]:
+    """If ``path`` is one convolution followed only by adds/affines: the convolution (``weight`` and
+    Lava Conv arguments) and the per-channel scale after it.  An AvgPool2d(k, stride k) right before a
+    stride-1 conv on a grid divisible by k is the same map as one conv of stride k whose kernel spreads
+    each tap over its k x k window (divided by k*k): ``conv(pool(x))`` with no giant matrix."""
+    nodes = [graph.nodes[n] for n in path]
+    pool = nodes[0] if nodes and isinstance(nodes[0], N.AvgPool2d) else None
+    if pool is not None:
+        (k, k2), (s, s2) = pool.kernel, pool.stride
+        if not (k == k2 == s == s2 and pool.padding == (0, 0) and len(in_shape) == 3 and in_shape[1] % k == 0
+                and in_shape[2] % k == 0):
+            return None
+        nodes = nodes[1:]
+    if not nodes or not isinstance(nodes[0], N.Conv2d):
         return None
-    conv = graph.nodes[path[0]]
-    scale = _post_scale(graph, path[1:], conv.weight.shape[0])
-    return None if scale is None else (conv, scale)
+    conv = nodes[0]
+    scale = _post_scale(graph, [n.name for n in nodes[1:]], conv.weight.shape[0])
+    if scale is None:
+        return None
+    spec = dict(weight=conv.weight.astype(np.float64), stride=tuple(conv.stride), padding=tuple(conv.padding),
+                dilation=tuple(conv.dilation), groups=int(conv.groups))
+    if pool is not None:
+        if conv.stride != (1, 1) or conv.dilation != (1, 1):
+            return None
+        spec.update(weight=np.kron(spec["weight"], np.ones((1, 1, k, k))) / (k * k), stride=(k, k),
+                    padding=(conv.padding[0] * k, conv.padding[1] * k))
+    return spec, scale
 
 
 def _post_scale(graph: Graph, path: List[str], channels: int) -> Optional[np.ndarray]:
@@ -183,8 +205,15 @@ def _probe(graph: Graph, target: str, order: List[str], sources: List[str], sour
     if n_in * n_out > DENSE_LIMIT:
         raise GraphError(f"the synapses from '{source}' to '{target}' fuse into a {n_out}x{n_in} matrix, larger than "
                          f"the Lava builder's limit of {DENSE_LIMIT} entries (the path is not one plain conv)")
+    if n_out < n_in:  # fewer rows than columns (a classifier): one backward pass per row
+        x = torch.zeros(1, 1, *in_shape, dtype=torch.float64, requires_grad=True)
+        zeros = {s: torch.zeros(1, 1, *graph.nodes[s].shape, dtype=torch.float64) for s in sources}
+        y = _evaluate(graph, target, order, {**zeros, source: x}).reshape(-1)
+        return np.stack([torch.autograd.grad(y[j], x, retain_graph=True)[0].reshape(-1).numpy()
+                         for j in range(n_out)])
     cols = []
-    chunk = max(1, (1 << 22) // max(n_out, 1))
+    # probe columns in chunks: the outputs [chunk, n_out] and the probing inputs [chunk, n_in] stay ~32 MB
+    chunk = max(1, min((1 << 22) // max(n_out, 1), (1 << 22) // n_in))
     for start in range(0, n_in, chunk):
         stop = min(n_in, start + chunk)
         eye = torch.zeros(stop - start, n_in, dtype=torch.float64)
@@ -215,9 +244,12 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
     written as a ``dense`` synapse instead of ``conv`` (Lava's CPU Conv model loops over channel
     pairs in Python and is far slower than a matrix product for small layers).  0 keeps every conv.
 
+    BatchNorm is folded into the weights first (:func:`ilif_deploy.ir.lowering.fold_batchnorm`; the
+    caller's graph is not changed): Lava's synapses compute the folded graph, in float64.
+
     Raises GraphError naming the node when an op cannot be expressed with Lava connections.
     """
-    graph.validate()
+    graph = fold_batchnorm(graph.validate())
     layers: Dict[str, Layer] = {}
     synapses: List[Synapse] = []
     targets = [n for n in graph.topological_order()
@@ -249,15 +281,14 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             paths = _paths(graph, source, target, order)
             common = dict(source=INPUT if graded else source, target=target, in_shape=in_shape,
                           out_shape=tuple(tnode.shape), delay=tdepth - depth[source] - 1, graded=graded)
-            conv = _plain_conv(graph, paths[0]) if len(paths) == 1 else None
+            conv = _plain_conv(graph, paths[0], in_shape) if len(paths) == 1 else None
             if conv is not None and np.prod(in_shape) * np.prod(tnode.shape) <= dense_conv_limit:
                 conv = None
             diag = _post_scale(graph, paths[0], in_shape[0]) if len(paths) == 1 else None
             if conv is not None:
                 c, scale = conv
-                synapses.append(Synapse(kind="conv", weight=c.weight.astype(np.float64) * scale[:, None, None, None],
-                                        stride=tuple(c.stride), padding=tuple(c.padding),
-                                        dilation=tuple(c.dilation), groups=int(c.groups), **common))
+                synapses.append(Synapse(kind="conv", **{**c, "weight": c["weight"] * scale[:, None, None, None]},
+                                        **common))
             elif diag is not None and in_shape == tuple(tnode.shape):
                 per_neuron = np.broadcast_to(diag.reshape((-1,) + (1,) * (len(in_shape) - 1)), in_shape)
                 synapses.append(Synapse(kind="sparse", weight=per_neuron.reshape(-1).copy(), **common))

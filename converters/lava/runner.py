@@ -10,6 +10,7 @@ import numpy as np
 from ilif_deploy import ir as N
 from ilif_deploy.data import data_layout
 from ilif_deploy.ir.graph import Graph
+from ilif_deploy.ir.lowering import fold_batchnorm
 
 from .netspec import NetSpec, build_netspec
 
@@ -44,7 +45,8 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
         fixed: :class:`ilif_deploy.converters.lava.network.FixedPoint` settings for mode "fixed".
     Returns:
         an :class:`~ilif_deploy.agreement.Agreement` of Lava (candidate) against the torch runtime in
-        Lava's arithmetic (float64 synapses, reference); ``details``: ``mode``, ``overflows`` {layer:
+        Lava's arithmetic (BN folded, float64 synapses: the reference); ``details``: ``against_exact_graph``
+        (the same against the exact float32 graph, i.e. the source module), ``mode``, ``overflows`` {layer:
         count} (fixed mode), ``lava_processes``, ``lava_seconds`` and ``ms_per_sample_step`` (wall time
         of the Lava runs, including compiling and starting the worker processes, about 0.5-1.5 s; see
         benchmarks/bench_lava.py for steady-state step times).
@@ -71,7 +73,9 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     if missing:
         raise LavaFileError(f"the IR graph stored with the network lacks neuron layer(s) {missing}")
     batch = max(1, min(batch, n))
-    counter = AgreementCounter(names, "torch runtime (float64 synapses)", f"Lava {mode}")
+    lowered = fold_batchnorm(graph)  # what Lava's synapses compute (build_netspec folds the same way)
+    counter = AgreementCounter(names, "torch runtime (BN folded, float64 synapses)", f"Lava {mode}")
+    exact = AgreementCounter(names, "torch runtime (exact graph, float32)", f"Lava {mode}")
     t_lava = 0.0
     net = build(spec, mode=mode, samples=batch, record=True, fixed=fixed, fast_conv=fast_conv)
     try:
@@ -80,17 +84,24 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
             part = x[start:start + batch]
             # float64 synapses: Lava's Dense/Conv accumulate in float64, torch's in float32 in another
             # order; an ulp at the threshold would flip a spike (seen on ResNet-18 at T = 4)
-            out_ref, rec = torch_run(graph, torch.from_numpy(np.ascontiguousarray(part.swapaxes(0, 1))),
-                                     record=names, synapse_dtype=torch.float64)
+            xt = torch.from_numpy(np.ascontiguousarray(part.swapaxes(0, 1)))
+            out_ref, rec = torch_run(lowered, xt, record=names, synapse_dtype=torch.float64)
+            out_exact, rec_exact = torch_run(graph, xt, record=names)
             t0 = time.perf_counter()
             out_lava, spikes = net.run(part)
             t_lava += time.perf_counter() - t0
-            counter.add(rec, spikes, out_ref.sum(0), out_lava.sum(0), None if y is None else y[start:start + batch])
+            labels = None if y is None else y[start:start + batch]
+            counter.add(rec, spikes, out_ref.sum(0), out_lava.sum(0), labels)
+            exact.add(rec_exact, spikes, out_exact.sum(0), out_lava.sum(0), labels)
             bar.update(len(part))
         bar.close()
         overflows = net.overflows() if mode == "fixed" else {}
         processes = net.processes
     finally:
         net.stop()
+    ex = exact.result()
     return counter.result(mode=mode, overflows=overflows, lava_processes=processes, lava_seconds=t_lava,
-                          ms_per_sample_step=1000.0 * t_lava / (n * T))
+                          ms_per_sample_step=1000.0 * t_lava / (n * T),
+                          against_exact_graph={"overall_spike_agreement": ex.overall_spike_agreement,
+                                               "prediction_agreement": ex.prediction_agreement,
+                                               "first_flip_layers": ex.first_flip_layers})

@@ -161,7 +161,8 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
         oh, ow = node.output_size
         if h % oh or w % ow:
             raise NIRExportError(f"node '{node.name}' (adaptive_avgpool2d): input {h}x{w} is not a multiple of the "
-                                 f"output {oh}x{ow}, so it is no fixed NIR AvgPool2d")
+                                 f"output {oh}x{ow}, so it is no fixed NIR AvgPool2d (it can be folded into a "
+                                 "Flatten -> Linear right after it, but this one is followed by something else)")
         k = (h // oh, w // ow)
         return nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(k), padding=np.array((0, 0)),
                              metadata=_meta(entry))
@@ -196,9 +197,42 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
     raise NIRExportError(f"node '{node.name}': op {node.op!r} has no NIR mapping")
 
 
+def _pool_folds(graph: Graph) -> Dict[str, Tuple[str, str]]:
+    """Adaptive pools with uneven, overlapping or upsampling windows (no NIR AvgPool2d) that feed only a
+    Flatten -> Linear: {pool: (flatten, linear)}.  NIR gets the pooling folded into the linear map."""
+    folds = {}
+    for pool in graph.of_type(N.AdaptiveAvgPool2d):
+        (h, w), (oh, ow) = graph.nodes[graph.inputs_of(pool.name)[0]].shape[1:], pool.output_size
+        chain = graph.consumers_of(pool.name)
+        if (h % oh or w % ow) and len(chain) == 1 and isinstance(graph.nodes[chain[0]], N.Flatten):
+            nxt = graph.consumers_of(chain[0])
+            if len(nxt) == 1 and isinstance(graph.nodes[nxt[0]], N.Linear) and graph.nodes[chain[0]].start_dim == 0:
+                folds[pool.name] = (chain[0], nxt[0])
+    return folds
+
+
+def _folded_nodes(graph: Graph, pool_name: str, flat: str, lin: str, dt: float) -> Dict[str, nir.NIRNode]:
+    """adaptive pool -> flatten -> linear as NIR Flatten -> Scale(1) -> Affine(W @ P): the same map with
+    the pooling matrix P folded into the weight; the metadata keeps every IR node (and W) exactly."""
+    pool, linear = graph.nodes[pool_name], graph.nodes[lin]
+    c, h, w = graph.nodes[graph.inputs_of(pool_name)[0]].shape
+    p = np.kron(np.eye(c), np.kron(pool.averaging(h, 0), pool.averaging(w, 1)))  # [C*oh*ow, C*h*w]
+    weight = (linear.weight.astype(np.float64) @ p).astype(np.float32)
+    bias = linear.bias if linear.bias is not None else np.zeros(weight.shape[0], np.float32)
+    note = {"folded_into": lin, "realisation": "adaptive pool folded into the linear map after it"}
+    return {pool_name: nir.Flatten(input_type={"input": np.array((c, h, w))}, start_dim=0, end_dim=-1,
+                                   metadata=_meta(_node_meta(pool, **note))),
+            flat: nir.Scale(scale=_full((c * h * w,), 1.0), metadata=_meta(_node_meta(graph.nodes[flat], **note))),
+            lin: nir.Affine(weight=weight, bias=bias, metadata=_meta(_node_meta(linear, **note),
+                                                                     {"weight": linear.weight}))}
+
+
 def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     """The IR ``graph`` as a type-checked NIR graph (``dt``: step in seconds for NIR time constants)."""
     graph.validate()
+    folded = {}
+    for pool, (flat, lin) in _pool_folds(graph).items():
+        folded.update(_folded_nodes(graph, pool, flat, lin, dt))
     names = {n: _nir_name(n) for n in graph.nodes}
     if len(set(names.values())) != len(names):
         raise NIRExportError("node names collide after replacing '/' (HDF5 separator); rename the nodes")
@@ -207,6 +241,9 @@ def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
         node = graph.nodes[name]
         preds = graph.inputs_of(name)
         in_shape = tuple(graph.nodes[preds[0]].shape) if preds else tuple(node.shape)
+        if name in folded:
+            nodes[names[name]] = folded[name]
+            continue
         try:
             nodes[names[name]] = node_to_nir(node, in_shape, dt)
         except NIRExportError:

@@ -110,7 +110,8 @@ def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
     op = entry.get("op")
     arrays = {}
     if op in ("conv2d", "linear"):
-        w = np.asarray(nn.weight, dtype=np.float32)
+        # a linear map with an adaptive pool folded into its NIR weight keeps its own in the metadata
+        w = np.asarray(nn.metadata["weight"] if "weight" in nn.metadata else nn.weight, dtype=np.float32)
         groups = entry.get("attrs", {}).get("groups", 1)
         arrays["weight"] = group_weight(w, groups) if op == "conv2d" and isinstance(groups, int) and groups > 1 else w
         if "bias" in stored:

@@ -94,11 +94,15 @@ def _adaptive_pool(b: OnnxBuilder, node: N.AdaptiveAvgPool2d, x: str, in_shape: 
     ih, iw = in_shape[1:]
     if (oh, ow) == (1, 1):
         return b.op("GlobalAveragePool", [x], node.name)
-    if ih % oh or iw % ow:
-        raise _unsupported(node, f"adaptive average pooling from {ih}x{iw} to {oh}x{ow} has windows of "
-                                 "different sizes, which one ONNX AveragePool cannot express")
-    k = [ih // oh, iw // ow]
-    return b.op("AveragePool", [x], node.name, kernel_shape=k, strides=k)
+    if ih % oh == 0 and iw % ow == 0:
+        k = [ih // oh, iw // ow]
+        return b.op("AveragePool", [x], node.name, kernel_shape=k, strides=k)
+    # windows of different sizes, overlapping, or upsampling (1x1 -> 7x7): the same means as two
+    # averaging matrices, A_h @ X @ A_w^T (exact in real arithmetic; sums in another order than torch's)
+    a_w = b.const(f"{node.name}.average_w_T", node.averaging(iw, 1).T.astype(np.float32))
+    a_h = b.const(f"{node.name}.average_h", node.averaging(ih, 0).astype(np.float32))
+    rows = b.op("MatMul", [x, a_w], f"{node.name}/average_w")
+    return b.op("MatMul", [a_h, rows], node.name)
 
 
 def _pool(op: str, **extra):

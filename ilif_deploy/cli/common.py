@@ -8,10 +8,12 @@ import sys
 from typing import Callable
 
 from .. import __version__
+from ..data import PRESETS
 from ..errors import UserError
 
 #: the model-file options every tool takes, as ``open_file`` keywords
-MODEL_OPTIONS = ("arch", "num_classes", "neuron", "timesteps", "input_shape", "fold_bn", "trust_pickle")
+MODEL_OPTIONS = ("arch", "arch_module", "dataset", "num_classes", "in_channels", "neuron", "tau", "v_th", "lam_u",
+                 "lam_i", "ciu_source", "timesteps", "input_shape", "trust_pickle")
 
 
 def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
@@ -27,14 +29,27 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                                  "with --arch/--num-classes), IR graph .ir.npz, .nir, or .lava.h5; the kind is "
                                  "read from the content")
     g.add_argument("--arch", help="architecture of a bare checkpoint (e.g. spiking_resnet18, spiking_vgg11_bn)")
+    g.add_argument("--arch-module", metavar="PACKAGE.MODULE",
+                   help="import this module of yours first (it runs your code) so that its "
+                        "ilif_deploy.register_arch architectures can be loaded")
+    g.add_argument("--dataset", choices=list(PRESETS),
+                   help="the paper's setting: input shape, T, classes and encoding of " + ", ".join(
+                       f"{p.name} ({'x'.join(map(str, p.input_shape))}, T={p.timesteps}, {p.num_classes} classes, "
+                       f"{p.encoding})" for p in PRESETS.values()) + "; each overridable by the flags below")
     g.add_argument("--num-classes", type=int, help="number of classes of a bare checkpoint")
+    g.add_argument("--in-channels", type=int, help="input channels of a bare checkpoint (2 for DVS data)")
     g.add_argument("--neuron", choices=["ilif", "lif", "iplif"], help="neuron kind of a bare checkpoint (default ilif)")
+    n = p.add_argument_group("neuron settings (checkpoints store none; default: the paper's tau=1.1, v_th=1, "
+                             "lam_u=1, lam_i=0.03, ciu_source=synaptic)")
+    n.add_argument("--tau", type=float, help="membrane time constant in steps (lam = 1 - 1/tau)")
+    n.add_argument("--v-th", type=float, help="firing threshold")
+    n.add_argument("--lam-u", type=float, help="MPIU decay per step (0: no MPIU)")
+    n.add_argument("--lam-i", type=float, help="CIU decay per step (0: no CIU)")
+    n.add_argument("--ciu-source", choices=["synaptic", "net"], help="what drives the CIU: synaptic (the authors' "
+                                                                      "code) or net (the paper's Eq. 15)")
     g.add_argument("--timesteps", "-T", type=int, help="time steps T (default: the model file's setting)")
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
                    help="one sample's shape, channel first, e.g. 3,32,32 (default: the model file's setting)")
-    g.add_argument("--no-fold-bn", dest="fold_bn", action="store_const", const=False,
-                   help="keep every BatchNorm as its own affine node (bit-exact with torch; folding into the conv "
-                        "before it is exact in real arithmetic but may move a float32 membrane potential by an ulp)")
     g.add_argument("--trust-pickle", action="store_true", default=None,
                    help="allow model files that contain pickled Python objects (runs code from the file: "
                         "only for files you trust)")

@@ -19,6 +19,12 @@ def build_parser():
     p.add_argument("--summary", action="store_true", help="print the intermediate graph as a table")
     p.add_argument("--fidelity", action="store_true", default=None,
                    help="(nir, onnx) also measure how the written file's run agrees with the exact model")
+    p.add_argument("--fold-bn", action="store_true", default=None,
+                   help="(ir, nir, onnx) write the graph with BatchNorm folded into the weights (exact in real "
+                        "arithmetic, not always in float32; the report says how many spikes moved). Lava always "
+                        "folds. Default: BN kept as its own node, bit-exact with the module")
+    p.add_argument("--check-samples", type=int, default=8,
+                   help="inputs on which a lowered graph (--fold-bn, Lava) is compared with the exact one (default 8)")
     p.add_argument("--json", help="write what was exported (and measured) as JSON to this file")
     return p
 
@@ -28,15 +34,16 @@ def main(argv=None) -> int:
 
     def go() -> int:
         from ..atomic import write_text_atomic
-        from ..converters import TARGETS, get_exporter
+        from ..converters import TARGETS, export, get_exporter
 
-        exporter = get_exporter(args.target, fidelity=args.fidelity)
+        get_exporter(args.target, fidelity=args.fidelity, fold_bn=args.fold_bn)  # options checked before any work
         opened = open_input(args)
         graph = opened.graph
         if args.summary:
             print(graph.summary())
         out = Path(args.output) if args.output else Path(opened.path.name.split(".")[0] + TARGETS[args.target].suffix)
-        info = exporter(graph, out, **({"fidelity": True} if args.fidelity else {}))
+        info = export(graph, args.target, out, fold_bn=bool(args.fold_bn), check_samples=args.check_samples,
+                      fidelity=args.fidelity)
         print(f"wrote {out} (target {args.target})")
         for k, v in (info or {}).items():
             if k != "path":

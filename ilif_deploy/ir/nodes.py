@@ -337,6 +337,17 @@ class AdaptiveAvgPool2d(Node):
         self.need(len(x) == 3, f"expects input [C, H, W], got {list(x)}")
         return (x[0], *self.output_size)
 
+    def averaging(self, size: int, axis: int) -> np.ndarray:
+        """``[out, size]`` float64 matrix of the pooling along ``axis`` (0: H, 1: W) of an input ``size``
+        long: torch's bins ``[floor(o*size/out), ceil((o+1)*size/out))``, each row one bin's mean.  The
+        pooling is ``A_h @ X @ A_w.T`` per channel: overlapping bins and upsampling (out > size) included."""
+        out = self.output_size[axis]
+        a = np.zeros((out, size))
+        for o in range(out):
+            lo, hi = (o * size) // out, -(-((o + 1) * size) // out)
+            a[o, lo:hi] = 1.0 / (hi - lo)
+        return a
+
 
 @node
 class Flatten(Node):
