@@ -58,8 +58,9 @@ def test_authors_resnet18_with_two_input_channels(tmp_path):
     path = make_authors_checkpoint(tmp_path / "r18_dvs.pth", "spiking_resnet18", in_channels=2, frames=(2, 4, 48))
     model = D.load_model(path, arch="spiking_resnet18", dataset="dvs-cifar10")
     assert model.conv1.in_channels == 2
-    g = open_graph(path, arch="spiking_resnet18", dataset="dvs-cifar10", timesteps=4)
-    x = _events((2, 48, 48), 4, 2)
+    g = open_graph(path, arch="spiking_resnet18", dataset="dvs-cifar10")
+    assert (g.input_shape, g.timesteps, g.encoding) == ((2, 48, 48), 10, "sequence")
+    x = _events((2, 48, 48), 10, 2)
     with torch.no_grad():
         ref = model(x)
     out, rec = D.run(g, x, record=[n.name for n in g.of_type(N.Neuron)])
