@@ -64,14 +64,16 @@ def get_exporter(target: str, **options) -> Callable:
         raise TargetUnavailable(f"target {target!r} is not available: {e}") from e
 
 
-def export(graph: Graph, target: str, path, fold_bn: bool = False, check_samples: int = 8, **options) -> dict:
+def export(graph: Graph, target: str, path, fold_bn: bool = False, check_samples: int = 8, data=None,
+           **options) -> dict:
     """Write ``graph`` as ``target`` at ``path``; returns what the exporter reports.
 
     Where the written artifact computes a lowered graph -- BatchNorm folded into the weights with
     ``fold_bn`` (ir, nir, onnx), and always for Lava (BN folded, synapses summed in float64) -- the
-    lowered graph is run against the exact one on ``check_samples`` inputs
-    (:func:`ilif_deploy.data.probe_inputs`) and ``info["lowering"]`` says how far it moved
-    (an :class:`~ilif_deploy.agreement.Agreement`: spikes per layer, predictions).
+    lowered graph is run against the exact one on the first ``check_samples`` samples of ``data`` (a
+    :class:`~ilif_deploy.data.Dataset`; default :func:`ilif_deploy.data.probe_inputs`) and ``info["lowering"]``
+    says how far it moved (an :class:`~ilif_deploy.agreement.Agreement`: spikes per layer, predictions).
+    ``data`` also feeds the ``fidelity`` measurement of nir and onnx.
     """
     from ilif_deploy.agreement import compare_graphs
     from ilif_deploy.data import probe_inputs
@@ -79,10 +81,12 @@ def export(graph: Graph, target: str, path, fold_bn: bool = False, check_samples
 
     exporter = get_exporter(target, fold_bn=fold_bn or None, **options)
     lowered = fold_batchnorm(graph) if fold_bn or target == "lava" else None
+    if data is not None and options.get("fidelity"):
+        options["fidelity_data"] = data
     info = exporter(lowered if fold_bn else graph, path, **{k: v for k, v in options.items() if v is not None})
     if lowered is not None and check_samples:
-        x, y = probe_inputs(graph, check_samples)
-        info["lowering"] = compare_graphs(graph, lowered, x, y, name="BN folded" + (
+        sample = (data if data is not None else probe_inputs(graph, check_samples)).take(check_samples)
+        info["lowering"] = compare_graphs(graph, lowered, sample, name="BN folded" + (
             ", float64 synapses (Lava)" if target == "lava" else ""), float64_synapses=target == "lava").to_dict()
     return info
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
+from ilif_deploy.data import Dataset
+from ilif_deploy.data.dataset import warn
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 
@@ -46,7 +48,8 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
 
     Args:
         graph: a validated IR graph (traced from torch, or read from NIR / an .npz graph file).
-        x: ``[N, *input_shape]`` (direct encoding) or ``[N, T, *input_shape]``; None with ``rate``.
+        x: a :class:`~ilif_deploy.data.Dataset` (``ilif_deploy.data.open_data``), an array ``[N, *input_shape]``
+            (direct encoding) or ``[N, T, *input_shape]``, a torch Dataset; None with ``rate``.
         labels: optional ``[N]`` class labels, to report accuracy next to the energy.
         rate: assumed firing probability per neuron and step (analytic estimate; needs ``x=None``).
         energy_model: preset name (``paper``, ``horowitz-fp32|fp16|int32|int8``, ``loihi``), a
@@ -70,10 +73,17 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             raise UserError("give either data x or rate=, not both")
         act = record_activity(graph, x, labels, batch_size=batch_size, device=device, progress=progress,
                               watch=plan.watch(), compile_neurons=compile_neurons)
+        data_name = data_name or (x.describe() if isinstance(x, Dataset) else "")
     rows = count(graph, act, conv, prices_neuron_updates=model.prices_updates)
+    if x is not None:
+        silent = [r.name for r in rows if r.op == "neuron" and r.spikes == 0]
+        if silent:
+            warn(f"neuron layer(s) {', '.join(silent)} never fired on {act.samples} samples: the data may not be "
+                 "what the network was trained on (preprocessing, --normalize), or the layer is dead")
     return Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
                   conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,
-                  accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none")
+                  accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none",
+                  meta={"graph": graph.metadata})
 
 
 def estimate(graph: Graph, rate: float, **kw) -> Report:

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from ilif_deploy import ir as N
-from ilif_deploy.data import data_layout
+from ilif_deploy.data import as_dataset
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
-from ilif_deploy.runtime import expand_input, run
+from ilif_deploy.runtime import run
 
 
 @dataclass
@@ -51,21 +51,17 @@ def watched_nodes(graph: Graph) -> list:
     return [n for n in graph.topological_order() if not isinstance(graph.nodes[n], N.Output)]
 
 
-def _batches(n: int, batch_size: int) -> Iterable[slice]:
-    for i in range(0, n, batch_size):
-        yield slice(i, min(n, i + batch_size))
-
-
 def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, device: str = "cpu",
                     timesteps: Optional[int] = None, progress: bool = True,
                     watch: Optional[Iterable[str]] = None, compile_neurons: bool = False) -> Activity:
-    """Run ``graph`` on ``x`` (``[N, *input_shape]`` direct, or ``[N, T, *input_shape]`` sequence)
-    in batches and reduce the activity of the watched nodes.
+    """Run ``graph`` on the data ``x`` in batches and reduce the activity of the watched nodes.
 
     Args:
         graph: validated IR graph.
-        x: numpy array or tensor of N samples.
-        labels: optional ``[N]`` class labels (for the accuracy shown in reports).
+        x: a :class:`~ilif_deploy.data.Dataset` (streamed a batch at a time), or anything
+            :func:`~ilif_deploy.data.as_dataset` takes (``[N, *input_shape]`` direct or
+            ``[N, T, *input_shape]`` sequence arrays, torch datasets).
+        labels: optional ``[N]`` class labels for an array ``x`` (for the accuracy shown in reports).
         batch_size: samples per runtime call.
         device: torch device name (``"cpu"``, ``"cuda"``, ...).
         timesteps: T (default: the graph's).
@@ -78,12 +74,9 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
     dev = torch.device(device)
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-    n = x.shape[0]
-    if n == 0:
-        raise UserError("no samples to profile")
-    sequence, T = data_layout(x.shape, graph.input_node.shape, timesteps)
-    T = T or graph.timesteps
+    data = as_dataset(x, graph.input_shape, timesteps or graph.timesteps, labels)
+    n, sequence = len(data), data.encoding == "sequence"
+    T = timesteps or data.timesteps or graph.timesteps
     if not T:
         raise UserError("the graph records no 'timesteps': pass timesteps=")
     names = set(watch if watch is not None else watched_nodes(graph))
@@ -124,26 +117,22 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     correct = 0
     bar = tqdm(total=n, unit="sample", desc="recording activity", disable=not progress, leave=False)
     try:
-        for sl in _batches(n, batch_size):
-            xb = x[sl]
-            if sequence:  # [B, T, ...] -> [T, B, ...]
-                xb = xb.transpose(0, 1)
-            xb = expand_input(graph, xb.to(dev), T)
+        for batch in data.batches(batch_size, T, num_classes=int(np.prod(graph.output_node.shape))):
+            xb = batch.x.to(dev)
             if state["in_partial"] + xb.shape[1] >= 2 ** 24:
                 flush()
             out = run(graph, xb, T, observe=observe, compile_neurons=compile_neurons)
             state["in_partial"] += xb.shape[1]
-            if labels is not None:
-                pred = out.sum(0).flatten(1).argmax(1).cpu().numpy()
-                correct += int((pred == np.asarray(labels)[sl]).sum())
-            bar.update(sl.stop - sl.start)
+            if batch.y is not None:
+                correct += int((out.sum(0).flatten(1).argmax(1).cpu().numpy() == batch.y).sum())
+            bar.update(xb.shape[1])
     finally:
         bar.close()
     flush()
     return Activity(timesteps=int(T), samples=int(n),
                     counts={k: v.cpu().numpy() for k, v in acc.items()}, binary=binary,
                     continuous={k: float(v.item()) for k, v in cont.items()},
-                    correct=correct if labels is not None else None, sequence=bool(sequence))
+                    correct=correct if data.labels is not None else None, sequence=bool(sequence))
 
 
 def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None) -> Activity:

@@ -127,24 +127,21 @@ class AgreementCounter:
             accuracy_candidate=acc(self.correct_c), details=details)
 
 
-def compare_graphs(reference, lowered, x, labels=None, batch_size: int = 16, name: str = "lowered graph",
+def compare_graphs(reference, lowered, data, batch_size: int = 16, name: str = "lowered graph",
                    float64_synapses: bool = False) -> Agreement:
     """Run two graphs with the same neuron layers (the exact one and a lowering of it, e.g. BN folded)
-    through the runtime on ``x`` (``[N, *input_shape]`` or ``[N, T, *input_shape]``) and compare them;
+    through the runtime on ``data`` (a :class:`~ilif_deploy.data.Dataset` or an array) and compare them;
     ``float64_synapses`` runs ``lowered`` in Lava's arithmetic (``run(..., synapse_dtype=torch.float64)``)."""
     import torch
 
     from . import ir as N
-    from .data import data_layout
+    from .data import as_dataset
     from .runtime import run
 
     neurons = [n.name for n in reference.of_type(N.Neuron)]
-    sequence, T = data_layout(np.shape(x), reference.input_shape, reference.timesteps)
     counter = AgreementCounter(neurons, "exact graph", name)
-    for i in range(0, len(x), batch_size):
-        xb = torch.as_tensor(np.asarray(x[i:i + batch_size], np.float32))
-        xb = xb.transpose(0, 1) if sequence else xb
-        out_r, rec_r = run(reference, xb, T, record=neurons)
-        out_l, rec_l = run(lowered, xb, T, record=neurons, synapse_dtype=torch.float64 if float64_synapses else None)
-        counter.add(rec_r, rec_l, out_r.sum(0), out_l.sum(0), None if labels is None else labels[i:i + batch_size])
+    for b in as_dataset(data, reference.input_shape, reference.timesteps).batches(batch_size, reference.timesteps):
+        out_r, rec_r = run(reference, b.x, record=neurons)
+        out_l, rec_l = run(lowered, b.x, record=neurons, synapse_dtype=torch.float64 if float64_synapses else None)
+        counter.add(rec_r, rec_l, out_r.sum(0), out_l.sum(0), b.y)
     return counter.result()

@@ -73,7 +73,7 @@ def _tool(name):
     (["ilif-export", "{ir}", "--target", "onnx", "--tau", "2"], "--tau does not apply to an IR graph file"),
     (["ilif-export", "{tmp}", "--target", "ir"], "{tmp} is a folder, not a model file"),
     (["ilif-export", "example:digits_ilif", "--target", "ir", "-o", "{tmp}"], "{tmp} is a folder: give a file name"),
-    (["ilif-energy", "example:digits_ilif", "--data", "{tmp}"], "{tmp} is a folder, not a data file"),
+    (["ilif-energy", "example:digits_ilif", "--data", "{tmp}"], "{tmp}: a folder, but no CIFAR batches, tonic dataset"),
     (["ilif-export", "example:nope", "--target", "ir"], "no bundled example model 'nope'; bundled: example:"),
 ])
 def test_inapplicable_flags_and_folders_are_one_line(tmp_path, digits_ilif_graph, argv, message, capsys):

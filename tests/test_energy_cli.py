@@ -57,7 +57,7 @@ def test_cli_conventions_change_counts(tmp_path, digits_ilif_path):
     (["--energy-model", "tpu9000"], "unknown energy model 'tpu9000'"),
     (["-c", "pooling=maybe"], "convention pooling='maybe'"),
     (["-c", "speed=fast"], "unknown convention 'speed'"),
-    (["--data", "missing.npz"], "data file not found"),
+    (["--data", "missing.npz"], "data not found: missing.npz"),
     (["--device", "nosuchdevice"], "--device 'nosuchdevice' is not available"),
 ])
 def test_cli_errors_are_one_clear_line(digits_ilif_path, capsys, args, message):

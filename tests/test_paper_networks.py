@@ -135,7 +135,7 @@ def test_vgg11_through_every_target(size, T, vgg, tmp_path, capsys):
     info = get_exporter("onnx")(g, tmp_path / "v.onnx")
     report["onnx"] = (info["bytes"], round(time.perf_counter() - t0, 2))
     onnx.checker.check_model(onnx.load(str(tmp_path / "v.onnx")), full_check=True)
-    agreement = compare_with_runtime(g, tmp_path / "v.onnx", x.numpy(), batch_size=2)
+    agreement = compare_with_runtime(g, tmp_path / "v.onnx", x.transpose(0, 1).numpy(), batch_size=2)  # [N, T, ...]
     assert agreement.max_abs_logit_diff <= 1e-4 and agreement.total_flips == 0
     t0 = time.perf_counter()
     get_exporter("nir")(g, tmp_path / "v.nir")

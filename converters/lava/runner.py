@@ -8,17 +8,10 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from ilif_deploy import ir as N
-from ilif_deploy.data import data_layout
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.ir.lowering import fold_batchnorm
 
 from .netspec import NetSpec, build_netspec
-
-
-def _inputs(x: np.ndarray, spec: NetSpec) -> np.ndarray:
-    """Data ``[n, *input_shape]`` (direct encoding: repeated over T) or ``[n, T, *input_shape]`` -> ``[n, T, ...]``."""
-    sequence, _ = data_layout(x.shape, spec.input_shape, spec.timesteps)
-    return x if sequence else np.repeat(x[:, None], spec.timesteps, axis=1)
 
 
 def _source(source) -> Tuple[NetSpec, Graph]:
@@ -30,7 +23,7 @@ def _source(source) -> Tuple[NetSpec, Graph]:
     return read(source)
 
 
-def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data: str = "digits",
+def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data="digits",
              samples: Optional[int] = 100, mode: str = "float", *, x: Optional[np.ndarray] = None,
              y: Optional[np.ndarray] = None, batch: int = 64, progress: bool = True, fixed=None,
              fast_conv: bool = True):
@@ -38,7 +31,9 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
 
     Args:
         source: an IR graph, a ``.lava.h5`` file from ``ilif-export --target lava``, or ``(spec, graph)``.
-        data: "digits" (the fixed test split) or an ``.npz`` with ``x`` (and ``y``); ignored when ``x`` is given.
+        data: a :class:`~ilif_deploy.data.Dataset`, or a ``--data`` spec for :func:`ilif_deploy.data.open_data`
+            ("digits", a file, a folder); ignored when ``x`` is given.
+        x, y: an array ``[N, *input_shape]`` (direct) or ``[N, T, *input_shape]`` and its labels, instead of data.
         samples: number of samples (the first ones); None = all.
         mode: "float" (floating_pt models) or "fixed" (Loihi-style fixed_pt models).
         batch: samples per Lava run (one built network is reused for all batches).
@@ -55,19 +50,20 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     from tqdm import tqdm
 
     from ilif_deploy.agreement import AgreementCounter
-    from ilif_deploy.data import load_dataset
+    from ilif_deploy.data import Dataset, as_dataset, open_data
     from ilif_deploy.runtime import run as torch_run
 
     from .h5 import LavaFileError
     from .network import build
 
     spec, graph = _source(source)
-    if x is None:
-        x, y = load_dataset(data, samples)
-    elif samples is not None:
-        x, y = x[:samples], (None if y is None else y[:samples])
-    x = _inputs(np.asarray(x, dtype=np.float32), spec)
-    n, T = x.shape[0], spec.timesteps
+    T = spec.timesteps
+    if x is not None:
+        data = as_dataset(np.asarray(x, dtype=np.float32), spec.input_shape, T, y)
+    elif not isinstance(data, Dataset):
+        data = open_data(str(data), input_shape=spec.input_shape, timesteps=T, dataset=graph.metadata.get("dataset"))
+    data = data.take(samples)
+    n = len(data)
     names = [lay.name for lay in spec.layers]
     missing = [k for k in names if not isinstance(graph.nodes.get(k), (N.Neuron, N.MaxPool2d))]
     if missing:
@@ -80,17 +76,16 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     net = build(spec, mode=mode, samples=batch, record=True, fixed=fixed, fast_conv=fast_conv)
     try:
         bar = tqdm(total=n, desc=f"Lava ({mode})", unit="sample", disable=not progress)
-        for start in range(0, n, batch):
-            part = x[start:start + batch]
+        for b in data.batches(batch, T, num_classes=int(np.prod(graph.output_node.shape))):
+            xt, labels = b.x, b.y
+            part = np.ascontiguousarray(xt.transpose(0, 1).numpy())  # Lava plays samples back to back: [B, T, ...]
             # float64 synapses: Lava's Dense/Conv accumulate in float64, torch's in float32 in another
             # order; an ulp at the threshold would flip a spike (seen on ResNet-18 at T = 4)
-            xt = torch.from_numpy(np.ascontiguousarray(part.swapaxes(0, 1)))
             out_ref, rec = torch_run(lowered, xt, record=names, synapse_dtype=torch.float64)
             out_exact, rec_exact = torch_run(graph, xt, record=names)
             t0 = time.perf_counter()
             out_lava, spikes = net.run(part)
             t_lava += time.perf_counter() - t0
-            labels = None if y is None else y[start:start + batch]
             counter.add(rec, spikes, out_ref.sum(0), out_lava.sum(0), labels)
             exact.add(rec_exact, spikes, out_exact.sum(0), out_lava.sum(0), labels)
             bar.update(len(part))

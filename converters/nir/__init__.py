@@ -28,7 +28,7 @@ __all__ = ["export_graph", "read_graph", "load_nir_model", "to_nir", "from_nir",
 
 
 def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAULT_DT, fidelity: bool = False,
-                 fidelity_data: Optional[str] = None, fidelity_samples: Optional[int] = None, **_options) -> dict:
+                 fidelity_data=None, fidelity_samples: Optional[int] = None) -> dict:
     """Write ``graph`` as a NIR file (atomically) and check that ``nir.read`` accepts it.
 
     Args:
@@ -37,8 +37,8 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
         dt: step in seconds used for NIR time constants (``tau = dt / (1 - lam)``, ``r = tau / dt``).
         fidelity: also run the file as a generic NIR consumer would (standard primitives through
             nirtorch, metadata ignored) and compare with the exact IR runtime.
-        fidelity_data: data for that comparison: "digits" (default for [1, 8, 8] inputs) or an .npz
-            (see ``ilif_deploy.data.load_dataset``); other shapes default to uniform random frames.
+        fidelity_data: data for that comparison (a :class:`~ilif_deploy.data.Dataset`); default: the digits
+            test split for [1, 8, 8] inputs, uniform random frames otherwise.
         fidelity_samples: limit the number of samples.
     Returns:
         ``{"path", "nodes", "neuron_layers", "dt", "nir_version"}`` and, with ``fidelity``, the

@@ -152,16 +152,16 @@ def _spike_name(ng: nir.NIRGraph, name: str) -> str:
 
 
 @torch.no_grad()
-def fidelity(graph, ng: nir.NIRGraph, data: Optional[str] = None, samples: Optional[int] = None,
-             dt: float = DEFAULT_DT, timesteps: Optional[int] = None, seed: int = 0):
+def fidelity(graph, ng: nir.NIRGraph, data=None, samples: Optional[int] = None, dt: float = DEFAULT_DT,
+             timesteps: Optional[int] = None, batch_size: int = 64):
     """How a generic consumer's run of ``ng`` agrees with the exact IR runtime on the same data.
 
     Args:
         graph: the exact IR graph the file was written from.
         ng: the NIR graph (as read back with ``nir.read``).
-        data: "digits", an .npz (``ilif_deploy.data.load_dataset``), or None: digits for [1, 8, 8]
-            inputs, otherwise uniform random frames (no labels, no accuracy).
-        samples: number of samples (default: all of the data set, 64 random frames).
+        data: a :class:`~ilif_deploy.data.Dataset` or an array; None: the digits test split for [1, 8, 8]
+            inputs, else 64 uniform random frames (:func:`ilif_deploy.data.probe_inputs`).
+        samples: keep the first ``samples`` samples.
         timesteps: T (default: the graph's).
     Returns:
         an :class:`~ilif_deploy.agreement.Agreement` (reference "exact", candidate "generic NIR";
@@ -169,23 +169,17 @@ def fidelity(graph, ng: nir.NIRGraph, data: Optional[str] = None, samples: Optio
     """
     from ilif_deploy import ir as N
     from ilif_deploy.agreement import AgreementCounter
-    from ilif_deploy.data import load_dataset
-    from ilif_deploy.runtime import expand_input, run
+    from ilif_deploy.data import as_dataset, probe_inputs
+    from ilif_deploy.runtime import run
 
-    shape = tuple(graph.input_node.shape)
-    if data is None and shape == (1, 8, 8):
-        data = "digits"
-    if data is not None:
-        x, y = load_dataset(data, samples)
-    else:
-        x = np.random.default_rng(seed).random((samples or 64, *shape), dtype=np.float32)
-        y = None
     T = timesteps or graph.timesteps or 4
-    xt = expand_input(graph, torch.as_tensor(x, dtype=torch.float32), T)
+    data = (probe_inputs(graph, 450 if graph.input_shape == (1, 8, 8) else 64) if data is None
+            else as_dataset(data, graph.input_shape, T)).take(samples)
     neurons = [n.name for n in graph.of_type(N.Neuron)]
-    exact_out, exact_rec = run(graph, xt, record=neurons)
     spike = {n: _spike_name(ng, n.replace("/", "|")) for n in neurons}
-    gen_out, gen_rec = run_generic(ng, xt, dt, record=list(spike.values()))
     counter = AgreementCounter(neurons, "exact", "generic NIR")
-    counter.add(exact_rec, {n: gen_rec[spike[n]] for n in neurons}, exact_out.sum(0), gen_out.sum(0), y)
-    return counter.result(data=data or "uniform random", dt=dt)
+    for batch in data.batches(batch_size, T):
+        exact_out, exact_rec = run(graph, batch.x, record=neurons)
+        gen_out, gen_rec = run_generic(ng, batch.x, dt, record=list(spike.values()))
+        counter.add(exact_rec, {n: gen_rec[spike[n]] for n in neurons}, exact_out.sum(0), gen_out.sum(0), batch.y)
+    return counter.result(data=data.describe(), dt=dt)

@@ -29,14 +29,15 @@ __all__ = ["export_graph", "build_model", "UnsupportedNodeError", "SUPPORTED_OPS
 
 def export_graph(graph, path, timesteps: Optional[int] = None, encoding: Optional[str] = None,
                  record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp", functions: bool = False,
-                 fidelity: bool = False, fidelity_samples: int = 16, check: bool = True) -> dict:
+                 fidelity: bool = False, fidelity_data=None, check: bool = True) -> dict:
     """Write ``graph`` as an ONNX model to ``path`` (atomically) and return what was written.
 
     See :func:`build_model` for ``timesteps``, ``encoding``, ``record_spikes``, ``opset``, ``sigmoid``
     and ``functions``.
     ``check`` runs ``onnx.checker.check_model(full_check=True)`` before writing.  ``fidelity``
-    also runs the file in onnxruntime on ``fidelity_samples`` random frames (uniform in [0, 1))
-    and compares it with the torch reference runtime (an :class:`~ilif_deploy.agreement.Agreement`).
+    also runs the file in onnxruntime on ``fidelity_data`` (a Dataset; default 16 inputs of
+    :func:`ilif_deploy.data.probe_inputs`) and compares it with the torch reference runtime (an
+    :class:`~ilif_deploy.agreement.Agreement`).
     Returns:
         a dict: ``path``, ``bytes`` (file size), ``onnx_nodes``, ``initializers``, ``parameters``,
         ``timesteps``, ``encoding``, ``neuron_layers``, ``export_seconds`` (and ``fidelity``).
@@ -56,7 +57,8 @@ def export_graph(graph, path, timesteps: Optional[int] = None, encoding: Optiona
             "neuron_layers": len(json.loads(meta["ilif.neurons"])), "checked": bool(check),
             "export_seconds": round(seconds, 3)}
     if fidelity:
-        rng = np.random.default_rng(0)
-        x = rng.random((fidelity_samples, *graph.input_node.shape), dtype=np.float32)
-        info["fidelity"] = compare_with_runtime(graph, path, x, timesteps=info["timesteps"]).to_dict()
+        from ilif_deploy.data import probe_inputs
+
+        data = fidelity_data if fidelity_data is not None else probe_inputs(graph, 16)
+        info["fidelity"] = compare_with_runtime(graph, path, data, timesteps=info["timesteps"]).to_dict()
     return info

@@ -48,16 +48,15 @@ def run_onnx(model, x: np.ndarray, timesteps: int, batch_size: int = 64, sess=No
     return {k: np.concatenate(v, axis=0 if k == "logits" else 1) for k, v in parts.items()}
 
 
-def compare_with_runtime(graph, model, x: np.ndarray, timesteps: Optional[int] = None, batch_size: int = 64,
-                         labels=None):
-    """Run ``graph`` in the torch runtime and ``model`` (file or ModelProto, or None to build one
-    with spike outputs) in onnxruntime on ``x``; per-layer spike agreement comes from a copy of
-    the model built with ``record_spikes=True`` (same computation, extra outputs).
+def compare_with_runtime(graph, model, data, timesteps: Optional[int] = None, batch_size: int = 64, labels=None):
+    """Run ``graph`` in the torch runtime and ``model`` (file or ModelProto, or None to build one with spike
+    outputs) in onnxruntime on ``data`` (a :class:`~ilif_deploy.data.Dataset`, or an array
+    ``[N, *input_shape]`` / ``[N, T, *input_shape]`` with ``labels``); per-layer spike agreement comes from a
+    copy of the model built with ``record_spikes=True`` (same computation, extra outputs).
     Returns an :class:`~ilif_deploy.agreement.Agreement` (reference "torch runtime", candidate "onnxruntime")."""
-    import torch
-
     from ilif_deploy import ir as N
     from ilif_deploy.agreement import AgreementCounter
+    from ilif_deploy.data import as_dataset
     from ilif_deploy.runtime import run
 
     from .export import build_model
@@ -71,16 +70,18 @@ def compare_with_runtime(graph, model, x: np.ndarray, timesteps: Optional[int] =
     recorded = build_model(graph, T, encoding=meta.get("encoding"), record_spikes=True,
                            sigmoid="op" if meta.get("mpiu_sigmoid") == "Sigmoid op" else "exp",
                            functions=meta.get("neuron_functions") == "true")
-    got = run_onnx(recorded, x, T, batch_size)
-    file_out = run_onnx(model, x, T, batch_size) if model is not None else got
-    # a model without a sum readout has no 'logits' output: compare the per-step outputs summed
-    logits_file = file_out["logits"] if "logits" in file_out else file_out["output"].sum(0)
-    xt = torch.as_tensor(np.asarray(x, np.float32))
-    seq = xt.dim() == len(graph.input_node.shape) + 2
-    n = xt.shape[1] if seq else xt.shape[0]
+    direct = (meta.get("encoding") or graph.encoding) == "direct"
+    data = as_dataset(data, graph.input_shape, T, labels)
+    if direct and data.encoding == "sequence":
+        raise DataError(f"the ONNX model takes one frame per sample (direct encoding); {data.name} has "
+                        f"{data.timesteps} frames per sample (export with --dataset/encoding sequence)")
+    runs = [session(recorded)] + ([session(model)] if model is not None else [])
     counter = AgreementCounter(neurons, "torch runtime", "onnxruntime")
-    for i in range(0, n, batch_size):
-        out, rec = run(graph, xt[:, i:i + batch_size] if seq else xt[i:i + batch_size], T, record=neurons)
-        counter.add(rec, {k: got[f"spikes:{k}"][:, i:i + batch_size] for k in neurons}, out.sum(0),
-                    logits_file[i:i + batch_size], None if labels is None else labels[i:i + batch_size])
+    for batch in data.batches(batch_size, T):
+        xin = (batch.x[0] if direct else batch.x).numpy()
+        got = [dict(zip([o.name for o in s.get_outputs()], s.run(None, {s.get_inputs()[0].name: xin}))) for s in runs]
+        # a model without a sum readout has no 'logits' output: compare the per-step outputs summed
+        logits = got[-1]["logits"] if "logits" in got[-1] else got[-1]["output"].sum(0)
+        out, rec = run(graph, batch.x, T, record=neurons)
+        counter.add(rec, {k: got[0][f"spikes:{k}"] for k in neurons}, out.sum(0), logits, batch.y)
     return counter.result()

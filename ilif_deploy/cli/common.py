@@ -5,11 +5,12 @@ import argparse
 import errno
 import os
 import sys
-from typing import Callable
+import warnings
+from typing import Callable, Optional
 
 from .. import __version__
-from ..data import PRESETS
-from ..errors import UserError
+from ..data import PRESETS, DataWarning
+from ..errors import DataError, UserError
 
 #: the model-file options every tool takes, as ``open_file`` keywords
 MODEL_OPTIONS = ("arch", "arch_module", "dataset", "num_classes", "in_channels", "neuron", "tau", "v_th", "lam_u",
@@ -55,6 +56,47 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "only for files you trust)")
 
 
+def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits", samples: Optional[int] = None) -> None:
+    """Where the data comes from and how it is preprocessed (ilif_deploy.data.open_data)."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=default,
+                   help="digits | file.npz (frames x[, y], or events x, y, t, p) | file.npy | a CIFAR-10/100 python "
+                        "folder | a folder with tonic's NMNIST/, DVSGesture/ or CIFAR10DVS/ | a folder of class "
+                        f"folders of images (default {default})")
+    g.add_argument("--samples", type=int, default=samples, help="the first N samples" +
+                   (f" (default {samples})" if samples else " (default: all)"))
+    g.add_argument("--split", default="test", choices=["test", "train"], help="which split of a dataset folder")
+    g.add_argument("--x-key", default="x", help="(.npz) array of inputs (default x)")
+    g.add_argument("--y-key", default="y", help="(.npz) array of labels (default y)")
+    g.add_argument("--normalize", help="per-channel (x - mean) / std: cifar10 | cifar100 | imagenet | MEAN,STD | "
+                                       "M1,M2,M3/S1,S2,S3 | none (default: the --dataset preset's, else none)")
+    g.add_argument("--scale", type=float, help="multiply raw values first (default: 1/255 for uint8 images, else 1)")
+    g.add_argument("--resize", type=int, help="resize every frame to N x N (default: the preset's, e.g. 48 for "
+                                              "dvs-cifar10 events)")
+    g.add_argument("--sensor-size", type=lambda s: tuple(int(v) for v in s.split(",")), metavar="W,H",
+                   help="(events) the sensor's width and height (default: the preset's, else the events' extent)")
+    g.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
+
+
+def open_dataset(args: argparse.Namespace, graph):
+    """The Dataset ``args.data`` names, preprocessed for ``graph`` (its preset from --dataset or the graph's
+    metadata); a DataError when its frames do not fit the network's input."""
+    from ..data import open_data
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    ds = open_data(args.data, input_shape=graph.input_shape, timesteps=graph.timesteps,
+                   dataset=getattr(args, "dataset", None) or graph.metadata.get("dataset"), split=args.split,
+                   x_key=args.x_key, y_key=args.y_key, normalize=args.normalize, scale=args.scale, resize=args.resize,
+                   sensor=args.sensor_size, samples=args.samples)
+    if ds.frame_shape != tuple(graph.input_shape):
+        raise DataError(f"{ds.name}: frames of {'x'.join(map(str, ds.frame_shape))}, the network takes "
+                        f"{'x'.join(map(str, graph.input_shape))} per step (--resize, --dataset, --input-shape)")
+    return ds
+
+
 def open_input(args: argparse.Namespace, path=None):
     """The :class:`~ilif_deploy.converters.OpenedFile` of ``path`` (default ``args.model``) with the
     model options given on the command line."""
@@ -68,11 +110,18 @@ def load_graph(args: argparse.Namespace, path=None):
     return open_input(args, path).graph
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def run_cli(main: Callable[[], int]) -> int:
     """Run a tool: a :class:`UserError` (or a file-system error naming a file) becomes one line on
     stderr and exit code 2; a closed output pipe ends quietly; anything else keeps its traceback."""
     try:
-        code = main()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", DataWarning)
+            warnings.showwarning = _one_line_warning
+            code = main()
         sys.stdout.flush()
         return code
     except UserError as e:

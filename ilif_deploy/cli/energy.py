@@ -4,15 +4,14 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_model_args, open_input, parser, run_cli
+from .common import add_data_args, add_model_args, open_dataset, open_input, parser, run_cli
 
 
 def build_parser():
     p = parser("ilif-energy", "Per-layer AC/MAC counts and SOP energy of a spiking network, from spikes recorded "
                               "on real data (all numbers per inference).")
     add_model_args(p)
-    p.add_argument("--data", default="digits", help="digits | file.npz (array x, optional y) | none (default digits)")
-    p.add_argument("--samples", type=int, help="number of samples (default: all)")
+    add_data_args(p)  # --data none: an analytic estimate at --rate
     p.add_argument("--rate", type=float, help="with --data none: assumed firing rate per neuron and step, in [0, 1]")
     p.add_argument("--energy-model", default="paper",
                    help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | "
@@ -47,7 +46,6 @@ def main(argv=None) -> int:
 
         from .. import energy
         from ..atomic import write_text_atomic
-        from ..data import load_dataset
         from ..errors import UserError
 
         conv = energy.Conventions.parse(args.convention)
@@ -56,18 +54,16 @@ def main(argv=None) -> int:
                 torch.empty(0, device=args.device)
             except (RuntimeError, AssertionError) as e:
                 raise UserError(f"--device {args.device!r} is not available in this torch build: {e}") from None
-        if args.data == "none":
-            if args.rate is None:
-                raise UserError("--data none needs --rate R (assumed firing rate per neuron and step)")
-            x = y = None
-        else:
-            if args.rate is not None:
-                raise UserError("--rate is only for --data none (with data, spikes are recorded)")
-            x, y = load_dataset(args.data, args.samples)
+        if args.data == "none" and args.rate is None:
+            raise UserError("--data none needs --rate R (assumed firing rate per neuron and step)")
+        if args.data != "none" and args.rate is not None:
+            raise UserError("--rate is only for --data none (with data, spikes are recorded)")
+        opened = open_input(args)
+        x = None if args.data == "none" else open_dataset(args, opened.graph)
+        y = None
         common = dict(rate=args.rate, energy_model=args.energy_model, conventions=conv, memory=args.memory,
                       batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
-                      data_name=args.data, compile_neurons=args.compile)
-        opened = open_input(args)
+                      compile_neurons=args.compile)
         if args.compile and x is not None:
             print("--compile: the first batch builds one fused kernel per neuron layer shape (seconds each; "
                   "torch caches them on disk for later runs)", file=sys.stderr)

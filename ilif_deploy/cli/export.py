@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_model_args, open_input, parser, run_cli
+from .common import add_data_args, add_model_args, open_dataset, open_input, parser, run_cli
 
 
 def build_parser():
@@ -26,6 +26,8 @@ def build_parser():
     p.add_argument("--check-samples", type=int, default=8,
                    help="inputs on which a lowered graph (--fold-bn, Lava) is compared with the exact one (default 8)")
     p.add_argument("--json", help="write what was exported (and measured) as JSON to this file")
+    add_data_args(p, default=None)
+    p.set_defaults(samples=None)
     return p
 
 
@@ -42,8 +44,9 @@ def main(argv=None) -> int:
         if args.summary:
             print(graph.summary())
         out = Path(args.output) if args.output else Path(opened.path.name.split(".")[0] + TARGETS[args.target].suffix)
+        data = open_dataset(args, graph) if args.data else None  # default: ilif_deploy.data.probe_inputs
         info = export(graph, args.target, out, fold_bn=bool(args.fold_bn), check_samples=args.check_samples,
-                      fidelity=args.fidelity)
+                      fidelity=args.fidelity, data=data)
         print(f"wrote {out} (target {args.target})")
         for k, v in (info or {}).items():
             if k != "path":

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 
-from .common import add_model_args, open_input, parser, run_cli
+from .common import add_data_args, add_model_args, open_dataset, open_input, parser, run_cli
 
 
 def build_parser():
@@ -12,8 +13,7 @@ def build_parser():
                                 "torch reference runtime.",
                "example: ilif-simulate digits.lava.h5 --data digits --samples 100 --mode fixed")
     add_model_args(p)
-    p.add_argument("--data", default="digits", help="digits | file.npz (default digits)")
-    p.add_argument("--samples", type=int, default=100, help="number of samples (default 100)")
+    add_data_args(p, samples=100)
     p.add_argument("--mode", choices=["float", "fixed"], default="float", help="Lava process models to use")
     p.add_argument("--json", help="write the report as JSON to this file")
     p.add_argument("--batch", type=int, default=64, help="samples per Lava run (default 64; one network is reused)")
@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     def go() -> int:
         from ..atomic import write_text_atomic
         from ..converters import OptionError
+        from ..data import DataWarning
         from ..converters.lava import build_netspec, require_lava
         from ..converters.lava.network import FixedPoint
         from ..converters.lava.runner import simulate
@@ -47,8 +48,11 @@ def main(argv=None) -> int:
         else:
             source = (build_netspec(opened.graph, dense_conv_limit=args.dense_conv_limit or 0), opened.graph)
         fixed = FixedPoint(frac_bits=args.frac_bits, input_frac_bits=args.input_frac_bits)
-        rep = simulate(source, data=args.data, samples=args.samples, mode=args.mode, batch=args.batch,
+        rep = simulate(source, data=open_dataset(args, opened.graph), samples=None, mode=args.mode, batch=args.batch,
                        progress=not args.no_progress, fixed=fixed)
+        silent = [k for k, v in rep.firing_rate.items() if v == 0]
+        if silent:
+            warnings.warn(f"layer(s) {', '.join(silent)} never fired on {rep.samples} samples", DataWarning)
         print(rep.table())
         print(f"mode {args.mode}: {rep.headline()}")
         d = rep.details
