@@ -56,8 +56,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "only for files you trust)")
 
 
-def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits", samples: Optional[int] = None) -> None:
-    """Where the data comes from and how it is preprocessed (ilif_deploy.data.open_data)."""
+def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits", samples: Optional[int] = None,
+                  batch_size: Optional[int] = None, batch_help: str = "samples per runtime call") -> None:
+    """Where the data comes from and how it is preprocessed (ilif_deploy.data.open_data); ``--batch-size``
+    where the tool runs the data in batches (default ``batch_size``)."""
     g = p.add_argument_group("data")
     g.add_argument("--data", default=default,
                    help="digits | file.npz (frames x[, y], or events x, y, t, p) | file.npy | a CIFAR-10/100 python "
@@ -76,6 +78,9 @@ def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits",
     g.add_argument("--sensor-size", type=lambda s: tuple(int(v) for v in s.split(",")), metavar="W,H",
                    help="(events) the sensor's width and height (default: the preset's, else the events' extent)")
     g.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
+    if batch_size:
+        g.add_argument("--batch-size", "--batch", type=int, default=batch_size, dest="batch_size",
+                       help=f"{batch_help} (default {batch_size})")
 
 
 def open_dataset(args: argparse.Namespace, graph):

@@ -11,7 +11,7 @@ def build_parser():
     p = parser("ilif-energy", "Per-layer AC/MAC counts and SOP energy of a spiking network, from spikes recorded "
                               "on real data (all numbers per inference).")
     add_model_args(p)
-    add_data_args(p)  # --data none: an analytic estimate at --rate
+    add_data_args(p, batch_size=32)  # --data none: an analytic estimate at --rate
     p.add_argument("--rate", type=float, help="with --data none: assumed firing rate per neuron and step, in [0, 1]")
     p.add_argument("--energy-model", default="paper",
                    help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | "
@@ -24,7 +24,6 @@ def build_parser():
     p.add_argument("--compare", help="a second model file (e.g. the LIF twin) profiled on the same data")
     p.add_argument("--name", help="name of the model in reports (default: the file name)")
     p.add_argument("--compare-name", help="name of the --compare model (default: its file name)")
-    p.add_argument("--batch-size", type=int, default=32, help="samples per runtime call (default 32)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda where torch has one)")
     p.add_argument("--compile", action="store_true",
                    help="fuse each neuron layer's time loop with torch.compile: neuron layers several times "

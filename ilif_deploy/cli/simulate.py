@@ -13,10 +13,9 @@ def build_parser():
                                 "torch reference runtime.",
                "example: ilif-simulate digits.lava.h5 --data digits --samples 100 --mode fixed")
     add_model_args(p)
-    add_data_args(p, samples=100)
+    add_data_args(p, samples=100, batch_size=64, batch_help="samples per Lava run (one network is reused)")
     p.add_argument("--mode", choices=["float", "fixed"], default="float", help="Lava process models to use")
     p.add_argument("--json", help="write the report as JSON to this file")
-    p.add_argument("--batch", type=int, default=64, help="samples per Lava run (default 64; one network is reused)")
     p.add_argument("--frac-bits", type=int, default=16,
                    help="(fixed) fractional bits of the 24-bit neuron state (default 16)")
     p.add_argument("--input-frac-bits", type=int, default=8,
@@ -48,8 +47,8 @@ def main(argv=None) -> int:
         else:
             source = (build_netspec(opened.graph, dense_conv_limit=args.dense_conv_limit or 0), opened.graph)
         fixed = FixedPoint(frac_bits=args.frac_bits, input_frac_bits=args.input_frac_bits)
-        rep = simulate(source, data=open_dataset(args, opened.graph), samples=None, mode=args.mode, batch=args.batch,
-                       progress=not args.no_progress, fixed=fixed)
+        rep = simulate(source, data=open_dataset(args, opened.graph), samples=None, mode=args.mode,
+                       batch=args.batch_size, progress=not args.no_progress, fixed=fixed)
         silent = [k for k, v in rep.firing_rate.items() if v == 0]
         if silent:
             warnings.warn(f"layer(s) {', '.join(silent)} never fired on {rep.samples} samples", DataWarning)

@@ -127,6 +127,8 @@ class Dataset:
         self.frame_shape, self.timesteps = tuple(int(s) for s in frame_shape), timesteps
         self.labels = None if labels is None else np.asarray(labels).astype(np.int64).reshape(-1)
         self.preprocess = preprocess or Preprocess()
+        if self.preprocess.resize:  # what the network sees
+            self.frame_shape = self.frame_shape[:-2] + tuple(self.preprocess.resize)
         if self.labels is not None and len(self.labels) != self.length:
             raise DataError(f"{name}: {len(self.labels)} labels for {self.length} samples")
         if self.length < 1:
@@ -176,7 +178,8 @@ class Dataset:
             x = self.preprocess(self.raw(start, stop))
             if not np.isfinite(x).all():
                 bad = np.argwhere(~np.isfinite(x))[0]
-                raise DataError(f"{self.name}: sample {start + bad[0]} holds {x[tuple(bad)]} at index {list(bad[1:])}")
+                raise DataError(f"{self.name}: sample {start + int(bad[0])} holds {x[tuple(bad)]} at index "
+                                f"{[int(i) for i in bad[1:]]}")
             if "range" not in warned and np.abs(x).max(initial=0.0) > LARGE_INPUT:
                 warned.add("range")
                 warn(f"{self.name}: inputs reach {np.abs(x).max():.4g} after preprocessing "
@@ -223,7 +226,7 @@ class ArrayDataset(Dataset):
         self.x = x
 
     def raw(self, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self.x[start:stop])
+        return np.array(self.x[start:stop])  # a copy: memory-mapped files are read-only
 
 
 class FunctionDataset(Dataset):

@@ -14,13 +14,22 @@ TONIC_DATASETS = ("NMNIST", "DVSGesture", "CIFAR10DVS")
 EVENT_DTYPE = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
 
 
+def _tonic(module: str):
+    """A tonic module, or one line saying how to get it: tonic is optional (the ``events`` extra)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise DataError(f"event data needs tonic ({e}); install it: pip install 'ilif-deploy[events]'") from None
+
+
 def frames_by_count(events: np.ndarray, timesteps: int, sensor: Tuple[int, int]) -> np.ndarray:
     """``[T, 2, H, W]`` float32 event counts per polarity: the recording split into ``timesteps`` slices of
     N // T events each, the last slice taking the remainder -- SpikingJelly's ``split_by='number'``, the
     authors' preprocessing (tonic's own ``ToFrame(n_event_bins=T)`` drops the remainder instead) -- each
     slice accumulated by tonic's ``ToFrame``.  ``sensor`` is (W, H)."""
-    from tonic.transforms import ToFrame
-
+    ToFrame = _tonic("tonic.transforms").ToFrame
     w, h = sensor
     if len(events) and (events["x"].max() >= w or events["y"].max() >= h or events["x"].min() < 0
                         or events["y"].min() < 0):
@@ -47,13 +56,11 @@ def _offline(cls, folder: Path):
 def tonic_dataset(path: Path, split: str):
     """(tonic dataset, its name, sensor (W, H)) for a folder holding one of :data:`TONIC_DATASETS` (the
     folder itself, or the one ``save_to`` folder tonic was given), or None."""
-    import tonic.datasets as td
-
     for name in TONIC_DATASETS:
         root = path.parent if path.name == name else path
         if not (root / name).is_dir():
             continue
-        cls = getattr(td, name)
+        cls = getattr(_tonic("tonic.datasets"), name)
         kw = {} if name == "CIFAR10DVS" else {"train": split == "train"}
         if name == "CIFAR10DVS" and split != "test":
             raise DataError(f"{path}: CIFAR10-DVS has no train/test split on disk (tonic reads all recordings)")

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import ArrayDataset, Dataset, FunctionDataset, Preprocess, digits, warn
+from .npy import NpyRows
 from .presets import DatasetPreset, normalization, preset
 from .safe_pickle import load_batch
 
@@ -33,7 +34,7 @@ SPLITS = ("test", "train")
 def _cifar(path: Path, split: str) -> Optional[Tuple[str, list]]:
     """(name, batch files) of a CIFAR python folder (or a folder holding one), or None."""
     for folder in (path, path / "cifar-10-batches-py", path / "cifar-100-python"):
-        if (folder / "batches.meta").is_file():
+        if any((folder / n).is_file() for n in ("batches.meta", "test_batch", "data_batch_1")):
             names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
             files = [folder / n for n in names]
             return "CIFAR-10", [f for f in files if f.is_file()] or files[:1]
@@ -155,11 +156,7 @@ def open_data(spec: str, *, input_shape=None, timesteps: Optional[int] = None, d
         raise DataError(f"{path}: a folder, but no CIFAR batches, tonic dataset (NMNIST/, DVSGesture/, CIFAR10DVS/) "
                         f"or class folders of images in it")
     if path.suffix == ".npy":
-        try:
-            x = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception as e:
-            raise DataError(f"{spec}: not a readable .npy array ({type(e).__name__}: {e})") from None
-        return ArrayDataset(str(path), x, preprocess=pre).take(samples)
+        return ArrayDataset(str(path), NpyRows(path), preprocess=pre).take(samples)
     return _npz(path, x_key, y_key, pre, timesteps, sensor, event_pre, samples)
 
 
