@@ -27,7 +27,7 @@ __all__ = ["export_graph", "load", "build_network", "simulate", "build_netspec",
 
 
 def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: int = 0) -> dict:
-    """Write ``graph`` as a Lava network file (HDF5, netx-like layout; see :mod:`ilif_deploy.converters.lava.h5`).
+    """Write ``graph`` as a Lava network file (HDF5; see :mod:`ilif_deploy.converters.lava.h5`).
 
     Args:
         graph: the IR graph.
@@ -40,7 +40,7 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: 
     from . import h5
 
     spec = build_netspec(graph, dense_conv_limit=dense_conv_limit)
-    h5.write(spec, graph, path)
+    h5.write(spec, graph, path, dense_conv_limit=dense_conv_limit)
     kinds = Counter(s.kind for s in spec.synapses)
     relays = sum(s.delay for s in spec.synapses)
     return {

@@ -1,32 +1,31 @@
-"""The ``--target lava`` artifact: an HDF5 file laid out like lava-dl netx networks.
+"""The ``--target lava`` artifact: one HDF5 file with the network as this project's Lava builder
+runs it.  (Not a lava-dl netx file: netx's CUBA neuron resets to zero and fires on ``v > vth``, while ILIF
+and this project's LIF use soft reset and ``>=``, and netx has no pooling/residual layers.)
 
-netx keeps one group per layer under ``/layer/<i>`` with datasets ``type``, ``shape``, ``weight``
-and a ``neuron`` group.  This file does the same, with what ILIF needs on top::
+Every array is stored once, in the precision it is used in (version 3)::
 
-    /                    attrs: format="ilif-deploy-lava", version, timesteps, encoding
+    /                    attrs: format="ilif-deploy-lava", version, timesteps, encoding, dense_conv_limit
+    /ir_graph            the exact IR graph (ilif-deploy .npz bytes; float32 weights): the float synapses are
+                         rebuilt from it on reading (build_netspec is deterministic), and ilif-simulate compares
+                         with the torch runtime on it
+    /fixed               attrs frac_bits, input_frac_bits, weight_bits: the fixed-point format of the mantissas
     /layer/0             type="input", shape [C, H, W], encoding
-    /layer/<i>           type="ilif" | "lif" | "iplif" (a neuron layer) ... and last "readout"
-        name, shape, depth (connections from the input)
-        neuron/          type="ILIF", attrs params (JSON of every ILIFParams field),
-                         compartments=["u", "v", "ciu", "mpiu"], bias [shape]
-        bias             (readout only) constant output current [shape]
-        synapse/<j>/     source (layer name or "input"), kind ("dense" | "conv" | "sparse"),
-                         weight, in_shape, out_shape, stride, padding, dilation, groups,
-                         delay (extra steps), graded (analog input)
-    /ir_graph            the exact IR graph (ilif-deploy .npz bytes) the file was made from, so
-                         ilif-simulate can compare with the torch runtime
+    /layer/<i>           type="ilif" | "lif" | "iplif" | "maxpool" (a neuron layer) ... and last "readout"
+        name, shape, depth (connections from the input), a_exp (the layer's weight exponent)
+        neuron/          type="ILIF", attrs params (JSON of every ILIFParams field), compartments
+        synapse/<j>/     source (layer name or "input"), kind ("dense" | "conv" | "sparse"), in_shape,
+                         out_shape, stride, padding, dilation, groups, delay (extra steps), graded (analog input),
+                         mantissa (int8 or int16: signed weight_bits mantissas m; Lava's Dense takes 2 m)
 
-Shapes and arrays are channel-first (the IR's layout); the Lava loader converts to Lava's (W, H, C).
-netx cannot run these files: its CUBA neuron resets to zero and fires on ``v > vth``, while ILIF
-(and this project's LIF) use soft reset and ``>=``; and netx has no pooling/residual layers.
-Writing needs only h5py (no Lava).
+Versions 1 and 2 stored float64 weights and biases per synapse (2.3x the float32 weights for ResNet-18);
+they are still read.  Writing needs only h5py (no Lava).
 """
 from __future__ import annotations
 
 import io
 import json
 import os
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import h5py
 import numpy as np
@@ -36,10 +35,11 @@ from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
 
-from .netspec import INPUT, OUTPUT, Layer, NetSpec, Synapse
+from .fixed import FixedPoint, quantize_spec
+from .netspec import INPUT, OUTPUT, Layer, NetSpec, Synapse, build_netspec
 
 FORMAT = "ilif-deploy-lava"
-VERSION = 2
+VERSION = 3
 COMPARTMENTS = ["u", "v", "ciu", "mpiu"]
 
 
@@ -51,12 +51,18 @@ def _str(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike]) -> None:
-    """Write ``spec`` (and the IR ``graph`` it came from) to ``path`` atomically."""
+def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Optional[FixedPoint] = None,
+          dense_conv_limit: int = 0) -> None:
+    """Write ``spec`` (built from ``graph`` with ``dense_conv_limit``) and its mantissas in ``fixed``
+    (default :class:`~.fixed.FixedPoint`) to ``path`` atomically."""
+    q = quantize_spec(spec, fixed)
+    index = {id(s): k for k, s in enumerate(spec.synapses)}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs.update(format=FORMAT, version=VERSION, timesteps=spec.timesteps, encoding=spec.encoding,
-                           source=str(spec.metadata.get("source", "")))
+                           source=str(spec.metadata.get("source", "")), dense_conv_limit=int(dense_conv_limit))
+            f.create_group("fixed").attrs.update(frac_bits=q.fp.frac_bits, input_frac_bits=q.fp.input_frac_bits,
+                                                 weight_bits=q.fp.weight_bits)
             root = f.create_group("layer")
             g0 = root.create_group("0")
             g0["type"], g0["shape"], g0["encoding"] = "input", np.asarray(spec.input_shape), spec.encoding
@@ -64,18 +70,18 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike]) -> None:
                 g = root.create_group(str(i))
                 g["type"] = layer.kind
                 g["name"], g["shape"], g["depth"] = layer.name, np.asarray(layer.shape), layer.depth
+                g["a_exp"] = q.readout_exp if layer is spec.readout else q.layers[layer.name].a_exp
                 if layer.params is not None:
                     n = g.create_group("neuron")
                     n["type"], n["compartments"] = "ILIF", COMPARTMENTS
                     n.attrs["params"] = json.dumps(layer.params.to_dict())
-                    n.create_dataset("bias", data=layer.bias.astype(np.float64), compression="gzip")
-                else:
-                    g["bias"] = layer.bias.astype(np.float64)
                 syn = g.create_group("synapse")
                 for j, s in enumerate(spec.incoming(layer.name)):
                     h = syn.create_group(str(j))
                     h["source"], h["kind"] = s.source, s.kind
-                    h.create_dataset("weight", data=s.weight, compression="gzip")
+                    m = q.mantissas[index[id(s)]] // 2
+                    h.create_dataset("mantissa", data=m.astype(np.int8 if q.fp.weight_bits <= 8 else np.int16),
+                                     compression="gzip")
                     for k in ("in_shape", "out_shape", "stride", "padding", "dilation"):
                         h[k] = np.asarray(getattr(s, k))
                     h["groups"], h["delay"], h["graded"] = s.groups, s.delay, int(s.graded)
@@ -87,6 +93,20 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike]) -> None:
             finally:
                 if os.path.exists(graph_tmp):
                     os.unlink(graph_tmp)
+
+
+def _same_structure(path, stored: NetSpec, built: NetSpec) -> None:
+    """The layers and synapses listed in the file are the ones its IR graph builds (else it was edited)."""
+    def shape_of(spec):
+        return ([(lay.name, lay.kind, tuple(lay.shape), lay.depth) for lay in spec.layers + [spec.readout]],
+                [(s.source, s.target, s.kind, tuple(s.in_shape), tuple(s.out_shape), s.delay, s.graded)
+                 for s in spec.synapses])
+
+    a, b = shape_of(stored), shape_of(built)
+    if a != b:
+        what = "layers" if a[0] != b[0] else "synapses"
+        raise LavaFileError(f"{path}: the {what} listed in the file differ from what its IR graph builds "
+                            f"(edited?); re-export it with ilif-export MODEL --target lava")
 
 
 def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
@@ -110,12 +130,16 @@ def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
                 raise LavaFileError(f"{path}: /layer/0 must be the input layer")
             input_shape = tuple(int(v) for v in g0["shape"][()])
             timesteps, encoding = int(f.attrs["timesteps"]), _str(f.attrs["encoding"])
-            layers, synapses = [], []
+            layers, synapses, mantissas, exponents = [], [], [], {}
+            fixed = FixedPoint(**{k: int(v) for k, v in f["fixed"].attrs.items()}) if "fixed" in f else None
+            dense_conv_limit = int(f.attrs.get("dense_conv_limit", 0))
             for i in range(1, n):
                 g = layers_g[str(i)]
                 kind = _str(g["type"][()])
                 name = _str(g["name"][()])
                 shape = tuple(int(v) for v in g["shape"][()])
+                if "a_exp" in g:
+                    exponents[name] = int(g["a_exp"][()])
                 if "neuron" in g:
                     nn = g["neuron"]
                     if "params" in nn.attrs:
@@ -123,16 +147,19 @@ def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
                     else:  # version 1 stored the contract's five parameters as datasets
                         params = ILIFParams(**{k: float(nn[k][()]) for k in ("lam", "v_th", "lam_u", "lam_i")},
                                             ciu_source=_str(nn["ciu_source"][()]))
-                    bias = nn["bias"][()]
+                    bias = nn["bias"][()] if "bias" in nn else None
                 else:
-                    params, bias = None, g["bias"][()]
+                    params, bias = None, g["bias"][()] if "bias" in g else None
                 layers.append(Layer(name=name, shape=shape, params=params, bias=bias, kind=kind,
                                     depth=int(g["depth"][()])))
                 for j in range(len(g["synapse"])):
                     h = g["synapse"][str(j)]
                     tup = lambda k: tuple(int(v) for v in h[k][()])  # noqa: E731
+                    if "mantissa" in h:
+                        mantissas.append(2 * h["mantissa"][()].astype(np.int64))
                     synapses.append(Synapse(source=_str(h["source"][()]), target=name, kind=_str(h["kind"][()]),
-                                            weight=h["weight"][()], in_shape=tup("in_shape"),
+                                            weight=h["weight"][()] if "weight" in h else None,
+                                            in_shape=tup("in_shape"),
                                             out_shape=tup("out_shape"), stride=tup("stride"),
                                             padding=tup("padding"), dilation=tup("dilation"),
                                             groups=int(h["groups"][()]), delay=int(h["delay"][()]),
@@ -149,4 +176,16 @@ def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
     graph = Graph.load(io.BytesIO(ir_bytes))
     spec = NetSpec(input_shape=input_shape, timesteps=timesteps, encoding=encoding, layers=layers[:-1],
                    synapses=synapses, readout=layers[-1], metadata=dict(graph.metadata))
+    if any(s.weight is None for s in synapses):  # version 3: the float synapses come from the IR graph
+        built = build_netspec(graph, dense_conv_limit=dense_conv_limit)
+        _same_structure(path, spec, built)
+        spec = built
+    if fixed is not None:
+        if len(mantissas) != len(synapses):
+            raise LavaFileError(f"{path}: {len(mantissas)} mantissa arrays for {len(synapses)} synapses")
+        for m, s in zip(mantissas, spec.synapses):
+            if m.shape != np.shape(s.weight):
+                raise LavaFileError(f"{path}: mantissas of the synapse {s.source} -> {s.target} have shape "
+                                    f"{list(m.shape)}, its weights {list(np.shape(s.weight))}")
+        spec.quantized = quantize_spec(spec, fixed, mantissas=mantissas, exponents=exponents)
     return spec, graph

@@ -86,6 +86,8 @@ class NetSpec:
     synapses: List[Synapse]
     readout: Layer
     metadata: dict = field(default_factory=dict)
+    #: the fixed-point network stored with it (a ``.lava.h5``'s mantissas), or None
+    quantized: Optional[object] = None
 
     def layer(self, name: str) -> Layer:
         for lay in self.layers + [self.readout]:

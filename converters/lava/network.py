@@ -12,7 +12,6 @@ model rounds the incoming current to float32 like the torch runtime) and ``"fixe
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -21,6 +20,7 @@ import numpy as np
 from ilif_deploy.errors import UserError
 
 from .compat import require_lava
+from .fixed import FixedPoint, QuantizedNet, quantize_input, quantize_spec
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
 MODES = {"float": "floating_pt", "fixed": "fixed_pt"}
@@ -51,30 +51,6 @@ def lava_order(shape: Tuple[int, ...]) -> np.ndarray:
 
 
 @dataclass
-class FixedPoint:
-    """Fixed-point settings: state LSB = 2**-frac_bits; analog input LSB = 2**-input_frac_bits."""
-
-    frac_bits: int = 16
-    input_frac_bits: int = 8
-    weight_bits: int = 8  # signed mantissa, one exponent per target layer
-
-
-def quantize_layer(incoming: List[Synapse], fp: FixedPoint) -> Tuple[List[np.ndarray], int]:
-    """8-bit mantissas (as Lava's mixed-sign Dense wants them: even numbers in [-256, 254]) of every
-    synapse into one layer, and the layer's shift ``a_exp`` that turns the summed input into state units."""
-    mag = max((np.abs(s.weight).max() * 2.0 ** (fp.frac_bits - (fp.input_frac_bits if s.graded else 0))
-               for s in incoming), default=0.0)
-    top = 2 ** (fp.weight_bits - 1) - 1
-    e = math.ceil(math.log2(mag / top)) if mag > 0 else 0
-    mants = []
-    for s in incoming:
-        g = fp.input_frac_bits if s.graded else 0
-        m = np.clip(np.round(s.weight * 2.0 ** (fp.frac_bits - g - e)), -top - 1, top)
-        mants.append((2 * m).astype(np.int64))  # Lava's bit-accurate Dense drops the LSB of mixed-sign weights
-    return mants, e - 1
-
-
-@dataclass
 class LavaNetwork:
     """A built Lava network for ``samples`` samples per run: the processes and how to read them.
 
@@ -91,9 +67,11 @@ class LavaNetwork:
     recorders: Dict[str, Tuple[object, str]]
     workdir: object
     fp: FixedPoint
+    quantized: Optional[QuantizedNet] = None
     readout_scale: float = 1.0
     connections: List[object] = field(default_factory=list)
     fast_conv: bool = True
+    input_saturated: int = 0  # analog input values beyond the 24-bit input format (fixed mode), so far
     _started: bool = False
 
     @property
@@ -141,8 +119,8 @@ class LavaNetwork:
         full[:len(x)] = x
         data = np.moveaxis(to_lava(full.reshape(-1, *shape), shape), 0, -1)
         if self.mode == "fixed":
-            lim = 2 ** 23 - 1
-            data = np.clip(np.round(data * 2.0 ** self.fp.input_frac_bits), -lim, lim)
+            data, saturated = quantize_input(data, self.fp)
+            self.input_saturated += int(saturated)
         return np.ascontiguousarray(data)
 
     def run(self, x: np.ndarray) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
@@ -257,7 +235,8 @@ def _lava_weight(syn: Synapse, w: np.ndarray) -> np.ndarray:
 
 
 def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = False,
-          fixed: Optional[FixedPoint] = None, neuron: str = "ilif", fast_conv: bool = True) -> LavaNetwork:
+          fixed: Optional[FixedPoint] = None, neuron: str = "ilif", fast_conv: bool = True,
+          quantized: Optional[QuantizedNet] = None) -> LavaNetwork:
     """Create the Lava processes of ``spec``.
 
     Args:
@@ -265,6 +244,7 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
         samples: samples per run (one Lava run streams them back to back).
         record: also record every layer's spikes (one sink process per layer).
         fixed: fixed-point settings (mode "fixed").
+        quantized: the fixed-point network (mode "fixed"; default: ``quantize_spec(spec, fixed)``).
         neuron: "ilif" (this project's process) or "lava_lif" (Lava's built-in LIF, hard reset,
             for speed comparisons only: its dynamics differ from ILIF/soft-reset LIF).
     """
@@ -279,7 +259,9 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
 
     from .process import ILIF, FileRecorder
 
-    fp = fixed or FixedPoint()
+    fp = fixed or (quantized.fp if quantized else FixedPoint())
+    if mode == "fixed" and quantized is None:
+        quantized = quantize_spec(spec, fp)
     T = spec.timesteps
     workdir = tempfile.TemporaryDirectory(prefix="ilif-lava-")
     steps = (samples + -(-spec.depth // T)) * T
@@ -300,13 +282,12 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
     for layer in spec.layers + [spec.readout]:
         incoming = spec.incoming(layer.name)
         weights = [s.weight for s in incoming]
-        a_exp = 0
         if mode == "fixed":
-            weights, a_exp = quantize_layer(incoming, fp)
+            weights = [quantized.mantissas[spec.synapses.index(s)] for s in incoming]
         shape_l = lava_shape(layer.shape)
         if layer is spec.readout:
             dst = recorder(OUTPUT, shape_l, "float64" if mode == "float" else "int64")
-            readout_scale = 2.0 ** (a_exp - fp.frac_bits) if mode == "fixed" else 1.0
+            readout_scale = quantized.readout_scale if mode == "fixed" else 1.0
         elif neuron == "lava_lif":
             from lava.proc.lif.process import LIF
             p = layer.params
@@ -316,11 +297,14 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
             p = layer.params
             fx = None
             if mode == "fixed":
-                fx = dict(frac_bits=fp.frac_bits, a_exp=a_exp,
-                          bias_int=np.round(to_lava(layer.bias, layer.shape) * 2.0 ** fp.frac_bits).astype(np.int64))
+                q = quantized.layers[layer.name]
+                fx = dict(frac_bits=q.frac_bits, a_exp=q.a_exp, bias_int=to_lava(q.bias_int, layer.shape),
+                          vth_int=q.vth_int, v_reset_int=q.v_reset_int, decay_lam=q.decay_lam, decay_u=q.decay_u,
+                          decay_i=q.decay_i)
             dst = ILIF(shape=shape_l, lam=p.lam, v_th=p.v_th, lam_u=p.lam_u, lam_i=p.lam_i,
-                       ciu_source=p.ciu_source, bias=to_lava(layer.bias, layer.shape), delay=layer.depth,
-                       period=T, fixed=fx, name=layer.name)
+                       ciu_source=p.ciu_source, reset=p.reset, v_reset=p.v_reset, compare=p.compare,
+                       bias=to_lava(layer.bias, layer.shape), delay=layer.depth, period=T, fixed=fx,
+                       name=layer.name)
         for syn, w in zip(incoming, weights):
             _connect(ports[syn.source], syn, _lava_weight(syn, w), dst.a_in, mode, connections)
         if layer is not spec.readout:
@@ -330,8 +314,8 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
         for name, proc in neurons.items():
             proc.s_out.connect(recorder(name, proc.s_out.shape, "uint8").a_in)
     return LavaNetwork(spec=spec, mode=mode, samples=samples, source=src, neurons=neurons, recorders=recorders,
-                       workdir=workdir, fp=fp, readout_scale=readout_scale, connections=connections,
-                       fast_conv=fast_conv)
+                       workdir=workdir, fp=fp, quantized=quantized, readout_scale=readout_scale,
+                       connections=connections, fast_conv=fast_conv)
 
 
 def run_layer(x: np.ndarray, params, mode: str = "float") -> Dict[str, np.ndarray]:

@@ -23,11 +23,16 @@ def _source(source) -> Tuple[NetSpec, Graph]:
     return read(source)
 
 
+ENGINES = ("lava", "torch")
+
+
 def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data="digits",
              samples: Optional[int] = 100, mode: str = "float", *, x: Optional[np.ndarray] = None,
              y: Optional[np.ndarray] = None, batch: int = 64, progress: bool = True, fixed=None,
-             fast_conv: bool = True):
-    """Simulate ``source`` on ``Loihi2SimCfg`` (CPU) and compare with the torch runtime.
+             fast_conv: bool = True, engine: str = "lava", verify: int = 0, device: str = "cpu"):
+    """Run ``source`` as Lava runs it -- on Lava's CPU backend (``engine="lava"``, the reference) or on the
+    batched torch engine (``engine="torch"``, :mod:`.engine`: bit-exact with Lava, for whole test sets) --
+    and compare with the torch runtime.
 
     Args:
         source: an IR graph, a ``.lava.h5`` file from ``ilif-export --target lava``, or ``(spec, graph)``.
@@ -36,26 +41,34 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
         x, y: an array ``[N, *input_shape]`` (direct) or ``[N, T, *input_shape]`` and its labels, instead of data.
         samples: number of samples (the first ones); None = all.
         mode: "float" (floating_pt models) or "fixed" (Loihi-style fixed_pt models).
-        batch: samples per Lava run (one built network is reused for all batches).
-        fixed: :class:`ilif_deploy.converters.lava.network.FixedPoint` settings for mode "fixed".
+        batch: samples per Lava run or torch-engine batch (one built network is reused for all batches).
+        fixed: :class:`ilif_deploy.converters.lava.fixed.FixedPoint` settings for mode "fixed" (default: the
+            file's stored mantissas, else the default format).
+        engine: "lava" or "torch".
+        verify: with ``engine="torch"``, also run the first ``verify`` samples on Lava and report the engine's
+            agreement with it (``details["verify"]``).
+        device: torch device of the torch engine.
     Returns:
-        an :class:`~ilif_deploy.agreement.Agreement` of Lava (candidate) against the torch runtime in
-        Lava's arithmetic (BN folded, float64 synapses: the reference); ``details``: ``against_exact_graph``
-        (the same against the exact float32 graph, i.e. the source module), ``mode``, ``overflows`` {layer:
-        count} (fixed mode), ``lava_processes``, ``lava_seconds`` and ``ms_per_sample_step`` (wall time
-        of the Lava runs, including compiling and starting the worker processes, about 0.5-1.5 s; see
-        benchmarks/bench_lava.py for steady-state step times).
+        an :class:`~ilif_deploy.agreement.Agreement` of the engine (candidate) against the torch runtime in
+        Lava's arithmetic (BN folded, float64 synapses: the reference); ``details``: ``engine``, ``mode``,
+        ``against_exact_graph`` (the same against the exact float32 graph, i.e. the source module),
+        ``overflows`` {layer: saturated states}, ``synapse_wraps`` {layer: wrapped sums} and
+        ``input_saturated`` (fixed mode), ``lava_processes``, ``seconds`` and ``ms_per_sample_step``
+        (wall time of the engine's runs; for Lava including compiling and starting the worker
+        processes, about 0.5-1.5 s; see benchmarks/bench_lava.py for steady-state step times).
     """
     import torch
     from tqdm import tqdm
 
     from ilif_deploy.agreement import AgreementCounter
     from ilif_deploy.data import Dataset, as_dataset, open_data
+    from ilif_deploy.errors import UserError
     from ilif_deploy.runtime import run as torch_run
 
     from .h5 import LavaFileError
-    from .network import build
 
+    if engine not in ENGINES:
+        raise UserError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     spec, graph = _source(source)
     T = spec.timesteps
     if x is not None:
@@ -69,34 +82,109 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     if missing:
         raise LavaFileError(f"the IR graph stored with the network lacks neuron layer(s) {missing}")
     batch = max(1, min(batch, n))
+    quantized = stored_quantization(spec, fixed) if mode == "fixed" else None
     lowered = fold_batchnorm(graph)  # what Lava's synapses compute (build_netspec folds the same way)
-    counter = AgreementCounter(names, "torch runtime (BN folded, float64 synapses)", f"Lava {mode}")
-    exact = AgreementCounter(names, "torch runtime (exact graph, float32)", f"Lava {mode}")
-    t_lava = 0.0
-    net = build(spec, mode=mode, samples=batch, record=True, fixed=fixed, fast_conv=fast_conv)
-    try:
-        bar = tqdm(total=n, desc=f"Lava ({mode})", unit="sample", disable=not progress)
+    label = f"{'Lava' if engine == 'lava' else 'torch engine'} {mode}"
+    counter = AgreementCounter(names, "torch runtime (BN folded, float64 synapses)", label)
+    exact = AgreementCounter(names, "torch runtime (exact graph, float32)", label)
+    seconds, counts = 0.0, {"overflows": {}, "synapse_wraps": {}, "input_saturated": 0}
+    with _Engine(engine, spec, mode, batch, fixed, quantized, fast_conv, device) as run_batch:
+        bar = tqdm(total=n, desc=label, unit="sample", disable=not progress)
         for b in data.batches(batch, T, num_classes=int(np.prod(graph.output_node.shape))):
             xt, labels = b.x, b.y
-            part = np.ascontiguousarray(xt.transpose(0, 1).numpy())  # Lava plays samples back to back: [B, T, ...]
             # float64 synapses: Lava's Dense/Conv accumulate in float64, torch's in float32 in another
             # order; an ulp at the threshold would flip a spike (seen on ResNet-18 at T = 4)
             out_ref, rec = torch_run(lowered, xt, record=names, synapse_dtype=torch.float64)
             out_exact, rec_exact = torch_run(graph, xt, record=names)
             t0 = time.perf_counter()
-            out_lava, spikes = net.run(part)
-            t_lava += time.perf_counter() - t0
-            counter.add(rec, spikes, out_ref.sum(0), out_lava.sum(0), labels)
-            exact.add(rec_exact, spikes, out_exact.sum(0), out_lava.sum(0), labels)
-            bar.update(len(part))
+            out, spikes = run_batch(xt)
+            seconds += time.perf_counter() - t0
+            counter.add(rec, spikes, out_ref.sum(0), out.sum(0), labels)
+            exact.add(rec_exact, spikes, out_exact.sum(0), out.sum(0), labels)
+            bar.update(xt.shape[1])
         bar.close()
-        overflows = net.overflows() if mode == "fixed" else {}
-        processes = net.processes
-    finally:
-        net.stop()
+        counts, processes = run_batch.counts(), run_batch.processes
+    details = {}
+    if verify and engine == "torch":
+        details["verify"] = verify_against_lava(spec, data.take(verify), mode, fixed=fixed, quantized=quantized,
+                                                batch=batch, fast_conv=fast_conv, device=device).to_dict()
     ex = exact.result()
-    return counter.result(mode=mode, overflows=overflows, lava_processes=processes, lava_seconds=t_lava,
-                          ms_per_sample_step=1000.0 * t_lava / (n * T),
+    return counter.result(engine=engine, mode=mode, **(counts if mode == "fixed" else {}), lava_processes=processes,
+                          seconds=seconds, ms_per_sample_step=1000.0 * seconds / (n * T),
                           against_exact_graph={"overall_spike_agreement": ex.overall_spike_agreement,
                                                "prediction_agreement": ex.prediction_agreement,
-                                               "first_flip_layers": ex.first_flip_layers})
+                                               "first_flip_layers": ex.first_flip_layers}, **details)
+
+
+def stored_quantization(spec: NetSpec, fixed=None):
+    """The fixed-point network to run: the mantissas stored with ``spec`` (a ``.lava.h5``) when no other
+    format is asked for, else ``spec`` quantised in ``fixed``."""
+    from .fixed import quantize_spec
+
+    if spec.quantized is not None and (fixed is None or fixed == spec.quantized.fp):
+        return spec.quantized
+    return quantize_spec(spec, fixed)
+
+
+class _Engine:
+    """One interface over both engines: ``run_batch(x [T, B, ...]) -> (readout [T, B, ...], spikes)``,
+    then ``counts()`` (fixed-point saturations and wraps) and ``processes`` (Lava processes, or 0)."""
+
+    def __init__(self, engine, spec, mode, batch, fixed, quantized, fast_conv, device):
+        self.engine, self.spec, self.mode = engine, spec, mode
+        if engine == "lava":
+            from .network import build
+
+            self.net = build(spec, mode=mode, samples=batch, record=True, fixed=fixed, fast_conv=fast_conv,
+                             quantized=quantized)
+            self.processes = self.net.processes
+        else:
+            from .engine import TorchEngine
+
+            self.net = TorchEngine(spec, mode, fixed, quantized=quantized, device=device)
+            self.processes = 0
+            self.totals = {"overflows": {}, "synapse_wraps": {}, "input_saturated": 0}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.engine == "lava":
+            self.net.stop()
+
+    def __call__(self, xt):
+        if self.engine == "lava":
+            # Lava plays samples back to back: [B, T, ...]
+            return self.net.run(np.ascontiguousarray(xt.transpose(0, 1).numpy()))
+        r = self.net.run(xt)
+        t = self.totals
+        for key in ("overflows", "synapse_wraps"):
+            for k, v in getattr(r, key).items():
+                t[key][k] = t[key].get(k, 0) + v
+        t["input_saturated"] += r.input_saturated
+        return r.output.cpu(), {k: v.cpu() for k, v in r.spikes.items()}
+
+    def counts(self) -> dict:
+        if self.mode != "fixed":
+            return {"overflows": {}, "synapse_wraps": {}, "input_saturated": 0}
+        if self.engine == "lava":
+            return {"overflows": self.net.overflows(), "input_saturated": self.net.input_saturated}
+        return self.totals
+
+
+def verify_against_lava(spec: NetSpec, data, mode: str, *, fixed=None, quantized=None, batch: int = 64,
+                        fast_conv: bool = True, device: str = "cpu"):
+    """The torch engine (candidate) against Lava (reference) on every sample of ``data``: spikes per layer,
+    readouts, predictions (an :class:`~ilif_deploy.agreement.Agreement`)."""
+    from ilif_deploy.agreement import AgreementCounter
+
+    names = [lay.name for lay in spec.layers]
+    counter = AgreementCounter(names, f"Lava {mode}", f"torch engine {mode}")
+    batch = max(1, min(batch, len(data)))
+    with _Engine("lava", spec, mode, batch, fixed, quantized, fast_conv, device) as lava, \
+            _Engine("torch", spec, mode, batch, fixed, quantized, fast_conv, device) as eng:
+        for b in data.batches(batch, spec.timesteps):
+            out_l, spk_l = lava(b.x)
+            out_e, spk_e = eng(b.x)
+            counter.add(spk_l, spk_e, out_l.sum(0), out_e.sum(0), b.y)
+    return counter.result(engine="torch", mode=mode)

@@ -56,6 +56,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "only for files you trust)")
 
 
+def _samples(text: str) -> Optional[int]:
+    """--samples N or --samples all (None: every sample)."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of samples or 'all', got {text!r}") from None
+
+
 def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits", samples: Optional[int] = None,
                   batch_size: Optional[int] = None, batch_help: str = "samples per runtime call") -> None:
     """Where the data comes from and how it is preprocessed (ilif_deploy.data.open_data); ``--batch-size``
@@ -65,7 +75,7 @@ def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits",
                    help="digits | file.npz (frames x[, y], or events x, y, t, p) | file.npy | a CIFAR-10/100 python "
                         "folder | a folder with tonic's NMNIST/, DVSGesture/ or CIFAR10DVS/ | a folder of class "
                         f"folders of images (default {default})")
-    g.add_argument("--samples", type=int, default=samples, help="the first N samples" +
+    g.add_argument("--samples", type=_samples, default=samples, help="the first N samples, or all" +
                    (f" (default {samples})" if samples else " (default: all)"))
     g.add_argument("--split", default="test", choices=["test", "train"], help="which split of a dataset folder")
     g.add_argument("--x-key", default="x", help="(.npz) array of inputs (default x)")

@@ -9,17 +9,27 @@ from .common import add_data_args, add_model_args, open_dataset, open_input, par
 
 
 def build_parser():
-    p = parser("ilif-simulate", "Simulate a network on Lava (Loihi2SimCfg, CPU) and report agreement with the "
-                                "torch reference runtime.",
-               "example: ilif-simulate digits.lava.h5 --data digits --samples 100 --mode fixed")
+    p = parser("ilif-simulate", "Simulate a network as Lava runs it -- on Lava (Loihi2SimCfg, CPU) or on the batched "
+                                "torch engine, bit-exact with Lava -- and report agreement with the torch reference "
+                                "runtime.",
+               "examples: ilif-simulate digits.lava.h5 --data digits --samples 100 --mode fixed\n"
+               "          ilif-simulate r18.lava.h5 --data ~/cifar-10-batches-py --samples 0 --engine torch "
+               "--mode fixed --verify 4")
     add_model_args(p)
     add_data_args(p, samples=100, batch_size=64, batch_help="samples per Lava run (one network is reused)")
-    p.add_argument("--mode", choices=["float", "fixed"], default="float", help="Lava process models to use")
+    p.add_argument("--mode", choices=["float", "fixed"], default="float",
+                   help="Lava's floating_pt or fixed_pt (Loihi-style integer) models")
+    p.add_argument("--engine", choices=["lava", "torch"], default="lava",
+                   help="lava (the reference; ~1 ms per sample-step on tiny nets, far more on ResNets) or torch "
+                        "(batched, the same arithmetic bit for bit: for whole test sets)")
+    p.add_argument("--verify", type=int, default=0, metavar="K",
+                   help="(--engine torch) also run the first K samples on Lava and report the engine's agreement")
+    p.add_argument("--device", default="cpu", help="(--engine torch) torch device (default cpu)")
     p.add_argument("--json", help="write the report as JSON to this file")
-    p.add_argument("--frac-bits", type=int, default=16,
-                   help="(fixed) fractional bits of the 24-bit neuron state (default 16)")
-    p.add_argument("--input-frac-bits", type=int, default=8,
-                   help="(fixed) fractional bits of analog input values (default 8)")
+    p.add_argument("--frac-bits", type=int,
+                   help="(fixed) fractional bits of the 24-bit neuron state (default: the file's, else 16)")
+    p.add_argument("--input-frac-bits", type=int,
+                   help="(fixed) fractional bits of analog input values (default: the file's, else 8)")
     p.add_argument("--dense-conv-limit", type=int,
                    help="(model and graph files) write plain convs with at most this many matrix entries as Dense "
                         "(default 0)")
@@ -35,10 +45,15 @@ def main(argv=None) -> int:
         from ..converters import OptionError
         from ..data import DataWarning
         from ..converters.lava import build_netspec, require_lava
-        from ..converters.lava.network import FixedPoint
+        from ..converters.lava.fixed import FixedPoint
         from ..converters.lava.runner import simulate
 
-        require_lava()
+        if args.engine == "lava" or args.verify:
+            require_lava()
+        if args.verify and args.engine != "torch":
+            raise OptionError("--verify applies to --engine torch (it checks the torch engine against Lava)")
+        if args.verify < 0:
+            raise OptionError(f"--verify must be >= 0, got {args.verify}")
         opened = open_input(args)
         if opened.kind == "lava":
             if args.dense_conv_limit is not None:
@@ -46,17 +61,29 @@ def main(argv=None) -> int:
             source = (opened.artifact, opened.graph)
         else:
             source = (build_netspec(opened.graph, dense_conv_limit=args.dense_conv_limit or 0), opened.graph)
-        fixed = FixedPoint(frac_bits=args.frac_bits, input_frac_bits=args.input_frac_bits)
+        fixed = None if (args.frac_bits, args.input_frac_bits) == (None, None) else FixedPoint(
+            frac_bits=args.frac_bits or 16, input_frac_bits=8 if args.input_frac_bits is None else args.input_frac_bits)
         rep = simulate(source, data=open_dataset(args, opened.graph), samples=None, mode=args.mode,
-                       batch=args.batch_size, progress=not args.no_progress, fixed=fixed)
+                       batch=args.batch_size, progress=not args.no_progress, fixed=fixed, engine=args.engine,
+                       verify=args.verify, device=args.device)
         silent = [k for k, v in rep.firing_rate.items() if v == 0]
         if silent:
             warnings.warn(f"layer(s) {', '.join(silent)} never fired on {rep.samples} samples", DataWarning)
         print(rep.table())
-        print(f"mode {args.mode}: {rep.headline()}")
+        print(f"{rep.candidate}: {rep.headline()}")
         d = rep.details
-        print(f"Lava: {d['lava_processes']} processes, {d['lava_seconds']:.1f} s, "
-              f"{d['ms_per_sample_step']:.2f} ms per sample-step")
+        where = f"Lava, {d['lava_processes']} processes" if args.engine == "lava" else f"torch engine on {args.device}"
+        print(f"{where}: {d['seconds']:.1f} s, {d['ms_per_sample_step']:.3f} ms per sample-step")
+        if args.mode == "fixed":
+            print(f"fixed point: saturated states {sum(d['overflows'].values())}, wrapped synaptic sums "
+                  f"{sum(d.get('synapse_wraps', {}).values())}"
+                  f"{'' if args.engine == 'torch' else ' (not observable inside Lava)'}, saturated inputs "
+                  f"{d['input_saturated']}")
+        if "verify" in d:
+            v = d["verify"]
+            print(f"verify on {v['samples']} samples: torch engine vs Lava {args.mode}: spike agreement "
+                  f"{v['overall_spike_agreement']:.6f}, prediction agreement {v['prediction_agreement']:.4f}, "
+                  f"max readout difference {v['max_abs_logit_diff']:.3g}")
         if args.json:
             write_text_atomic(args.json, json.dumps(rep.to_dict(), indent=2))
         return 0

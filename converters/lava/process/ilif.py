@@ -29,21 +29,8 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 import ilif_deploy.converters.lava.compat  # noqa: F401  (the Python 3.11 import fix, before lava.magma)
+from ilif_deploy.converters.lava.fixed import FixedLayer, FixedPoint, ilif_step_fixed
 from ilif_deploy.neuron_step import NUMPY_OPS, ILIFParams, ILIFState, ilif_step
-
-STATE_BITS = 24
-STATE_MAX = 2 ** (STATE_BITS - 1) - 1
-DECAY_BITS = 12
-LUT_SIZE = 1024
-LUT_STEPS_PER_UNIT = 64  # sigmoid table resolution: 1/64 of a state unit, covering [-8, 8)
-
-
-def sigmoid_lut(frac_bits: int) -> np.ndarray:
-    """Sigmoid of the MPIU as a table: entry i holds sigmoid(z_i) * 2**frac_bits (state units) for the
-    bin z in [(i - 512) / 64, (i - 511) / 64), evaluated at the bin's midpoint."""
-    z = (np.arange(LUT_SIZE) - LUT_SIZE // 2 + 0.5) / LUT_STEPS_PER_UNIT
-    return np.round(2.0 ** frac_bits / (1.0 + np.exp(-z))).astype(np.int64)
-
 
 class ILIF(AbstractProcess):
     """A layer of ILIF neurons (LIF when ``lam_u == lam_i == 0``).
@@ -51,16 +38,19 @@ class ILIF(AbstractProcess):
     Args:
         shape: the layer's shape in Lava's layout ((W, H, C) for images, (F,) for vectors).
         lam, v_th, lam_u, lam_i, ciu_source: the ILIF parameters (dimensionless; see ILIFParams).
+        reset, v_reset, compare: "subtract" (soft reset, the contract) or "zero" (hard reset to
+            ``v_reset``, NIR's and Lava's own LIF); spike rule ">=" (the contract) or ">".
         bias: constant input current added every step (scalar or array of ``shape``).
         delay: connections between the network input and this layer (steps of pipeline delay).
         period: steps per sample T (state is reset every T steps); 0 = never reset.
         fixed: fixed-point settings for the ``fixed_pt`` model: frac_bits (state LSB = 2**-frac_bits),
-            a_exp (left shift applied to a_in), bias_int, vth_int, decay_lam/decay_u/decay_i (12-bit).
+            a_exp (left shift applied to a_in), bias_int, vth_int, v_reset_int, decay_lam/decay_u/decay_i
+            (12-bit): the fields of :class:`ilif_deploy.converters.lava.fixed.FixedLayer`.
     """
 
     def __init__(self, *, shape, lam: float, v_th: float = 1.0, lam_u: float = 1.0, lam_i: float = 0.03,
-                 ciu_source: str = "synaptic", bias=0.0, delay: int = 0, period: int = 0,
-                 fixed: dict = None, name: str = None, log_config=None):
+                 ciu_source: str = "synaptic", reset: str = "subtract", v_reset: float = 0.0, compare: str = ">=",
+                 bias=0.0, delay: int = 0, period: int = 0, fixed: dict = None, name: str = None, log_config=None):
         shape = tuple(int(s) for s in shape)
         fixed = dict(fixed or {})
         super().__init__(shape=shape, name=name, log_config=log_config)
@@ -74,6 +64,9 @@ class ILIF(AbstractProcess):
         self.lam_u = Var(shape=(1,), init=lam_u)
         self.lam_i = Var(shape=(1,), init=lam_i)
         self.ciu_from_net = Var(shape=(1,), init=int(ciu_source == "net"))
+        self.hard_reset = Var(shape=(1,), init=int(reset == "zero"))
+        self.v_reset = Var(shape=(1,), init=float(v_reset))
+        self.strict = Var(shape=(1,), init=int(compare == ">"))
         self.delay = Var(shape=(1,), init=int(delay))
         self.period = Var(shape=(1,), init=int(period))
         # fixed-point representation (used by the fixed_pt model only)
@@ -82,10 +75,12 @@ class ILIF(AbstractProcess):
         self.a_exp = Var(shape=(1,), init=int(fixed.get("a_exp", 0)))
         self.bias_int = Var(shape=shape, init=np.broadcast_to(
             np.asarray(fixed.get("bias_int", 0), dtype=np.int64), shape).copy())
-        self.vth_int = Var(shape=(1,), init=int(fixed.get("vth_int", round(v_th * 2 ** frac_bits))))
-        for key, lam_value in (("decay_lam", lam), ("decay_u", lam_u), ("decay_i", lam_i)):
-            setattr(self, key, Var(shape=(1,), init=int(fixed.get(key, round(lam_value * 2 ** DECAY_BITS)))))
-        self.sig_lut = Var(shape=(LUT_SIZE,), init=sigmoid_lut(frac_bits))
+        default = FixedLayer.from_params(ILIFParams(lam=lam, v_th=v_th, lam_u=lam_u, lam_i=lam_i), 0.0, 0,
+                                         FixedPoint(frac_bits=frac_bits))
+        self.vth_int = Var(shape=(1,), init=int(fixed.get("vth_int", default.vth_int)))
+        self.v_reset_int = Var(shape=(1,), init=int(fixed.get("v_reset_int", round(v_reset * 2 ** frac_bits))))
+        for key in ("decay_lam", "decay_u", "decay_i"):
+            setattr(self, key, Var(shape=(1,), init=int(fixed.get(key, getattr(default, key)))))
         self.overflows = Var(shape=(1,), init=0)
 
 
@@ -99,6 +94,10 @@ class _WindowMixin:
     lam_u: np.ndarray = LavaPyType(np.ndarray, float)
     lam_i: np.ndarray = LavaPyType(np.ndarray, float)
     ciu_from_net: np.ndarray = LavaPyType(np.ndarray, int)
+    hard_reset: np.ndarray = LavaPyType(np.ndarray, int)
+    v_reset: np.ndarray = LavaPyType(np.ndarray, float)
+    strict: np.ndarray = LavaPyType(np.ndarray, int)
+    v_reset_int: np.ndarray = LavaPyType(np.ndarray, np.int64)
     delay: np.ndarray = LavaPyType(np.ndarray, int)
     period: np.ndarray = LavaPyType(np.ndarray, int)
     frac_bits: np.ndarray = LavaPyType(np.ndarray, int)
@@ -108,7 +107,6 @@ class _WindowMixin:
     decay_lam: np.ndarray = LavaPyType(np.ndarray, int)
     decay_u: np.ndarray = LavaPyType(np.ndarray, int)
     decay_i: np.ndarray = LavaPyType(np.ndarray, int)
-    sig_lut: np.ndarray = LavaPyType(np.ndarray, np.int64)
     overflows: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def _window_step(self) -> int:
@@ -146,7 +144,9 @@ class PyILIFModelFloat(_WindowMixin, PyLoihiProcessModel):
         if self._params is None:
             self._params = ILIFParams(lam=float(self.lam[0]), v_th=float(self.v_th[0]), lam_u=float(self.lam_u[0]),
                                       lam_i=float(self.lam_i[0]),
-                                      ciu_source="net" if int(self.ciu_from_net[0]) else "synaptic")
+                                      ciu_source="net" if int(self.ciu_from_net[0]) else "synaptic",
+                                      reset="zero" if int(self.hard_reset[0]) else "subtract",
+                                      v_reset=float(self.v_reset[0]), compare=">" if int(self.strict[0]) else ">=")
         return self._params
 
     def run_spk(self) -> None:
@@ -169,13 +169,6 @@ class PyILIFModelFloat(_WindowMixin, PyLoihiProcessModel):
         self.s_out.send(rec.spikes)
 
 
-def _decay(x: np.ndarray, d: int) -> np.ndarray:
-    """Loihi-style decay by a 12-bit fraction d/4096, on magnitudes (rounds toward zero)."""
-    if d == 1 << DECAY_BITS:
-        return x
-    return np.sign(x) * ((np.abs(x) * d) >> DECAY_BITS)
-
-
 @implements(proc=ILIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
@@ -194,12 +187,20 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
     mpiu: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     ciu_drive: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
-    def _sat(self, x: np.ndarray) -> np.ndarray:
-        over = np.abs(x) > STATE_MAX
-        if over.any():
-            self.overflows[0] += int(over.sum())
-            x = np.clip(x, -STATE_MAX, STATE_MAX)
-        return x
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self._layer = None
+
+    def _fixed_layer(self) -> FixedLayer:
+        if self._layer is None:
+            self._layer = FixedLayer(
+                frac_bits=int(self.frac_bits[0]), a_exp=int(self.a_exp[0]), vth_int=int(self.vth_int[0]),
+                decay_lam=int(self.decay_lam[0]), decay_u=int(self.decay_u[0]), decay_i=int(self.decay_i[0]),
+                ciu_on=float(self.lam_i[0]) != 0.0, mpiu_on=float(self.lam_u[0]) != 0.0,
+                ciu_from_net=bool(int(self.ciu_from_net[0])), bias_int=self.bias_int.astype(np.int64),
+                hard_reset=bool(int(self.hard_reset[0])), v_reset_int=int(self.v_reset_int[0]),
+                strict=bool(int(self.strict[0])))
+        return self._layer
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv().astype(np.int64)
@@ -210,31 +211,10 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
         if k == 0:
             for arr in (self.u, self.v, self.ciu, self.mpiu, self.ciu_drive):
                 arr[...] = 0
-        e = int(self.a_exp[0])
-        x = (a_in << e if e >= 0 else a_in >> -e) + self.bias_int
-        x = self._sat(x)
-        ciu_on, mpiu_on = float(self.lam_i[0]) != 0.0, float(self.lam_u[0]) != 0.0
-        if ciu_on:
-            ciu = self._sat(_decay(self.ciu.astype(np.int64) + self.ciu_drive, int(self.decay_i[0])))
-            current = self._sat(x - np.maximum(ciu, 0))
-        else:
-            ciu, current = self.ciu.astype(np.int64), x
-        u = self._sat(_decay(self.v.astype(np.int64), int(self.decay_lam[0])) + current)
-        vth = int(self.vth_int[0])
-        spikes = (u >= vth).astype(np.int64)
-        mbar = u - spikes * vth
-        if mpiu_on:
-            mpiu = self._sat(_decay(self.mpiu.astype(np.int64) + spikes * mbar, int(self.decay_u[0])))
-            shift = int(self.frac_bits[0]) - 6  # 64 table bins per state unit
-            idx = np.clip((mpiu >> shift) + len(self.sig_lut) // 2, 0, len(self.sig_lut) - 1)
-            m = self._sat(mbar - spikes * self.sig_lut[idx])
-        else:
-            mpiu, m = self.mpiu.astype(np.int64), mbar
-        if ciu_on:
-            drive = self._sat(spikes * (current if int(self.ciu_from_net[0]) else x))
-            self.ciu_drive[...] = drive
-        self.u[...] = current
-        self.v[...] = m
-        self.ciu[...] = ciu
-        self.mpiu[...] = mpiu
-        self.s_out.send(spikes.astype(np.int32))
+        state = ILIFState(*(getattr(self, n).astype(np.int64) for n in ILIFState._fields))
+        step = ilif_step_fixed(a_in, state, self._fixed_layer())
+        self.overflows[0] += int(step.overflows)
+        self.u[...] = step.u
+        for n in ILIFState._fields:
+            getattr(self, n)[...] = getattr(step.state, n)
+        self.s_out.send(step.spikes.astype(np.int32))

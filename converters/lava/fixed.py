@@ -1,0 +1,295 @@
+"""Loihi-style fixed point in one place: the number format, every quantisation (weights, input,
+bias, threshold, decays, the sigmoid table, the readout scale) and the one fixed-point ILIF step.
+
+The step :func:`ilif_step_fixed` is pure and integer-only, written against a small array namespace
+(:data:`NUMPY_FIXED`, :func:`torch_fixed_ops`) as :func:`ilif_deploy.neuron_step.ilif_step` is for
+float: Lava's ``fixed_pt`` process model (``process/ilif.py``) and the batched torch engine
+(:mod:`.engine`) both call it, so they cannot drift apart.  This file lives outside ``process/``
+because Lava imports every file in a process's folder when it compiles.
+
+Format (one LSB of state = 2**-frac_bits of a float unit; every state a signed 24-bit integer)::
+
+    a_in     summed synaptic input as Lava delivers it (int32 messages)
+    x        = (a_in << a_exp) + bias_int           a_exp: the layer's weight exponent
+    ciu      = decay(ciu + ciu_drive, decay_i)       decays are 12-bit fractions d / 4096, on magnitudes
+    u        = x - max(ciu, 0)                       (the inhibited current I[t])
+    v_pre    = decay(v, decay_lam) + u
+    S        = v_pre >= vth_int                      ('>' with strict)
+    mbar     = v_pre - S * vth_int                   (hard reset: S ? v_reset_int : v_pre)
+    mpiu     = decay(mpiu + S * mbar, decay_u)
+    v        = mbar - S * lut[mpiu]                  sigmoid(mpiu) from a 1024-entry table
+    ciu_drive= S * (x or u)
+
+Every value that leaves the signed 24-bit range is saturated and counted (``overflows``).
+
+What Lava's own connection processes do in fixed point, reproduced by the engine (measured on
+lava-nc 0.10.0): ``Dense``/``Sparse`` accumulate in int32 and wrap; ``Conv`` wraps its sum to 24
+bits (``lava.proc.conv.utils.signed_clamp`` is a modulo); an InPort sums its incoming messages in
+int32.  The mantissas of a mixed-sign ``Dense`` lose their LSB, so they are stored doubled (even).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ilif_deploy.errors import UserError
+from ilif_deploy.neuron_step import ILIFParams, ILIFState
+
+STATE_BITS = 24
+STATE_MAX = 2 ** (STATE_BITS - 1) - 1
+DECAY_BITS = 12
+DECAY_ONE = 1 << DECAY_BITS
+LUT_SIZE = 1024
+LUT_STEPS_PER_UNIT = 64  # sigmoid table resolution: 1/64 of a state unit, covering [-8, 8)
+LUT_SHIFT_BITS = 6  # log2(LUT_STEPS_PER_UNIT)
+#: graded messages (analog input) are 24-bit: the input encoder saturates there
+INPUT_MAX = STATE_MAX
+#: Lava's accumulators: Dense/Sparse and InPort sums in int32, Conv wraps to 24 bits
+DENSE_BITS, CONV_BITS, PORT_BITS = 32, 24, 32
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """The network-wide format: state LSB = 2**-frac_bits (float units), analog input LSB =
+    2**-input_frac_bits, weights as signed ``weight_bits`` mantissas with one exponent per target layer."""
+
+    frac_bits: int = 16
+    input_frac_bits: int = 8
+    weight_bits: int = 8
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in (("frac_bits", 1, 22), ("input_frac_bits", 0, 23), ("weight_bits", 2, 8)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise UserError(f"fixed point: {name} must be an integer in [{lo}, {hi}], got {v!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def sigmoid_lut(frac_bits: int) -> np.ndarray:
+    """Sigmoid of the MPIU as a table: entry i holds sigmoid(z_i) * 2**frac_bits (state units) for the
+    bin z in [(i - 512) / 64, (i - 511) / 64), evaluated at the bin's midpoint."""
+    z = (np.arange(LUT_SIZE) - LUT_SIZE // 2 + 0.5) / LUT_STEPS_PER_UNIT
+    lut = np.round(2.0 ** frac_bits / (1.0 + np.exp(-z))).astype(np.int64)
+    lut.flags.writeable = False
+    return lut
+
+
+def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence[bool], fp: FixedPoint
+                     ) -> Tuple[List[np.ndarray], int]:
+    """Mantissas of every synapse into one layer and the layer's shift ``a_exp``.
+
+    One exponent per target layer, chosen so the largest weight uses the full ``weight_bits``; a graded
+    (analog) source carries ``input_frac_bits`` of its own.  Mantissas come back doubled (even numbers,
+    [-256, 254] at 8 bits) as Lava's mixed-sign Dense wants them; ``a_exp`` accounts for the factor 2,
+    so ``sum(mant * s) << a_exp`` is the input current in state LSBs."""
+    mag = max((np.abs(w).max(initial=0.0) * 2.0 ** (fp.frac_bits - (fp.input_frac_bits if g else 0))
+               for w, g in zip(weights, graded)), default=0.0)
+    top = 2 ** (fp.weight_bits - 1) - 1
+    e = math.ceil(math.log2(mag / top)) if mag > 0 else 0
+    mants = []
+    for w, g in zip(weights, graded):
+        m = np.clip(np.round(np.asarray(w, np.float64) * 2.0 ** (fp.frac_bits - (fp.input_frac_bits if g else 0)
+                                                                   - e)), -top - 1, top)
+        mants.append((2 * m).astype(np.int64))
+    return mants, e - 1
+
+
+def quantize_input(x, fp: FixedPoint, xp: Any = np):
+    """Analog input (float units) -> graded messages in 2**-input_frac_bits LSBs, saturated at 24 bits.
+    Returns (integers as int64, how many values were saturated or not finite)."""
+    scaled = x * float(2 ** fp.input_frac_bits)
+    bad = ~xp.isfinite(scaled) | (abs(scaled) > INPUT_MAX)
+    if xp is np:
+        ints = np.clip(np.round(np.nan_to_num(scaled, nan=0.0)), -INPUT_MAX, INPUT_MAX).astype(np.int64)
+    else:
+        ints = xp.clamp(xp.round(xp.nan_to_num(scaled, nan=0.0)), -INPUT_MAX, INPUT_MAX).to(xp.int64)
+    return ints, bad.sum()
+
+
+def readout_scale(a_exp: int, fp: FixedPoint) -> float:
+    """Float units per LSB of the readout's integer input sum."""
+    return 2.0 ** (a_exp - fp.frac_bits)
+
+
+@dataclass(frozen=True)
+class FixedLayer:
+    """Everything :func:`ilif_step_fixed` needs about one neuron layer, as integers.  ``bias_int`` is an
+    array of the layer's shape (in whatever layout and array type the caller steps in)."""
+
+    frac_bits: int
+    a_exp: int
+    vth_int: int
+    decay_lam: int
+    decay_u: int
+    decay_i: int
+    ciu_on: bool
+    mpiu_on: bool
+    ciu_from_net: bool
+    bias_int: Any = 0
+    hard_reset: bool = False
+    v_reset_int: int = 0
+    strict: bool = False
+
+    @classmethod
+    def from_params(cls, params: ILIFParams, bias, a_exp: int, fp: FixedPoint) -> "FixedLayer":
+        """Quantise a layer: threshold, reset level and bias to state LSBs (rounded), decays to 12 bits."""
+        one = 2.0 ** fp.frac_bits
+        return cls(frac_bits=fp.frac_bits, a_exp=int(a_exp), vth_int=int(round(params.v_th * one)),
+                   decay_lam=int(round(params.lam * DECAY_ONE)), decay_u=int(round(params.lam_u * DECAY_ONE)),
+                   decay_i=int(round(params.lam_i * DECAY_ONE)), ciu_on=params.ciu_enabled,
+                   mpiu_on=params.mpiu_enabled, ciu_from_net=params.ciu_source == "net",
+                   bias_int=np.round(np.asarray(bias, np.float64) * one).astype(np.int64),
+                   hard_reset=params.reset == "zero", v_reset_int=int(round(params.v_reset * one)),
+                   strict=params.compare == ">")
+
+    @property
+    def lut(self) -> np.ndarray:
+        return sigmoid_lut(self.frac_bits)
+
+
+@dataclass(frozen=True)
+class FixedOps:
+    """The integer array operations the fixed step needs (numpy or torch)."""
+
+    sign: Callable[[Any], Any]
+    clip: Callable[[Any, int, int], Any]
+    relu: Callable[[Any], Any]
+    as_int: Callable[[Any], Any]  # bool/any integer array -> int64
+    table: Callable[[np.ndarray, Any], Any]  # lut[idx]
+
+
+NUMPY_FIXED = FixedOps(sign=np.sign, clip=np.clip, relu=lambda x: np.maximum(x, 0),
+                       as_int=lambda x: np.asarray(x).astype(np.int64), table=lambda lut, idx: lut[idx])
+
+
+@functools.lru_cache(maxsize=None)
+def torch_fixed_ops() -> FixedOps:
+    import torch
+
+    luts = {}
+
+    def table(lut: np.ndarray, idx):
+        key = (id(lut), idx.device)
+        if key not in luts:
+            luts[key] = torch.tensor(lut, device=idx.device)  # a copy: the table is read-only
+        return luts[key][idx]
+
+    return FixedOps(sign=torch.sign, clip=torch.clamp, relu=lambda x: torch.clamp(x, min=0),
+                    as_int=lambda x: x.to(torch.int64), table=table)
+
+
+class FixedStep(NamedTuple):
+    """One fixed-point step: 0/1 spikes (int64), the new state, how many values were saturated in
+    this step (an integer, or a 0-d tensor under torch), and the inhibited current ``u``."""
+
+    spikes: Any
+    state: ILIFState
+    overflows: Any
+    u: Any
+
+
+def _shift(x, e: int):
+    return x << e if e >= 0 else x >> -e
+
+
+def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = NUMPY_FIXED) -> FixedStep:
+    """Advance one layer by one step in integers (see the module docstring for the equations).
+
+    Args:
+        a_in: the summed synaptic input of this step, int64 (what Lava's InPort delivers).
+        state: the integer state after the previous step (all zeros at the first step), int64 arrays.
+        layer: the layer's quantised parameters.
+        ops: :data:`NUMPY_FIXED` or :func:`torch_fixed_ops`.
+    """
+    counts = []
+
+    def sat(v):
+        counts.append((abs(v) > STATE_MAX).sum())
+        return ops.clip(v, -STATE_MAX, STATE_MAX)
+
+    def decay(v, d: int):
+        return v if d == DECAY_ONE else ops.sign(v) * ((abs(v) * d) >> DECAY_BITS)
+
+    x = sat(_shift(a_in, layer.a_exp) + layer.bias_int)
+    if layer.ciu_on:
+        ciu = sat(decay(state.ciu + state.ciu_drive, layer.decay_i))
+        u = sat(x - ops.relu(ciu))
+    else:
+        ciu, u = state.ciu, x
+    v_pre = sat(decay(state.v, layer.decay_lam) + u)
+    spikes = ops.as_int(v_pre > layer.vth_int if layer.strict else v_pre >= layer.vth_int)
+    if layer.hard_reset:
+        mbar = v_pre - spikes * (v_pre - layer.v_reset_int)
+    else:
+        mbar = v_pre - spikes * layer.vth_int
+    if layer.mpiu_on:
+        mpiu = sat(decay(state.mpiu + spikes * mbar, layer.decay_u))
+        idx = ops.clip(_shift(mpiu, LUT_SHIFT_BITS - layer.frac_bits) + LUT_SIZE // 2, 0, LUT_SIZE - 1)
+        v = sat(mbar - spikes * ops.table(layer.lut, idx))
+    else:
+        mpiu, v = state.mpiu, mbar
+    drive = sat(spikes * (u if layer.ciu_from_net else x)) if layer.ciu_on else state.ciu_drive
+    return FixedStep(spikes, ILIFState(v=v, mpiu=mpiu, ciu=ciu, ciu_drive=drive), sum(counts[1:], counts[0]), u)
+
+
+@dataclass
+class QuantizedNet:
+    """A NetSpec in fixed point: the mantissas of every synapse (``spec.synapses`` order, doubled as
+    Lava's Dense takes them), each neuron layer's :class:`FixedLayer` (bias in the IR's channel-first
+    layout) and the readout's exponent.  What the Lava builder, the torch engine and the file share."""
+
+    fp: FixedPoint
+    mantissas: List[np.ndarray]
+    layers: dict  # name -> FixedLayer
+    readout_exp: int
+
+    @property
+    def readout_scale(self) -> float:
+        return readout_scale(self.readout_exp, self.fp)
+
+
+def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[List[np.ndarray]] = None,
+                  exponents: Optional[dict] = None) -> QuantizedNet:
+    """Quantise every layer of ``spec`` (a :class:`~ilif_deploy.converters.lava.netspec.NetSpec`) with
+    one exponent per target layer; ``mantissas``/``exponents`` (as stored in a ``.lava.h5``) are taken
+    as they are instead of being recomputed from the float weights."""
+    fp = fp or FixedPoint()
+    index = {id(s): i for i, s in enumerate(spec.synapses)}
+    mants: List[Optional[np.ndarray]] = [None] * len(spec.synapses)
+    layers, readout_exp = {}, 0
+    for layer in spec.layers + [spec.readout]:
+        incoming = spec.incoming(layer.name)
+        if mantissas is not None:
+            m, a_exp = [mantissas[index[id(s)]] for s in incoming], int(exponents[layer.name])
+        else:
+            m, a_exp = quantize_weights([s.weight for s in incoming], [s.graded for s in incoming], fp)
+        for s, mi in zip(incoming, m):
+            mants[index[id(s)]] = mi
+        if layer is spec.readout:
+            readout_exp = a_exp
+        else:
+            layers[layer.name] = FixedLayer.from_params(layer.params, layer.bias, a_exp, fp)
+    return QuantizedNet(fp=fp, mantissas=mants, layers=layers, readout_exp=readout_exp)
+
+
+def wrap(x, bits: int):
+    """Two's-complement wrap of integers to ``bits`` (what an int32 accumulator or Lava's 24-bit
+    ``signed_clamp`` does), and how many values wrapped."""
+    half = 1 << (bits - 1)
+    out = (x + half) % (2 * half) - half
+    return out, (out != x).sum()
+
+
+def zero_fixed_state(shape, xp: Any = np, **kw) -> ILIFState:
+    z = xp.zeros(shape, dtype=xp.int64, **kw)
+    return ILIFState(v=z, mpiu=z, ciu=z, ciu_drive=z)
+
+
+__all__ = ["FixedPoint", "FixedLayer", "FixedStep", "FixedOps", "NUMPY_FIXED", "torch_fixed_ops", "ilif_step_fixed",
+           "quantize_weights", "quantize_input", "quantize_spec", "QuantizedNet", "readout_scale", "sigmoid_lut",
+           "wrap", "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX", "DENSE_BITS",
+           "CONV_BITS", "PORT_BITS"]

@@ -1,0 +1,246 @@
+"""Fixed point as one pure definition (converters/lava/fixed.py) and the batched torch engine:
+the step on the authors' golden vectors in numpy and torch without Lava, hand-computed integer cases,
+and the engine bit for bit against Lava's fixed_pt and floating_pt models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ilif_deploy as D
+from ilif_deploy import ir as N
+from ilif_deploy.converters.lava.engine import TorchEngine
+from ilif_deploy.converters.lava.fixed import (STATE_MAX, FixedLayer, FixedPoint, ilif_step_fixed, quantize_input,
+                                               quantize_spec, torch_fixed_ops, wrap, zero_fixed_state)
+from ilif_deploy.converters.lava.netspec import build_netspec
+from ilif_deploy.errors import UserError
+from ilif_deploy.ir.graph import Graph
+from ilif_deploy.neuron_step import ILIFParams
+
+GOLDEN_CASES = ["tau1.1_T8", "tau2.0_T16", "tau1.1_T6_strong", "tau4.0_T20_weak"]
+
+
+def _golden_net(golden, case):
+    """sequence input -> identity synapse -> one ILIF layer of the golden case -> sum readout."""
+    x = golden[f"{case}/x"]
+    T, n = x.shape
+    g = Graph(metadata={"timesteps": T})
+    g.add(N.Input("input", (n,), encoding="sequence"))
+    g.add(N.Linear("syn", (n,), weight=np.eye(n, dtype=np.float32)), ["input"])
+    g.add(N.Neuron("ilif", (n,), params=ILIFParams.from_tau(float(golden[f"{case}/tau"]))), ["syn"])
+    g.add(N.Linear("read", (1,), weight=np.ones((1, n), np.float32)), ["ilif"])
+    g.add(N.Output("output", (1,)), ["read"])
+    return g.validate(), x
+
+
+def _run_step(a_in: np.ndarray, layer: FixedLayer, xp):
+    """ilif_step_fixed over ``a_in`` [T, n] from zero state, in numpy or torch."""
+    ops = torch_fixed_ops() if xp is torch else None
+    if xp is torch:
+        layer = FixedLayer(**{**layer.__dict__, "bias_int": torch.as_tensor(layer.bias_int)})
+    state = zero_fixed_state(a_in.shape[1:], xp)
+    spikes, over = [], 0
+    for t in range(a_in.shape[0]):
+        a = xp.as_tensor(a_in[t]) if xp is torch else a_in[t]
+        step = ilif_step_fixed(a, state, layer, ops) if ops else ilif_step_fixed(a, state, layer)
+        state, over = step.state, over + int(step.overflows)
+        spikes.append(np.asarray(step.spikes))
+    return np.stack(spikes), over
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+def test_golden_vectors_through_the_pure_step_numpy_and_torch(golden, case):
+    """The step alone (milliseconds, no Lava): numpy and torch give the same integers, and against the
+    authors' float neuron only quantisation differs (measured: 2 flips in 18,944 over the four cases)."""
+    g, x = _golden_net(golden, case)
+    q = quantize_spec(build_netspec(g))
+    ints, saturated = quantize_input(x.astype(np.float64), q.fp)
+    assert int(saturated) == 0
+    a_in = ints @ q.mantissas[0].T  # through the identity synapse's (doubled) mantissas
+    layer = q.layers["ilif"]
+    s_np, over_np = _run_step(a_in, layer, np)
+    s_t, over_t = _run_step(a_in, layer, torch)
+    np.testing.assert_array_equal(s_np, s_t)
+    assert over_np == over_t == 0
+    flips = int((s_np != golden[f"{case}/spikes"]).sum())
+    assert flips <= 2, flips
+    assert s_np.sum() > 0
+
+
+def test_integer_step_by_hand():
+    """Two neurons, LIF with 12-bit decay 0.5 and threshold 1.0 at 4 fractional bits: every value checked."""
+    layer = FixedLayer.from_params(ILIFParams(lam=0.5, v_th=1.0, lam_u=0.0, lam_i=0.0), np.zeros(2), 0,
+                                   FixedPoint(frac_bits=4))
+    assert (layer.vth_int, layer.decay_lam) == (16, 2048)
+    state = zero_fixed_state((2,))
+    seen = []
+    for a in ([10, -7], [10, -7], [3, 30]):
+        step = ilif_step_fixed(np.array(a, np.int64), state, layer)
+        state = step.state
+        seen.append((step.spikes.tolist(), state.v.tolist()))
+    # v: 10 -> 5+10=15 (<16) ; 7+3=10 (decay of 15 rounds toward zero: 7)   neuron 2: -7 -> -3-7=-10 -> -5+30=25>=16: 9
+    assert seen == [([0, 0], [10, -7]), ([0, 0], [15, -10]), ([0, 1], [10, 9])]
+
+
+def test_saturation_and_wraps_are_counted():
+    layer = FixedLayer.from_params(ILIFParams(lam=0.0, v_th=1.0, lam_u=0.0, lam_i=0.0), np.zeros(3), 0,
+                                   FixedPoint(frac_bits=16))
+    step = ilif_step_fixed(np.array([STATE_MAX + 5, 0, -(STATE_MAX + 1)], np.int64), zero_fixed_state((3,)), layer)
+    assert int(step.overflows) == 2  # x of the two outer neurons; saturated, nothing downstream leaves the range
+    assert step.spikes.tolist() == [1, 0, 0] and step.state.v.tolist() == [STATE_MAX - 2 ** 16, 0, -STATE_MAX]
+    v, n = wrap(np.array([2 ** 31, 5, -(2 ** 31) - 1]), 32)
+    assert v.tolist() == [-(2 ** 31), 5, 2 ** 31 - 1] and int(n) == 2
+
+
+def test_hard_reset_and_strict_rule_in_fixed_point():
+    layer = FixedLayer.from_params(ILIFParams(lam=1.0, v_th=1.0, lam_u=0.0, lam_i=0.0, reset="zero",
+                                              v_reset=0.25, compare=">"), np.zeros(2), 0, FixedPoint(frac_bits=8))
+    step = ilif_step_fixed(np.array([256, 300], np.int64), zero_fixed_state((2,)), layer)
+    assert step.spikes.tolist() == [0, 1]  # 256 == v_th does not fire under '>'
+    assert step.state.v.tolist() == [256, 64]  # hard reset to 0.25 * 2**8
+
+
+def _wrap_net():
+    """Linear(8 -> 1, w = 1) -> LIF fed 16384 on all inputs: a sum of 2**32 in Lava's int32 Dense."""
+    g = Graph(metadata={"timesteps": 2})
+    g.add(N.Input("input", (8,)))
+    g.add(N.Linear("fc", (1,), weight=np.ones((1, 8), np.float32)), ["input"])
+    g.add(N.Neuron("n", (1,), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["fc"])
+    g.add(N.Linear("read", (1,), weight=np.ones((1, 1), np.float32)), ["n"])
+    g.add(N.Output("output", (1,)), ["read"])
+    return g.validate()
+
+
+def test_engine_counts_the_int32_wrap_of_lavas_dense():
+    spec = build_netspec(_wrap_net())
+    fp = FixedPoint(frac_bits=16, input_frac_bits=8)
+    x = torch.full((2, 1, 8), 16384.0)
+    r = TorchEngine(spec, "fixed", fp).run(x)
+    # the input fits (16384 * 2**8 = 2**22), the weight's mantissa is 128 (a_exp 1): 8 * 128 * 2**22 = 2**32 -> 0
+    assert quantize_spec(spec, fp).mantissas[0].tolist() == [[128] * 8]
+    assert r.input_saturated == 0 and r.synapse_wraps["n"] == 2 and r.spikes["n"].sum() == 0
+
+
+def test_engine_matches_the_runtime_in_float_mode_on_the_zoo(graph_of):
+    """Float mode is Lava's floating_pt arithmetic: on the residual and max-pool zoo graphs the engine's
+    spikes equal the runtime with float64 synapses (what Lava float matches, tests/test_lava.py)."""
+    from ilif_deploy.ir.lowering import fold_batchnorm
+
+    for name in ("toy_resnet", "maxpool_net"):
+        g = graph_of(name)
+        spec = build_netspec(g)
+        x = torch.rand(g.timesteps, 6, *g.input_shape, generator=torch.Generator().manual_seed(3))
+        if g.encoding == "direct":
+            x = x[:1].expand(g.timesteps, *x.shape[1:]).contiguous()
+        names = [lay.name for lay in spec.layers]
+        _, rec = D.run(fold_batchnorm(g), x, record=names, synapse_dtype=torch.float64)
+        r = TorchEngine(spec, "float").run(x)
+        for k in names:
+            assert torch.equal(r.spikes[k].float(), rec[k].float()), (name, k)
+        assert sum(float(r.spikes[k].float().mean()) for k in names) > 0
+
+
+def test_engine_refuses_sums_beyond_exact_float64():
+    g = _wrap_net()
+    spec = build_netspec(g)
+    q = quantize_spec(spec)
+    q.mantissas[0] = q.mantissas[0] * 2 ** 40
+    with pytest.raises(UserError, match="beyond exact float64"):
+        TorchEngine(spec, "fixed", quantized=q)
+
+
+# ------------------------------------------------------------------ against Lava
+
+def test_pure_step_equals_the_lava_fixed_process(lava, golden):
+    """The integration test of the step: Lava's fixed_pt network on the golden inputs gives the step's
+    spikes and overflow counts exactly."""
+    from ilif_deploy.converters.lava.network import build
+
+    for case in GOLDEN_CASES[:2]:
+        g, x = _golden_net(golden, case)
+        spec = build_netspec(g)
+        q = quantize_spec(spec)
+        ints, _ = quantize_input(x.astype(np.float64), q.fp)
+        s_ref, over_ref = _run_step(ints @ q.mantissas[0].T, q.layers["ilif"], np)
+        with build(spec, mode="fixed", samples=1, record=True) as net:
+            _, spikes = net.run(x[None])
+            over = net.overflows()
+        np.testing.assert_array_equal(spikes["ilif"][:, 0], s_ref)
+        assert over == {"ilif": over_ref}
+    spec = build_netspec(_wrap_net())  # Lava's Dense wraps the same sum to 0: same (no) spikes as the engine
+    with build(spec, mode="fixed", samples=1, record=True) as net:
+        _, spikes = net.run(np.full((1, 2, 8), 16384.0, np.float32))
+    r = TorchEngine(spec, "fixed").run(torch.full((2, 1, 8), 16384.0))
+    np.testing.assert_array_equal(spikes["n"], r.spikes["n"].numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["digits_ilif", "digits_lif"])
+@pytest.mark.parametrize("mode", ["fixed", "float"])
+def test_engine_equals_lava_on_all_450_digits(lava, model, mode):
+    from ilif_deploy.converters import open_graph
+    from ilif_deploy.converters.lava.runner import verify_against_lava
+    from ilif_deploy.data import open_data
+
+    g = open_graph(f"example:{model}")
+    data = open_data("digits", input_shape=g.input_shape, timesteps=g.timesteps)
+    rep = verify_against_lava(build_netspec(g), data, mode, batch=450)
+    assert rep.samples == 450 and rep.total_flips == 0 and rep.overall_spike_agreement == 1.0
+    assert rep.max_abs_logit_diff == 0.0 and rep.prediction_agreement == 1.0
+
+
+@pytest.mark.slow
+def test_engine_equals_lava_fixed_on_a_resnet18_and_a_vgg11_sample(lava, authors_resnet18_path,
+                                                                      authors_vgg11_path):
+    from ilif_deploy.converters.lava.runner import verify_against_lava
+    from ilif_deploy.data import as_dataset
+
+    rn = D.trace(D.load_model(authors_resnet18_path, arch="spiking_resnet18", num_classes=10), (3, 32, 32), 2)
+    vgg = D.trace(D.load_model(authors_vgg11_path, arch="spiking_vgg11_bn", dataset="dvs-cifar10"), (2, 48, 48), 4)
+    x_rn = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)).numpy()
+    x_vgg = (torch.rand(1, 4, 2, 48, 48, generator=torch.Generator().manual_seed(2)) < 0.3).float().numpy()
+    for g, x in ((rn, x_rn), (vgg, x_vgg)):
+        spec = build_netspec(g)
+        rep = verify_against_lava(spec, as_dataset(x, g.input_shape, g.timesteps), "fixed")
+        assert rep.total_flips == 0 and rep.max_abs_logit_diff == 0.0, rep.first_flip_layers
+        assert min(rep.firing_rate.values()) > 0
+
+
+def test_lava_file_stores_each_array_once_and_its_mantissas_are_what_runs(tmp_path):
+    import h5py
+
+    from ilif_deploy.converters.lava import LavaFileError, export_graph, load
+    from zoo import toy_resnet
+
+    g = toy_resnet()
+    path = tmp_path / "toy.lava.h5"
+    export_graph(g, path)
+    spec, _ = load(path)
+    ref = quantize_spec(build_netspec(g))
+    assert spec.quantized.fp == FixedPoint() and spec.quantized.readout_exp == ref.readout_exp
+    assert all(spec.quantized.layers[k].a_exp == ref.layers[k].a_exp for k in ref.layers)
+    for a, b in zip(spec.quantized.mantissas, ref.mantissas):
+        np.testing.assert_array_equal(a, b)
+    with h5py.File(path) as f:
+        arrays = []
+        f.visititems(lambda k, v: arrays.append((k, v.dtype, v.size)) if isinstance(v, h5py.Dataset) else None)
+    floats = [(k, dt) for k, dt, size in arrays if dt.kind == "f" and size > 3]
+    assert floats == []  # the float weights live only in the IR graph (float32)
+    mants = [(dt, size) for k, dt, size in arrays if k.endswith("mantissa")]
+    assert {dt for dt, _ in mants} == {np.dtype(np.int8)}
+    assert sum(size for _, size in mants) == sum(np.size(s.weight) for s in spec.synapses)
+    # the stored mantissas are what runs: zero one layer's and its neurons fall silent
+    with h5py.File(path, "r+") as f:
+        name = next(k for k in f["layer"] if k != "0" and f[f"layer/{k}/name"][()] == b"b")
+        m = f[f"layer/{name}/synapse/0/mantissa"]
+        m[...] = 0
+    edited, _ = load(path)
+    x = torch.rand(g.timesteps, 3, *g.input_shape, generator=torch.Generator().manual_seed(0))
+    before = TorchEngine(spec, "fixed").run(x).spikes["b"].sum()
+    after = TorchEngine(edited, "fixed", quantized=edited.quantized).run(x).spikes["b"].sum()
+    assert before > 0 and after == 0
+    with h5py.File(path, "r+") as f:  # a listed shape that the IR graph does not build
+        del f[f"layer/{name}/depth"]
+        f[f"layer/{name}/depth"] = 7
+    with pytest.raises(LavaFileError, match="layers listed in the file differ from what its IR graph builds"):
+        load(path)
