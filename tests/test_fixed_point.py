@@ -244,3 +244,16 @@ def test_lava_file_stores_each_array_once_and_its_mantissas_are_what_runs(tmp_pa
         f[f"layer/{name}/depth"] = 7
     with pytest.raises(LavaFileError, match="layers listed in the file differ from what its IR graph builds"):
         load(path)
+
+
+def test_compiled_fixed_engine_gives_the_same_integers(digits_ilif_graph):
+    """torch.compile fuses each layer's loop; integer arithmetic leaves it no rounding to change."""
+    from ilif_deploy.data import open_data
+
+    g = digits_ilif_graph
+    spec = build_netspec(g)
+    (b,) = list(open_data("digits", input_shape=g.input_shape, timesteps=g.timesteps).take(64).batches(64, 4))
+    eager, fused = TorchEngine(spec, "fixed").run(b.x), TorchEngine(spec, "fixed", compile=True).run(b.x)
+    for k in eager.spikes:
+        assert torch.equal(eager.spikes[k], fused.spikes[k])
+    assert torch.equal(eager.output, fused.output) and eager.overflows == fused.overflows

@@ -5,18 +5,21 @@ Lava stays the reference (``ilif-simulate --engine lava``, and ``--verify K`` ru
 both); this engine is how a user gets the full-set answer.  What each mode reproduces:
 
 - ``fixed``: Lava's ``fixed_pt`` models bit for bit.  Synaptic sums are exact integers: the mantissas
-  and inputs are integers held in float64, and :func:`_check_exact` proves before running that no
-  partial sum can reach 2**53 (so no float rounding can occur in any summation order); then what Lava's
+  and inputs are integers held in floats, and :func:`_exact_dtype` proves before running that no
+  partial sum can reach 2**24 (float32) or 2**53 (float64), so no rounding can occur in any summation
+  order (BLAS and oneDNN sum in their own orders); then what Lava's
   connection processes do to the sum (``Dense``/``Sparse`` wrap at int32, ``Conv`` at 24 bits, the
   InPort sums in int32) is applied and counted; the neuron is :func:`.fixed.ilif_step_fixed`.
 - ``float``: Lava's ``floating_pt`` models: synapses in float64 (as Lava's connection processes), the
   current plus bias rounded once to float32, the shared float step :func:`ilif_deploy.neuron_step.ilif_step`.
 
 No pipeline delay is simulated: every layer of a Lava run sees the network step k of a sample at its
-own step, which is what the delays in the NetSpec arrange.
+own step, which is what the delays in the NetSpec arrange.  So the engine runs layer by layer, each
+synapse once over all T steps (a batch of T x B), and each neuron layer's loop over the steps.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional
 
@@ -28,12 +31,14 @@ from ilif_deploy.errors import UserError
 from ilif_deploy.neuron_step import ilif_step, zero_state
 from ilif_deploy.runtime import TORCH_INFERENCE_OPS
 
-from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, FixedPoint, QuantizedNet, ilif_step_fixed,
-                    quantize_input, quantize_spec, torch_fixed_ops, wrap, zero_fixed_state)
+from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, FixedPoint, QuantizedNet,
+                    ilif_step_fixed, quantize_input, quantize_spec, sigmoid_lut, state_bound, torch_fixed_ops, wrap,
+                    zero_fixed_state)
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
 MODES = ("fixed", "float")
 EXACT_LIMIT = 2 ** 53  # every integer below this is exact in float64, and so is every sum that stays below
+EXACT_LIMIT_FLOAT32 = 2 ** 24
 
 
 @dataclass
@@ -49,18 +54,24 @@ class EngineResult:
     input_saturated: int = 0
 
 
-def _check_exact(syn: Synapse, w: np.ndarray, max_in: float, layer: str) -> None:
-    """Refuse a synapse whose integer sums could leave float64's exact range (mantissas x inputs)."""
+def _row_sum(syn: Synapse, w: np.ndarray) -> float:
+    """The largest sum of |weight| into one neuron (what one unit of input can add up to)."""
     if syn.kind == "conv":
-        worst = np.abs(w).reshape(w.shape[0], -1).sum(1).max(initial=0)
-    elif syn.kind == "dense":
-        worst = np.abs(w).sum(1).max(initial=0)
-    else:
-        worst = np.abs(w).max(initial=0)
-    bound = float(worst) * max_in
+        return float(np.abs(w).reshape(w.shape[0], -1).sum(1).max(initial=0))
+    if syn.kind == "dense":
+        return float(np.abs(w).sum(1).max(initial=0))
+    return float(np.abs(w).max(initial=0))
+
+
+def _exact_dtype(syn: Synapse, w: np.ndarray, max_in: float, layer: str) -> torch.dtype:
+    """The cheapest float type in which every partial sum of this synapse's integers is exact: float32
+    when max |input| x (largest sum of |mantissa| into one neuron) < 2**24 (spikes into 8-bit weights up
+    to a fan-in of 65,000), else float64 (< 2**53); beyond that the synapse is refused."""
+    bound = _row_sum(syn, w) * max_in
     if bound >= EXACT_LIMIT:
         raise UserError(f"layer '{layer}': a synaptic sum could reach {bound:.3g} >= 2**53, beyond exact float64 "
                         f"integers; the torch engine cannot reproduce it exactly (use --engine lava)")
+    return torch.float32 if bound < EXACT_LIMIT_FLOAT32 else torch.float64
 
 
 class TorchEngine:
@@ -72,10 +83,13 @@ class TorchEngine:
         fixed: the fixed-point format (default :class:`~.fixed.FixedPoint`); ignored when ``quantized`` is given.
         quantized: the fixed-point network (e.g. the mantissas stored in a ``.lava.h5``).
         device: any torch device.
+        compile: fixed mode: fuse each neuron layer's loop over the steps with ``torch.compile`` (needs a
+            C++ compiler on CPU; seconds of compiling per layer shape first).  Integer arithmetic is exact,
+            so the fused kernel gives the same integers as eager mode (tests/test_fixed_point.py).
     """
 
     def __init__(self, spec: NetSpec, mode: str = "fixed", fixed: Optional[FixedPoint] = None,
-                 quantized: Optional[QuantizedNet] = None, device="cpu"):
+                 quantized: Optional[QuantizedNet] = None, device="cpu", compile: bool = False):
         if mode not in MODES:
             raise UserError(f"mode must be one of {list(MODES)}, got {mode!r}")
         if spec.timesteps < 1:
@@ -83,42 +97,70 @@ class TorchEngine:
         self.spec, self.mode, self.device = spec, mode, torch.device(device)
         self.quantized = (quantized or quantize_spec(spec, fixed)) if mode == "fixed" else None
         self.ops = torch_fixed_ops()
+        self.compile = bool(compile) and mode == "fixed"
+        if mode == "fixed":
+            lut = torch.tensor(sigmoid_lut(self.quantized.fp.frac_bits), device=device)
+            self.ops = replace(self.ops, table=lambda _, idx: lut[idx])  # one table: traceable by torch.compile
         dev = dict(device=self.device)
         self.weights: List[torch.Tensor] = []
+        self.dtypes: List[torch.dtype] = []
+        self.row_sums = [_row_sum(s, self.quantized.mantissas[i]) if mode == "fixed" else 0.0
+                         for i, s in enumerate(spec.synapses)]
         for i, s in enumerate(spec.synapses):
             w = self.quantized.mantissas[i] if mode == "fixed" else s.weight
-            if mode == "fixed":
-                _check_exact(s, w, INPUT_MAX if s.graded else 1, s.target)
-            self.weights.append(torch.as_tensor(np.asarray(w, np.float64), **dev))
+            dtype = _exact_dtype(s, w, INPUT_MAX if s.graded else 1, s.target) if mode == "fixed" else torch.float64
+            self.dtypes.append(dtype)
+            self.weights.append(torch.as_tensor(np.asarray(w, np.float64), dtype=dtype, **dev))
         self.bias = {lay.name: torch.as_tensor(np.asarray(lay.bias, np.float64), **dev)
                      for lay in spec.layers + [spec.readout]}
         if mode == "fixed":
             self.layers = {k: replace(q, bias_int=torch.as_tensor(q.bias_int, **dev))
                            for k, q in self.quantized.layers.items()}
+            self.bias_max = {k: np.abs(q.bias_int).max(initial=0) for k, q in self.quantized.layers.items()}
         self.incoming = {lay.name: [(i, s) for i, s in enumerate(spec.synapses) if s.target == lay.name]
                          for lay in spec.layers + [spec.readout]}
 
     def _synapse(self, i: int, s: Synapse, src: torch.Tensor) -> torch.Tensor:
-        """The float64 current of synapse ``i`` from source values ``[B, *in_shape]``."""
+        """The current of synapse ``i`` from source values ``[B, *in_shape]`` (float64 in float mode; exact
+        integers in float32 or float64 in fixed mode)."""
         w, b = self.weights[i], src.shape[0]
+        src = src.to(w.dtype)
         if s.kind == "conv":
             return F.conv2d(src, w, None, s.stride, s.padding, s.dilation, s.groups)
         flat = src.reshape(b, -1)
         out = flat @ w.T if s.kind == "dense" else flat * w
         return out.reshape(b, *s.out_shape)
 
-    def _input_current(self, name: str, values: Dict[str, torch.Tensor], wraps: Dict[str, torch.Tensor]):
-        total = None
+    def _input_current(self, name: str, values: Dict[str, torch.Tensor], wraps: Dict[str, torch.Tensor],
+                       bounds: Dict[int, float]):
+        """The summed input of ``name``; in fixed mode Lava's wraps are applied (and counted) wherever
+        ``bounds`` (the largest |sum| each synapse can produce on this batch) does not rule them out."""
+        total, total_bound = None, 0.0
         for i, s in self.incoming[name]:
             cur = self._synapse(i, s, values[s.source])
             if self.mode == "fixed":
-                cur, n = wrap(cur.to(torch.int64), CONV_BITS if s.kind == "conv" else DENSE_BITS)
-                wraps[name] = wraps[name] + n
+                cur = cur.to(torch.int64)
+                bits = CONV_BITS if s.kind == "conv" else DENSE_BITS
+                if bounds[i] >= 2 ** (bits - 1) - 1:
+                    cur, n = wrap(cur, bits)
+                    wraps[name] = wraps[name] + n
+                total_bound += bounds[i]
             total = cur if total is None else total + cur
-        if self.mode == "fixed":
+        if self.mode == "fixed" and total_bound >= 2 ** (PORT_BITS - 1) - 1:
             total, n = wrap(total, PORT_BITS)
             wraps[name] = wraps[name] + n
         return total
+
+    def _batch_bounds(self, input_max: float):
+        """Per synapse the largest |sum| on a batch whose graded input reaches ``input_max`` (spikes: 1), and
+        per layer the FixedLayer to step with (``in_range`` where :func:`.fixed.state_bound` proves it)."""
+        bounds = {i: self.row_sums[i] * (input_max if s.graded else 1.0) for i, s in enumerate(self.spec.synapses)}
+        layers = {}
+        for name, q in self.layers.items():
+            a = sum(bounds[i] for i, _ in self.incoming[name])
+            x = a * 2.0 ** q.a_exp + 1 + float(self.bias_max[name])  # + 1: a right shift floors negatives
+            layers[name] = replace(q, in_range=state_bound(q, x, self.spec.timesteps) < STATE_MAX)
+        return bounds, layers
 
     @torch.no_grad()
     def run(self, x: torch.Tensor, record: bool = True) -> EngineResult:
@@ -134,39 +176,62 @@ class TorchEngine:
         wraps = {k: zero for k in names + [OUTPUT]}
         over = {k: zero for k in names}
         saturated = zero
-        states = {lay.name: (zero_fixed_state((B, *lay.shape), torch, device=self.device) if fixed else
-                             zero_state(torch.zeros((B, *lay.shape), device=self.device), TORCH_INFERENCE_OPS))
-                  for lay in spec.layers}
-        spikes = {k: [] for k in names} if record else {}
-        outputs = []
-        for t in range(T):
+        if fixed:
+            ints, saturated = quantize_input(x.to(torch.float64), self.quantized.fp, torch)
+            bounds, layers = self._batch_bounds(float(ints.abs().max()) if ints.numel() else 0.0)
+        else:
+            bounds, layers = {}, {}
+        # layer by layer, all T steps of a synapse in one call (the network is feed-forward: a layer's
+        # input at step t needs only its sources at step t), then the neuron's loop over t
+        values = {INPUT: (ints if fixed else x).to(torch.float64).reshape(T * B, *spec.input_shape)}
+        spikes = {}
+        for lay in spec.layers:
+            a_in = self._input_current(lay.name, values, wraps, bounds).reshape(T, B, *lay.shape)
             if fixed:
-                ints, n = quantize_input(x[t].to(torch.float64), self.quantized.fp, torch)
-                saturated = saturated + n
-                values = {INPUT: ints.to(torch.float64)}
+                state = zero_fixed_state((B, *lay.shape), torch, device=self.device)
             else:
-                values = {INPUT: x[t].to(torch.float64)}
-            for lay in spec.layers:
-                a_in = self._input_current(lay.name, values, wraps)
-                if fixed:
-                    step = ilif_step_fixed(a_in, states[lay.name], self.layers[lay.name], self.ops)
-                    over[lay.name] = over[lay.name] + step.overflows
-                    s, states[lay.name] = step.spikes, step.state
-                else:
-                    rec = ilif_step((a_in + self.bias[lay.name]).to(torch.float32), states[lay.name], lay.params,
-                                    TORCH_INFERENCE_OPS)
-                    s, states[lay.name] = rec.spikes, rec.state
-                values[lay.name] = s.to(torch.float64)
-                if record:
-                    spikes[lay.name].append(s.to(torch.uint8))
-            out = self._input_current(OUTPUT, values, wraps)
+                a_in = (a_in + self.bias[lay.name]).to(torch.float32)
+                state = zero_state(a_in[0], TORCH_INFERENCE_OPS)
             if fixed:
-                out = out.to(torch.float64) * self.quantized.readout_scale
-            outputs.append(out + self.bias[OUTPUT])
-        return EngineResult(output=torch.stack(outputs), spikes={k: torch.stack(v) for k, v in spikes.items()},
+                run = _compiled_fixed_sequence() if self.compile else fixed_sequence
+                s_all, n = run(a_in, state, layers[lay.name], self.ops)
+                over[lay.name] = over[lay.name] + n
+            else:
+                out_spikes = []
+                for t in range(T):
+                    rec = ilif_step(a_in[t], state, lay.params, TORCH_INFERENCE_OPS)
+                    state = rec.state
+                    out_spikes.append(rec.spikes.to(torch.uint8))
+                s_all = torch.stack(out_spikes)
+            values[lay.name] = s_all.reshape(T * B, *lay.shape).to(torch.float32)  # 0/1: exact in every type
+            if record:
+                spikes[lay.name] = s_all
+        out = self._input_current(OUTPUT, values, wraps, bounds).reshape(T, B, *spec.readout.shape)
+        if fixed:
+            out = out.to(torch.float64) * self.quantized.readout_scale
+        output = out + self.bias[OUTPUT]
+        return EngineResult(output=output, spikes=spikes,
                             overflows={k: int(v) for k, v in over.items()} if fixed else {},
                             synapse_wraps={k: int(v) for k, v in wraps.items()} if fixed else {},
                             input_saturated=int(saturated) if fixed else 0)
+
+
+def fixed_sequence(a_in: torch.Tensor, state, layer, ops):
+    """One fixed-point layer over ``a_in`` ``[T, B, ...]``: spikes ``[T, B, ...]`` (uint8) and saturations."""
+    out, over = [], 0
+    for t in range(a_in.shape[0]):
+        step = ilif_step_fixed(a_in[t], state, layer, ops)
+        state, over = step.state, over + step.overflows
+        out.append(step.spikes.to(torch.uint8))
+    return torch.stack(out), over
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_fixed_sequence():
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)  # one per layer kind
+    return torch.compile(fixed_sequence, dynamic=False)
 
 
 def run_engine(spec: NetSpec, x, mode: str = "fixed", fixed: Optional[FixedPoint] = None, device="cpu",

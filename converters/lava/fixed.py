@@ -133,6 +133,9 @@ class FixedLayer:
     hard_reset: bool = False
     v_reset_int: int = 0
     strict: bool = False
+    #: proven (by :func:`state_bound`) that no value can leave the 24-bit range: saturation is skipped,
+    #: which changes no result (every clamp would be a no-op) and saves most of the step's work
+    in_range: bool = False
 
     @classmethod
     def from_params(cls, params: ILIFParams, bias, a_exp: int, fp: FixedPoint) -> "FixedLayer":
@@ -155,15 +158,19 @@ class FixedLayer:
 class FixedOps:
     """The integer array operations the fixed step needs (numpy or torch)."""
 
-    sign: Callable[[Any], Any]
+    decay: Callable[[Any, int], Any]  # v * d / 4096 rounded toward zero (Loihi's decay on magnitudes)
     clip: Callable[[Any, int, int], Any]
     relu: Callable[[Any], Any]
     as_int: Callable[[Any], Any]  # bool/any integer array -> int64
-    table: Callable[[np.ndarray, Any], Any]  # lut[idx]
+    table: Callable[["FixedLayer", Any], Any]  # the layer's sigmoid table at idx
 
 
-NUMPY_FIXED = FixedOps(sign=np.sign, clip=np.clip, relu=lambda x: np.maximum(x, 0),
-                       as_int=lambda x: np.asarray(x).astype(np.int64), table=lambda lut, idx: lut[idx])
+def _decay_numpy(v, d: int):
+    return np.sign(v) * ((np.abs(v) * d) >> DECAY_BITS)
+
+
+NUMPY_FIXED = FixedOps(decay=_decay_numpy, clip=np.clip, relu=lambda x: np.maximum(x, 0),
+                       as_int=lambda x: np.asarray(x).astype(np.int64), table=lambda layer, idx: layer.lut[idx])
 
 
 @functools.lru_cache(maxsize=None)
@@ -172,13 +179,16 @@ def torch_fixed_ops() -> FixedOps:
 
     luts = {}
 
-    def table(lut: np.ndarray, idx):
-        key = (id(lut), idx.device)
+    def table(layer: "FixedLayer", idx):
+        key = (layer.frac_bits, idx.device)
         if key not in luts:
-            luts[key] = torch.tensor(lut, device=idx.device)  # a copy: the table is read-only
+            luts[key] = torch.tensor(layer.lut, device=idx.device)  # a copy: the table is read-only
         return luts[key][idx]
 
-    return FixedOps(sign=torch.sign, clip=torch.clamp, relu=lambda x: torch.clamp(x, min=0),
+    def decay(v, d: int):  # the same integers as sign(v) * ((|v| d) >> 12), in two operations instead of four
+        return torch.div(v * d, DECAY_ONE, rounding_mode="trunc")
+
+    return FixedOps(decay=decay, clip=torch.clamp, relu=lambda x: torch.clamp(x, min=0),
                     as_int=lambda x: x.to(torch.int64), table=table)
 
 
@@ -205,14 +215,16 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
         layer: the layer's quantised parameters.
         ops: :data:`NUMPY_FIXED` or :func:`torch_fixed_ops`.
     """
-    counts = []
+    counts = [0]
 
     def sat(v):
+        if layer.in_range:
+            return v
         counts.append((abs(v) > STATE_MAX).sum())
         return ops.clip(v, -STATE_MAX, STATE_MAX)
 
     def decay(v, d: int):
-        return v if d == DECAY_ONE else ops.sign(v) * ((abs(v) * d) >> DECAY_BITS)
+        return v if d == DECAY_ONE else ops.decay(v, d)
 
     x = sat(_shift(a_in, layer.a_exp) + layer.bias_int)
     if layer.ciu_on:
@@ -229,11 +241,33 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
     if layer.mpiu_on:
         mpiu = sat(decay(state.mpiu + spikes * mbar, layer.decay_u))
         idx = ops.clip(_shift(mpiu, LUT_SHIFT_BITS - layer.frac_bits) + LUT_SIZE // 2, 0, LUT_SIZE - 1)
-        v = sat(mbar - spikes * ops.table(layer.lut, idx))
+        v = sat(mbar - spikes * ops.table(layer, idx))
     else:
         mpiu, v = state.mpiu, mbar
     drive = sat(spikes * (u if layer.ciu_from_net else x)) if layer.ciu_on else state.ciu_drive
     return FixedStep(spikes, ILIFState(v=v, mpiu=mpiu, ciu=ciu, ciu_drive=drive), sum(counts[1:], counts[0]), u)
+
+
+def state_bound(layer: FixedLayer, x_bound: float, timesteps: int) -> float:
+    """The largest magnitude any value of the step can take over ``timesteps`` steps from zero state when
+    ``|x| <= x_bound`` every step (decays round toward zero, so |decay(v)| <= d/4096 |v|).  Below
+    STATE_MAX no saturation can occur, and ``replace(layer, in_range=True)`` gives the same results."""
+    lam, lam_u, lam_i = (layer.decay_lam / DECAY_ONE, layer.decay_u / DECAY_ONE, layer.decay_i / DECAY_ONE)
+    sig = float(sigmoid_lut(layer.frac_bits).max()) if layer.mpiu_on else 0.0
+    ciu = mpiu = v = drive = 0.0
+    worst = x_bound
+    for _ in range(int(timesteps)):
+        if layer.ciu_on:
+            ciu = lam_i * (ciu + drive)
+        u = x_bound + ciu
+        v_pre = lam * v + u
+        mbar = max(v_pre, abs(layer.v_reset_int)) if layer.hard_reset else v_pre
+        if layer.mpiu_on:
+            mpiu = lam_u * (mpiu + mbar)
+        v = mbar + sig
+        drive = u if layer.ciu_from_net else x_bound
+        worst = max(worst, ciu, u, v_pre, mpiu, v, drive)
+    return worst * (1 + 1e-12) + 1  # margin for the float arithmetic of the bound itself
 
 
 @dataclass
@@ -290,6 +324,6 @@ def zero_fixed_state(shape, xp: Any = np, **kw) -> ILIFState:
 
 
 __all__ = ["FixedPoint", "FixedLayer", "FixedStep", "FixedOps", "NUMPY_FIXED", "torch_fixed_ops", "ilif_step_fixed",
-           "quantize_weights", "quantize_input", "quantize_spec", "QuantizedNet", "readout_scale", "sigmoid_lut",
-           "wrap", "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX", "DENSE_BITS",
-           "CONV_BITS", "PORT_BITS"]
+           "quantize_weights", "quantize_input", "quantize_spec", "state_bound", "QuantizedNet", "readout_scale",
+           "sigmoid_lut", "wrap", "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX",
+           "DENSE_BITS", "CONV_BITS", "PORT_BITS"]

@@ -29,7 +29,8 @@ ENGINES = ("lava", "torch")
 def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data="digits",
              samples: Optional[int] = 100, mode: str = "float", *, x: Optional[np.ndarray] = None,
              y: Optional[np.ndarray] = None, batch: int = 64, progress: bool = True, fixed=None,
-             fast_conv: bool = True, engine: str = "lava", verify: int = 0, device: str = "cpu"):
+             fast_conv: bool = True, engine: str = "lava", verify: int = 0, device: str = "cpu",
+             compile: bool = False):
     """Run ``source`` as Lava runs it -- on Lava's CPU backend (``engine="lava"``, the reference) or on the
     batched torch engine (``engine="torch"``, :mod:`.engine`: bit-exact with Lava, for whole test sets) --
     and compare with the torch runtime.
@@ -48,6 +49,7 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
         verify: with ``engine="torch"``, also run the first ``verify`` samples on Lava and report the engine's
             agreement with it (``details["verify"]``).
         device: torch device of the torch engine.
+        compile: fuse the torch engine's fixed-point neuron loops with ``torch.compile`` (same integers).
     Returns:
         an :class:`~ilif_deploy.agreement.Agreement` of the engine (candidate) against the torch runtime in
         Lava's arithmetic (BN folded, float64 synapses: the reference); ``details``: ``engine``, ``mode``,
@@ -88,7 +90,7 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     counter = AgreementCounter(names, "torch runtime (BN folded, float64 synapses)", label)
     exact = AgreementCounter(names, "torch runtime (exact graph, float32)", label)
     seconds, counts = 0.0, {"overflows": {}, "synapse_wraps": {}, "input_saturated": 0}
-    with _Engine(engine, spec, mode, batch, fixed, quantized, fast_conv, device) as run_batch:
+    with _Engine(engine, spec, mode, batch, fixed, quantized, fast_conv, device, compile) as run_batch:
         bar = tqdm(total=n, desc=label, unit="sample", disable=not progress)
         for b in data.batches(batch, T, num_classes=int(np.prod(graph.output_node.shape))):
             xt, labels = b.x, b.y
@@ -130,7 +132,7 @@ class _Engine:
     """One interface over both engines: ``run_batch(x [T, B, ...]) -> (readout [T, B, ...], spikes)``,
     then ``counts()`` (fixed-point saturations and wraps) and ``processes`` (Lava processes, or 0)."""
 
-    def __init__(self, engine, spec, mode, batch, fixed, quantized, fast_conv, device):
+    def __init__(self, engine, spec, mode, batch, fixed, quantized, fast_conv, device, compile=False):
         self.engine, self.spec, self.mode = engine, spec, mode
         if engine == "lava":
             from .network import build
@@ -141,7 +143,7 @@ class _Engine:
         else:
             from .engine import TorchEngine
 
-            self.net = TorchEngine(spec, mode, fixed, quantized=quantized, device=device)
+            self.net = TorchEngine(spec, mode, fixed, quantized=quantized, device=device, compile=compile)
             self.processes = 0
             self.totals = {"overflows": {}, "synapse_wraps": {}, "input_saturated": 0}
 

@@ -25,6 +25,9 @@ def build_parser():
     p.add_argument("--verify", type=int, default=0, metavar="K",
                    help="(--engine torch) also run the first K samples on Lava and report the engine's agreement")
     p.add_argument("--device", default="cpu", help="(--engine torch) torch device (default cpu)")
+    p.add_argument("--compile", action="store_true",
+                   help="(--engine torch, --mode fixed) fuse each neuron layer's steps with torch.compile: the same "
+                        "integers, ~1.5x faster on ResNet-18; needs a C++ compiler, compiles for seconds per layer")
     p.add_argument("--json", help="write the report as JSON to this file")
     p.add_argument("--frac-bits", type=int,
                    help="(fixed) fractional bits of the 24-bit neuron state (default: the file's, else 16)")
@@ -52,6 +55,8 @@ def main(argv=None) -> int:
             require_lava()
         if args.verify and args.engine != "torch":
             raise OptionError("--verify applies to --engine torch (it checks the torch engine against Lava)")
+        if args.compile and (args.engine != "torch" or args.mode != "fixed"):
+            raise OptionError("--compile applies to --engine torch --mode fixed")
         if args.verify < 0:
             raise OptionError(f"--verify must be >= 0, got {args.verify}")
         opened = open_input(args)
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
             frac_bits=args.frac_bits or 16, input_frac_bits=8 if args.input_frac_bits is None else args.input_frac_bits)
         rep = simulate(source, data=open_dataset(args, opened.graph), samples=None, mode=args.mode,
                        batch=args.batch_size, progress=not args.no_progress, fixed=fixed, engine=args.engine,
-                       verify=args.verify, device=args.device)
+                       verify=args.verify, device=args.device, compile=args.compile)
         silent = [k for k, v in rep.firing_rate.items() if v == 0]
         if silent:
             warnings.warn(f"layer(s) {', '.join(silent)} never fired on {rep.samples} samples", DataWarning)
