@@ -92,14 +92,31 @@ def test_unsupported_op_is_named():
         build_netspec(g.validate())
 
 
-def test_nir_imported_hard_reset_neuron_is_refused_by_name():
-    g = Graph(metadata={"timesteps": 2})
-    g.add(N.Input("input", (4,)))
-    g.add(N.Linear("fc", (3,), weight=np.ones((3, 4), np.float32)), ["input"])
-    g.add(N.Neuron("snn_lif", (3,), params=ILIFParams(lam=0.9, lam_u=0.0, lam_i=0.0, reset="zero")), ["fc"])
-    g.add(N.Output("output", (3,)), ["snn_lif"])
-    with pytest.raises(D.GraphError, match="neuron 'snn_lif' uses reset='zero'"):
-        build_netspec(g.validate())
+def _foreign_net(T=6):
+    """Hard reset (to 0.1) with the '>' rule, as NIR's LIF and snntorch's Leaky(reset_mechanism="zero")."""
+    rng = np.random.default_rng(4)
+    g = Graph(metadata={"timesteps": T})
+    g.add(N.Input("input", (6,), encoding="sequence"))
+    g.add(N.Linear("fc", (5,), weight=rng.uniform(0, 0.8, (5, 6)).astype(np.float32)), ["input"])
+    g.add(N.Neuron("snn_lif", (5,), params=ILIFParams(lam=0.9, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.1,
+                                                      compare=">")), ["fc"])
+    g.add(N.Linear("fc2", (3,), weight=rng.uniform(-0.5, 1.0, (3, 5)).astype(np.float32)), ["snn_lif"])
+    g.add(N.Output("output", (3,)), ["fc2"])
+    return g.validate()
+
+
+def test_foreign_hard_reset_neurons_reach_both_engines():
+    """No refusal any more: the netspec carries reset/compare, and the torch engine (Lava's arithmetic)
+    equals the runtime in float mode, spike for spike."""
+    from ilif_deploy.converters.lava.engine import TorchEngine
+
+    g = _foreign_net()
+    spec = build_netspec(g)
+    assert spec.layer("snn_lif").params.reset == "zero"
+    x = (torch.rand(6, 20, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    _, rec = D.run(g, x, record=["snn_lif"], synapse_dtype=torch.float64)
+    r = TorchEngine(spec, "float").run(x)
+    assert torch.equal(r.spikes["snn_lif"].float(), rec["snn_lif"]) and 0.05 < rec["snn_lif"].mean() < 0.95
 
 
 def test_artifact_roundtrip_without_running_lava(tmp_path):
@@ -219,6 +236,23 @@ def test_golden_vectors_fixed_point_network(lava, golden):
         mismatches += rep.total_flips
         total += x.size
     assert mismatches <= 0.001 * total  # measured: 2 of 18944
+
+
+def test_foreign_hard_reset_neurons_run_on_lava(lava, tmp_path):
+    """Hard reset + '>' on Lava: float spike-exact with the runtime; fixed equal to the torch engine."""
+    from ilif_deploy.converters.lava import simulate
+    from ilif_deploy.converters.lava.runner import verify_against_lava
+    from ilif_deploy.data import as_dataset
+
+    g = _foreign_net()
+    export_graph(g, tmp_path / "foreign.lava.h5")
+    x = (np.random.default_rng(1).random((8, 6, 6)) < 0.5).astype(np.float32)
+    rep = simulate(tmp_path / "foreign.lava.h5", x=x, mode="float", progress=False)
+    assert rep.spike_agreement == {"snn_lif": 1.0} and rep.prediction_agreement == 1.0
+    assert 0.05 < rep.firing_rate["snn_lif"] < 0.95
+    spec, _ = load(tmp_path / "foreign.lava.h5")
+    fixed = verify_against_lava(spec, as_dataset(x, (6,), 6), "fixed")
+    assert fixed.total_flips == 0 and fixed.max_abs_logit_diff == 0.0
 
 
 def test_lif_is_ilif_with_units_off(lava):

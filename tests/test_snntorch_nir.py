@@ -165,3 +165,23 @@ def test_snntorch_synaptic_reads_as_nir_cubalif(inputs, tmp_path):
     assert 0.05 < ours.mean().item() < 0.9
     assert torch.equal(ours, _snntorch_run(path, x))
     assert (ours != src).float().mean().item() > 0.01
+
+
+def test_snntorch_leaky_zero_reset_runs_on_lava_spike_exact(inputs, tmp_path, lava):
+    """The foreign neuron (hard reset, '>') on Lava: float mode spike for spike with the runtime, and the
+    torch engine in fixed point equal to Lava's fixed_pt."""
+    from ilif_deploy.converters.lava import export_graph as export_lava
+    from ilif_deploy.converters.lava import load, simulate
+    from ilif_deploy.converters.lava.runner import verify_against_lava
+    from ilif_deploy.data import as_dataset
+
+    g = read_graph(_export_snn(_snn_net("zero"), tmp_path / "snn.nir"))
+    g.metadata["timesteps"] = T
+    export_lava(g, tmp_path / "snn.lava.h5")
+    x = inputs[:, :6].transpose(0, 1).numpy()  # [N, T, 12]
+    rep = simulate(tmp_path / "snn.lava.h5", x=x, mode="float", progress=False)
+    assert rep.overall_spike_agreement == 1.0 and rep.prediction_agreement == 1.0
+    assert 0.1 < rep.firing_rate["1"] < 0.9
+    spec, _ = load(tmp_path / "snn.lava.h5")
+    fixed = verify_against_lava(spec, as_dataset(x, (12,), T), "fixed")
+    assert fixed.total_flips == 0

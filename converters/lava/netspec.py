@@ -259,11 +259,6 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
     depth = {graph.input_node.name: 0}
     for target in targets:
         tnode = graph.nodes[target]
-        if isinstance(tnode, N.Neuron) and not tnode.params.is_standard:
-            # the ILIF process implements the contract's soft reset and ">=" only (NIR imports may differ)
-            raise GraphError(f"neuron '{target}' uses reset={tnode.params.reset!r} and spike rule "
-                             f"{tnode.params.compare!r}: the Lava target supports soft reset ('subtract') with '>=' "
-                             "only")
         if isinstance(tnode, N.MaxPool2d):
             synapses.append(_maxpool_synapse(graph, tnode))
             depth[target] = depth[synapses[-1].source] + 1
