@@ -134,10 +134,13 @@ def _graph_reader(kind: str, load: Callable[[Path], Graph]):
     return read
 
 
-def _read_nir(path: Path) -> Graph:
+def _read_nir(path: Path, timesteps=None, dt=None, if_convention=None, nir_from=None) -> OpenedFile:
     from .nir import read_graph
 
-    return read_graph(path)
+    g = read_graph(path, dt=dt, if_convention=if_convention, nir_from=nir_from)
+    if timesteps:
+        g.metadata["timesteps"] = int(timesteps)
+    return OpenedFile("nir", path, g.validate())
 
 
 def _read_lava(path: Path) -> OpenedFile:
@@ -159,7 +162,7 @@ READERS = {
                                                         "neuron", "timesteps", "input_shape", "trust_pickle")
                     + NEURON_OPTIONS),
     "ir": Reader("an IR graph file (.ir.npz)", _graph_reader("ir", Graph.load), ("timesteps",)),
-    "nir": Reader("a NIR file", _graph_reader("nir", _read_nir), ("timesteps",)),
+    "nir": Reader("a NIR file", _read_nir, ("timesteps", "dt", "if_convention", "nir_from")),
     "lava": Reader("an ilif-deploy Lava network (.lava.h5)", _read_lava, ()),
 }
 

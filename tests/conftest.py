@@ -86,6 +86,16 @@ def lava():
 
 
 @pytest.fixture(scope="session")
+def interop() -> Path:
+    """../shared/interop: files published by other projects (not part of this repository). Tests that read
+    them skip when it is absent (a clean clone on its own); nothing of ours is hidden by that skip."""
+    folder = ROOT.parent / "shared" / "interop"
+    if not folder.is_dir():
+        pytest.skip(f"the interop corpus {folder} is not beside this checkout")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def golden():
     return np.load(GOLDEN)
 

@@ -58,15 +58,24 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
     return info
 
 
-def read_graph(path: Union[str, os.PathLike], dt: Optional[float] = None, if_convention: str = "euler") -> Graph:
+def read_graph(path: Union[str, os.PathLike], dt: Optional[float] = None, if_convention: Optional[str] = None,
+               nir_from: Optional[str] = None) -> Graph:
     """IR graph of the NIR file at ``path``.
 
-    ``dt`` (seconds, default 1e-4) and ``if_convention`` ("euler" | "per_step") say how a foreign
-    file's time constants and IF gains are discretised; see :func:`ilif_deploy.converters.nir.importer.from_nir`.
+    ``dt`` (seconds, default 1e-4) and ``if_convention`` ("euler" | "per_step", default "euler") say how a
+    foreign file's time constants and IF gains are discretised; ``nir_from`` names the tool that wrote it
+    (:data:`~ilif_deploy.converters.nir.conventions.NIR_PRESETS`: snntorch, spikingjelly, norse, sinabs,
+    rockpool) and sets both, each overridden when given.  See :func:`ilif_deploy.converters.nir.importer.from_nir`.
     """
+    from .conventions import reading_conventions
+
+    dt, if_convention = reading_conventions(nir_from, dt, if_convention)
     if not os.path.exists(path):
         raise NIRImportError(f"NIR file not found: {path}")
-    return from_nir(read_nir(path), dt=dt, if_convention=if_convention)
+    g = from_nir(read_nir(path), dt=dt, if_convention=if_convention)
+    if nir_from and g.metadata.get("source") == "nir":
+        g.metadata["nir_from"] = nir_from
+    return g
 
 
 class NIRModel(nn.Module):

@@ -16,6 +16,8 @@ Norse and BindsNET write ``r = 1`` for "v += I"; read their files with ``if_conv
 """
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 from ilif_deploy.errors import UserError
 
 #: simulation step in seconds assumed for NIR time constants (snntorch's convention; Norse uses 1e-3)
@@ -26,6 +28,48 @@ IF_CONVENTIONS = ("euler", "per_step")
 META_KEY = "ilif_deploy"
 META_FORMAT = "ilif-deploy-nir"
 META_VERSION = 2
+
+
+#: how each exporter's files are meant, by tool (measured or read in its code; docs/nir.md has the table):
+#: ``--nir-from NAME`` sets these, ``--dt`` / ``--if-convention`` override them
+NIR_PRESETS = {
+    "snntorch": {"dt": 1e-4, "if_convention": "euler", "why": "snntorch 0.9-1.0 export and import hard-code dt = 1e-4"},
+    "spikingjelly": {"dt": 1e-4, "if_convention": "euler", "why": "SpikingJelly 2.0 writes IF r = 1/dt, dt = 1e-4"},
+    "norse": {"dt": 1e-3, "if_convention": "per_step",
+              "why": "Norse's LIFBox uses dt = 1e-3, its IAF writes r = 1 for v += i"},
+    "sinabs": {"dt": 1e-4, "if_convention": "per_step", "why": "sinabs IAF writes IF(r = 1): one step per sample step"},
+    "rockpool": {"dt": 1e-3, "if_convention": "per_step", "why": "Rockpool's default dt is 1e-3 s"},
+}
+
+
+def reading_conventions(nir_from: Optional[str] = None, dt: Optional[float] = None,
+                        if_convention: Optional[str] = None) -> Tuple[Optional[float], str]:
+    """(dt, if_convention) for reading a foreign NIR file: a tool's preset, overridden by what is given."""
+    preset = {}
+    if nir_from is not None:
+        if nir_from not in NIR_PRESETS:
+            raise UserError(f"--nir-from must be one of {sorted(NIR_PRESETS)}, got {nir_from!r}")
+        preset = NIR_PRESETS[nir_from]
+    if dt is not None and not (isinstance(dt, (int, float)) and dt > 0 and dt == dt and dt != float("inf")):
+        raise UserError(f"--dt must be a positive number of seconds, got {dt!r}")
+    conv = if_convention or preset.get("if_convention", "euler")
+    if conv not in IF_CONVENTIONS:
+        raise UserError(f"--if-convention must be one of {IF_CONVENTIONS}, got {conv!r}")
+    return (dt if dt is not None else preset.get("dt")), conv
+
+
+def decay_from_tau(node: str, field: str, tau: float, dt: float) -> float:
+    """Per-step decay ``1 - dt/tau`` of NIR node ``node``'s time constant, refused (naming the node and a dt
+    that would fit) where it is not a decay: tau <= 0 or tau < dt (a decay below 0)."""
+    if not tau > 0:
+        raise UserError(f"NIR node '{node}': {field} = {tau:g} s must be > 0")
+    lam = 1.0 - dt / tau
+    if lam < 0.0:
+        raise UserError(f"NIR node '{node}': {field} = {tau:g} s is shorter than the step dt = {dt:g} s (a per-step "
+                        f"decay of {lam:.4g}, outside [0, 1]); the file was written for a smaller step: read it "
+                        f"with --dt {tau:g} or smaller (e.g. --dt {tau / 10:g} for a decay of 0.9), or --nir-from "
+                        f"the tool that wrote it ({', '.join(sorted(NIR_PRESETS))})")
+    return lam
 
 
 def tau_from_lam(lam: float, dt: float) -> float:

@@ -38,7 +38,7 @@ from ilif_deploy.errors import GraphError, UserError
 from ilif_deploy.ir.graph import Graph, infer_shape
 from ilif_deploy.neuron_step import ILIFParams
 
-from .conventions import DEFAULT_DT, IF_CONVENTIONS, META_FORMAT, META_KEY, META_VERSION, lam_from_tau
+from .conventions import DEFAULT_DT, IF_CONVENTIONS, META_FORMAT, META_KEY, META_VERSION, decay_from_tau
 from .upstream import group_weight, topological_names
 
 #: input gains r*dt/tau within this of 1 are taken as exactly 1 (float32 rounding of r = tau/dt)
@@ -219,26 +219,37 @@ def _scale(c: _Chain, node: nir.Scale, s, dt, if_dt) -> _Chain:
                           source="scale"))
 
 
+def _positive(c: _Chain, s, field: str) -> float:
+    """A gain or threshold that must be > 0: r <= 0 inverts or drops the input, v_threshold <= 0 fires on
+    nothing or everything (both are what a wrong export looks like)."""
+    v = s(field)
+    if not v > 0:
+        raise UserError(f"NIR node '{c.name}': {field} = {v:g} must be > 0")
+    return v
+
+
 def _lif(c: _Chain, node: nir.LIF, s, dt, if_dt) -> _Chain:
-    tau = s("tau")
-    c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
-    return c.add(_neuron(c.name, lam_from_tau(tau, dt), s("v_threshold"), s("v_reset")))
+    tau, r = s("tau"), _positive(c, s, "r")
+    lam = decay_from_tau(c.name, "tau", tau, dt)
+    c.gain("input_gain", r * dt / tau, s("v_leak") * dt / tau)
+    return c.add(_neuron(c.name, lam, _positive(c, s, "v_threshold"), s("v_reset")))
 
 
 def _cuba(c: _Chain, node, s, dt, if_dt) -> _Chain:
-    tau_syn, tau_mem = s("tau_syn"), s("tau_mem")
+    tau_syn, tau_mem, r = s("tau_syn"), s("tau_mem"), _positive(c, s, "r")
+    lam_syn, lam_mem = decay_from_tau(c.name, "tau_syn", tau_syn, dt), decay_from_tau(c.name, "tau_mem", tau_mem, dt)
     c.gain("w_in", s("w_in") * dt / tau_syn)
-    c.add(N.LeakyIntegrator(f"{c.name}.syn", lam=lam_from_tau(tau_syn, dt)))
-    c.gain("input_gain", s("r") * dt / tau_mem, s("v_leak") * dt / tau_mem)
+    c.add(N.LeakyIntegrator(f"{c.name}.syn", lam=lam_syn))
+    c.gain("input_gain", r * dt / tau_mem, s("v_leak") * dt / tau_mem)
     if isinstance(node, nir.CubaLI):
-        return c.add(N.LeakyIntegrator(c.name, lam=lam_from_tau(tau_mem, dt)))
-    return c.add(_neuron(c.name, lam_from_tau(tau_mem, dt), s("v_threshold"), s("v_reset")))
+        return c.add(N.LeakyIntegrator(c.name, lam=lam_mem))
+    return c.add(_neuron(c.name, lam_mem, _positive(c, s, "v_threshold"), s("v_reset")))
 
 
 def _li(c: _Chain, node: nir.LI, s, dt, if_dt) -> _Chain:
-    tau = s("tau")
-    c.gain("input_gain", s("r") * dt / tau, s("v_leak") * dt / tau)
-    return c.add(N.LeakyIntegrator(c.name, lam=lam_from_tau(tau, dt)))
+    tau, r = s("tau"), _positive(c, s, "r")
+    c.gain("input_gain", r * dt / tau, s("v_leak") * dt / tau)
+    return c.add(N.LeakyIntegrator(c.name, lam=decay_from_tau(c.name, "tau", tau, dt)))
 
 
 def _pool(c: _Chain, node, s, dt, if_dt) -> _Chain:
@@ -262,9 +273,10 @@ FOREIGN = {
     nir.Flatten: lambda c, node, s, dt, if_dt: c.add(N.Flatten(c.name, start_dim=int(node.start_dim),
                                                               end_dim=int(node.end_dim))),
     nir.Scale: _scale, nir.LIF: _lif, nir.CubaLIF: _cuba, nir.CubaLI: _cuba, nir.LI: _li,
-    nir.IF: lambda c, node, s, dt, if_dt: c.gain("input_gain", s("r") * if_dt).add(
-        _neuron(c.name, 1.0, s("v_threshold"), s("v_reset"))),
-    nir.I: lambda c, node, s, dt, if_dt: c.gain("input_gain", s("r") * if_dt).add(N.LeakyIntegrator(c.name, lam=1.0)),
+    nir.IF: lambda c, node, s, dt, if_dt: c.gain("input_gain", _positive(c, s, "r") * if_dt).add(
+        _neuron(c.name, 1.0, _positive(c, s, "v_threshold"), s("v_reset"))),
+    nir.I: lambda c, node, s, dt, if_dt: c.gain("input_gain", _positive(c, s, "r") * if_dt).add(
+        N.LeakyIntegrator(c.name, lam=1.0)),
     nir.Threshold: lambda c, node, s, dt, if_dt: c.add(_neuron(c.name, 0.0, s("threshold"), 0.0)),
     nir.NIRGraph: _nested,
 }

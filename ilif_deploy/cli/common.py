@@ -9,12 +9,13 @@ import warnings
 from typing import Callable, Optional
 
 from .. import __version__
+from ..converters.nir.conventions import NIR_PRESETS
 from ..data import PRESETS, DataWarning
 from ..errors import DataError, UserError
 
 #: the model-file options every tool takes, as ``open_file`` keywords
 MODEL_OPTIONS = ("arch", "arch_module", "dataset", "num_classes", "in_channels", "neuron", "tau", "v_th", "lam_u",
-                 "lam_i", "ciu_source", "timesteps", "input_shape", "trust_pickle")
+                 "lam_i", "ciu_source", "timesteps", "input_shape", "trust_pickle", "dt", "if_convention", "nir_from")
 
 
 def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
@@ -51,6 +52,15 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timesteps", "-T", type=int, help="time steps T (default: the model file's setting)")
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
                    help="one sample's shape, channel first, e.g. 3,32,32 (default: the model file's setting)")
+    r = p.add_argument_group("NIR files from other tools (how their continuous-time neurons are stepped)")
+    r.add_argument("--nir-from", choices=sorted(NIR_PRESETS),
+                   help="the tool that wrote the file: sets --dt and --if-convention as it means them (" + "; ".join(
+                       f"{k}: dt {v['dt']:g} s, {v['if_convention']}" for k, v in sorted(NIR_PRESETS.items())) + ")")
+    r.add_argument("--dt", type=float, help="simulation step in seconds for NIR time constants (decay 1 - dt/tau; "
+                                            "default 1e-4, snntorch's)")
+    r.add_argument("--if-convention", choices=["euler", "per_step"],
+                   help="how nir.IF's r is read: euler (v += dt r I, the NIR equation; default) or per_step "
+                        "(v += r I: Norse, sinabs, BindsNET)")
     g.add_argument("--trust-pickle", action="store_true", default=None,
                    help="allow model files that contain pickled Python objects (runs code from the file: "
                         "only for files you trust)")

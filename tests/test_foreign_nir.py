@@ -1,0 +1,114 @@
+"""Other tools' NIR files all the way: reading conventions per exporter (--nir-from, --dt, --if-convention),
+parameters that are not a neuron refused by name with a dt hint, and foreign networks on Lava."""
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import ilif_deploy as D
+from ilif_deploy.converters.nir import read_graph
+from ilif_deploy.errors import UserError
+
+
+def test_norse_lif_read_with_the_norse_preset_follows_norses_dynamics(interop):
+    """lif_norse.nir (NIR paper task 1) against Norse's documented LIFBox update, written here:
+    v += dt * tau_mem_inv * ((v_leak - v) + i); z = v > v_th; v = v_reset where z; dt = 1e-3 s."""
+    f = interop / "nir" / "lif_norse.nir"
+    src = nir.read(str(f))
+    g = read_graph(f, nir_from="norse")
+    assert g.metadata["nir_from"] == "norse" and g.metadata["nir_dt"] == 1e-3
+    T = 200
+    x = torch.rand(T, 16, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float32) * 0.3
+    out, rec = D.run(g, x, record=["1"])
+    lif = src.nodes["1"]
+    w, b = src.nodes["0"].weight.astype(np.float64), src.nodes["0"].bias.astype(np.float64)
+    dt, inv = 1e-3, 1.0 / float(lif.tau[0])
+    v, ref = np.zeros((16, 1)), []
+    for t in range(T):
+        i = x[t].double().numpy() @ w.T + b
+        v = v + dt * inv * ((float(lif.v_leak[0]) - v) + float(lif.r[0]) * i)
+        z = v > float(lif.v_threshold[0])
+        v = np.where(z, float(lif.v_reset[0]), v)
+        ref.append(z)
+    ref = np.stack(ref).astype(np.float32)
+    assert ref.sum() > 100  # the neuron really fires and resets over the 200 steps
+    np.testing.assert_array_equal(rec["1"].numpy(), ref)
+    default = D.run(read_graph(f), x, record=["1"])[1]["1"]  # dt = 1e-4: ten times too slow a leak
+    assert not torch.equal(default, rec["1"])
+
+
+def _lif_file(path, tau=1e-5, r=1.0, v_th=0.1):
+    """One LIF layer as Norse 1.1.0 writes it (tau = dt / tau_mem_inv = 1e-3 / 100)."""
+    nodes = {"input": nir.Input(np.array([3])), "0": nir.Affine(np.eye(3, dtype=np.float32), np.zeros(3, np.float32)),
+             "1": nir.LIF(tau=np.full(3, tau, np.float32), r=np.full(3, r, np.float32),
+                          v_leak=np.zeros(3, np.float32), v_threshold=np.full(3, v_th, np.float32),
+                          v_reset=np.zeros(3, np.float32)),
+             "output": nir.Output(np.array([3]))}
+    nir.write(str(path), nir.NIRGraph(nodes, [("input", "0"), ("0", "1"), ("1", "output")]))
+    return path
+
+
+def test_what_is_not_a_neuron_is_refused_by_name_with_a_dt_hint(tmp_path, capsys):
+    from ilif_deploy.cli import energy
+
+    f = _lif_file(tmp_path / "norse110.nir")
+    with pytest.raises(UserError, match=r"NIR node '1': tau = 1e-05 s is shorter than the step dt = 0.001 s "
+                                        r"\(a per-step decay of -99.*read it with --dt 1e-05 or smaller"):
+        read_graph(f, nir_from="norse")
+    assert read_graph(f, dt=1e-6).nodes["1"].params.lam == pytest.approx(0.9)
+    assert energy.main([str(f), "--nir-from", "norse", "--data", "none", "--rate", "0.1", "-T", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tau = 1e-05 s is shorter than the step dt" in err[0]
+    with pytest.raises(UserError, match="NIR node '1': r = 0 must be > 0"):
+        read_graph(_lif_file(tmp_path / "r0.nir", tau=1e-2, r=0.0))
+    with pytest.raises(UserError, match="NIR node '1': v_threshold = 0 must be > 0"):
+        read_graph(_lif_file(tmp_path / "th0.nir", tau=1e-2, v_th=0.0))
+    with pytest.raises(UserError, match="--dt must be a positive number"):
+        read_graph(f, dt=-1.0)
+
+
+def test_reading_flags_apply_to_nir_files_only(tmp_path, digits_ilif_graph, capsys):
+    from ilif_deploy.cli import export
+
+    digits_ilif_graph.save(tmp_path / "g.ir.npz")
+    assert export.main([str(tmp_path / "g.ir.npz"), "--target", "ir", "--nir-from", "norse",
+                        "-o", str(tmp_path / "o.ir.npz")]) == 2
+    assert "--nir-from does not apply to an IR graph file" in capsys.readouterr().err
+
+
+def _sinabs_frames(path, n=4, T=8):
+    x = (np.random.default_rng(0).random((n, T, 2, 34, 34)) < 0.15).astype(np.float32)
+    np.savez(path, x=x, y=np.arange(n) % 10)
+    return path
+
+
+def test_sinabs_cnn_fires_only_when_read_as_sinabs_means_it(interop, tmp_path, capsys):
+    from ilif_deploy.cli import energy
+
+    f, data = interop / "nir" / "cnn_sinabs.nir", _sinabs_frames(tmp_path / "nmnist.npz")
+    assert energy.main([str(f), "--nir-from", "sinabs", "-T", "8", "--data", str(data), "--json",
+                        str(tmp_path / "s.json"), "--no-progress"]) == 0
+    rep = json.loads((tmp_path / "s.json").read_text())
+    rates = {r["name"]: r["firing_rate"] for r in rep["layers"] if r["op"] == "neuron"}
+    assert set(rates) == {"1", "3", "6", "10", "12"} and min(rates.values()) > 0, rates
+    capsys.readouterr()
+    assert energy.main([str(f), "-T", "8", "--data", str(data), "--no-progress"]) == 0  # the default reading
+    assert "never fired" in capsys.readouterr().err  # ... is named, not silent
+
+
+@pytest.mark.slow
+def test_sinabs_cnn_runs_on_lava_spike_exact(interop, lava, tmp_path):
+    from ilif_deploy.converters.lava import export_graph, simulate
+
+    g = read_graph(interop / "nir" / "cnn_sinabs.nir", nir_from="sinabs")
+    g.metadata["timesteps"] = 6
+    g.nodes["input"].encoding = "sequence"
+    export_graph(g, tmp_path / "sinabs.lava.h5")
+    x = (np.random.default_rng(1).random((2, 6, 2, 34, 34)) < 0.15).astype(np.float32)
+    rep = simulate(tmp_path / "sinabs.lava.h5", x=x, mode="float", progress=False)
+    assert rep.overall_spike_agreement == 1.0 and rep.prediction_agreement == 1.0
+    assert min(rep.firing_rate.values()) > 0, rep.firing_rate
