@@ -9,10 +9,13 @@ kind (or target) is refused by name instead of being dropped.
 from __future__ import annotations
 
 import importlib
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
+
+import numpy as np
 
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
@@ -179,6 +182,19 @@ def resolve(path) -> Path:
         raise UserError(str(e)) from None
 
 
+def _looks_like_onnx(p: Path) -> bool:
+    """An ONNX protobuf: onnx parses it and finds a graph (a few bytes of random data do not parse)."""
+    try:
+        import onnx
+
+        if p.stat().st_size > (1 << 31):
+            return False
+        model = onnx.load_model(str(p), load_external_data=False)
+        return bool(model.graph.node) or bool(model.ir_version)
+    except Exception:  # noqa: BLE001 - anything onnx cannot parse is simply not ONNX
+        return False
+
+
 def file_kind(path) -> str:
     """The kind of file at ``path`` (a key of :data:`READERS`), read from its content."""
     p = resolve(path)
@@ -200,6 +216,9 @@ def file_kind(path) -> str:
     if head == b"\x89HDF\r\n\x1a\n":
         import h5py
 
+        from .hdf5_safety import check_self_contained
+
+        check_self_contained(p)
         try:
             with h5py.File(p, "r") as f:
                 if f.attrs.get("format") in ("ilif-deploy-lava", b"ilif-deploy-lava") or "node" in f:
@@ -210,6 +229,9 @@ def file_kind(path) -> str:
         raise UserError(f"{p}: an HDF5 file with {found}, neither a NIR graph nor an ilif-deploy Lava network")
     if head[:1] == b"\x80":  # a pickle (torch's legacy, non-zip format)
         return "model"
+    if _looks_like_onnx(p):
+        raise UserError(f"{p}: an ONNX model; ilif-deploy writes ONNX (--target onnx) but reads torch models, "
+                        f".ir.npz graphs, NIR and .lava.h5 files")
     raise UserError(f"{p}: not a file ilif-deploy reads (a torch model, .ir.npz, NIR or .lava.h5); it starts "
                     f"with {head!r}")
 
@@ -221,11 +243,58 @@ def open_file(path, **options) -> OpenedFile:
     raises :class:`OptionError` naming it."""
     path = resolve(path)
     reader = READERS[file_kind(path)]
-    unknown = set(options) - {o for r in READERS.values() for o in r.options}
+    unknown = set(options) - {o for r in READERS.values() for o in r.options} - {"max_memory"}
     if unknown:
         raise TypeError(f"open_file() got unknown option(s) {sorted(unknown)}")
+    max_memory = options.pop("max_memory", None)
     _refuse(options, reader.options, f"{reader.what} ({path})", {r.what: r.options for r in READERS.values()})
-    return reader.read(path, **{k: v for k, v in options.items() if k in reader.options})
+    _check_counts(options)
+    opened = reader.read(path, **{k: v for k, v in options.items() if k in reader.options})
+    check_memory(opened.graph, max_memory, str(path))
+    return opened
+
+
+def default_memory_limit() -> float:
+    """Half of this machine's physical memory, in bytes (the default of ``--max-memory``)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2 ** 30
+
+
+def activation_bytes(graph: Graph, batch: int = 1) -> int:
+    """What running ``graph`` holds at least: every node's output over T steps for ``batch`` samples, in
+    float64 (the analytic energy estimate and Lava's synapses use float64), in bytes."""
+    per_step = sum(int(np.prod(node.shape, dtype=np.float64)) for node in graph.nodes.values() if node.shape)
+    return int(per_step * max(int(graph.timesteps or 1), 1) * batch * 8)
+
+
+def check_memory(graph: Graph, max_memory: Optional[float], what: str) -> None:
+    """Refuse a graph whose activations for one sample would exceed ``max_memory`` GB (default: half the
+    machine's memory) before anything that size is allocated: a small file can declare 10**9 neurons."""
+    limit = default_memory_limit() if max_memory is None else float(max_memory) * 2 ** 30
+    if max_memory is not None and not max_memory > 0:
+        raise OptionError(f"--max-memory must be > 0 GB, got {max_memory}")
+    need = activation_bytes(graph)
+    if need > limit:
+        big = max(graph.nodes.values(), key=lambda n: float(np.prod(n.shape or (0,), dtype=np.float64)))
+        raise UserError(f"{what}: one sample over T={graph.timesteps or 1} steps needs about {need / 2 ** 30:,.1f} "
+                        f"GB of activations (largest: '{big.name}' with {float(np.prod(big.shape)):,.0f} values per "
+                        f"step), more than the limit of {limit / 2 ** 30:,.1f} GB (--max-memory GB)")
+
+
+#: options that count something, with their flags: each must be a whole number >= 1 when given
+COUNT_OPTIONS = {"timesteps": "--timesteps/-T", "num_classes": "--num-classes", "in_channels": "--in-channels"}
+
+
+def _check_counts(options: dict) -> None:
+    for key, flag in COUNT_OPTIONS.items():
+        v = options.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise OptionError(f"{flag} must be a whole number >= 1, got {v!r}")
+    shape = options.get("input_shape")
+    if shape is not None and (not shape or any(not isinstance(d, int) or d < 1 for d in shape)):
+        raise OptionError(f"--input-shape must be sizes >= 1 (e.g. 3,32,32), got {','.join(map(str, shape))}")
 
 
 def open_graph(path, **options) -> Graph:

@@ -23,7 +23,7 @@ from torch import nn
 
 from .architectures import ARCHITECTURES, DEFAULT_SETTINGS, build
 from .atomic import atomic_path
-from .errors import ModelFileError
+from .errors import ModelFileError, UserError
 
 MODEL_FORMAT = "ilif-deploy-model"
 MODEL_VERSION = 1
@@ -81,6 +81,24 @@ def _torch_load(path: Path, trust_pickle: bool):
         raise ModelFileError(f"{path}: not a readable torch model file ({type(e).__name__}: {e})") from None
 
 
+#: our format's fields and the types they must have (checked before anything is built)
+MODEL_FIELDS = {"version": int, "arch": str, "arch_kwargs": dict, "settings": dict, "state_dict": dict}
+
+
+def _check_fields(path: Path, obj: dict) -> None:
+    for key, kind in MODEL_FIELDS.items():
+        if key not in obj:
+            raise ModelFileError(f"{path}: field {key!r} is missing")
+        if not isinstance(obj[key], kind) or isinstance(obj[key], bool):
+            raise ModelFileError(f"{path}: field {key!r} must be of type {kind.__name__}, found "
+                                 f"{type(obj[key]).__name__} ({str(obj[key])[:40]!r})")
+    unknown = sorted(set(obj) - set(MODEL_FIELDS) - {"format"})
+    if unknown:
+        raise ModelFileError(f"{path}: unknown field(s) {unknown}")
+    if any(not isinstance(k, str) for k in obj["arch_kwargs"]):
+        raise ModelFileError(f"{path}: arch_kwargs keys must be names")
+
+
 def _strip_prefix(sd: dict) -> dict:
     # checkpoints saved from DataParallel / DistributedDataParallel prefix every key with 'module.'
     if sd and all(k.startswith("module.") for k in sd):
@@ -88,7 +106,32 @@ def _strip_prefix(sd: dict) -> dict:
     return sd
 
 
+def _build_for(path: Path, arch: str, kwargs: dict, sd: dict) -> nn.Module:
+    """Build ``arch`` for the weights ``sd``: first on torch's meta device (shapes, no memory), checked
+    against the file's tensors, and only then for real -- so a small file whose arguments ask for a huge
+    network (``channels=[20000, 20000]``) is refused before anything is allocated."""
+    if not isinstance(sd, dict):
+        raise ModelFileError(f"{path}: the state_dict is a {type(sd).__name__}, not a dict of tensors")
+    try:
+        with torch.device("meta"):
+            probe = build(arch, **kwargs)
+    except UserError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:  # arguments the builder rejects
+        raise ModelFileError(f"{path}: architecture {arch!r} cannot be built with {kwargs} "
+                             f"({type(e).__name__}: {e})") from None
+    _check_state(probe, sd, path, arch)
+    model = build(arch, **kwargs)
+    model.load_state_dict(sd, strict=True)
+    return model
+
+
 def _load_state(model: nn.Module, sd: dict, path: Path, arch: str) -> None:
+    _check_state(model, sd, path, arch)
+    model.load_state_dict(sd, strict=True)
+
+
+def _check_state(model: nn.Module, sd: dict, path: Path, arch: str) -> None:
     own = model.state_dict()
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
@@ -101,7 +144,6 @@ def _load_state(model: nn.Module, sd: dict, path: Path, arch: str) -> None:
               f"{list(own[shapes[0]].shape)} in the model"] if shapes else []
     if parts:
         raise ModelFileError(f"{path}: weights do not match architecture {arch!r}: {'; '.join(parts)}")
-    model.load_state_dict(sd, strict=True)
 
 
 def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_classes: Optional[int] = None,
@@ -129,7 +171,8 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
     if isinstance(obj, nn.Module):  # only reachable with trust_pickle=True
         model, settings = obj, dict(getattr(obj, "ilif_settings", None) or {})
     elif isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT:
-        if obj.get("version", 0) > MODEL_VERSION:
+        _check_fields(path, obj)
+        if obj["version"] > MODEL_VERSION:
             raise ModelFileError(f"{path}: written by a newer ilif-deploy (format version {obj['version']})")
         name = obj["arch"]
         arch_kwargs = dict(obj.get("arch_kwargs", {}))
@@ -139,8 +182,7 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
         if pre and arch_kwargs.get("num_classes", pre.num_classes) != pre.num_classes:
             raise ModelFileError(f"{path}: the model has {arch_kwargs['num_classes']} classes, dataset {pre.name} "
                                  f"{pre.num_classes}")
-        model = build(name, **arch_kwargs)
-        _load_state(model, obj["state_dict"], path, name)
+        model = _build_for(path, name, arch_kwargs, obj["state_dict"])
         settings = dict(obj.get("settings", {}))
     elif isinstance(obj, dict) and ("net" in obj or all(isinstance(v, torch.Tensor) for v in obj.values())):
         sd = obj["net"] if "net" in obj else obj
@@ -154,8 +196,7 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
             kw.setdefault("in_channels", pre.input_shape[0])
         if num_classes is not None or pre:
             kw["num_classes"] = int(num_classes if num_classes is not None else pre.num_classes)
-        model = build(arch, **kw)
-        _load_state(model, _strip_prefix(sd), path, arch)
+        model = _build_for(path, arch, kw, _strip_prefix(sd))
         settings = dict(DEFAULT_SETTINGS[arch])
     else:
         raise ModelFileError(f"{path}: not an ilif-deploy model, an authors' checkpoint ({{'net': state_dict}}) "

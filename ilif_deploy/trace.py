@@ -9,6 +9,9 @@ need it.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+
 import json
 import operator
 from typing import Dict, Optional, Sequence
@@ -104,6 +107,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
     return (fold_batchnorm(graph, copy=False) if fold_bn else graph).validate()
 
 
+#: longest T the tracer actually runs (a prime, unlikely to be mistaken for a channel count)
+PROBE_STEPS = 7
+
+
 def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: str) -> Graph:
     try:
         fx_graph = _Tracer().trace(model)
@@ -111,12 +118,20 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
         raise TraceError(f"torch.fx could not trace {type(model).__name__}: {e}") from e
     gm = fx.GraphModule(model, fx_graph)
     # T and B differ (and differ from channel sizes as far as possible) so shapes can be told apart.
-    example = torch.rand(timesteps, 2, *input_shape)
+    # The graph is the same for every T, so a long T is probed with 7 steps: -T 1000000 costs no more.
+    probe_t = timesteps if timesteps <= PROBE_STEPS else PROBE_STEPS
+    example = torch.rand(probe_t, 2, *input_shape)
     try:
-        ShapeProp(gm).propagate(example)
+        # torch's ShapeProp prints the traceback itself (traceback.print_exc) before raising; the error
+        # below says what went wrong in one line, so its print is captured
+        with contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(gm).propagate(example)
     except Exception as e:
-        raise TraceError(f"running {type(model).__name__} on an example input [T={timesteps}, B=2, "
-                         f"{', '.join(map(str, input_shape))}] failed: {e}") from e
+        while e.__cause__ is not None:  # ShapeProp wraps the module's own error
+            e = e.__cause__
+        last = str(e).strip().splitlines()
+        raise TraceError(f"{type(model).__name__} does not take input of shape {', '.join(map(str, input_shape))} "
+                         f"per step ({type(e).__name__}: {last[0] if last else ''}); check --input-shape") from None
     modules = dict(model.named_modules())
     g = Graph(metadata={"timesteps": timesteps, "source": type(model).__name__})
     alias: Dict[str, str] = {}  # fx node name -> IR node name
@@ -147,9 +162,9 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
             g.add(N.Output(name="output", shape=shape_of(out)[2:]), [src(out)])
             continue
         full = shape_of(n)
-        if full[:2] != (timesteps, 2):
+        if full[:2] != (probe_t, 2):
             raise TraceError(f"'{n.target}' returns shape {list(full)}: time and batch axes [T, B] "
-                             f"must come first and stay ({timesteps}, 2)")
+                             f"must come first and stay ({probe_t}, 2)")
         shape = full[2:]
         if n.op == "call_module":
             m = modules[n.target]

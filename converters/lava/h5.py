@@ -111,6 +111,10 @@ def _same_structure(path, stored: NetSpec, built: NetSpec) -> None:
 
 def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
     """Read a file written by :func:`write`: the network description and the IR graph."""
+    from ..hdf5_safety import check_self_contained
+
+    if os.path.exists(path):
+        check_self_contained(path)
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -167,13 +171,18 @@ def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
             ir_bytes = f["ir_graph"][()].tobytes()
         except KeyError as e:
             raise LavaFileError(f"{path}: missing entry {e}") from None
+        except (OSError, ValueError, TypeError, IndexError) as e:  # damaged chunks (h5py), wrong types or shapes
+            raise LavaFileError(f"{path}: damaged or malformed ({type(e).__name__}: {e})") from None
     if not layers or layers[-1].kind != "readout" or layers[-1].name != OUTPUT:
         raise LavaFileError(f"{path}: the last layer must be the readout")
     names = {INPUT} | {lay.name for lay in layers}
     for s in synapses:
         if s.source not in names:
             raise LavaFileError(f"{path}: synapse into '{s.target}' reads unknown layer '{s.source}'")
-    graph = Graph.load(io.BytesIO(ir_bytes))
+    try:
+        graph = Graph.load(io.BytesIO(ir_bytes))
+    except UserError as e:
+        raise LavaFileError(f"{path}: its stored IR graph is damaged ({e})") from None
     spec = NetSpec(input_shape=input_shape, timesteps=timesteps, encoding=encoding, layers=layers[:-1],
                    synapses=synapses, readout=layers[-1], metadata=dict(graph.metadata))
     if any(s.weight is None for s in synapses):  # version 3: the float synapses come from the IR graph

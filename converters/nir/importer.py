@@ -53,6 +53,9 @@ class NIRImportError(UserError):
 def read_nir(path) -> nir.NIRGraph:
     """``nir.read(path)`` with type checking; files whose types do not check (older exporters write
     scalar parameters) are read again without it, with a warning."""
+    from ..hdf5_safety import check_self_contained
+
+    check_self_contained(path)
     try:
         return nir.read(str(path))
     except FileNotFoundError:

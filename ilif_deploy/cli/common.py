@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 import warnings
 from typing import Callable, Optional
@@ -15,7 +16,8 @@ from ..errors import DataError, UserError
 
 #: the model-file options every tool takes, as ``open_file`` keywords
 MODEL_OPTIONS = ("arch", "arch_module", "dataset", "num_classes", "in_channels", "neuron", "tau", "v_th", "lam_u",
-                 "lam_i", "ciu_source", "timesteps", "input_shape", "trust_pickle", "dt", "if_convention", "nir_from")
+                 "lam_i", "ciu_source", "timesteps", "input_shape", "trust_pickle", "dt", "if_convention", "nir_from",
+                 "max_memory")
 
 
 def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
@@ -61,6 +63,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--if-convention", choices=["euler", "per_step"],
                    help="how nir.IF's r is read: euler (v += dt r I, the NIR equation; default) or per_step "
                         "(v += r I: Norse, sinabs, BindsNET)")
+    g.add_argument("--max-memory", type=float, metavar="GB",
+                   help="refuse a network whose activations for one sample over T steps exceed this (default: "
+                        "half of this machine's memory)")
     g.add_argument("--trust-pickle", action="store_true", default=None,
                    help="allow model files that contain pickled Python objects (runs code from the file: "
                         "only for files you trust)")
@@ -139,9 +144,26 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"warning: {message}", file=sys.stderr)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks (temp-file cleanup) run."""
+
+
+def _terminate_as_exception():
+    """Make SIGTERM an exception (the default would end the process without cleanup); returns the
+    previous handler, or None where signals cannot be set (not the main thread)."""
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
 def run_cli(main: Callable[[], int]) -> int:
     """Run a tool: a :class:`UserError` (or a file-system error naming a file) becomes one line on
     stderr and exit code 2; a closed output pipe ends quietly; anything else keeps its traceback."""
+    previous = _terminate_as_exception()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", DataWarning)
@@ -149,6 +171,9 @@ def run_cli(main: Callable[[], int]) -> int:
             code = main()
         sys.stdout.flush()
         return code
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -165,3 +190,6 @@ def run_cli(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

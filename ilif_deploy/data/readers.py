@@ -15,6 +15,7 @@ a folder of class folders                  images (``root/<class>/*.png|jpg|...`
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Tuple
@@ -180,6 +181,8 @@ def _npz(path: Path, x_key: str, y_key: str, pre: Preprocess, timesteps, sensor,
             y = f[y_key] if y_key in f else None
         except ValueError as e:  # object arrays need pickles: refused
             raise DataError(f"{path}: {e}") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as e:  # a damaged member (CRC, truncated)
+            raise DataError(f"{path}: damaged .npz ({type(e).__name__}: {e})") from None
     if y is not None and len(y) != len(x):
         raise DataError(f"{path}: {len(y)} labels ({y_key!r}) for {len(x)} samples ({x_key!r})")
     if y is not None and not np.issubdtype(y.dtype, np.integer):

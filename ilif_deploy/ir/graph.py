@@ -22,6 +22,13 @@ def infer_shape(node: N.Node, in_shapes: List[Tuple[int, ...]]) -> Tuple[int, ..
     return node.infer([tuple(s) for s in in_shapes])
 
 
+def _where(path) -> str:
+    """How a message names what was read: the path as given (a file object: its name, else 'the stored graph')."""
+    if isinstance(path, (str, os.PathLike)):
+        return str(path)
+    return str(getattr(path, "name", "the stored graph"))
+
+
 @dataclass
 class Graph:
     """A feed-forward spiking network for one time step.
@@ -200,10 +207,9 @@ class Graph:
                          for e in header["nodes"]]
                 g = cls(metadata=dict(header["metadata"]), edges=[tuple(e) for e in header["edges"]])
         except GraphError as e:
-            raise GraphError(f"{getattr(path, 'name', path)}: not an ilif-deploy graph file ({e})") from None
+            raise GraphError(f"{_where(path)}: not an ilif-deploy graph file ({e})") from None
         except Exception as e:  # zip/CRC/JSON/key errors of a truncated or foreign file
-            raise GraphError(f"{getattr(path, 'name', path)}: not an ilif-deploy graph file "
-                             f"({type(e).__name__}: {e})") from None
+            raise GraphError(f"{_where(path)}: not an ilif-deploy graph file ({type(e).__name__}: {e})") from None
         for n in nodes:
             g.add(n)
         return g.validate()

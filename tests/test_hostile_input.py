@@ -1,0 +1,219 @@
+"""Hostile and broken input: seeded corruption of every file kind we read (truncation, bit flips, random
+bytes, empty), each through a CLI, must end in exit 0 (the damage left a valid file) or exit 2 with one
+line that names the file -- never a traceback, never a leftover temp file -- and the named cases of the
+hostile-input issue as regressions."""
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import shutil
+
+import h5py
+import nir
+import numpy as np
+import pytest
+import torch
+
+from ilif_deploy.cli import energy, export
+from ilif_deploy.converters.lava import export_graph as lava_export
+from ilif_deploy.converters.nir import export_graph as nir_export
+from ilif_deploy.examples import model_path
+
+
+def _run(main, argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, [line for line in err.getvalue().strip().splitlines() if line and not line.startswith("warning:")]
+
+
+def _corruptions(data: bytes, rng: random.Random):
+    n = len(data)
+    yield "empty", b""
+    for cut in (8, n // 3, n - 1):
+        yield f"truncated at {cut}", data[:cut]
+    for _ in range(5):
+        b = bytearray(data)
+        pos = rng.randrange(n)
+        b[pos] ^= 1 << rng.randrange(8)
+        yield f"bit flip at {pos}", bytes(b)
+    yield "random bytes", bytes(rng.randrange(256) for _ in range(min(n, 4096)))
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory, digits_ilif_graph):
+    d = tmp_path_factory.mktemp("seeds")
+    g = digits_ilif_graph
+    files = {"model": shutil.copy(model_path("digits_ilif"), d / "m.pt")}
+    g.save(d / "g.ir.npz")
+    nir_export(g, d / "g.nir")
+    lava_export(g, d / "g.lava.h5")
+    x = np.random.default_rng(0).random((12, 1, 8, 8)).astype(np.float32)
+    np.savez(d / "d.npz", x=x, y=np.arange(12) % 10)
+    np.save(d / "d.npy", x)
+    files.update(ir=d / "g.ir.npz", nir=d / "g.nir", lava=d / "g.lava.h5", npz=d / "d.npz", npy=d / "d.npy")
+    return files
+
+
+@pytest.mark.parametrize("kind", ["model", "ir", "nir", "lava", "npz", "npy"])
+def test_corrupted_files_end_in_one_line_or_a_valid_run(kind, seeds, tmp_path):
+    data = open(seeds[kind], "rb").read()
+    verdicts = {}
+    for i, (what, blob) in enumerate(_corruptions(data, random.Random(kind))):
+        f = tmp_path / f"case{i}{seeds[kind].name}"
+        f.write_bytes(blob)
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        if kind in ("npz", "npy"):
+            rc, lines = _run(energy.main, ["example:digits_ilif", "--data", str(f), "--no-progress",
+                                           "--csv", str(out / "r.csv")])
+        else:
+            rc, lines = _run(export.main, [str(f), "--target", "ir", "-o", str(out / "o.ir.npz")])
+        left = sorted(p.name for p in out.iterdir() if p.name not in ("o.ir.npz", "r.csv"))
+        assert not left, (what, left)  # no temp file beside the destination
+        assert rc in (0, 2), (what, rc, lines)
+        if rc == 2:
+            assert len(lines) == 1 and f.name in lines[0], (what, lines)
+            assert not any(p.exists() for p in (out / "o.ir.npz", out / "r.csv")), what  # nothing half-written
+        verdicts[what] = rc
+    assert list(verdicts.values()).count(2) >= 4  # the damage was really seen (empty, truncations, random bytes)
+
+
+def test_hdf5_external_storage_links_and_virtual_datasets_are_refused(seeds, tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"SECRET!!" * 128)
+    for kind in ("nir", "lava"):
+        for trick in ("external", "link", "virtual"):
+            f = tmp_path / f"{trick}.{seeds[kind].name}"
+            shutil.copy(seeds[kind], f)
+            with h5py.File(f, "r+") as h:
+                if trick == "external":
+                    h.create_dataset("stolen", shape=(1024,), dtype="u1", external=[(str(secret), 0, 1024)])
+                elif trick == "link":
+                    h["elsewhere"] = h5py.ExternalLink(str(secret), "/x")
+                else:
+                    layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
+                    layout[:] = h5py.VirtualSource(str(tmp_path / "other.h5"), "x", shape=(4,))
+                    h.create_virtual_dataset("stitched", layout)
+            out = tmp_path / f"{trick}{kind}.ir.npz"
+            rc, lines = _run(export.main, [str(f), "--target", "ir", "-o", str(out)])
+            assert rc == 2 and len(lines) == 1 and f.name in lines[0] and "refused" in lines[0], lines
+            assert not out.exists()
+
+
+def test_named_model_file_cases_are_one_line(tmp_path):
+    base = torch.load(model_path("digits_ilif"), weights_only=True)
+    cases = {
+        "bogus": (lambda d: d["arch_kwargs"].update(bogus=1), "unexpected keyword argument 'bogus'"),
+        "settings": (lambda d: d.update(settings=None), "field 'settings' must be of type dict"),
+        "version": (lambda d: d.update(version="2"), "field 'version' must be of type int"),
+        "huge": (lambda d: d["arch_kwargs"].update(channels=[20000, 20000]), "of another shape"),
+        "extra": (lambda d: d.update(payload=1), "unknown field(s) ['payload']"),
+    }
+    for name, (edit, message) in cases.items():
+        d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+        edit(d)
+        torch.save(d, tmp_path / f"{name}.pt")
+        rc, lines = _run(export.main, [str(tmp_path / f"{name}.pt"), "--target", "ir", "-o", str(tmp_path / "o.npz")])
+        assert rc == 2 and len(lines) == 1 and message in lines[0] and f"{name}.pt" in lines[0], (name, lines)
+
+
+def test_huge_network_arguments_allocate_nothing_before_the_check(tmp_path):
+    """channels=[20000, 20000] would be 14 GB of weights: built on the meta device and refused."""
+    import resource
+
+    d = torch.load(model_path("digits_ilif"), weights_only=True)
+    d["arch_kwargs"]["channels"] = [20000, 20000]
+    torch.save(d, tmp_path / "huge.pt")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rc, _ = _run(export.main, [str(tmp_path / "huge.pt"), "--target", "ir", "-o", str(tmp_path / "o.ir.npz")])
+    assert rc == 2 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KB
+
+
+def test_flags_and_declared_sizes_that_ask_too_much(tmp_path):
+    for argv, message in [(["-T", "0"], "--timesteps/-T must be a whole number >= 1, got 0"),
+                          (["--num-classes", "-1"], "--num-classes must be a whole number >= 1"),
+                          (["--input-shape", "3,9,9"], "does not take input of shape 3, 9, 9 per step"),
+                          (["--max-memory", "0.000001"], "more than the limit of")]:
+        rc, lines = _run(export.main, ["example:digits_ilif", "--target", "ir", "-o", str(tmp_path / "o.ir.npz"),
+                                       *argv])
+        assert rc == 2 and len(lines) == 1 and message in lines[0], (argv, lines)
+    # a 10**9-neuron NIR file: refused by the estimate before 15 GB are asked for
+    n = 1000
+    nodes = {"input": nir.Input(np.array([n, n, n])),
+             "0": nir.LIF(tau=np.full(1, 0.01, np.float32), r=np.ones(1, np.float32), v_leak=np.zeros(1, np.float32),
+                          v_threshold=np.ones(1, np.float32), v_reset=np.zeros(1, np.float32)),
+             "output": nir.Output(np.array([n, n, n]))}
+    nir.write(str(tmp_path / "huge.nir"), nir.NIRGraph(nodes, [("input", "0"), ("0", "output")], type_check=False))
+    rc, lines = _run(energy.main, [str(tmp_path / "huge.nir"), "--data", "none", "--rate", "0.1", "-T", "2",
+                                   "--max-memory", "4"])
+    assert rc == 2 and "1,000,000,000 values per step" in lines[0]
+
+
+def test_a_long_T_is_not_run_to_find_shapes(tmp_path):
+    import resource
+    import time
+
+    t0, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rc, lines = _run(export.main, ["example:digits_ilif", "--target", "ir", "-T", "1000000", "--max-memory", "8",
+                                   "-o", str(tmp_path / "o.ir.npz")])
+    assert rc == 2 and "T=1000000 steps needs about 76.9 GB" in lines[0]  # what running it would hold
+    rc, _ = _run(export.main, ["example:digits_ilif", "--target", "ir", "-T", "1000000", "--max-memory", "100",
+                               "-o", str(tmp_path / "o.ir.npz")])
+    assert rc == 0 and time.perf_counter() - t0 < 60
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KB
+
+
+def test_an_onnx_file_given_as_a_model_is_named_as_onnx(tmp_path, digits_ilif_graph):
+    from ilif_deploy.converters.onnx import export_graph
+
+    export_graph(digits_ilif_graph, tmp_path / "m.onnx")
+    rc, lines = _run(export.main, [str(tmp_path / "m.onnx"), "--target", "ir", "-o", str(tmp_path / "o.ir.npz")])
+    assert rc == 2 and "an ONNX model; ilif-deploy writes ONNX" in lines[0] and "pickle" not in lines[0]
+
+
+def test_outputs_through_symlinks_keep_permissions_fit_long_names_and_clean_up(tmp_path):
+    import os
+
+    from ilif_deploy.atomic import write_text_atomic
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    os.chmod(real, 0o600)
+    (tmp_path / "link.json").symlink_to(real)
+    write_text_atomic(tmp_path / "link.json", "new")
+    assert (tmp_path / "link.json").is_symlink() and real.read_text() == "new"  # written through the link
+    assert real.stat().st_mode & 0o777 == 0o600  # the destination's permission bits are kept
+    long = tmp_path / ("n" * 250 + ".json")  # legal: 255 characters
+    write_text_atomic(long, "x")
+    assert long.read_text() == "x"
+    stale = tmp_path / f".real.json.{2 ** 22 + 12345}.abcdefgh.tmp.json"  # a killed writer's (no such pid)
+    stale.write_text("partial")
+    write_text_atomic(real, "again")
+    assert not stale.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_sigterm_during_a_write_leaves_no_temp_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from ilif_deploy.atomic import atomic_path\n"
+        "from ilif_deploy.cli.common import run_cli\n"
+        "def go():\n"
+        "    with atomic_path(sys.argv[1]) as tmp:\n"
+        "        tmp.write_text('half'); print('writing', flush=True); time.sleep(60)\n"
+        "    return 0\n"
+        "sys.exit(run_cli(go))\n")
+    p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.txt")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "writing"
+    time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 143 and err.strip() == "terminated"
+    assert list(tmp_path.iterdir()) == []
