@@ -257,3 +257,21 @@ def test_compiled_fixed_engine_gives_the_same_integers(digits_ilif_graph):
     for k in eager.spikes:
         assert torch.equal(eager.spikes[k], fused.spikes[k])
     assert torch.equal(eager.output, fused.output) and eager.overflows == fused.overflows
+
+
+def test_static_check_names_the_layer_that_can_wrap_before_it_runs():
+    import warnings
+
+    from ilif_deploy.converters.lava.runner import FixedPointWarning, simulate
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rep = simulate(_wrap_net(), x=np.full((1, 8), 16384.0, np.float32), mode="fixed", engine="torch",
+                       progress=False)
+    risks = [str(w.message) for w in seen if issubclass(w.category, FixedPointWarning)]
+    assert len(risks) == 1 and "layer 'n': synaptic sums can reach" in risks[0]
+    assert rep.details["synapse_wraps"]["n"] == 2
+    with warnings.catch_warnings(record=True) as seen:  # small inputs: proven safe, nothing said
+        warnings.simplefilter("always")
+        simulate(_wrap_net(), x=np.full((1, 8), 0.5, np.float32), mode="fixed", engine="torch", progress=False)
+    assert not [w for w in seen if issubclass(w.category, FixedPointWarning)]

@@ -216,6 +216,23 @@ class TorchEngine:
                             input_saturated=int(saturated) if fixed else 0)
 
 
+def overflow_risks(engine: "TorchEngine", input_max: float) -> List[str]:
+    """Before running: per target layer, whether max |input| x sum |mantissa| can exceed what Lava's
+    accumulators hold (int32 Dense/Sparse, 24-bit Conv) -- the wraps Lava cannot count.  One line per
+    layer at risk; an empty list proves that no synaptic sum can wrap on inputs up to ``input_max``
+    (float units).  (State saturation is always counted by the step itself, so it is not warned of.)"""
+    fp = engine.quantized.fp
+    bounds, _ = engine._batch_bounds(min(input_max * 2 ** fp.input_frac_bits, INPUT_MAX))
+    out = []
+    for name in [lay.name for lay in engine.spec.layers] + [OUTPUT]:
+        worst = max((bounds[i] / 2 ** ((CONV_BITS if s.kind == "conv" else DENSE_BITS) - 1)
+                     for i, s in engine.incoming[name]), default=0.0)
+        if worst >= 1.0:
+            out.append(f"layer '{name}': synaptic sums can reach {worst:.3g}x what Lava's accumulator holds "
+                       f"(wraps silently in Lava; counted by the torch engine)")
+    return out
+
+
 def fixed_sequence(a_in: torch.Tensor, state, layer, ops):
     """One fixed-point layer over ``a_in`` ``[T, B, ...]``: spikes ``[T, B, ...]`` (uint8) and saturations."""
     out, over = [], 0

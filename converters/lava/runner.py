@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -24,6 +25,10 @@ def _source(source) -> Tuple[NetSpec, Graph]:
 
 
 ENGINES = ("lava", "torch")
+
+
+class FixedPointWarning(UserWarning):
+    """A fixed-point network whose sums or states can leave their ranges on the data given."""
 
 
 def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data="digits",
@@ -90,10 +95,21 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     counter = AgreementCounter(names, "torch runtime (BN folded, float64 synapses)", label)
     exact = AgreementCounter(names, "torch runtime (exact graph, float32)", label)
     seconds, counts = 0.0, {"overflows": {}, "synapse_wraps": {}, "input_saturated": 0}
+    warned = set()
     with _Engine(engine, spec, mode, batch, fixed, quantized, fast_conv, device, compile) as run_batch:
+        checker = None
+        if mode == "fixed":
+            from .engine import TorchEngine, overflow_risks
+
+            checker = TorchEngine(spec, "fixed", quantized=quantized)
         bar = tqdm(total=n, desc=label, unit="sample", disable=not progress)
         for b in data.batches(batch, T, num_classes=int(np.prod(graph.output_node.shape))):
             xt, labels = b.x, b.y
+            if checker is not None:  # the static check, per batch before it runs
+                for line in overflow_risks(checker, float(xt.abs().max()) if xt.numel() else 0.0):
+                    if line not in warned:
+                        warned.add(line)
+                        warnings.warn(f"fixed point: {line}", FixedPointWarning, stacklevel=2)
             # float64 synapses: Lava's Dense/Conv accumulate in float64, torch's in float32 in another
             # order; an ulp at the threshold would flip a spike (seen on ResNet-18 at T = 4)
             out_ref, rec = torch_run(lowered, xt, record=names, synapse_dtype=torch.float64)
