@@ -217,3 +217,37 @@ def test_sigterm_during_a_write_leaves_no_temp_file(tmp_path):
     _, err = p.communicate(timeout=30)
     assert p.returncode == 143 and err.strip() == "terminated"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_own_nir_files_edited_by_another_tool_are_refused_by_name(seeds, tmp_path):
+    import json
+
+    from ilif_deploy.converters.nir import read_graph
+    from ilif_deploy.errors import UserError
+
+    def edited(name, edit):
+        f = tmp_path / f"{name}.nir"
+        shutil.copy(seeds["nir"], f)
+        with h5py.File(f, "r+") as h:
+            edit(h["node/nodes/neuron1"])
+        return f
+
+    def scale(key, factor):
+        def edit(g):
+            g[key][...] = g[key][()] * factor
+        return edit
+
+    def metadata_lam(g):
+        meta = g["metadata/ilif_deploy"]
+        entry = json.loads(meta[()])
+        entry["attrs"]["params"]["lam"] = 0.5
+        del g["metadata/ilif_deploy"]
+        g["metadata/ilif_deploy"] = json.dumps(entry)
+
+    for name, edit, field in [("tau", scale("nodes/v/tau", 10), "v/tau"),
+                              ("mpiu", scale("nodes/mpiu/scale", 0), "mpiu/scale"),
+                              ("ciu", scale("nodes/ciu/r", 2), "ciu/r"),
+                              ("lam", metadata_lam, "v/tau")]:
+        with pytest.raises(UserError, match=f"NIR node 'neuron1': {field} no longer matches the exact parameters"):
+            read_graph(edited(name, edit))
+    read_graph(seeds["nir"])  # the unedited file still reads

@@ -91,17 +91,42 @@ def _entry(node: nir.NIRNode) -> dict:
 
 
 # ----------------------------------------------------------------------------- own files
-def _check_neuron(name: str, nn: nir.NIRNode, p: ILIFParams, dt: float) -> None:
-    """The exact parameters in the metadata must still describe the standard nodes beside them
-    (a file whose neuron nodes were edited after export is refused rather than silently overridden)."""
-    thr = nn.nodes["spike"].threshold if isinstance(nn, nir.NIRGraph) else nn.v_threshold
-    ok = np.allclose(thr, p.v_th, rtol=1e-6, atol=1e-7)
-    if isinstance(nn, nir.LIF):
-        ok = ok and np.allclose(1.0 - dt / np.asarray(nn.tau, np.float64), p.lam, rtol=1e-5, atol=1e-6)
-        ok = ok and (p.reset == "subtract" or np.allclose(nn.v_reset, p.v_reset, rtol=1e-6, atol=1e-7))
-    if not ok:
-        raise NIRImportError(f"NIR node '{name}': its threshold/time constant/reset no longer match the exact "
-                             "parameters ilif-deploy stored in its metadata (edited after export?)")
+def _check_neuron(name: str, nn: nir.NIRNode, p: ILIFParams, shape, dt: float) -> None:
+    """Every standard node of a neuron layer must still be what the exact parameters in its metadata
+    export to: a file edited by another tool (a scaled ``v/tau``, a zeroed ``mpiu/scale``, an edited
+    ``lam`` in the metadata) would mean one thing here and another to every other NIR reader, so it is
+    refused, naming the node and the field."""
+    from .export import ilif_subgraph, lif_node
+
+    expected = lif_node(p, shape, dt) if p.is_lif else ilif_subgraph(p, shape, dt)
+    mismatch = _differs(expected, nn)
+    if mismatch:
+        raise NIRImportError(f"NIR node '{name}': {mismatch} no longer matches the exact parameters ilif-deploy "
+                             f"stored in its metadata (edited after export?)")
+
+
+def _differs(expected: nir.NIRNode, found: nir.NIRNode, where: str = "") -> Optional[str]:
+    """The first field (or sub-node, or edge set) in which ``found`` differs from ``expected``, or None."""
+    if type(found) is not type(expected):
+        return f"{where or 'the node'} is a {type(found).__name__}, not a {type(expected).__name__}"
+    if isinstance(expected, nir.NIRGraph):
+        if set(found.nodes) != set(expected.nodes):
+            return f"its sub-nodes {sorted(found.nodes)} (expected {sorted(expected.nodes)})"
+        if {tuple(e) for e in found.edges} != {tuple(e) for e in expected.edges}:
+            return "its internal edges"
+        for k in expected.nodes:
+            d = _differs(expected.nodes[k], found.nodes[k], f"{where}{k}/")
+            if d:
+                return d
+        return None
+    for field, want in vars(expected).items():
+        if field in ("metadata", "input_type", "output_type") or not isinstance(want, np.ndarray):
+            continue
+        got = getattr(found, field, None)
+        if got is None or np.shape(got) != np.shape(want) or not np.allclose(
+                np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=1e-5, atol=1e-7):
+            return f"{where}{field}"
+    return None
 
 
 def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
@@ -130,7 +155,7 @@ def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
     except GraphError as e:
         raise NIRImportError(f"NIR node '{entry.get('name')}': {e}") from None
     if isinstance(node, N.Neuron):
-        _check_neuron(node.name, nn, node.params, entry.get("dt", DEFAULT_DT))
+        _check_neuron(node.name, nn, node.params, tuple(node.shape), entry.get("dt", DEFAULT_DT))
     return node
 
 
