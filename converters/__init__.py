@@ -125,6 +125,11 @@ def _read_model(path: Path, arch=None, arch_module=None, dataset=None, num_class
     T, shape = timesteps or settings.get("timesteps"), input_shape or settings.get("input_shape")
     if not T or not shape:
         raise UserError(f"{path}: no timesteps/input shape stored: pass --timesteps and --input-shape")
+    from ilif_deploy.ir.nodes import ENCODINGS
+
+    if settings.get("encoding", "direct") not in ENCODINGS:
+        raise UserError(f"{path}: settings.encoding must be one of {', '.join(ENCODINGS)}, got "
+                        f"{settings.get('encoding')!r}")
     return OpenedFile("model", path, trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct")))
 
 
