@@ -24,6 +24,7 @@ from .count import Plan, count
 from .fanout import dense_macs, fanout_map
 from .models import PRESETS, EnergyModel, load_energy_model
 from .record import Activity, assumed_activity, record_activity
+from .static import static_metrics
 from .report import Report, comparison_frame
 
 __all__ = ["profile", "estimate", "ann_baseline", "Report", "Conventions", "EnergyModel", "PRESETS",
@@ -83,7 +84,7 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
     return Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
                   conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,
                   accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none",
-                  meta={"graph": graph.metadata})
+                  meta={"graph": graph.metadata, "static": static_metrics(graph)})
 
 
 def estimate(graph: Graph, rate: float, **kw) -> Report:

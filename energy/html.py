@@ -118,5 +118,8 @@ def report_html(rep, compare: Optional[object] = None, comparison=None) -> str:
     for r in reports:
         parts.append(f"<h2>Per layer: {html.escape(r.model_name)}</h2>"
                      + r.frame.to_html(index=False, float_format="%.6g", na_rep=""))
+    if rep.provenance_lines():
+        parts.append("<h2>Provenance</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>"
+                                                         for line in rep.provenance_lines()) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)

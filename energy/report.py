@@ -17,6 +17,11 @@ from .count import Row
 from .models import EnergyModel, energy_pj
 
 
+def _num(v: float) -> str:
+    """4 decimals, or n/a where a quantity does not exist (e.g. continuous firing without data)."""
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
 def _clean(v):
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return None
@@ -120,8 +125,16 @@ class Report:
             write_text_atomic(path, text + "\n")
         return text
 
+    def provenance_lines(self) -> List[str]:
+        """``key: value`` lines of what produced the report (tool and version, UTC time, model file and its
+        sha256, command line, data), when the caller recorded them in ``meta["provenance"]``."""
+        return [f"{k}: {v}" for k, v in (self.meta.get("provenance") or {}).items()]
+
     def to_csv(self, path=None) -> str:
-        text = self.frame.to_csv(index=False)
+        """The per-layer table; provenance as leading ``# key: value`` lines (pandas: ``comment="#"``);
+        floats to 10 significant digits (counts averaged over samples carry float noise beyond that)."""
+        head = "".join(f"# {line}\n" for line in self.provenance_lines())
+        text = head + self.frame.to_csv(index=False, float_format="%.10g")
         if path is not None:
             write_text_atomic(path, text)
         return text
@@ -139,8 +152,8 @@ class Report:
             neuron = f" + neuron updates {t['neuron_acs'] / 1e6:.4f} M ACs, {t['neuron_macs'] / 1e6:.4f} M MACs"
         return (f"{self.model_name}: {src}, T={self.timesteps}{acc}; energy model {self.energy_model.name}\n"
                 f"SNN {t['acs'] / 1e6:.4f} M ACs + {t['macs'] / 1e6:.4f} M MACs{neuron} = "
-                f"{t['energy_pj'] / 1e6:.4f} uJ per inference (firing rate {t['firing_rate']:.4f}, "
-                f"continuous firing {t['continuous_firing_rate']:.4f}); "
+                f"{t['energy_pj'] / 1e6:.4f} uJ per inference (firing rate {_num(t['firing_rate'])}, "
+                f"continuous firing {_num(t['continuous_firing_rate'])}); "
                 f"ANN {a['macs'] / 1e6:.4f} M MACs = {a['energy_pj'] / 1e6:.4f} uJ")
 
     def to_markdown(self, path=None, compare: Optional["Report"] = None) -> str:
@@ -149,6 +162,14 @@ class Report:
                  f"neuron updates counted: {self.count_neurons}.", ""]
         if compare is not None:
             lines += ["## Comparison", "", markdown_table(comparison_frame(self, compare)), ""]
+        static = self.meta.get("static")
+        if static:
+            t = static["totals"]
+            lines += ["## Static metrics", "", markdown_table(pd.DataFrame([{
+                "parameters": t["parameters"], "synapses": t["synapses"], "neurons": t["neurons"],
+                "compartments": t["compartments"], "connection sparsity": round(t["connection_sparsity"], 6),
+                "footprint float32 [bytes]": t["footprint_float32_bytes"],
+                "footprint fixed point [bytes]": t["footprint_fixed_bytes"]}])), ""]
         lines += ["## Per layer", "", markdown_table(self.frame), "",
                   "## Firing rate per neuron layer and time step", "",
                   markdown_table(self.rates, index=True), ""]
@@ -156,6 +177,8 @@ class Report:
             lines += [f"## Per layer: {compare.model_name}", "", markdown_table(compare.frame),
                       "", f"## Firing rate per step: {compare.model_name}", "",
                       markdown_table(compare.rates, index=True), ""]
+        if self.provenance_lines():
+            lines += ["## Provenance", ""] + [f"- {line}" for line in self.provenance_lines()] + [""]
         text = "\n".join(lines)
         if path is not None:
             write_text_atomic(path, text)
@@ -179,7 +202,8 @@ def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
         if isinstance(v, (float, np.floating)):
-            return f"{v:.6g}"
+            # whole counts in full (1.63031e+07 hides digits that matter), the rest to 6 significant digits
+            return f"{int(v)}" if float(v).is_integer() and abs(v) < 1e15 else f"{v:.6g}"
         return str(v).replace("|", "\\|")
 
     head = [str(c) for c in df.columns]

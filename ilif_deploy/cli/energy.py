@@ -37,7 +37,30 @@ def build_parser():
     return p
 
 
+def provenance(path, argv, data, rep) -> dict:
+    """What produced a report: tool and version, UTC time, the model file and its sha256, the command line,
+    the data (what, samples, T, preprocessing), energy model and conventions."""
+    import datetime
+    import hashlib
+    import shlex
+
+    from .. import __version__
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"tool": f"ilif-energy (ilif-deploy {__version__})",
+            "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "model_file": str(path), "model_sha256": h.hexdigest(),
+            "command": shlex.join(["ilif-energy", *argv]),
+            "data": data.describe() if data is not None else f"none (assumed firing rate {rep.rate})",
+            "samples": rep.samples, "timesteps": rep.timesteps, "energy_model": rep.energy_model.name,
+            "conventions": ", ".join(f"{k}={v}" for k, v in rep.conventions.to_dict().items())}
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
 
     def go() -> int:
@@ -67,10 +90,12 @@ def main(argv=None) -> int:
             print("--compile: the first batch builds one fused kernel per neuron layer shape (seconds each; "
                   "torch caches them on disk for later runs)", file=sys.stderr)
         rep = energy.profile(opened.graph, x, y, name=args.name or opened.path.name.split(".")[0], **common)
+        rep.meta["provenance"] = provenance(opened.path, argv, x, rep)
         other = None
         if args.compare:
             twin = open_input(args, args.compare)
             other = energy.profile(twin.graph, x, y, name=args.compare_name or twin.path.name.split(".")[0], **common)
+            other.meta["provenance"] = provenance(twin.path, argv, x, other)
         print(rep.headline())
         if other is not None:
             print(other.headline())

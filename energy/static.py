@@ -1,0 +1,65 @@
+"""Static metrics of a graph -- what does not depend on data: parameters, memory footprint, connection
+sparsity, synapses, neurons and compartments, per layer and in total (the quantities NeuroBench calls
+Footprint and ConnectionSparsity, and what a neuromorphic chip has to hold)."""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+
+from ilif_deploy import ir as N
+from ilif_deploy.ir.graph import Graph
+
+#: bytes per value in the Lava fixed-point format (docs/lava.md): 8-bit weight mantissas, biases and
+#: thresholds as 24-bit state values held in 32 bits
+FIXED_WEIGHT_BYTES, FIXED_STATE_BYTES = 1, 4
+
+
+def _compartments(p) -> int:
+    """State variables per neuron: the membrane, plus the MPIU and the CIU where enabled (LIF: 1, ILIF: 3)."""
+    return 1 + int(p.mpiu_enabled) + int(p.ciu_enabled)
+
+
+def static_metrics(graph: Graph) -> Dict[str, dict]:
+    """``{"layers": {name: {...}}, "totals": {...}}``: for each weight layer ``parameters`` (weights + biases;
+    an affine/BN: scale + shift), ``weights``, ``zero_weights``, ``connection_sparsity`` (zero weights /
+    weights), ``synapses`` (non-zero weight x the output positions it is applied at; taps on zero padding
+    included), ``footprint_float32_bytes`` and ``footprint_fixed_bytes`` (int8 mantissas + 32-bit biases);
+    for each neuron layer ``neurons``, ``compartments`` (neurons x state variables), its per-layer
+    parameters (threshold and decays, 4 bytes each) and ``state_bytes`` (4 per compartment: float32, or the
+    24-bit fixed-point state held in 32 bits)."""
+    layers: Dict[str, dict] = {}
+    for name in graph.topological_order():
+        node = graph.nodes[name]
+        if isinstance(node, (N.Conv2d, N.Linear)):
+            w = np.asarray(node.weight)
+            bias = 0 if node.bias is None else int(np.size(node.bias))
+            positions = int(np.prod(node.shape[1:])) if isinstance(node, N.Conv2d) else 1
+            per_out = np.count_nonzero(w.reshape(w.shape[0], -1), axis=1)  # non-zero taps per output channel
+            zero = int(w.size - per_out.sum())
+            layers[name] = {"op": node.op, "parameters": int(w.size) + bias, "weights": int(w.size),
+                            "zero_weights": zero, "connection_sparsity": zero / w.size if w.size else 0.0,
+                            "synapses": int(per_out.sum()) * positions,
+                            "footprint_float32_bytes": 4 * (int(w.size) + bias),
+                            "footprint_fixed_bytes": FIXED_WEIGHT_BYTES * int(w.size) + FIXED_STATE_BYTES * bias}
+        elif isinstance(node, N.Affine):
+            n = int(np.size(node.scale)) + int(np.size(node.shift))
+            layers[name] = {"op": node.op, "parameters": n, "weights": 0, "zero_weights": 0,
+                            "connection_sparsity": 0.0, "synapses": 0, "footprint_float32_bytes": 4 * n,
+                            "footprint_fixed_bytes": 0}  # folded into the weights on a chip
+        elif isinstance(node, N.Neuron):
+            neurons = int(np.prod(node.shape))
+            k = _compartments(node.params)
+            layers[name] = {"op": node.op, "parameters": 1 + k, "neurons": neurons, "compartments": neurons * k,
+                            "footprint_float32_bytes": 4 * (1 + k),
+                            "footprint_fixed_bytes": FIXED_STATE_BYTES * (1 + k), "state_bytes": 4 * neurons * k}
+    keys = ("parameters", "weights", "zero_weights", "synapses", "neurons", "compartments",
+            "footprint_float32_bytes", "footprint_fixed_bytes", "state_bytes")
+    totals = {k: sum(v.get(k, 0) for v in layers.values()) for k in keys}
+    totals["connection_sparsity"] = totals["zero_weights"] / totals["weights"] if totals["weights"] else 0.0
+    return {"layers": layers, "totals": totals,
+            "notes": "footprints hold parameters (fixed point: int8 mantissas, 32-bit biases and thresholds, "
+                     "BN/affine folded into the weights); state_bytes is the neuron state (4 bytes per compartment)"}
+
+
+__all__ = ["static_metrics"]
