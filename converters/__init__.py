@@ -151,6 +151,12 @@ def _read_nir(path: Path, timesteps=None, dt=None, if_convention=None, nir_from=
     return OpenedFile("nir", path, g.validate())
 
 
+def _read_netx(path: Path, timesteps=None) -> OpenedFile:
+    from .netx import read_netx
+
+    return OpenedFile("netx", path, read_netx(path, timesteps))
+
+
 def _read_lava(path: Path) -> OpenedFile:
     from .lava import load
 
@@ -172,6 +178,7 @@ READERS = {
     "ir": Reader("an IR graph file (.ir.npz)", _graph_reader("ir", Graph.load), ("timesteps",)),
     "nir": Reader("a NIR file", _read_nir, ("timesteps", "dt", "if_convention", "nir_from")),
     "lava": Reader("an ilif-deploy Lava network (.lava.h5)", _read_lava, ()),
+    "netx": Reader("a lava-dl netx network (.net)", _read_netx, ("timesteps",)),
 }
 
 
@@ -228,10 +235,15 @@ def file_kind(path) -> str:
             with h5py.File(p, "r") as f:
                 if f.attrs.get("format") in ("ilif-deploy-lava", b"ilif-deploy-lava") or "node" in f:
                     return "nir" if "node" in f else "lava"
+                from .netx import looks_like_netx
+
+                if looks_like_netx(f):
+                    return "netx"
                 found = sorted(f)[:5]
         except OSError as e:
             raise UserError(f"{p}: a damaged HDF5 file ({e})") from None
-        raise UserError(f"{p}: an HDF5 file with {found}, neither a NIR graph nor an ilif-deploy Lava network")
+        raise UserError(f"{p}: an HDF5 file with {found}, neither a NIR graph, an ilif-deploy Lava network nor a "
+                        f"lava-dl netx network")
     if head[:1] == b"\x80":  # a pickle (torch's legacy, non-zip format)
         return "model"
     if _looks_like_onnx(p):

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 import ilif_deploy as D
+from ilif_deploy import ir as N
 from ilif_deploy.converters.nir import read_graph
 from ilif_deploy.errors import UserError
+from ilif_deploy.neuron_step import ILIFParams
 
 
 def test_norse_lif_read_with_the_norse_preset_follows_norses_dynamics(interop):
@@ -112,3 +114,50 @@ def test_sinabs_cnn_runs_on_lava_spike_exact(interop, lava, tmp_path):
     rep = simulate(tmp_path / "sinabs.lava.h5", x=x, mode="float", progress=False)
     assert rep.overall_spike_agreement == 1.0 and rep.prediction_agreement == 1.0
     assert min(rep.firing_rate.values()) > 0, rep.firing_rate
+
+
+# ------------------------------------------------------------------ lava-dl netx files
+
+def test_netx_tiny_reproduces_lava_dls_ground_truth(interop):
+    """lava-dl's own tinynet test: the bias fed as input to the input layer, 16 steps; its ground truth is
+    netx's fixed-point run, one step later (Lava's pipeline delay).  Read here (float CUBA), the output
+    spikes equal it on every one of the 15 compared steps."""
+    from ilif_deploy.converters.netx import read_netx
+
+    g = read_netx(interop / "netx" / "tiny.net", timesteps=16)
+    assert [n.name for n in g.of_type(N.Neuron)] == ["layer0", "layer1", "layer2"]
+    assert g.nodes["layer1"].params == ILIFParams(lam=0.75, v_th=25.0, lam_u=0.0, lam_i=0.0, reset="zero",
+                                                  compare=">")
+    enc = g.nodes["layer0.encode"]
+    enc.scale[:], enc.shift[:] = 1.0, 0.0  # the test drives the input neurons by their bias only
+    bias = np.load(interop / "netx" / "tinynet_input_bias.npy")  # (W, H, C)
+    x = torch.from_numpy(np.transpose(bias, (2, 1, 0)).astype(np.float32))[None, None].expand(16, 1, 3, 16, 16)
+    out = D.run(g.validate(), x.contiguous())[:, 0, :, 0, 0].numpy()  # [T, 36]
+    truth = np.load(interop / "netx" / "tinynet_output.npy")[0].transpose([2, 1, 0, 3]).reshape(36, 16).T
+    assert truth[1:].sum() > 50
+    np.testing.assert_array_equal(out[:15], truth[1:])
+
+
+def test_netx_networks_get_energy_reports_and_unexpressible_ones_are_named(interop, tmp_path):
+    import h5py
+
+    from ilif_deploy.cli import energy
+
+    for name, T in (("oxford_network", 20), ("pilotnet_lif_network", 4)):
+        f = interop / "netx" / f"{name}.net"
+        assert energy.main([str(f), "-T", str(T), "--data", "none", "--rate", "0.1", "--json",
+                            str(tmp_path / f"{name}.json")]) == 0
+        rep = json.loads((tmp_path / f"{name}.json").read_text())
+        assert rep["totals"]["acs"] > 0 and rep["static"]["totals"]["neurons"] > 0
+    from ilif_deploy.converters.netx import read_netx
+
+    ox = read_netx(interop / "netx" / "oxford_network.net", timesteps=20)
+    assert ox.input_shape == (200,) and [n.params.lam for n in ox.of_type(N.Neuron)] == [
+        pytest.approx(1 - 415 / 4096), pytest.approx(1 - 409 / 4096)]
+    sdnn = tmp_path / "sdnn.net"
+    import shutil
+    shutil.copy(interop / "netx" / "oxford_network.net", sdnn)
+    with h5py.File(sdnn, "r+") as h:
+        h["layer/1/neuron/gradedSpike"][()] = True
+    with pytest.raises(UserError, match="layer 1: graded spikes .* not expressible"):
+        read_netx(sdnn)

@@ -1,0 +1,169 @@
+"""lava-dl netx networks (``.net``, HDF5) read into the IR -- for energy reports, NIR, ONNX and simulation
+of what lava-dl users have.  Needs h5py only (not lava-dl).
+
+netx layout (lava-dl 0.6.0, ``lava.lib.dl.netx.hdf5``): ``/layer/<i>`` with ``type`` (``input``, ``dense``,
+``conv``, ``flatten``, ...), ``shape`` (C, H, W), ``weight``, ``bias`` and a ``neuron`` group
+(``type`` CUBA or LOIHI, ``iDecay``, ``vDecay``, ``vThMant``, ``refDelay``, ``gradedSpike``, ``wgtExp``).
+
+Loihi's CUBA neuron, in the units of the weights (Loihi scales weights and threshold by 2**6 alike)::
+
+    u[t] = (1 - iDecay/4096) u[t-1] + sum(w 2**wgtExp s)       current
+    v[t] = (1 - vDecay/4096) v[t-1] + u[t] + bias              voltage
+    s[t] = v[t] > vThMant;  v[t] = 0 where s[t]                 hard reset
+
+as IR nodes: Linear/Conv2d (bias folded in when the current does not decay) -> [LeakyIntegrator
+(1 - iDecay/4096)] -> [Affine shift bias] -> Neuron(lam = 1 - vDecay/4096, v_th = vThMant, reset to 0, '>').
+This is the float reading: Loihi rounds each decay toward zero in 12-bit fixed point, so spikes can differ
+from lava-dl's fixed-point run where a membrane lands next to the threshold.  The input layer (a neuron
+that encodes ``x * weight + bias``) becomes Affine -> Neuron.  What has no IR form is refused by name:
+graded spikes (SDNN/sigma-delta), refractory periods > 1 step, pooling/transposed/average layers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ilif_deploy import ir as N
+from ilif_deploy.errors import UserError
+from ilif_deploy.ir.graph import Graph
+from ilif_deploy.neuron_step import ILIFParams
+
+DECAY_ONE = 4096
+
+
+class NetxError(UserError):
+    """A netx file this reader cannot express; the message names the layer and what it holds."""
+
+
+def looks_like_netx(f) -> bool:
+    """An open h5py File laid out as netx writes it (no ilif-deploy format attribute, /layer/0/type)."""
+    return "format" not in f.attrs and "layer" in f and "0" in f["layer"] and "type" in f["layer/0"]
+
+
+def _str(v) -> str:
+    v = np.asarray(v).reshape(-1)[0] if np.ndim(v) else v
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _neuron(path, i: int, g, layer_name: str):
+    """(current decay lam_i or None, ILIFParams, weight exponent) of /layer/i/neuron."""
+    if "neuron" not in g:
+        raise NetxError(f"{path}: layer {i} ({_str(g['type'][()])}) has no neuron")
+    n = {k: g["neuron"][k][()] for k in g["neuron"]}
+    kind = _str(n.get("type", b"?"))
+    if kind not in ("CUBA", "LOIHI"):
+        raise NetxError(f"{path}: layer {i}: neuron type {kind} is not expressible here (CUBA and LOIHI are)")
+    if bool(n.get("gradedSpike", False)):
+        raise NetxError(f"{path}: layer {i}: graded spikes (sigma-delta / SDNN) are not expressible here")
+    if int(n.get("refDelay", 1)) > 1:
+        raise NetxError(f"{path}: layer {i}: a refractory period of {int(n['refDelay'])} steps is not expressible")
+    i_decay, v_decay = int(n.get("iDecay", DECAY_ONE)), int(n.get("vDecay", 0))
+    for key, v in (("iDecay", i_decay), ("vDecay", v_decay)):
+        if not 0 <= v <= DECAY_ONE:
+            raise NetxError(f"{path}: layer {i}: {key} = {v} is outside [0, 4096]")
+    v_th = float(n.get("vThMant", 0))
+    if not v_th > 0:
+        raise NetxError(f"{path}: layer {i}: vThMant = {v_th:g} must be > 0")
+    params = ILIFParams(lam=1.0 - v_decay / DECAY_ONE, v_th=v_th, lam_u=0.0, lam_i=0.0, reset="zero",
+                        v_reset=0.0, compare=">")
+    lam_current = None if i_decay == DECAY_ONE else 1.0 - i_decay / DECAY_ONE
+    return lam_current, params, int(n.get("wgtExp", 0))
+
+
+def read_netx(path, timesteps=None) -> Graph:
+    """IR graph of the netx file at ``path`` (see the module docstring); ``timesteps`` sets T (netx files
+    store none)."""
+    import h5py
+
+    from .hdf5_safety import check_self_contained
+
+    path = Path(path)
+    check_self_contained(path)
+    with h5py.File(path, "r") as f:
+        if not looks_like_netx(f):
+            raise NetxError(f"{path}: not a lava-dl netx network (no /layer/0/type)")
+        layers = f["layer"]
+        try:
+            order = sorted(layers, key=int)
+        except ValueError:
+            raise NetxError(f"{path}: layer groups must be numbered 0, 1, ...") from None
+        g = Graph(metadata={"timesteps": int(timesteps) if timesteps else None, "source": "netx"})
+        prev, shape = None, None
+        for idx in order:
+            lay = layers[idx]
+            i = int(idx)
+            kind = _str(lay["type"][()])
+            name = f"layer{i}"
+            if kind == "input":
+                shape = tuple(int(s) for s in lay["shape"][()])
+                g.add(N.Input("input", shape, encoding="sequence"))
+                lam_c, params, _ = _neuron(path, i, lay, name)
+                scale = float(np.asarray(lay["weight"][()]).reshape(-1)[0]) if "weight" in lay else 1.0
+                shift = float(np.asarray(lay["bias"][()]).reshape(-1)[0]) if "bias" in lay else 0.0
+                g.add(N.Affine(f"{name}.encode", scale=np.full(shape[0], scale, np.float32),
+                               shift=np.full(shape[0], shift, np.float32), source="gain"), ["input"])
+                g.add(N.Neuron(name, params=params, kind="lif"), [f"{name}.encode"])
+                prev = name
+                continue
+            if prev is None:  # no input layer (e.g. the oxford tutorial): a flat input of inFeatures
+                shape = (int(lay["inFeatures"][()]),) if "inFeatures" in lay else None
+                if shape is None:
+                    raise NetxError(f"{path}: the first layer ({kind}) gives no input size")
+                g.add(N.Input("input", shape, encoding="sequence"))
+                prev = "input"
+            if kind == "flatten":
+                g.add(N.Flatten(name), [prev])
+                prev = name
+                continue
+            if kind not in ("dense", "conv"):
+                raise NetxError(f"{path}: layer {i}: type {kind!r} is not expressible here (input, dense, conv, "
+                                f"flatten are)")
+            lam_c, params, wgt_exp = _neuron(path, i, lay, name)
+            w = np.asarray(lay["weight"][()], np.float64) * 2.0 ** wgt_exp
+            bias = np.asarray(lay["bias"][()], np.float32).reshape(-1) if "bias" in lay else None
+            if kind == "conv":
+                w = w.reshape(w.shape[:4]) if w.ndim == 5 else w  # slayer's (out, in, kh, kw, 1)
+                syn = N.Conv2d(f"{name}.synapse", weight=w.astype(np.float32),
+                               bias=bias if lam_c is None else None,
+                               stride=tuple(int(v) for v in lay["stride"][()]),
+                               padding=tuple(int(v) for v in lay["padding"][()]),
+                               dilation=tuple(int(v) for v in lay["dilation"][()]), groups=int(lay["groups"][()]))
+            else:
+                out_f = int(lay["outFeatures"][()]) if "outFeatures" in lay else w.shape[0]
+                w = w.reshape(out_f, -1)
+                if prev != "input" and len(g.nodes[prev].shape or ()) > 1:
+                    g.add(N.Flatten(f"{name}.flatten"), [prev])
+                    prev = f"{name}.flatten"
+                syn = N.Linear(f"{name}.synapse", weight=w.astype(np.float32), bias=bias if lam_c is None else None)
+            g.add(syn, [prev])
+            prev = syn.name
+            if lam_c is not None:
+                g.add(N.LeakyIntegrator(f"{name}.current", lam=lam_c), [prev])
+                prev = f"{name}.current"
+                if bias is not None and np.any(bias):
+                    c = syn.weight.shape[0]
+                    g.add(N.Affine(f"{name}.bias", scale=np.ones(c, np.float32),
+                                   shift=np.broadcast_to(bias, (c,)).astype(np.float32), source="gain"), [prev])
+                    prev = f"{name}.bias"
+            g.add(N.Neuron(name, params=params, kind="lif"), [prev])
+            prev = name
+            _infer(g, path)
+        g.add(N.Output("output"), [prev])
+        _infer(g, path)
+    return g.validate()
+
+
+def _infer(g: Graph, path) -> None:
+    from ilif_deploy.ir.graph import infer_shape
+
+    try:
+        for name in g.topological_order():
+            node = g.nodes[name]
+            if not isinstance(node, N.Input):
+                node.shape = infer_shape(node, [tuple(g.nodes[p].shape) for p in g.inputs_of(name)])
+    except (UserError, ValueError) as e:
+        raise NetxError(f"{path}: the layers do not fit together ({e})") from None
+
+
+__all__ = ["read_netx", "looks_like_netx", "NetxError"]
