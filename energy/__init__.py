@@ -24,12 +24,12 @@ from .count import Plan, count
 from .fanout import dense_macs, fanout_map
 from .models import PRESETS, EnergyModel, load_energy_model
 from .record import Activity, assumed_activity, record_activity
-from .static import static_metrics
+from .static import neurobench_metrics, static_metrics
 from .report import Report, comparison_frame
 
 __all__ = ["profile", "estimate", "ann_baseline", "Report", "Conventions", "EnergyModel", "PRESETS",
            "load_energy_model", "record_activity", "assumed_activity", "count", "fanout_map", "dense_macs",
-           "Activity", "comparison_frame"]
+           "Activity", "comparison_frame", "static_metrics", "neurobench_metrics"]
 
 
 def _resolve(energy_model, conventions, memory):

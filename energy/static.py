@@ -62,4 +62,20 @@ def static_metrics(graph: Graph) -> Dict[str, dict]:
                      "BN/affine folded into the weights); state_bytes is the neuron state (4 bytes per compartment)"}
 
 
-__all__ = ["static_metrics"]
+def neurobench_metrics(report) -> dict:
+    """The report's totals under NeuroBench's names (per inference): ``Effective_ACs``, ``Effective_MACs``
+    (synaptic operations as counted under the ``neurobench`` conventions), ``Dense`` (the dense operations of
+    the same layers over all T steps), ``ActivationSparsity`` (1 - spikes / neuron-steps), ``MembraneUpdates``
+    (neurons x T), ``Footprint`` (float32 parameter bytes), ``ConnectionSparsity``.  Named as NeuroBench
+    names them; equality with NeuroBench 2.3.0 itself is not checked here."""
+    t, T = report.totals, report.timesteps
+    neurons = sum(r.neurons for r in report.rows if r.op == "neuron")
+    static = report.meta.get("static", {}).get("totals", {})
+    rate = t["firing_rate"]
+    return {"Effective_ACs": t["acs"], "Effective_MACs": t["macs"], "Dense": report.ann["macs"] * T,
+            "ActivationSparsity": None if rate != rate else 1.0 - rate, "MembraneUpdates": neurons * T,
+            "Footprint": static.get("footprint_float32_bytes"),
+            "ConnectionSparsity": static.get("connection_sparsity")}
+
+
+__all__ = ["static_metrics", "neurobench_metrics"]

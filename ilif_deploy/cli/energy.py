@@ -17,6 +17,10 @@ def build_parser():
                    help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | "
                         "a .json/.yaml file with e_ac_pj, e_mac_pj, ... (default paper: 0.9/4.6 pJ)")
     p.add_argument("--memory", help="add memory-access energy: sram8k | sram32k | sram1m | dram | pJ per access")
+    p.add_argument("--conventions", choices=["paper", "neurobench"], default="paper",
+                   help="a named set of counting conventions: paper (default; the paper's Appendix H) or "
+                        "neurobench (pooling=separate, analog=nonzero, and NeuroBench's metric names in the "
+                        "report); -c overrides single choices")
     p.add_argument("--convention", "-c", action="append", default=[], metavar="KEY=VALUE",
                    help="counting convention, repeatable: ann_padding=dense|real, analog=dense|nonzero, "
                         "direct_once=true|false, pooling=fuse|separate, add=free|count, bn=folded|unfolded, "
@@ -70,7 +74,7 @@ def main(argv=None) -> int:
         from ..atomic import write_text_atomic
         from ..errors import UserError
 
-        conv = energy.Conventions.parse(args.convention)
+        conv = energy.Conventions.parse(args.convention, base=energy.Conventions.preset(args.conventions))
         if args.device != "cpu":
             try:
                 torch.empty(0, device=args.device)
@@ -91,6 +95,8 @@ def main(argv=None) -> int:
                   "torch caches them on disk for later runs)", file=sys.stderr)
         rep = energy.profile(opened.graph, x, y, name=args.name or opened.path.name.split(".")[0], **common)
         rep.meta["provenance"] = provenance(opened.path, argv, x, rep)
+        if args.conventions == "neurobench":
+            rep.meta["neurobench"] = energy.neurobench_metrics(rep)
         other = None
         if args.compare:
             twin = open_input(args, args.compare)
