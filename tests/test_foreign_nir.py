@@ -161,3 +161,16 @@ def test_netx_networks_get_energy_reports_and_unexpressible_ones_are_named(inter
         h["layer/1/neuron/gradedSpike"][()] = True
     with pytest.raises(UserError, match="layer 1: graded spikes .* not expressible"):
         read_netx(sdnn)
+
+
+@pytest.mark.slow
+def test_netx_network_runs_on_lava(interop, lava):
+    from ilif_deploy.converters.lava import simulate
+    from ilif_deploy.converters.netx import read_netx
+
+    g = read_netx(interop / "netx" / "tiny.net", timesteps=16)
+    x = (np.random.default_rng(0).random((2, 16, 3, 16, 16)) < 0.3).astype(np.float32)
+    rep = simulate(g, x=x, mode="float", progress=False)
+    assert rep.overall_spike_agreement == 1.0 and rep.firing_rate["layer2"] > 0
+    fixed = simulate(g, x=x, mode="fixed", engine="torch", verify=2, progress=False)
+    assert fixed.details["verify"]["spike_mismatches"] == 0
