@@ -16,21 +16,9 @@ from ilif_deploy.converters.lava.netspec import build_netspec
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
+from zoo import golden_net
 
 GOLDEN_CASES = ["tau1.1_T8", "tau2.0_T16", "tau1.1_T6_strong", "tau4.0_T20_weak"]
-
-
-def _golden_net(golden, case):
-    """sequence input -> identity synapse -> one ILIF layer of the golden case -> sum readout."""
-    x = golden[f"{case}/x"]
-    T, n = x.shape
-    g = Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (n,), encoding="sequence"))
-    g.add(N.Linear("syn", (n,), weight=np.eye(n, dtype=np.float32)), ["input"])
-    g.add(N.Neuron("ilif", (n,), params=ILIFParams.from_tau(float(golden[f"{case}/tau"]))), ["syn"])
-    g.add(N.Linear("read", (1,), weight=np.ones((1, n), np.float32)), ["ilif"])
-    g.add(N.Output("output", (1,)), ["read"])
-    return g.validate(), x
 
 
 def _run_step(a_in: np.ndarray, layer: FixedLayer, xp):
@@ -52,7 +40,7 @@ def _run_step(a_in: np.ndarray, layer: FixedLayer, xp):
 def test_golden_vectors_through_the_pure_step_numpy_and_torch(golden, case):
     """The step alone (milliseconds, no Lava): numpy and torch give the same integers, and against the
     authors' float neuron only quantisation differs (measured: 2 flips in 18,944 over the four cases)."""
-    g, x = _golden_net(golden, case)
+    g, x = golden_net(golden, case)
     q = quantize_spec(build_netspec(g))
     ints, saturated = quantize_input(x.astype(np.float64), q.fp)
     assert int(saturated) == 0
@@ -157,7 +145,7 @@ def test_pure_step_equals_the_lava_fixed_process(lava, golden):
     from ilif_deploy.converters.lava.network import build
 
     for case in GOLDEN_CASES[:2]:
-        g, x = _golden_net(golden, case)
+        g, x = golden_net(golden, case)
         spec = build_netspec(g)
         q = quantize_spec(spec)
         ints, _ = quantize_input(x.astype(np.float64), q.fp)

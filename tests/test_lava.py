@@ -14,7 +14,7 @@ from ilif_deploy.converters.lava import LavaFileError, LavaUnavailable, export_g
 from ilif_deploy.converters.lava.compat import patch_conv_utils, patch_source
 from ilif_deploy.converters.lava.netspec import build_netspec
 from ilif_deploy.converters.lava.fixed import FixedPoint, quantize_weights
-from zoo import maxpool_net, toy_resnet
+from zoo import golden_net, maxpool_net, toy_resnet
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
 
@@ -223,15 +223,8 @@ def test_golden_vectors_fixed_point_network(lava, golden):
 
     mismatches = total = 0
     for case in GOLDEN_CASES:
-        x = golden[f"{case}/x"]
-        T, n = x.shape
-        g = Graph(metadata={"timesteps": T})
-        g.add(N.Input("input", (n,), encoding="sequence"))
-        g.add(N.Linear("syn", (n,), weight=np.eye(n, dtype=np.float32)), ["input"])
-        g.add(N.Neuron("ilif", (n,), params=ILIFParams.from_tau(float(golden[f"{case}/tau"]))), ["syn"])
-        g.add(N.Linear("read", (1,), weight=np.ones((1, n), np.float32)), ["ilif"])
-        g.add(N.Output("output", (1,)), ["read"])
-        rep = simulate(g.validate(), x=x[None], mode="fixed", progress=False)
+        g, x = golden_net(golden, case)
+        rep = simulate(g, x=x[None], mode="fixed", progress=False)
         assert rep.details["overflows"] == {"ilif": 0}
         mismatches += rep.total_flips
         total += x.size

@@ -76,6 +76,20 @@ def maxpool_net(seed: int = 0) -> Graph:
     return g.validate()
 
 
+def golden_net(golden, case: str):
+    """(graph, x [T, n]) for a golden case: sequence input -> identity synapse -> one ILIF layer of the case's
+    tau -> sum readout."""
+    x = golden[f"{case}/x"]
+    T, n = x.shape
+    g = Graph(metadata={"timesteps": T})
+    g.add(N.Input("input", (n,), encoding="sequence"))
+    g.add(N.Linear("syn", (n,), weight=np.eye(n, dtype=np.float32)), ["input"])
+    g.add(N.Neuron("ilif", (n,), params=ILIFParams.from_tau(float(golden[f"{case}/tau"]))), ["syn"])
+    g.add(N.Linear("read", (1,), weight=np.ones((1, n), np.float32)), ["ilif"])
+    g.add(N.Output("output", (1,)), ["read"])
+    return g.validate(), x
+
+
 def random_frames(graph: Graph, n: int, seed: int = 1) -> np.ndarray:
     """``n`` uniform [0, 1) frames of the graph's input shape (direct encoding)."""
     return np.random.default_rng(seed).random((n, *graph.input_shape), dtype=np.float32)
