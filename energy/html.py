@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from .columns import ACS, ANN_ENERGY, CONTINUOUS, FIRING, MACS, NEURON_ENERGY, SYNAPTIC_ENERGY
+from .columns import ACS, ANN_ENERGY, CONTINUOUS, FIRING, MACS, NEURON_ENERGY, SHORT, SYNAPTIC_ENERGY
 from .columns import ENERGY as PJ
 
 #: one colour pair per compared model (main, light)
@@ -24,6 +24,15 @@ def _order(reports, columns) -> list:
         nz = df[(df[list(columns)] > 0).any(axis=1)]
         names += [n for n in nz["name"] if n not in names]
     return names
+
+
+def _scale_toggle(fig: go.Figure) -> go.Figure:
+    """Linear y axis by default (small differences such as ILIF/LIF = 0.988 stay visible), a button for log."""
+    fig.update_layout(yaxis_type="linear", updatemenus=[dict(
+        type="buttons", direction="left", x=1.0, xanchor="right", y=1.15, yanchor="top", showactive=True,
+        buttons=[dict(label="linear", method="relayout", args=[{"yaxis.type": "linear"}]),
+                 dict(label="log", method="relayout", args=[{"yaxis.type": "log"}])])])
+    return fig
 
 
 def _energy_figure(reports) -> go.Figure:
@@ -42,8 +51,8 @@ def _energy_figure(reports) -> go.Figure:
                     marker=dict(symbol="diamond", size=9, color="black"), hovertemplate="%{x}<br>%{y:.4g} pJ")
     fig.update_xaxes(categoryorder="array", categoryarray=_order(reports, [PJ, ANN_ENERGY]))
     fig.update_layout(title=f"Energy per layer [pJ/inference] ({reports[0].energy_model.name})",
-                      barmode="group", yaxis_title="pJ / inference", yaxis_type="log", height=450)
-    return fig
+                      barmode="group", yaxis_title="pJ / inference", height=450)
+    return _scale_toggle(fig)
 
 
 def _ops_figure(reports) -> go.Figure:
@@ -58,8 +67,8 @@ def _ops_figure(reports) -> go.Figure:
     fig.update_xaxes(categoryorder="array", categoryarray=_order(reports, [ACS,
                                                                            MACS]))
     fig.update_layout(title="Synaptic operations per layer [ops/inference]", barmode="group",
-                      yaxis_title="ops / inference", yaxis_type="log", height=450)
-    return fig
+                      yaxis_title="ops / inference", height=450)
+    return _scale_toggle(fig)
 
 
 def _rates_figure(reports) -> go.Figure:
@@ -69,7 +78,7 @@ def _rates_figure(reports) -> go.Figure:
     for i, rep in enumerate(reports, start=1):
         fig.add_heatmap(z=rep.rates.to_numpy(), x=list(rep.rates.columns), y=list(rep.rates.index),
                         zmin=0, zmax=zmax, colorscale="Viridis", showscale=(i == len(reports)),
-                        colorbar=dict(title="spikes/neuron/step"), texttemplate="%{z:.3f}",
+                        colorbar=dict(title="spikes/neuron/step"), texttemplate="%{z:.3g}",
                         hovertemplate="%{y} %{x}<br>rate %{z:.4f}<extra></extra>", row=1, col=i)
         fig.update_yaxes(autorange="reversed", row=1, col=i)
     fig.update_layout(title="Firing rate per neuron layer and time step [spikes/neuron/step]",
@@ -78,16 +87,22 @@ def _rates_figure(reports) -> go.Figure:
 
 
 def _compare_figure(a, b) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Energy per layer [pJ/inference]",
-                                                        "Firing rate per neuron layer [spikes/neuron/step]"))
+    # a rate (spikes per neuron and step) and a share of neurons are different quantities: separate axes
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("Energy per layer [pJ/inference]",
+                                                        "Firing rate [spikes/neuron/step]",
+                                                        "Continuous firing [share of neurons, > T/2 steps]"))
     for rep, (main, light) in zip((a, b), COLOURS):
         df = rep.frame[rep.frame[PJ] > 0]
         fig.add_bar(x=df["name"], y=df[PJ], name=f"{rep.model_name} energy", marker_color=main, row=1, col=1)
         nf = rep.frame[rep.frame["op"] == "neuron"]
         fig.add_bar(x=nf["name"], y=nf[FIRING], name=f"{rep.model_name} firing rate",
-                    marker_color=main, marker_pattern_shape="/", row=1, col=2)
-        fig.add_bar(x=nf["name"], y=nf[CONTINUOUS],
-                    name=f"{rep.model_name} continuous firing (>T/2 steps)", marker_color=light, row=1, col=2)
+                    marker_color=main, marker_pattern_shape="/", row=1, col=2,
+                    hovertemplate="%{x}<br>%{y:.4g} spikes/neuron/step")
+        fig.add_bar(x=nf["name"], y=nf[CONTINUOUS], name=f"{rep.model_name} continuous firing",
+                    marker_color=light, row=1, col=3, hovertemplate="%{x}<br>%{y:.2%} of neurons")
+    fig.update_yaxes(title_text="pJ / inference", row=1, col=1)
+    fig.update_yaxes(title_text="spikes / neuron / step", row=1, col=2)
+    fig.update_yaxes(title_text="share of neurons", tickformat=".0%", row=1, col=3)
     fig.update_layout(title=f"{a.model_name} vs {b.model_name}", barmode="group", height=450)
     return fig
 
@@ -105,7 +120,8 @@ def report_html(rep, compare: Optional[object] = None, comparison=None) -> str:
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
              f"<title>Energy report: {html.escape(rep.model_name)}</title>",
              "<style>body{font-family:sans-serif;margin:20px} table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} "
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} th{white-space:normal;max-width:9em} "
+             ".wide{overflow-x:auto} "
              "pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}</style>",
              "</head><body>", f"<h1>Energy report: {html.escape(rep.model_name)}</h1>"]
     for r in reports:
@@ -116,8 +132,11 @@ def report_html(rep, compare: Optional[object] = None, comparison=None) -> str:
         parts.append("<h2>Comparison</h2>" + comparison.to_html(index=False, float_format="%.6g"))
     parts += divs
     for r in reports:
+        # the short columns fit 1400 px (energy included); every column below, folded
         parts.append(f"<h2>Per layer: {html.escape(r.model_name)}</h2>"
-                     + r.frame.to_html(index=False, float_format="%.6g", na_rep=""))
+                     + r.frame[SHORT].to_html(index=False, float_format="%.6g", na_rep="")
+                     + "<details><summary>all columns</summary><div class='wide'>"
+                     + r.frame.to_html(index=False, float_format="%.6g", na_rep="") + "</div></details>")
     if rep.provenance_lines():
         parts.append("<h2>Provenance</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>"
                                                          for line in rep.provenance_lines()) + "</ul>")
