@@ -37,5 +37,8 @@ def test_html_report_renders_plots_in_chromium(tmp_path, digits_ilif_graph, digi
     assert len(re.findall(r'class="main-svg"', dom)) >= 8
     assert dom.count("heatmaplayer") >= 2
     assert "ILIF vs LIF" in dom
+    # linear/log toggles drawn by plotly (energy and ops figures), the share axis, the folded full table
+    assert dom.count('class="updatemenu-button"') >= 4 and ">log<" in dom and ">linear<" in dom
+    assert "Continuous firing [share of neurons" in dom and "<summary>all columns</summary>" in dom
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a real picture, not a blank page
