@@ -256,7 +256,9 @@ def test_own_nir_files_edited_by_another_tool_are_refused_by_name(seeds, tmp_pat
 def test_data_and_settings_that_are_not_what_they_claim(tmp_path):
     np.savez(tmp_path / "x0d.npz", x=np.float32(3.0))
     np.savez(tmp_path / "xstr.npz", x=np.array(["a", "b"]))
-    for name, message in (("x0d.npz", "got shape [] of float32"), ("xstr.npz", "got shape [2] of <U1")):
+    np.save(tmp_path / "xstr.npy", np.array([["a", "b"]] * 3))  # read by rows from disk, never as an array
+    for name, message in (("x0d.npz", "got shape [] of float32"), ("xstr.npz", "got shape [2] of <U1"),
+                          ("xstr.npy", "got shape [3, 2] of <U1")):
         rc, lines = _run(energy.main, ["example:digits_ilif", "--data", str(tmp_path / name), "--no-progress"])
         assert rc == 2 and len(lines) == 1 and name in lines[0] and message in lines[0], lines
     d = torch.load(model_path("digits_ilif"), weights_only=True)
@@ -264,3 +266,8 @@ def test_data_and_settings_that_are_not_what_they_claim(tmp_path):
     torch.save(d, tmp_path / "morse.pt")
     rc, lines = _run(export.main, [str(tmp_path / "morse.pt"), "--target", "ir", "-o", str(tmp_path / "o.ir.npz")])
     assert rc == 2 and "morse.pt: settings.encoding must be one of direct, sequence, got 'morse'" in lines[0]
+    from ilif_deploy.cli import simulate
+
+    rc, lines = _run(simulate.main, ["example:digits_ilif", "--engine", "torch", "--mode", "fixed", "--frac-bits", "0",
+                                     "--no-progress"])
+    assert rc == 2 and "frac_bits must be an integer in [1, 22], got 0" in lines[0]  # not silently 16

@@ -13,7 +13,7 @@ def build_parser():
                                 "torch engine, bit-exact with Lava -- and report agreement with the torch reference "
                                 "runtime.",
                "examples: ilif-simulate digits.lava.h5 --data digits --samples 100 --mode fixed\n"
-               "          ilif-simulate r18.lava.h5 --data ~/cifar-10-batches-py --samples 0 --engine torch "
+               "          ilif-simulate r18.lava.h5 --data ~/cifar-10-batches-py --samples all --engine torch "
                "--mode fixed --verify 4")
     add_model_args(p)
     add_data_args(p, samples=100, batch_size=64, batch_help="samples per Lava run (one network is reused)")
@@ -67,7 +67,8 @@ def main(argv=None) -> int:
         else:
             source = (build_netspec(opened.graph, dense_conv_limit=args.dense_conv_limit or 0), opened.graph)
         fixed = None if (args.frac_bits, args.input_frac_bits) == (None, None) else FixedPoint(
-            frac_bits=args.frac_bits or 16, input_frac_bits=8 if args.input_frac_bits is None else args.input_frac_bits)
+            frac_bits=16 if args.frac_bits is None else args.frac_bits,
+            input_frac_bits=8 if args.input_frac_bits is None else args.input_frac_bits)
         rep = simulate(source, data=open_dataset(args, opened.graph), samples=None, mode=args.mode,
                        batch=args.batch_size, progress=not args.no_progress, fixed=fixed, engine=args.engine,
                        verify=args.verify, device=args.device, compile=args.compile)

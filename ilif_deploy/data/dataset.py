@@ -217,7 +217,7 @@ class ArrayDataset(Dataset):
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x[:0] if x_shape else x).dtype  # reads no data
         if len(x_shape) < 2 or np.dtype(dtype).kind not in "fiub":
             raise DataError(f"{name}: x must be a numeric array [N, ...], got shape {list(x_shape)} of "
-                            f"{getattr(x, 'dtype', np.asarray(x).dtype)}")
+                            f"{np.dtype(dtype)}")
         sequence = timesteps is not None or len(x_shape) == frame_dims + 2
         if np.asarray(x[:0]).dtype == np.uint8 and (preprocess is None or preprocess.scale is None):
             warn(f"{name}: x is uint8 (0..255): scaled by 1/255 as ToTensor does (--scale 1 keeps the raw values)")
