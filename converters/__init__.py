@@ -228,10 +228,7 @@ def file_kind(path) -> str:
     if head == b"\x89HDF\r\n\x1a\n":
         import h5py
 
-        from .hdf5_safety import check_self_contained
-
-        check_self_contained(p)
-        try:
+        try:  # only attributes and names are read here; each HDF5 reader checks self-containment first
             with h5py.File(p, "r") as f:
                 if f.attrs.get("format") in ("ilif-deploy-lava", b"ilif-deploy-lava") or "node" in f:
                     return "nir" if "node" in f else "lava"

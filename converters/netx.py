@@ -160,7 +160,7 @@ def _infer(g: Graph, path) -> None:
     try:
         for name in g.topological_order():
             node = g.nodes[name]
-            if not isinstance(node, N.Input):
+            if not isinstance(node, N.Input) and not node.shape:  # only the nodes added since the last call
                 node.shape = infer_shape(node, [tuple(g.nodes[p].shape) for p in g.inputs_of(name)])
     except (UserError, ValueError) as e:
         raise NetxError(f"{path}: the layers do not fit together ({e})") from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -14,26 +15,25 @@ from .errors import UserError
 NAME_MAX = 255
 
 
-def _temp_prefix(path: Path) -> str:
-    """``.NAME.PID.`` -- shortened so that the temp name (prefix + 8 random characters + ``.tmpSUFFIX``)
-    still fits NAME_MAX for a legal 255-character destination name."""
-    tail = f".{os.getpid()}."
-    room = NAME_MAX - len(tail) - 8 - len(f".tmp{path.suffix}") - 1
-    return f".{path.name[:max(room, 1)]}{tail}"
+#: room kept in a temp name for ``.PID.`` (Linux PIDs have at most 7 digits) and mkstemp's 8 characters
+_PID_ROOM, _RANDOM_ROOM = 9, 8
+
+
+def _temp_stem(path: Path) -> str:
+    """``.NAME`` -- shortened (the same for every writer) so that ``.NAME.PID.XXXXXXXX.tmpSUFFIX`` fits
+    NAME_MAX for a legal 255-character destination name."""
+    room = NAME_MAX - 1 - _PID_ROOM - _RANDOM_ROOM - len(f".tmp{path.suffix}")
+    return f".{path.name[:max(room, 1)]}"
 
 
 def _remove_stale(path: Path) -> None:
     """Temp files of earlier writes of ``path`` whose process is gone (killed by SIGKILL or a crash)."""
-    prefix = _temp_prefix(path).rsplit(".", 2)[0] + "."
-    for old in path.parent.glob(f"{glob_escape(prefix)}*.tmp{glob_escape(path.suffix)}"):
-        pid = old.name[len(prefix):].split(".", 1)[0]
+    stem = _temp_stem(path)
+    for old in path.parent.glob(f"{glob.escape(stem)}.*.tmp{glob.escape(path.suffix)}"):
+        pid = old.name[len(stem) + 1:].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             with contextlib.suppress(OSError):
                 old.unlink()
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
 
 
 def _alive(pid: int) -> bool:
@@ -41,8 +41,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # it exists, owned by someone else
+        pass
     return True
 
 
@@ -65,7 +65,8 @@ def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     if len(path.name) > NAME_MAX:
         raise UserError(f"{path.name[:40]}...: a file name of {len(path.name)} characters (at most {NAME_MAX})")
     _remove_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent or ".")
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_stem(path)}.{os.getpid()}.", suffix=f".tmp{path.suffix}",
+                               dir=path.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)
     if path.exists():

@@ -126,11 +126,6 @@ def _build_for(path: Path, arch: str, kwargs: dict, sd: dict) -> nn.Module:
     return model
 
 
-def _load_state(model: nn.Module, sd: dict, path: Path, arch: str) -> None:
-    _check_state(model, sd, path, arch)
-    model.load_state_dict(sd, strict=True)
-
-
 def _check_state(model: nn.Module, sd: dict, path: Path, arch: str) -> None:
     own = model.state_dict()
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]

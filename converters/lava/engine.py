@@ -63,15 +63,37 @@ def _row_sum(syn: Synapse, w: np.ndarray) -> float:
     return float(np.abs(w).max(initial=0))
 
 
-def _exact_dtype(syn: Synapse, w: np.ndarray, max_in: float, layer: str) -> torch.dtype:
-    """The cheapest float type in which every partial sum of this synapse's integers is exact: float32
-    when max |input| x (largest sum of |mantissa| into one neuron) < 2**24 (spikes into 8-bit weights up
-    to a fan-in of 65,000), else float64 (< 2**53); beyond that the synapse is refused."""
-    bound = _row_sum(syn, w) * max_in
+def _exact_dtype(row_sum: float, max_in: float, layer: str) -> torch.dtype:
+    """The cheapest float type in which every partial sum of a synapse's integers is exact: float32
+    when max |input| x ``row_sum`` (the largest sum of |mantissa| into one neuron) < 2**24 (spikes into
+    8-bit weights up to a fan-in of 65,000), else float64 (< 2**53); beyond that the synapse is refused."""
+    bound = row_sum * max_in
     if bound >= EXACT_LIMIT:
         raise UserError(f"layer '{layer}': a synaptic sum could reach {bound:.3g} >= 2**53, beyond exact float64 "
                         f"integers; the torch engine cannot reproduce it exactly (use --engine lava)")
     return torch.float32 if bound < EXACT_LIMIT_FLOAT32 else torch.float64
+
+
+class FixedBounds:
+    """What the bound checks need of a fixed-point network (plain numbers, no tensors): per synapse the
+    largest sum of |mantissa| into one neuron, per layer its incoming synapses and largest |bias|."""
+
+    def __init__(self, spec: NetSpec, quantized: QuantizedNet):
+        self.spec, self.quantized = spec, quantized
+        self.row_sums = [_row_sum(s, m) for s, m in zip(spec.synapses, quantized.mantissas)]
+        self.incoming = {lay.name: spec.incoming_indexed(lay.name) for lay in spec.layers + [spec.readout]}
+        self.bias_max = {k: float(np.abs(q.bias_int).max(initial=0)) for k, q in quantized.layers.items()}
+
+    def batch(self, input_max: float):
+        """For graded input up to ``input_max`` (integer LSBs; spikes: 1): the largest |sum| of every synapse,
+        and per neuron layer whether :func:`.fixed.state_bound` proves its state stays in range."""
+        bounds = {i: self.row_sums[i] * (input_max if s.graded else 1.0) for i, s in enumerate(self.spec.synapses)}
+        in_range = {}
+        for name, q in self.quantized.layers.items():
+            a = sum(bounds[i] for i, _ in self.incoming[name])
+            x = a * 2.0 ** q.a_exp + 1 + self.bias_max[name]  # + 1: a right shift floors negatives
+            in_range[name] = state_bound(q, x, self.spec.timesteps) < STATE_MAX
+        return bounds, in_range
 
 
 class TorchEngine:
@@ -96,29 +118,24 @@ class TorchEngine:
             raise UserError("the network description has no number of time steps T")
         self.spec, self.mode, self.device = spec, mode, torch.device(device)
         self.quantized = (quantized or quantize_spec(spec, fixed)) if mode == "fixed" else None
-        self.ops = torch_fixed_ops()
         self.compile = bool(compile) and mode == "fixed"
-        if mode == "fixed":
-            lut = torch.tensor(sigmoid_lut(self.quantized.fp.frac_bits), device=device)
-            self.ops = replace(self.ops, table=lambda _, idx: lut[idx])  # one table: traceable by torch.compile
         dev = dict(device=self.device)
-        self.weights: List[torch.Tensor] = []
-        self.dtypes: List[torch.dtype] = []
-        self.row_sums = [_row_sum(s, self.quantized.mantissas[i]) if mode == "fixed" else 0.0
-                         for i, s in enumerate(spec.synapses)]
-        for i, s in enumerate(spec.synapses):
-            w = self.quantized.mantissas[i] if mode == "fixed" else s.weight
-            dtype = _exact_dtype(s, w, INPUT_MAX if s.graded else 1, s.target) if mode == "fixed" else torch.float64
-            self.dtypes.append(dtype)
-            self.weights.append(torch.as_tensor(np.asarray(w, np.float64), dtype=dtype, **dev))
+        self.incoming = {lay.name: spec.incoming_indexed(lay.name) for lay in spec.layers + [spec.readout]}
         self.bias = {lay.name: torch.as_tensor(np.asarray(lay.bias, np.float64), **dev)
                      for lay in spec.layers + [spec.readout]}
         if mode == "fixed":
+            self.bounds = FixedBounds(spec, self.quantized)
+            lut = torch.tensor(sigmoid_lut(self.quantized.fp.frac_bits), device=device)
+            # one table for every layer, closed over: traceable by torch.compile
+            self.ops = replace(torch_fixed_ops(), table=lambda _, idx: lut[idx])
             self.layers = {k: replace(q, bias_int=torch.as_tensor(q.bias_int, **dev))
                            for k, q in self.quantized.layers.items()}
-            self.bias_max = {k: np.abs(q.bias_int).max(initial=0) for k, q in self.quantized.layers.items()}
-        self.incoming = {lay.name: [(i, s) for i, s in enumerate(spec.synapses) if s.target == lay.name]
-                         for lay in spec.layers + [spec.readout]}
+            dtypes = [_exact_dtype(r, INPUT_MAX if s.graded else 1, s.target)
+                      for r, s in zip(self.bounds.row_sums, spec.synapses)]
+            arrays = self.quantized.mantissas
+        else:
+            dtypes, arrays = [torch.float64] * len(spec.synapses), [s.weight for s in spec.synapses]
+        self.weights = [torch.as_tensor(np.asarray(w, np.float64), dtype=d, **dev) for w, d in zip(arrays, dtypes)]
 
     def _synapse(self, i: int, s: Synapse, src: torch.Tensor) -> torch.Tensor:
         """The current of synapse ``i`` from source values ``[B, *in_shape]`` (float64 in float mode; exact
@@ -151,17 +168,6 @@ class TorchEngine:
             wraps[name] = wraps[name] + n
         return total
 
-    def _batch_bounds(self, input_max: float):
-        """Per synapse the largest |sum| on a batch whose graded input reaches ``input_max`` (spikes: 1), and
-        per layer the FixedLayer to step with (``in_range`` where :func:`.fixed.state_bound` proves it)."""
-        bounds = {i: self.row_sums[i] * (input_max if s.graded else 1.0) for i, s in enumerate(self.spec.synapses)}
-        layers = {}
-        for name, q in self.layers.items():
-            a = sum(bounds[i] for i, _ in self.incoming[name])
-            x = a * 2.0 ** q.a_exp + 1 + float(self.bias_max[name])  # + 1: a right shift floors negatives
-            layers[name] = replace(q, in_range=state_bound(q, x, self.spec.timesteps) < STATE_MAX)
-        return bounds, layers
-
     @torch.no_grad()
     def run(self, x: torch.Tensor, record: bool = True) -> EngineResult:
         """Run a batch ``x`` ``[T, B, *input_shape]`` (float units) from zero state."""
@@ -178,9 +184,10 @@ class TorchEngine:
         saturated = zero
         if fixed:
             ints, saturated = quantize_input(x.to(torch.float64), self.quantized.fp, torch)
-            bounds, layers = self._batch_bounds(float(ints.abs().max()) if ints.numel() else 0.0)
+            bounds, in_range = self.bounds.batch(float(ints.abs().max()) if ints.numel() else 0.0)
+            layers = {k: replace(q, in_range=in_range[k]) for k, q in self.layers.items()}
         else:
-            bounds, layers = {}, {}
+            bounds = {}
         # layer by layer, all T steps of a synapse in one call (the network is feed-forward: a layer's
         # input at step t needs only its sources at step t), then the neuron's loop over t
         values = {INPUT: (ints if fixed else x).to(torch.float64).reshape(T * B, *spec.input_shape)}
@@ -189,14 +196,12 @@ class TorchEngine:
             a_in = self._input_current(lay.name, values, wraps, bounds).reshape(T, B, *lay.shape)
             if fixed:
                 state = zero_fixed_state((B, *lay.shape), torch, device=self.device)
-            else:
-                a_in = (a_in + self.bias[lay.name]).to(torch.float32)
-                state = zero_state(a_in[0], TORCH_INFERENCE_OPS)
-            if fixed:
                 run = _compiled_fixed_sequence() if self.compile else fixed_sequence
                 s_all, n = run(a_in, state, layers[lay.name], self.ops)
                 over[lay.name] = over[lay.name] + n
             else:
+                a_in = (a_in + self.bias[lay.name]).to(torch.float32)
+                state = zero_state(a_in[0], TORCH_INFERENCE_OPS)
                 out_spikes = []
                 for t in range(T):
                     rec = ilif_step(a_in[t], state, lay.params, TORCH_INFERENCE_OPS)
@@ -216,17 +221,16 @@ class TorchEngine:
                             input_saturated=int(saturated) if fixed else 0)
 
 
-def overflow_risks(engine: "TorchEngine", input_max: float) -> List[str]:
+def overflow_risks(fb: FixedBounds, input_max: float) -> List[str]:
     """Before running: per target layer, whether max |input| x sum |mantissa| can exceed what Lava's
     accumulators hold (int32 Dense/Sparse, 24-bit Conv) -- the wraps Lava cannot count.  One line per
     layer at risk; an empty list proves that no synaptic sum can wrap on inputs up to ``input_max``
     (float units).  (State saturation is always counted by the step itself, so it is not warned of.)"""
-    fp = engine.quantized.fp
-    bounds, _ = engine._batch_bounds(min(input_max * 2 ** fp.input_frac_bits, INPUT_MAX))
+    bounds, _ = fb.batch(min(input_max * 2 ** fb.quantized.fp.input_frac_bits, INPUT_MAX))
     out = []
-    for name in [lay.name for lay in engine.spec.layers] + [OUTPUT]:
+    for name in [lay.name for lay in fb.spec.layers] + [OUTPUT]:
         worst = max((bounds[i] / 2 ** ((CONV_BITS if s.kind == "conv" else DENSE_BITS) - 1)
-                     for i, s in engine.incoming[name]), default=0.0)
+                     for i, s in fb.incoming[name]), default=0.0)
         if worst >= 1.0:
             out.append(f"layer '{name}': synaptic sums can reach {worst:.3g}x what Lava's accumulator holds "
                        f"(wraps silently in Lava; counted by the torch engine)")
@@ -251,16 +255,4 @@ def _compiled_fixed_sequence():
     return torch.compile(fixed_sequence, dynamic=False)
 
 
-def run_engine(spec: NetSpec, x, mode: str = "fixed", fixed: Optional[FixedPoint] = None, device="cpu",
-               batch_size: int = 256) -> EngineResult:
-    """Convenience: :class:`TorchEngine` over samples ``x`` ``[T, N, *input_shape]`` in batches; counts summed."""
-    eng = TorchEngine(spec, mode, fixed, device=device)
-    parts = [eng.run(x[:, i:i + batch_size]) for i in range(0, x.shape[1], batch_size)]
-    return EngineResult(output=torch.cat([p.output for p in parts], 1),
-                        spikes={k: torch.cat([p.spikes[k] for p in parts], 1) for k in parts[0].spikes},
-                        overflows={k: sum(p.overflows[k] for p in parts) for k in parts[0].overflows},
-                        synapse_wraps={k: sum(p.synapse_wraps[k] for p in parts) for k in parts[0].synapse_wraps},
-                        input_saturated=sum(p.input_saturated for p in parts))
-
-
-__all__ = ["TorchEngine", "EngineResult", "run_engine", "MODES"]
+__all__ = ["TorchEngine", "EngineResult", "FixedBounds", "overflow_risks", "MODES"]

@@ -86,15 +86,12 @@ def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence[bool], fp: 
     (analog) source carries ``input_frac_bits`` of its own.  Mantissas come back doubled (even numbers,
     [-256, 254] at 8 bits) as Lava's mixed-sign Dense wants them; ``a_exp`` accounts for the factor 2,
     so ``sum(mant * s) << a_exp`` is the input current in state LSBs."""
-    mag = max((np.abs(w).max(initial=0.0) * 2.0 ** (fp.frac_bits - (fp.input_frac_bits if g else 0))
-               for w, g in zip(weights, graded)), default=0.0)
+    shifts = [fp.frac_bits - (fp.input_frac_bits if g else 0) for g in graded]  # float -> state LSBs per source
+    mag = max((np.abs(w).max(initial=0.0) * 2.0 ** k for w, k in zip(weights, shifts)), default=0.0)
     top = 2 ** (fp.weight_bits - 1) - 1
     e = math.ceil(math.log2(mag / top)) if mag > 0 else 0
-    mants = []
-    for w, g in zip(weights, graded):
-        m = np.clip(np.round(np.asarray(w, np.float64) * 2.0 ** (fp.frac_bits - (fp.input_frac_bits if g else 0)
-                                                                   - e)), -top - 1, top)
-        mants.append((2 * m).astype(np.int64))
+    mants = [(2 * np.clip(np.round(np.asarray(w, np.float64) * 2.0 ** (k - e)), -top - 1, top)).astype(np.int64)
+             for w, k in zip(weights, shifts)]
     return mants, e - 1
 
 
@@ -292,17 +289,16 @@ def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[Lis
     one exponent per target layer; ``mantissas``/``exponents`` (as stored in a ``.lava.h5``) are taken
     as they are instead of being recomputed from the float weights."""
     fp = fp or FixedPoint()
-    index = {id(s): i for i, s in enumerate(spec.synapses)}
     mants: List[Optional[np.ndarray]] = [None] * len(spec.synapses)
     layers, readout_exp = {}, 0
     for layer in spec.layers + [spec.readout]:
-        incoming = spec.incoming(layer.name)
+        incoming = spec.incoming_indexed(layer.name)
         if mantissas is not None:
-            m, a_exp = [mantissas[index[id(s)]] for s in incoming], int(exponents[layer.name])
+            m, a_exp = [mantissas[i] for i, _ in incoming], int(exponents[layer.name])
         else:
-            m, a_exp = quantize_weights([s.weight for s in incoming], [s.graded for s in incoming], fp)
-        for s, mi in zip(incoming, m):
-            mants[index[id(s)]] = mi
+            m, a_exp = quantize_weights([s.weight for _, s in incoming], [s.graded for _, s in incoming], fp)
+        for (i, _), mi in zip(incoming, m):
+            mants[i] = mi
         if layer is spec.readout:
             readout_exp = a_exp
         else:

@@ -56,7 +56,6 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
     """Write ``spec`` (built from ``graph`` with ``dense_conv_limit``) and its mantissas in ``fixed``
     (default :class:`~.fixed.FixedPoint`) to ``path`` atomically."""
     q = quantize_spec(spec, fixed)
-    index = {id(s): k for k, s in enumerate(spec.synapses)}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs.update(format=FORMAT, version=VERSION, timesteps=spec.timesteps, encoding=spec.encoding,
@@ -76,10 +75,10 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
                     n["type"], n["compartments"] = "ILIF", COMPARTMENTS
                     n.attrs["params"] = json.dumps(layer.params.to_dict())
                 syn = g.create_group("synapse")
-                for j, s in enumerate(spec.incoming(layer.name)):
+                for j, (k, s) in enumerate(spec.incoming_indexed(layer.name)):
                     h = syn.create_group(str(j))
                     h["source"], h["kind"] = s.source, s.kind
-                    m = q.mantissas[index[id(s)]] // 2
+                    m = q.mantissas[k] // 2
                     h.create_dataset("mantissa", data=m.astype(np.int8 if q.fp.weight_bits <= 8 else np.int16),
                                      compression="gzip")
                     for k in ("in_shape", "out_shape", "stride", "padding", "dilation"):
@@ -113,8 +112,7 @@ def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
     """Read a file written by :func:`write`: the network description and the IR graph."""
     from ..hdf5_safety import check_self_contained
 
-    if os.path.exists(path):
-        check_self_contained(path)
+    check_self_contained(path)  # returns for files that are not HDF5: h5py says what they are below
     try:
         f = h5py.File(path, "r")
     except OSError as e:

@@ -98,6 +98,11 @@ class NetSpec:
     def incoming(self, name: str) -> List[Synapse]:
         return [s for s in self.synapses if s.target == name]
 
+    def incoming_indexed(self, name: str) -> List[Tuple[int, Synapse]]:
+        """``(index in synapses, synapse)`` of every synapse into ``name``: per-synapse arrays (the
+        fixed-point mantissas, the torch engine's weights) are kept in ``synapses`` order."""
+        return [(i, s) for i, s in enumerate(self.synapses) if s.target == name]
+
     @property
     def depth(self) -> int:
         """Steps from the input to the readout (the pipeline latency in Lava steps)."""

@@ -280,10 +280,9 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
     connections: list = []
     readout_scale = 1.0
     for layer in spec.layers + [spec.readout]:
-        incoming = spec.incoming(layer.name)
-        weights = [s.weight for s in incoming]
-        if mode == "fixed":
-            weights = [quantized.mantissas[spec.synapses.index(s)] for s in incoming]
+        indexed = spec.incoming_indexed(layer.name)
+        incoming = [s for _, s in indexed]
+        weights = [quantized.mantissas[i] if mode == "fixed" else s.weight for i, s in indexed]
         shape_l = lava_shape(layer.shape)
         if layer is spec.readout:
             dst = recorder(OUTPUT, shape_l, "float64" if mode == "float" else "int64")

@@ -94,14 +94,13 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     label = f"{'Lava' if engine == 'lava' else 'torch engine'} {mode}"
     counter = AgreementCounter(names, "torch runtime (BN folded, float64 synapses)", label)
     exact = AgreementCounter(names, "torch runtime (exact graph, float32)", label)
-    seconds, counts = 0.0, {"overflows": {}, "synapse_wraps": {}, "input_saturated": 0}
-    warned = set()
-    with _Engine(engine, spec, mode, batch, fixed, quantized, fast_conv, device, compile) as run_batch:
-        checker = None
-        if mode == "fixed":
-            from .engine import TorchEngine, overflow_risks
+    seconds, warned = 0.0, set()
+    checker = None
+    if mode == "fixed":
+        from .engine import FixedBounds, overflow_risks
 
-            checker = TorchEngine(spec, "fixed", quantized=quantized)
+        checker = FixedBounds(spec, quantized)
+    with _Engine(engine, spec, mode, batch, fixed, quantized, fast_conv, device, compile) as run_batch:
         bar = tqdm(total=n, desc=label, unit="sample", disable=not progress)
         for b in data.batches(batch, T, num_classes=int(np.prod(graph.output_node.shape))):
             xt, labels = b.x, b.y

@@ -16,6 +16,7 @@ Norse and BindsNET write ``r = 1`` for "v += I"; read their files with ``if_conv
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 from ilif_deploy.errors import UserError
@@ -50,7 +51,7 @@ def reading_conventions(nir_from: Optional[str] = None, dt: Optional[float] = No
         if nir_from not in NIR_PRESETS:
             raise UserError(f"--nir-from must be one of {sorted(NIR_PRESETS)}, got {nir_from!r}")
         preset = NIR_PRESETS[nir_from]
-    if dt is not None and not (isinstance(dt, (int, float)) and dt > 0 and dt == dt and dt != float("inf")):
+    if dt is not None and not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise UserError(f"--dt must be a positive number of seconds, got {dt!r}")
     conv = if_convention or preset.get("if_convention", "euler")
     if conv not in IF_CONVENTIONS:
@@ -78,9 +79,3 @@ def tau_from_lam(lam: float, dt: float) -> float:
         raise UserError(f"a leaky decay needs 0 <= lam < 1, got {lam}")
     return dt / (1.0 - lam)
 
-
-def lam_from_tau(tau: float, dt: float) -> float:
-    """Per-step decay ``1 - dt/tau`` of a NIR time constant ``tau`` (seconds) at step ``dt``."""
-    if not tau > 0:
-        raise UserError(f"time constant tau must be > 0 s, got {tau}")
-    return 1.0 - dt / tau

@@ -75,11 +75,10 @@ class ILIF(AbstractProcess):
         self.a_exp = Var(shape=(1,), init=int(fixed.get("a_exp", 0)))
         self.bias_int = Var(shape=shape, init=np.broadcast_to(
             np.asarray(fixed.get("bias_int", 0), dtype=np.int64), shape).copy())
-        default = FixedLayer.from_params(ILIFParams(lam=lam, v_th=v_th, lam_u=lam_u, lam_i=lam_i), 0.0, 0,
-                                         FixedPoint(frac_bits=frac_bits))
-        self.vth_int = Var(shape=(1,), init=int(fixed.get("vth_int", default.vth_int)))
-        self.v_reset_int = Var(shape=(1,), init=int(fixed.get("v_reset_int", round(v_reset * 2 ** frac_bits))))
-        for key in ("decay_lam", "decay_u", "decay_i"):
+        default = FixedLayer.from_params(ILIFParams(lam=lam, v_th=v_th, lam_u=lam_u, lam_i=lam_i, ciu_source=ciu_source,
+                                                    reset=reset, v_reset=v_reset, compare=compare),
+                                         0.0, 0, FixedPoint(frac_bits=frac_bits))
+        for key in ("vth_int", "v_reset_int", "decay_lam", "decay_u", "decay_i"):
             setattr(self, key, Var(shape=(1,), init=int(fixed.get(key, getattr(default, key)))))
         self.overflows = Var(shape=(1,), init=0)
 
