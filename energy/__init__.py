@@ -24,23 +24,38 @@ from .count import Plan, count
 from .fanout import dense_macs, fanout_map
 from .models import PRESETS, EnergyModel, load_energy_model
 from .record import Activity, assumed_activity, record_activity
-from .static import neurobench_metrics, static_metrics
+from .static import neurobench_metrics, spikingjelly_metrics, static_metrics
 from .report import Report, comparison_frame
 
 __all__ = ["profile", "estimate", "ann_baseline", "Report", "Conventions", "EnergyModel", "PRESETS",
            "load_energy_model", "record_activity", "assumed_activity", "count", "fanout_map", "dense_macs",
-           "Activity", "comparison_frame", "static_metrics", "neurobench_metrics"]
+           "Activity", "comparison_frame", "static_metrics", "neurobench_metrics", "spikingjelly_metrics", "PRESET_METRICS",
+           "attach_preset_metrics"]
+
+
+#: presets whose tool names its own metrics: the report then carries them under ``meta["metrics"][name]``
+PRESET_METRICS = {"neurobench": neurobench_metrics, "spikingjelly": spikingjelly_metrics}
+
+
+def attach_preset_metrics(report: Report, preset: Optional[str]) -> Report:
+    """Add ``preset``'s own metrics (:data:`PRESET_METRICS`) to ``report.meta["metrics"]``; other names are a
+    no-op.  :func:`profile` does it when given a preset name; the CLI when ``--conventions`` names one."""
+    if preset in PRESET_METRICS:
+        report.meta.setdefault("metrics", {})[preset] = PRESET_METRICS[preset](report)
+    return report
 
 
 def _resolve(energy_model, conventions, memory):
     model = load_energy_model(energy_model).with_memory(memory)
+    if isinstance(conventions, str):
+        conventions = Conventions.preset(conventions)
     conv = conventions if isinstance(conventions, Conventions) else Conventions(**(conventions or {}))
     count_neurons = conv.neurons == "count" or (conv.neurons == "auto" and model.prices_updates)
     return model, conv, count_neurons
 
 
 def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
-            energy_model: Union[str, EnergyModel, dict] = "paper", conventions: Union[None, dict, Conventions] = None,
+            energy_model: Union[str, EnergyModel, dict] = "paper", conventions: Union[None, str, dict, Conventions] = None,
             memory: Union[None, str, float] = None, batch_size: int = 32, device: str = "cpu",
             progress: bool = True, name: Optional[str] = None, data_name: str = "",
             compile_neurons: bool = False) -> Report:
@@ -55,7 +70,8 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
         rate: assumed firing probability per neuron and step (analytic estimate; needs ``x=None``).
         energy_model: preset name (``paper``, ``horowitz-fp32|fp16|int32|int8``, ``loihi``), a
             JSON/YAML file, a dict of :class:`EnergyModel` fields, or a model.
-        conventions: :class:`Conventions` or a dict of its fields.
+        conventions: :class:`Conventions`, a dict of its fields, or a preset name (``paper``, ``neurobench``,
+            ``spikingjelly``; the last two also put that tool's metrics in ``report.meta["metrics"]``).
         memory: add memory-access energy: ``sram8k|sram32k|sram1m|dram`` or pJ per access.
         batch_size, device, progress, compile_neurons: how the runtime is driven while recording
             (``compile_neurons``: fuse neuron layers with ``torch.compile``, see :func:`ilif_deploy.run`).
@@ -81,10 +97,11 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
         if silent:
             warn(f"neuron layer(s) {', '.join(silent)} never fired on {act.samples} samples: the data may not be "
                  "what the network was trained on (preprocessing, --normalize), or the layer is dead")
-    return Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
-                  conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,
-                  accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none",
-                  meta={"graph": graph.metadata, "static": static_metrics(graph)})
+    rep = Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
+                 conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,
+                 accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none",
+                 meta={"graph": graph.metadata, "static": static_metrics(graph)})
+    return attach_preset_metrics(rep, conventions if isinstance(conventions, str) else None)
 
 
 def estimate(graph: Graph, rate: float, **kw) -> Report:

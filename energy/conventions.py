@@ -10,15 +10,20 @@ from dataclasses import asdict, dataclass, fields, replace
 from ilif_deploy.errors import UserError
 
 #: named sets of conventions (``--conventions NAME``; ``-c key=value`` still overrides single choices).
-#: ``neurobench``: how NeuroBench's SynapticOperations counts -- a pool is a layer of its own and an analog
-#: input costs MACs only where it is non-zero (the two switches that made our counts equal to NeuroBench's
-#: in an earlier measurement; not re-checked here, NeuroBench is not installed)
-PRESETS = {"paper": {}, "neurobench": {"pooling": "separate", "analog": "nonzero"}}
+#: ``neurobench``: how NeuroBench 2.3.0's SynapticOperations counts (benchmarks/neurobench_equality.py shows
+#: the numbers equal): pools are not synaptic layers (the layer after one sees analog values), an analog
+#: input costs MACs only where it is non-zero, zero weights cost nothing, and its ``Dense`` skips the taps on
+#: zero padding.  ``spikingjelly``: what SpikingJelly 2.0's SynOpCounter counts (benchmarks/bench_energy.py):
+#: conv/linear ACs driven by spikes, every weight of the layer, pools separate.
+PRESETS = {"paper": {},
+           "neurobench": {"pooling": "separate", "analog": "nonzero", "zero_weights": "skip", "ann_padding": "real"},
+           "spikingjelly": {"pooling": "separate"}}
 
 _CHOICES = {
     "ann_padding": ("dense", "real"),
     "analog": ("dense", "nonzero"),
     "pooling": ("fuse", "separate"),
+    "zero_weights": ("count", "skip"),
     "add": ("free", "count"),
     "bn": ("folded", "unfolded"),
     "bias": ("free", "count"),
@@ -41,6 +46,8 @@ class Conventions:
       weight matrix; paths through overlapping windows into a conv are counted one by one) or
       are layers of their own (``"separate"``: one AC per spike and pool window, and the
       next layer then sees analog values and costs MACs).  Max pools on spikes are free (an OR).
+    - ``zero_weights``: a synapse whose weight is exactly 0 (pruned) costs an operation like any other
+      (``"count"``: the structural fan-out) or none (``"skip"``: NeuroBench's rule).
     - ``add``: residual adds are free (``"free"``: both branches accumulate into the same neuron
       current) or cost one AC per spike of a spiking addend and one AC per element and step for
       every analog addend after the first (``"count"``).
@@ -58,6 +65,7 @@ class Conventions:
     analog: str = "dense"
     direct_once: bool = False
     pooling: str = "fuse"
+    zero_weights: str = "count"
     add: str = "free"
     bn: str = "folded"
     bias: str = "free"
@@ -78,7 +86,7 @@ class Conventions:
 
     @classmethod
     def preset(cls, name: str) -> "Conventions":
-        """A named set (:data:`PRESETS`): ``paper`` (the defaults) or ``neurobench``."""
+        """A named set (:data:`PRESETS`): ``paper`` (the defaults), ``neurobench`` or ``spikingjelly``."""
         if name not in PRESETS:
             raise UserError(f"--conventions must be one of {', '.join(PRESETS)}, got {name!r}")
         return cls(**PRESETS[name])

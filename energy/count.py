@@ -16,7 +16,7 @@ from ilif_deploy import ir as N
 from ilif_deploy.ir.graph import Graph
 
 from .conventions import Conventions
-from .fanout import LINEAR_POOLS, WEIGHT_LAYERS, dense_macs, fanout_map, pool_window_adds
+from .fanout import LINEAR_POOLS, WEIGHT_LAYERS, dense_macs, fanout_map, nonzero_fanout_map, pool_window_adds
 from .record import Activity
 
 
@@ -206,10 +206,10 @@ def _count_chain(row, node, src, chain, plan, activity, conv, T, S, direct, grap
     if src not in activity.counts:
         raise KeyError(f"no activity recorded for '{src}' (source of '{row.name}')")
     in_shape = tuple(graph.nodes[src].shape)
-    fan = fanout_map(in_shape, chain)
+    is_weight = isinstance(node, WEIGHT_LAYERS)
+    fan = nonzero_fanout_map(in_shape, chain) if is_weight and conv.zero_weights == "skip" else fanout_map(in_shape, chain)
     row.fanout_mean = float(fan.mean())
     counts = activity.counts[src]
-    is_weight = isinstance(node, WEIGHT_LAYERS)
     excluded = ""
     if is_weight and not conv.shortcuts and plan.is_shortcut(row.name):
         excluded = "excluded (shortcuts=False)"

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ilif_deploy import ir as N
+from ilif_deploy.errors import UserError
 
 #: linear pools that can be folded into the following weight layer
 LINEAR_POOLS = (N.AvgPool2d, N.SumPool2d, N.AdaptiveAvgPool2d)
@@ -101,6 +102,30 @@ def fanout_map(in_shape: Sequence[int], chain: Sequence[N.Node]) -> np.ndarray:
         prefix = [c for c in chain if c is not core[-1]]
         return (fanout_map_autograd(in_shape, prefix) > 0) * outs
     return fanout_map_autograd(in_shape, chain)
+
+
+def nonzero_fanout_map(in_shape: Sequence[int], chain: Sequence[N.Node]) -> np.ndarray:
+    """:func:`fanout_map` counting only synapses whose weight is non-zero (NeuroBench's rule: a pruned
+    weight costs no operation).  ``chain`` is one conv/linear, optionally after Flatten nodes; a
+    fused pool in front of it has no per-synapse weight to test (use ``pooling=separate``)."""
+    core = [c for c in chain if not isinstance(c, N.Flatten)]
+    if len(core) != 1 or not isinstance(core[0], WEIGHT_LAYERS):
+        raise UserError(f"zero_weights=skip counts the synapses of one weight layer; '{chain[-1].name}' is reached "
+                        "through a pool folded into it: add -c pooling=separate")
+    node = core[0]
+    mask = torch.as_tensor(np.asarray(node.weight) != 0, dtype=torch.float64)
+    x = torch.zeros(1, *in_shape, dtype=torch.float64, requires_grad=True)
+    with torch.enable_grad():
+        y = x
+        for c in chain:
+            if isinstance(c, N.Conv2d):
+                y = F.conv2d(y, mask, None, c.stride, c.padding, c.dilation, c.groups)
+            elif isinstance(c, N.Linear):
+                y = F.linear(y, mask)
+            else:
+                y = structural(c, y)
+        y.sum().backward()
+    return x.grad[0].numpy()
 
 
 def fanout_map_autograd(in_shape: Sequence[int], chain: Sequence[N.Node]) -> np.ndarray:

@@ -130,6 +130,8 @@ def report_html(rep, compare: Optional[object] = None, comparison=None) -> str:
                  + ". All counts per inference.</p>")
     if compare is not None:
         parts.append("<h2>Comparison</h2>" + comparison.to_html(index=False, float_format="%.6g"))
+    for title, df in rep.summary_tables(compare):
+        parts.append(f"<h2>{html.escape(title)}</h2>" + df.to_html(index=False, float_format="%.6g", na_rep=""))
     parts += divs
     for r in reports:
         # the short columns fit 1400 px (energy included); every column below, folded

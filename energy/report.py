@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -156,20 +156,35 @@ class Report:
                 f"continuous firing {_num(t['continuous_firing_rate'])}); "
                 f"ANN {a['macs'] / 1e6:.4f} M MACs = {a['energy_pj'] / 1e6:.4f} uJ")
 
+    def summary_tables(self, compare: Optional["Report"] = None) -> List[Tuple[str, pd.DataFrame]]:
+        """``(title, table)`` pairs shown by the Markdown and HTML reports: the static metrics and, when the
+        report was made under a preset that names its own metrics (``neurobench``, ``spikingjelly``), those
+        under the tool's names; one row per model."""
+        reports = [self] + ([compare] if compare is not None else [])
+        tables = []
+        if all(r.meta.get("static") for r in reports):
+            tables.append(("Static metrics", pd.DataFrame([{
+                "model": r.model_name, "parameters": t["parameters"], "synapses": t["synapses"],
+                "neurons": t["neurons"], "compartments": t["compartments"],
+                "connection sparsity": round(t["connection_sparsity"], 6),
+                "footprint float32 [bytes]": t["footprint_float32_bytes"],
+                "footprint fixed point [bytes]": t["footprint_fixed_bytes"]}
+                for r in reports for t in [r.meta["static"]["totals"]]])))
+        for tool, title in (("neurobench", "NeuroBench metrics (NeuroBench 2.3.0's names and definitions)"),
+                            ("spikingjelly", "SpikingJelly metrics (SynOpCounter's definition)")):
+            if all(tool in (r.meta.get("metrics") or {}) for r in reports):
+                tables.append((title, pd.DataFrame([{"model": r.model_name, **r.meta["metrics"][tool]}
+                                                    for r in reports])))
+        return tables
+
     def to_markdown(self, path=None, compare: Optional["Report"] = None) -> str:
         lines = [f"# Energy report: {self.model_name}", "", self.headline().replace("\n", "  \n"), "",
                  f"Conventions: {', '.join(f'{k}={v}' for k, v in self.conventions.to_dict().items())}; "
                  f"neuron updates counted: {self.count_neurons}.", ""]
         if compare is not None:
             lines += ["## Comparison", "", markdown_table(comparison_frame(self, compare)), ""]
-        static = self.meta.get("static")
-        if static:
-            t = static["totals"]
-            lines += ["## Static metrics", "", markdown_table(pd.DataFrame([{
-                "parameters": t["parameters"], "synapses": t["synapses"], "neurons": t["neurons"],
-                "compartments": t["compartments"], "connection sparsity": round(t["connection_sparsity"], 6),
-                "footprint float32 [bytes]": t["footprint_float32_bytes"],
-                "footprint fixed point [bytes]": t["footprint_fixed_bytes"]}])), ""]
+        for title, df in self.summary_tables(compare):
+            lines += [f"## {title}", "", markdown_table(df), ""]
         lines += ["## Per layer", "", markdown_table(self.frame), "",
                   "## Firing rate per neuron layer and time step", "",
                   markdown_table(self.rates, index=True), ""]

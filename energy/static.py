@@ -62,20 +62,44 @@ def static_metrics(graph: Graph) -> Dict[str, dict]:
                      "BN/affine folded into the weights); state_bytes is the neuron state (4 bytes per compartment)"}
 
 
+def _synaptic_rows(report):
+    return [r for r in report.rows if r.op in ("conv2d", "linear")]
+
+
 def neurobench_metrics(report) -> dict:
-    """The report's totals under NeuroBench's names (per inference): ``Effective_ACs``, ``Effective_MACs``
-    (synaptic operations as counted under the ``neurobench`` conventions), ``Dense`` (the dense operations of
-    the same layers over all T steps), ``ActivationSparsity`` (1 - spikes / neuron-steps), ``MembraneUpdates``
-    (neurons x T), ``Footprint`` (float32 parameter bytes), ``ConnectionSparsity``.  Named as NeuroBench
-    names them; equality with NeuroBench 2.3.0 itself is not checked here."""
+    """The report's numbers as NeuroBench 2.3.0 defines them, per inference (read them from a report made
+    under ``Conventions.preset("neurobench")``; benchmarks/neurobench_equality.py shows them equal to
+    NeuroBench's own on the same module and data):
+
+    - ``Effective_ACs`` / ``Effective_MACs``: conv/linear operations driven by binary / analog inputs
+      (pools and neuron updates are not synaptic operations there);
+    - ``Dense``: the same layers' dense operations over all T steps;
+    - ``ActivationSparsity``: 1 - spikes / neuron-steps over all neuron layers;
+    - ``MembraneUpdates``: neurons x T (NeuroBench itself reads membranes of snntorch neurons only);
+    - ``ParameterCount`` and ``Footprint`` (bytes): of the torch module the graph was traced from, parameters
+      and buffers as torch stores them (NeuroBench's definition); for a graph read from a file, the
+      graph's float32 parameters;
+    - ``ConnectionSparsity``: zero weights / weights of the conv/linear layers (NeuroBench rounds to 4 places).
+    """
     t, T = report.totals, report.timesteps
+    syn = _synaptic_rows(report)
     neurons = sum(r.neurons for r in report.rows if r.op == "neuron")
     static = report.meta.get("static", {}).get("totals", {})
+    module = report.meta.get("graph", {}).get("torch_module") or {}
     rate = t["firing_rate"]
-    return {"Effective_ACs": t["acs"], "Effective_MACs": t["macs"], "Dense": report.ann["macs"] * T,
+    return {"Effective_ACs": sum(r.acs for r in syn), "Effective_MACs": sum(r.macs for r in syn),
+            "Dense": sum(r.ann_macs for r in syn) * T,
             "ActivationSparsity": None if rate != rate else 1.0 - rate, "MembraneUpdates": neurons * T,
-            "Footprint": static.get("footprint_float32_bytes"),
+            "ParameterCount": module.get("parameters", static.get("parameters")),
+            "Footprint": module.get("footprint_bytes", static.get("footprint_float32_bytes")),
             "ConnectionSparsity": static.get("connection_sparsity")}
 
 
-__all__ = ["static_metrics", "neurobench_metrics"]
+def spikingjelly_metrics(report) -> dict:
+    """``SynOps`` per inference as SpikingJelly 2.0's ``SynOpCounter`` counts them (read from a report made
+    under ``Conventions.preset("spikingjelly")``): ACs of conv/linear layers whose input is spikes; layers fed
+    analog values, pools and neurons are not counted."""
+    return {"SynOps": sum(r.acs for r in _synaptic_rows(report) if r.input_kind == "spikes")}
+
+
+__all__ = ["static_metrics", "neurobench_metrics", "spikingjelly_metrics"]

@@ -99,6 +99,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
         graph = _trace_eval(model, tuple(int(s) for s in input_shape), int(timesteps), encoding)
     finally:
         model.train(was_training)
+    # what the module itself holds, counted as torch stores it (parameters and buffers such as BN's running
+    # statistics, at their element sizes): NeuroBench's ParameterCount and Footprint of the same module
+    graph.metadata["torch_module"] = {
+        "parameters": sum(int(t.numel()) for t in model.parameters()),
+        "footprint_bytes": sum(int(t.numel()) * t.element_size() for t in [*model.parameters(), *model.buffers()])}
     spec = getattr(model, "arch_spec", None)
     if spec is not None:  # what it was built as, so every artifact and report can say so
         graph.metadata["arch"] = json.loads(json.dumps(spec, default=list))

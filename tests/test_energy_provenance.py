@@ -64,21 +64,3 @@ def test_no_data_says_n_a_not_nan(capsys):
     assert energy_cli.main(["example:digits_ilif", "--data", "none", "--rate", "0.1"]) == 0
     out = capsys.readouterr().out
     assert "continuous firing n/a" in out and "nan" not in out.split("\n")[1]
-
-
-def test_neurobench_conventions_preset_and_names(tmp_path):
-    assert energy.Conventions.preset("neurobench").to_dict() == {
-        **energy.Conventions().to_dict(), "pooling": "separate", "analog": "nonzero"}
-    out = tmp_path / "nb.json"
-    assert energy_cli.main(["example:digits_ilif", "--data", "digits", "--samples", "20", "--no-progress",
-                            "--conventions", "neurobench", "-c", "bias=count", "--json", str(out)]) == 0
-    rep = json.loads(out.read_text())
-    assert rep["conventions"]["pooling"] == "separate" and rep["conventions"]["bias"] == "count"
-    nb = rep["neurobench"]
-    assert nb["MembraneUpdates"] == (16 * 64 + 32 * 64) * 4
-    assert nb["ActivationSparsity"] == 1 - rep["totals"]["firing_rate"]
-    assert nb["Effective_ACs"] == rep["totals"]["acs"] and nb["Dense"] == rep["ann"]["macs"] * 4
-    assert nb["Footprint"] == rep["static"]["totals"]["footprint_float32_bytes"]
-    rc = energy_cli.main(["example:digits_ilif", "--data", "none", "--rate", "0.1", "--conventions", "paper",
-                          "--json", str(tmp_path / "p.json")])
-    assert rc == 0 and "neurobench" not in json.loads((tmp_path / "p.json").read_text())

@@ -17,14 +17,17 @@ def build_parser():
                    help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | "
                         "a .json/.yaml file with e_ac_pj, e_mac_pj, ... (default paper: 0.9/4.6 pJ)")
     p.add_argument("--memory", help="add memory-access energy: sram8k | sram32k | sram1m | dram | pJ per access")
-    p.add_argument("--conventions", choices=["paper", "neurobench"], default="paper",
-                   help="a named set of counting conventions: paper (default; the paper's Appendix H) or "
-                        "neurobench (pooling=separate, analog=nonzero, and NeuroBench's metric names in the "
-                        "report); -c overrides single choices")
+    p.add_argument("--conventions", choices=["paper", "neurobench", "spikingjelly"], default="paper",
+                   help="a named set of counting conventions (docs/energy.md): paper (default; the paper's "
+                        "Appendix H), neurobench (NeuroBench 2.3.0's SynapticOperations: pooling=separate, "
+                        "analog=nonzero, zero_weights=skip, ann_padding=real; its metric names in the report) or "
+                        "spikingjelly (SynOpCounter: pooling=separate; its SynOps in the report); "
+                        "-c overrides single choices")
     p.add_argument("--convention", "-c", action="append", default=[], metavar="KEY=VALUE",
                    help="counting convention, repeatable: ann_padding=dense|real, analog=dense|nonzero, "
                         "direct_once=true|false, pooling=fuse|separate, add=free|count, bn=folded|unfolded, "
-                        "bias=free|count, neurons=auto|none|count, shortcuts=true|false, classifier=true|false")
+                        "zero_weights=count|skip, bias=free|count, neurons=auto|none|count, shortcuts=true|false, "
+                        "classifier=true|false")
     p.add_argument("--compare", help="a second model file (e.g. the LIF twin) profiled on the same data")
     p.add_argument("--name", help="name of the model in reports (default: the file name)")
     p.add_argument("--compare-name", help="name of the --compare model (default: its file name)")
@@ -95,13 +98,13 @@ def main(argv=None) -> int:
                   "torch caches them on disk for later runs)", file=sys.stderr)
         rep = energy.profile(opened.graph, x, y, name=args.name or opened.path.name.split(".")[0], **common)
         rep.meta["provenance"] = provenance(opened.path, argv, x, rep)
-        if args.conventions == "neurobench":
-            rep.meta["neurobench"] = energy.neurobench_metrics(rep)
+        energy.attach_preset_metrics(rep, args.conventions)
         other = None
         if args.compare:
             twin = open_input(args, args.compare)
             other = energy.profile(twin.graph, x, y, name=args.compare_name or twin.path.name.split(".")[0], **common)
             other.meta["provenance"] = provenance(twin.path, argv, x, other)
+            energy.attach_preset_metrics(other, args.conventions)
         print(rep.headline())
         if other is not None:
             print(other.headline())
