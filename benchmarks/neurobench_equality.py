@@ -2,10 +2,12 @@
 
 Runs NeuroBench's own ``Benchmark`` (``SynapticOperations``, ``ActivationSparsity``, ``Footprint``,
 ``ConnectionSparsity``, ``ParameterCount``) on the torch module, and :func:`ilif_deploy.energy.profile`
-on the graph traced from the same module, and prints both side by side.  NeuroBench is run twice: as shipped, and with each layer's count summed in
-float64 instead of float32 (:func:`float64_layer_counts`; as shipped, a count above 2^24 per layer and
-batch is rounded, which a pruned ResNet-18 shows).  Exit status 1 if ours differs from the exact run: operation counts as exact integer totals over the data set, ActivationSparsity to 1e-12 (a
-float ratio on both sides), ConnectionSparsity to NeuroBench's 4 decimals, the rest exactly.
+on the graph traced from the same module, and prints both side by side.  NeuroBench is run twice: as
+shipped, and with each layer's count summed in float64 instead of float32 (:func:`float64_layer_counts`;
+as shipped, a count above 2^24 per layer and batch is rounded, which a pruned ResNet-18 shows).  Exit
+status 1 if ours differs from the exact run: operation counts as exact integer totals over the data set,
+ActivationSparsity to 1e-12 (a float ratio on both sides), ConnectionSparsity to NeuroBench's 4
+decimals, the rest exactly.
 
 Models: the bundled digits ILIF net on the 450 test digits, and spiking_resnet18 (authors' checkpoint
 format, random weights calibrated to ~30 % firing) on random 32x32 frames, T = 4 (direct encoding);

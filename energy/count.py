@@ -207,7 +207,8 @@ def _count_chain(row, node, src, chain, plan, activity, conv, T, S, direct, grap
         raise KeyError(f"no activity recorded for '{src}' (source of '{row.name}')")
     in_shape = tuple(graph.nodes[src].shape)
     is_weight = isinstance(node, WEIGHT_LAYERS)
-    fan = nonzero_fanout_map(in_shape, chain) if is_weight and conv.zero_weights == "skip" else fanout_map(in_shape, chain)
+    skip_zero = is_weight and conv.zero_weights == "skip"
+    fan = nonzero_fanout_map(in_shape, chain) if skip_zero else fanout_map(in_shape, chain)
     row.fanout_mean = float(fan.mean())
     counts = activity.counts[src]
     excluded = ""

@@ -168,7 +168,8 @@ class Report:
                 "neurons": t["neurons"], "compartments": t["compartments"],
                 "connection sparsity": round(t["connection_sparsity"], 6),
                 "footprint float32 [bytes]": t["footprint_float32_bytes"],
-                "footprint fixed point [bytes]": t["footprint_fixed_bytes"]}
+                "footprint fixed point [bytes]": t["footprint_fixed_bytes"],
+                "Loihi cores (estimated minimum)": t.get("loihi_cores_min")}
                 for r in reports for t in [r.meta["static"]["totals"]]])))
         for tool, title in (("neurobench", "NeuroBench metrics (NeuroBench 2.3.0's names and definitions)"),
                             ("spikingjelly", "SpikingJelly metrics (SynOpCounter's definition)")):

@@ -14,6 +14,11 @@ from ilif_deploy.ir.graph import Graph
 #: thresholds as 24-bit state values held in 32 bits
 FIXED_WEIGHT_BYTES, FIXED_STATE_BYTES = 1, 4
 
+#: Loihi (1) per-core limits, Davies et al., "Loihi: A Neuromorphic Manycore Processor with On-Chip Learning",
+#: IEEE Micro 38(1), 2018: 1,024 compartments and 128 KB of synaptic memory per core, 128 cores per chip.
+#: Synapses are stored one by one there (no weight sharing for convolutions).
+LOIHI_COMPARTMENTS_PER_CORE, LOIHI_SYNAPSE_BYTES_PER_CORE, LOIHI_CORES_PER_CHIP = 1024, 128 * 1024, 128
+
 
 def _compartments(p) -> int:
     """State variables per neuron: the membrane, plus the MPIU and the CIU where enabled (LIF: 1, ILIF: 3)."""
@@ -27,7 +32,8 @@ def static_metrics(graph: Graph) -> Dict[str, dict]:
     included), ``footprint_float32_bytes`` and ``footprint_fixed_bytes`` (int8 mantissas + 32-bit biases);
     for each neuron layer ``neurons``, ``compartments`` (neurons x state variables), its per-layer
     parameters (threshold and decays, 4 bytes each) and ``state_bytes`` (4 per compartment: float32, or the
-    24-bit fixed-point state held in 32 bits)."""
+    24-bit fixed-point state held in 32 bits).  Totals add ``loihi_cores_min`` / ``loihi_chips_min``: an
+    estimated lower bound on Loihi cores (:data:`LOIHI_COMPARTMENTS_PER_CORE`, :data:`LOIHI_SYNAPSE_BYTES_PER_CORE`)."""
     layers: Dict[str, dict] = {}
     for name in graph.topological_order():
         node = graph.nodes[name]
@@ -57,9 +63,19 @@ def static_metrics(graph: Graph) -> Dict[str, dict]:
             "footprint_float32_bytes", "footprint_fixed_bytes", "state_bytes")
     totals = {k: sum(v.get(k, 0) for v in layers.values()) for k in keys}
     totals["connection_sparsity"] = totals["zero_weights"] / totals["weights"] if totals["weights"] else 0.0
+    # a lower bound: every neuron layer on cores of its own, each holding at most 1,024 compartments and
+    # 128 KB of 8-bit synapses; packing, axon tables and routing limits are not modelled
+    by_compartments = sum(-(-v["compartments"] // LOIHI_COMPARTMENTS_PER_CORE) for v in layers.values()
+                          if "compartments" in v)
+    by_synapses = sum(-(-v["synapses"] * FIXED_WEIGHT_BYTES // LOIHI_SYNAPSE_BYTES_PER_CORE)
+                      for v in layers.values() if v.get("synapses"))
+    totals["loihi_cores_min"] = max(by_compartments, by_synapses)
+    totals["loihi_chips_min"] = -(-totals["loihi_cores_min"] // LOIHI_CORES_PER_CHIP)
     return {"layers": layers, "totals": totals,
             "notes": "footprints hold parameters (fixed point: int8 mantissas, 32-bit biases and thresholds, "
-                     "BN/affine folded into the weights); state_bytes is the neuron state (4 bytes per compartment)"}
+                     "BN/affine folded into the weights); state_bytes is the neuron state (4 bytes per compartment); "
+                     "loihi_cores_min: estimated lower bound from Loihi's published per-core limits (1,024 "
+                     "compartments, 128 KB synaptic memory; Davies et al. 2018), 8-bit synapses stored one by one"}
 
 
 def _synaptic_rows(report):

@@ -113,6 +113,28 @@ class AgreementCounter:
             self.correct_c += int((pc == y).sum())
         self.flipped, self.samples = self.flipped + int(seen.sum()), self.samples + n
 
+    def reduce(self, device: str = "cpu") -> "AgreementCounter":
+        """Combine, in place, the counters of every process of a data-parallel job (:mod:`ilif_deploy.parallel`):
+        counts summed exactly, logit differences maximised.  Every process then holds the job's counter."""
+        from .parallel import all_max, all_min, all_sum
+
+        keys = ("flips", "size", "fired", "fired_c", "first")
+        scalars = ("samples", "flipped", "same", "correct_r", "correct_c")
+        summed = all_sum([self.counts[k][lay] for k in keys for lay in self.layers]
+                         + [getattr(self, a) for a in scalars], device)
+        it = iter(int(v) for v in summed)
+        for k in keys:
+            for lay in self.layers:
+                self.counts[k][lay] = next(it)
+        for a in scalars:
+            setattr(self, a, next(it))
+        clean = -np.inf if self.max_clean != self.max_clean else self.max_clean  # nan: no clean sample here
+        self.max_diff, clean, self.timesteps = (float(v) for v in all_max([self.max_diff, clean, self.timesteps],
+                                                                         device))
+        self.max_clean, self.timesteps = (float("nan") if clean == -np.inf else clean), int(self.timesteps)
+        self.labelled = bool(all_min([float(self.labelled)], device)[0])
+        return self
+
     def result(self, **details) -> Agreement:
         c, size = self.counts, self.counts["size"]
         share = lambda key: {k: c[key][k] / size[k] if size[k] else 0.0 for k in self.layers}  # noqa: E731

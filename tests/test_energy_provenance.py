@@ -37,6 +37,21 @@ def test_static_metrics_by_hand():
     t = s["totals"]
     assert t["parameters"] == 76 + 300 + 4 + 2 and t["synapses"] == 375 and t["compartments"] == 303
     assert t["connection_sparsity"] == 69 / 372
+    assert t["loihi_cores_min"] == 1 + 1 and t["loihi_chips_min"] == 1  # one core per neuron layer at least
+
+
+def test_loihi_core_estimate_follows_the_published_per_core_limits():
+    # 2,000 ILIF neurons = 6,000 compartments -> 6 cores of 1,024; 300 x 2,000 8-bit synapses = 600,000 bytes
+    # -> 5 cores of 128 KB: compartments decide
+    g = Graph(metadata={"timesteps": 1})
+    g.add(N.Input("input", (300,)))
+    g.add(N.Linear("fc", (2000,), weight=np.ones((2000, 300), np.float32)), ["input"])
+    g.add(N.Neuron("ilif", (2000,)), ["fc"])
+    g.add(N.Output("output", (2000,)), ["ilif"])
+    t = energy.static_metrics(g.validate())["totals"]
+    assert t["loihi_cores_min"] == 6
+    g.nodes["ilif"].params = ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)  # LIF: 2 cores by compartments
+    assert energy.static_metrics(g)["totals"]["loihi_cores_min"] == 5  # synapses decide
 
 
 def test_provenance_and_rounding_in_every_format(tmp_path, capsys):

@@ -11,6 +11,7 @@ import numpy as np
 from ilif_deploy import ir as N
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.ir.lowering import fold_batchnorm
+from ilif_deploy.parallel import all_max, world
 
 from .netspec import NetSpec, build_netspec
 
@@ -83,6 +84,12 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     elif not isinstance(data, Dataset):
         data = open_data(str(data), input_shape=spec.input_shape, timesteps=T, dataset=graph.metadata.get("dataset"))
     data = data.take(samples)
+    rank, size = world()
+    if size > 1:  # a torchrun job: this process runs its block of the data; the counts are summed below
+        if engine != "torch":
+            raise UserError("a torchrun job runs --engine torch (Lava starts processes of its own): add --engine torch")
+        whole, data = data, data.shard(rank, size)
+        progress = progress and rank == 0
     n = len(data)
     names = [lay.name for lay in spec.layers]
     missing = [k for k in names if not isinstance(graph.nodes.get(k), (N.Neuron, N.MaxPool2d))]
@@ -122,7 +129,14 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
         bar.close()
         counts, processes = run_batch.counts(), run_batch.processes
     details = {}
-    if verify and engine == "torch":
+    if size > 1:
+        counter.reduce(device)
+        exact.reduce(device)
+        counts = _reduce_counts(counts, device)
+        seconds = float(all_max([seconds], device)[0])  # the job's wall time: its slowest process
+        n, data = counter.samples, whole
+        details["processes"] = size
+    if verify and engine == "torch" and rank == 0:
         details["verify"] = verify_against_lava(spec, data.take(verify), mode, fixed=fixed, quantized=quantized,
                                                 batch=batch, fast_conv=fast_conv, device=device).to_dict()
     ex = exact.result()
@@ -131,6 +145,20 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
                           against_exact_graph={"overall_spike_agreement": ex.overall_spike_agreement,
                                                "prediction_agreement": ex.prediction_agreement,
                                                "first_flip_layers": ex.first_flip_layers}, **details)
+
+
+def _reduce_counts(counts: dict, device: str) -> dict:
+    """The fixed-point counts (``{name: {layer: n}}`` and plain totals) summed over a data-parallel job."""
+    from ilif_deploy.parallel import all_sum
+
+    keys = sorted((k, lay) for k, v in counts.items() if isinstance(v, dict) for lay in sorted(v))
+    plain = sorted(k for k, v in counts.items() if not isinstance(v, dict))
+    summed = all_sum([counts[k][lay] for k, lay in keys] + [counts[k] for k in plain], device)
+    out = {k: {} for k, v in counts.items() if isinstance(v, dict)}
+    for (k, lay), v in zip(keys, summed):
+        out[k][lay] = int(v)
+    out.update({k: int(v) for k, v in zip(plain, summed[len(keys):])})
+    return out
 
 
 def stored_quantization(spec: NetSpec, fixed=None):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from .common import add_data_args, add_model_args, open_dataset, open_input, parser, run_cli
@@ -78,6 +79,13 @@ def main(argv=None) -> int:
         from ..errors import UserError
 
         conv = energy.Conventions.parse(args.convention, base=energy.Conventions.preset(args.conventions))
+        rank = 0
+        if energy.distributed.launched():  # started by torchrun: profile this process's block of the data
+            if args.data == "none":
+                raise UserError("--data none has nothing to share among processes: run it without torchrun")
+            if args.device == "cuda":
+                args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+            rank, _ = energy.distributed.init(args.device)
         if args.device != "cpu":
             try:
                 torch.empty(0, device=args.device)
@@ -105,7 +113,11 @@ def main(argv=None) -> int:
             other = energy.profile(twin.graph, x, y, name=args.compare_name or twin.path.name.split(".")[0], **common)
             other.meta["provenance"] = provenance(twin.path, argv, x, other)
             energy.attach_preset_metrics(other, args.conventions)
+        if rank != 0:  # rank 0 prints and writes the (identical) report
+            return 0
         print(rep.headline())
+        for tool, values in (rep.meta.get("metrics") or {}).items():
+            print(f"{tool}: " + ", ".join(f"{k} {v:.6g}" for k, v in values.items() if v is not None))
         if other is not None:
             print(other.headline())
             print(energy.comparison_frame(rep, other).to_string(index=False))

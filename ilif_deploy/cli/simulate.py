@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def go() -> int:
+        from .. import parallel
         from ..atomic import write_text_atomic
         from ..converters import OptionError
         from ..data import DataWarning
@@ -59,6 +61,13 @@ def main(argv=None) -> int:
             raise OptionError("--compile applies to --engine torch --mode fixed")
         if args.verify < 0:
             raise OptionError(f"--verify must be >= 0, got {args.verify}")
+        rank = 0
+        if parallel.launched():  # started by torchrun: each process runs its block (docs/lava.md)
+            if args.engine != "torch":
+                raise OptionError("under torchrun, ilif-simulate runs --engine torch (Lava starts its own processes)")
+            if args.device == "cuda":
+                args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+            rank, _ = parallel.init(args.device)
         opened = open_input(args)
         if opened.kind == "lava":
             if args.dense_conv_limit is not None:
@@ -72,6 +81,8 @@ def main(argv=None) -> int:
         rep = simulate(source, data=open_dataset(args, opened.graph), samples=None, mode=args.mode,
                        batch=args.batch_size, progress=not args.no_progress, fixed=fixed, engine=args.engine,
                        verify=args.verify, device=args.device, compile=args.compile)
+        if rank != 0:  # rank 0 prints and writes the job's (summed) result
+            return 0
         silent = [k for k, v in rep.firing_rate.items() if v == 0]
         if silent:
             warnings.warn(f"layer(s) {', '.join(silent)} never fired on {rep.samples} samples", DataWarning)
@@ -79,6 +90,8 @@ def main(argv=None) -> int:
         print(f"{rep.candidate}: {rep.headline()}")
         d = rep.details
         where = f"Lava, {d['lava_processes']} processes" if args.engine == "lava" else f"torch engine on {args.device}"
+        if d.get("processes"):
+            where += f", {d['processes']} torchrun processes"
         print(f"{where}: {d['seconds']:.1f} s, {d['ms_per_sample_step']:.3f} ms per sample-step")
         if args.mode == "fixed":
             print(f"fixed point: saturated states {sum(d['overflows'].values())}, wrapped synaptic sums "

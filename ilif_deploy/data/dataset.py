@@ -150,7 +150,15 @@ class Dataset:
             return self
         if n < 1:
             raise DataError(f"--samples must be >= 1, got {n}")
-        return _Subset(self, n)
+        return _Subset(self, 0, n)
+
+    def shard(self, rank: int, world: int) -> "Dataset":
+        """Block ``rank`` of ``world`` contiguous, near-equal blocks (data-parallel runs: every sample in
+        exactly one block, the blocks in order)."""
+        start, stop = rank * self.length // world, (rank + 1) * self.length // world
+        if stop <= start:
+            raise DataError(f"{self.name}: {self.length} samples cannot be shared among {world} processes")
+        return self if (start, stop) == (0, self.length) else _Subset(self, start, stop)
 
     def describe(self) -> str:
         """What a report says about the data: name, samples, layout, preprocessing."""
@@ -198,13 +206,15 @@ class Dataset:
 
 
 class _Subset(Dataset):
-    def __init__(self, base: Dataset, n: int):
-        super().__init__(base.name, n, base.frame_shape, base.timesteps,
-                         None if base.labels is None else base.labels[:n], base.preprocess)
-        self.base = base
+    """Samples ``offset .. offset + n`` of ``base`` (frames as the base reads them, before preprocessing)."""
+
+    def __init__(self, base: Dataset, offset: int, stop: int):
+        super().__init__(base.name, stop - offset, base.frame_shape, base.timesteps,
+                         None if base.labels is None else base.labels[offset:stop], base.preprocess)
+        self.base, self.offset = base, offset
 
     def raw(self, start: int, stop: int) -> np.ndarray:
-        return self.base.raw(start, stop)
+        return self.base.raw(self.offset + start, self.offset + stop)
 
 
 class ArrayDataset(Dataset):
