@@ -26,13 +26,20 @@ def _adaptive_bins(size: int, out: int) -> torch.Tensor:
     return torch.tensor([-(-((o + 1) * size) // out) - (o * size) // out for o in range(out)], dtype=torch.float64)
 
 
-def structural(node: N.Node, y: torch.Tensor) -> torch.Tensor:
-    """Apply ``node`` to ``y`` ``[B, *shape]`` with all weights 1 and no bias (connectivity only)."""
+def _connections(node: N.Node, dtype, nonzero: bool) -> torch.Tensor:
+    if nonzero:
+        return torch.as_tensor(np.asarray(node.weight) != 0, dtype=dtype)
+    return torch.ones(node.weight.shape, dtype=dtype)
+
+
+def structural(node: N.Node, y: torch.Tensor, nonzero: bool = False) -> torch.Tensor:
+    """Apply ``node`` to ``y`` ``[B, *shape]`` with all weights 1 and no bias (connectivity only); with
+    ``nonzero``, a conv/linear weight that is exactly 0 becomes 0 (no synapse)."""
     if isinstance(node, N.Conv2d):
-        w = torch.ones(node.weight.shape, dtype=y.dtype)
+        w = _connections(node, y.dtype, nonzero)
         return F.conv2d(y, w, None, node.stride, node.padding, node.dilation, node.groups)
     if isinstance(node, N.Linear):
-        return F.linear(y, torch.ones(node.weight.shape, dtype=y.dtype))
+        return F.linear(y, _connections(node, y.dtype, nonzero))
     if isinstance(node, (N.AvgPool2d, N.SumPool2d, N.MaxPool2d)):
         c = y.shape[1]
         dil = getattr(node, "dilation", (1, 1))
@@ -112,29 +119,17 @@ def nonzero_fanout_map(in_shape: Sequence[int], chain: Sequence[N.Node]) -> np.n
     if len(core) != 1 or not isinstance(core[0], WEIGHT_LAYERS):
         raise UserError(f"zero_weights=skip counts the synapses of one weight layer; '{chain[-1].name}' is reached "
                         "through a pool folded into it: add -c pooling=separate")
-    node = core[0]
-    mask = torch.as_tensor(np.asarray(node.weight) != 0, dtype=torch.float64)
-    x = torch.zeros(1, *in_shape, dtype=torch.float64, requires_grad=True)
-    with torch.enable_grad():
-        y = x
-        for c in chain:
-            if isinstance(c, N.Conv2d):
-                y = F.conv2d(y, mask, None, c.stride, c.padding, c.dilation, c.groups)
-            elif isinstance(c, N.Linear):
-                y = F.linear(y, mask)
-            else:
-                y = structural(c, y)
-        y.sum().backward()
-    return x.grad[0].numpy()
+    return fanout_map_autograd(in_shape, chain, nonzero=True)
 
 
-def fanout_map_autograd(in_shape: Sequence[int], chain: Sequence[N.Node]) -> np.ndarray:
-    """:func:`fanout_map` for any chain: gradient of the summed all-ones output w.r.t. the input."""
+def fanout_map_autograd(in_shape: Sequence[int], chain: Sequence[N.Node], nonzero: bool = False) -> np.ndarray:
+    """:func:`fanout_map` for any chain: gradient of the summed all-ones output w.r.t. the input (``nonzero``:
+    see :func:`structural`)."""
     x = torch.zeros(1, *in_shape, dtype=torch.float64, requires_grad=True)
     with torch.enable_grad():
         y = x
         for node in chain:
-            y = structural(node, y)
+            y = structural(node, y, nonzero)
         y.sum().backward()
     return x.grad[0].numpy()
 
