@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from ilif_deploy.data import Dataset, as_dataset
+from ilif_deploy.data import Dataset
 from ilif_deploy.data.dataset import warn
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
+from ilif_deploy.parallel import world
 
 from . import columns  # noqa: F401  (energy.columns: the report's column names)
-from . import distributed
 from .conventions import Conventions
 from .count import Plan, count
 from .fanout import dense_macs, fanout_map
@@ -31,7 +31,7 @@ from .report import Report, comparison_frame
 __all__ = ["profile", "estimate", "ann_baseline", "Report", "Conventions", "EnergyModel", "PRESETS",
            "load_energy_model", "record_activity", "assumed_activity", "count", "fanout_map", "dense_macs",
            "Activity", "comparison_frame", "static_metrics", "neurobench_metrics", "spikingjelly_metrics",
-           "PRESET_METRICS", "attach_preset_metrics", "distributed"]
+           "PRESET_METRICS", "attach_preset_metrics"]
 
 
 #: presets whose tool names its own metrics: the report then carries them under ``meta["metrics"][name]``
@@ -79,8 +79,8 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             (``compile_neurons``: fuse neuron layers with ``torch.compile``, see :func:`ilif_deploy.run`).
         name: model name shown in reports (default: the graph's source).
 
-    Inside a ``torch.distributed`` job (``torchrun``, see :mod:`ilif_deploy.energy.distributed`) each process
-    profiles its block of ``x`` and the counts are summed exactly; every process returns the whole report.
+    Inside a ``torch.distributed`` job (``torchrun``, see :func:`record_activity`) each process profiles its
+    block of ``x`` and the counts are summed exactly; every process returns the whole report.
     Returns:
         a :class:`Report`; every count and energy is per inference (pJ).
     """
@@ -93,20 +93,11 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
     else:
         if rate is not None:
             raise UserError("give either data x or rate=, not both")
-        rank, size = distributed.world()
-        if size > 1:  # a torchrun job: this process profiles its block, the counts are summed exactly
-            full = as_dataset(x, graph.input_shape, graph.timesteps, labels)
-            act = record_activity(graph, full.shard(rank, size), batch_size=batch_size, device=device,
-                                  progress=progress and rank == 0, watch=plan.watch(),
-                                  compile_neurons=compile_neurons)
-            act = distributed.reduce_activity(act, device)
-            x = full
-        else:
-            act = record_activity(graph, x, labels, batch_size=batch_size, device=device, progress=progress,
-                                  watch=plan.watch(), compile_neurons=compile_neurons)
+        act = record_activity(graph, x, labels, batch_size=batch_size, device=device, progress=progress,
+                              watch=plan.watch(), compile_neurons=compile_neurons)
         data_name = data_name or (x.describe() if isinstance(x, Dataset) else "")
     rows = count(graph, act, conv, prices_neuron_updates=model.prices_updates)
-    if x is not None and distributed.world()[0] == 0:  # said once per job
+    if x is not None and world()[0] == 0:  # said once per job
         silent = [r.name for r in rows if r.op == "neuron" and r.spikes == 0]
         if silent:
             warn(f"neuron layer(s) {', '.join(silent)} never fired on {act.samples} samples: the data may not be "

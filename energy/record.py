@@ -16,6 +16,7 @@ from ilif_deploy import ir as N
 from ilif_deploy.data import as_dataset
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
+from ilif_deploy.parallel import all_min, all_sum, world
 from ilif_deploy.runtime import run
 
 
@@ -44,6 +45,26 @@ class Activity:
         """Share of correctly classified samples (argmax of the output summed over T), if labels were given."""
         return None if self.correct is None else self.correct / self.samples
 
+    def reduce(self, device: str = "cpu") -> "Activity":
+        """The activity of every process of a data-parallel job together (:mod:`ilif_deploy.parallel`):
+        counts, samples, continuous firing and correct predictions summed (float64, exact for integers below
+        2^53, so equal to one process's whatever the order), ``binary`` true only where it is true everywhere."""
+        names, cont, bins = sorted(self.counts), sorted(self.continuous), sorted(self.binary)
+        flat = all_sum(np.concatenate([self.counts[k].ravel() for k in names]
+                                      + [[self.continuous[k] for k in cont], [self.samples, self.correct or 0]]),
+                       device)
+        binary = all_min([float(self.binary[k]) for k in bins], device)
+        counts, at = {}, 0
+        for k in names:
+            n = self.counts[k].size
+            counts[k] = flat[at:at + n].reshape(self.counts[k].shape)
+            at += n
+        return Activity(timesteps=self.timesteps, samples=int(flat[-2]), counts=counts,
+                        binary={k: bool(b) for k, b in zip(bins, binary)},
+                        continuous={k: float(flat[at + i]) for i, k in enumerate(cont)},
+                        correct=None if self.correct is None else int(flat[-1]), rate=self.rate,
+                        sequence=self.sequence)
+
 
 def watched_nodes(graph: Graph) -> list:
     """Nodes whose outputs the counting needs: every node except the output and weight/affine
@@ -68,6 +89,10 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
         progress: show a tqdm progress bar.
         watch: node names to reduce (default :func:`watched_nodes`).
         compile_neurons: fuse the neuron layers with ``torch.compile`` (see :func:`ilif_deploy.run`).
+
+    Inside a ``torch.distributed`` job (``torchrun``; :mod:`ilif_deploy.parallel`) each process records its
+    block of the data (:meth:`~ilif_deploy.data.Dataset.shard`) and every process returns the job's activity,
+    equal to a single process's on the whole data.
     """
     from tqdm.auto import tqdm
 
@@ -75,6 +100,10 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
     dev = torch.device(device)
     data = as_dataset(x, graph.input_shape, timesteps or graph.timesteps, labels)
+    rank, size = world()
+    if size > 1:
+        data = data.shard(rank, size)
+        progress = progress and rank == 0
     n, sequence = len(data), data.encoding == "sequence"
     T = timesteps or data.timesteps or graph.timesteps
     if not T:
@@ -129,10 +158,11 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     finally:
         bar.close()
     flush()
-    return Activity(timesteps=int(T), samples=int(n),
-                    counts={k: v.cpu().numpy() for k, v in acc.items()}, binary=binary,
-                    continuous={k: float(v.item()) for k, v in cont.items()},
-                    correct=correct if data.labels is not None else None, sequence=bool(sequence))
+    act = Activity(timesteps=int(T), samples=int(n),
+                   counts={k: v.cpu().numpy() for k, v in acc.items()}, binary=binary,
+                   continuous={k: float(v.item()) for k, v in cont.items()},
+                   correct=correct if data.labels is not None else None, sequence=bool(sequence))
+    return act.reduce(device) if size > 1 else act
 
 
 def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None) -> Activity:

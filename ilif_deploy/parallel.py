@@ -28,6 +28,14 @@ def init(device: str = "cpu") -> Tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def join(device: str = "cpu") -> Tuple[int, str]:
+    """For a CLI started by ``torchrun``: :func:`init`, with ``"cuda"`` narrowed to this process's GPU
+    (``LOCAL_RANK``).  Returns ``(rank, device)``."""
+    if device == "cuda":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return init(device)[0], device
+
+
 def world() -> Tuple[int, int]:
     """``(rank, world_size)`` of the joined job, ``(0, 1)`` outside one."""
     import torch.distributed as dist
@@ -60,4 +68,4 @@ def all_min(values, device: str = "cpu") -> np.ndarray:
     return _reduce(values, "min", device)
 
 
-__all__ = ["launched", "init", "world", "all_sum", "all_max", "all_min"]
+__all__ = ["launched", "init", "join", "world", "all_sum", "all_max", "all_min"]

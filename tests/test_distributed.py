@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from ilif_deploy.data import digits
-from ilif_deploy.energy import distributed
+from ilif_deploy import parallel
 from ilif_deploy.energy.record import Activity
 
 
@@ -53,8 +53,8 @@ def test_reduce_activity_sums_counts_and_ands_binary(tmp_path):
     try:
         act = Activity(timesteps=2, samples=5, counts={"a": np.arange(6.0).reshape(2, 3)}, binary={"a": True},
                        continuous={"a": 3.0}, correct=4)
-        out = distributed.reduce_activity(act)
-        assert distributed.world() == (0, 1)
+        out = act.reduce()
+        assert parallel.world() == (0, 1)
         assert np.array_equal(out.counts["a"], act.counts["a"]) and out.counts["a"].shape == (2, 3)
         assert (out.samples, out.correct, out.continuous, out.binary) == (5, 4, {"a": 3.0}, {"a": True})
     finally:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from .common import add_data_args, add_model_args, open_dataset, open_input, parser, run_cli
@@ -74,18 +73,16 @@ def main(argv=None) -> int:
     def go() -> int:
         import torch
 
-        from .. import energy
+        from .. import energy, parallel
         from ..atomic import write_text_atomic
         from ..errors import UserError
 
         conv = energy.Conventions.parse(args.convention, base=energy.Conventions.preset(args.conventions))
         rank = 0
-        if energy.distributed.launched():  # started by torchrun: profile this process's block of the data
+        if parallel.launched():  # started by torchrun: profile this process's block of the data
             if args.data == "none":
                 raise UserError("--data none has nothing to share among processes: run it without torchrun")
-            if args.device == "cuda":
-                args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-            rank, _ = energy.distributed.init(args.device)
+            rank, args.device = parallel.join(args.device)
         if args.device != "cpu":
             try:
                 torch.empty(0, device=args.device)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import warnings
 
@@ -65,9 +64,7 @@ def main(argv=None) -> int:
         if parallel.launched():  # started by torchrun: each process runs its block (docs/lava.md)
             if args.engine != "torch":
                 raise OptionError("under torchrun, ilif-simulate runs --engine torch (Lava starts its own processes)")
-            if args.device == "cuda":
-                args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-            rank, _ = parallel.init(args.device)
+            rank, args.device = parallel.join(args.device)
         opened = open_input(args)
         if opened.kind == "lava":
             if args.dense_conv_limit is not None:
