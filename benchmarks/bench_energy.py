@@ -110,14 +110,8 @@ def best_conv_rate(graph, batch: int, T: int = 4, repeats: int = 5) -> tuple:
         src = graph.inputs_of(name)[0]
         xin = torch.rand(T * batch, *graph.nodes[src].shape)
         w = torch.as_tensor(node.weight)
-        call = lambda: F.conv2d(xin, w, None, node.stride, node.padding, node.dilation, node.groups)  # noqa: E731
-        call()  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = clock()
-            call()
-            times.append(clock() - t0)
-        t = min(times)
+        t = best_times({name: lambda: F.conv2d(xin, w, None, node.stride, node.padding, node.dilation,
+                                               node.groups)}, repeats)[name]
         flops = 2.0 * energy.dense_macs(node, tuple(graph.nodes[src].shape)) * T * batch
         best = max(best, (flops / t / 1e9, name))
     return best

@@ -129,9 +129,9 @@ class AgreementCounter:
         for a in scalars:
             setattr(self, a, next(it))
         clean = -np.inf if self.max_clean != self.max_clean else self.max_clean  # nan: no clean sample here
-        self.max_diff, clean, self.timesteps = (float(v) for v in all_max([self.max_diff, clean, self.timesteps],
-                                                                         device))
-        self.max_clean, self.timesteps = (float("nan") if clean == -np.inf else clean), int(self.timesteps)
+        most = all_max([self.max_diff, clean, self.timesteps], device)
+        self.max_diff, self.timesteps = float(most[0]), int(most[2])
+        self.max_clean = float("nan") if most[1] == -np.inf else float(most[1])
         self.labelled = bool(all_min([float(self.labelled)], device)[0])
         return self
 

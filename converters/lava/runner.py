@@ -11,7 +11,7 @@ import numpy as np
 from ilif_deploy import ir as N
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.ir.lowering import fold_batchnorm
-from ilif_deploy.parallel import all_max, world
+from ilif_deploy.parallel import all_max, all_sum, world
 
 from .netspec import NetSpec, build_netspec
 
@@ -149,8 +149,6 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
 
 def _reduce_counts(counts: dict, device: str) -> dict:
     """The fixed-point counts (``{name: {layer: n}}`` and plain totals) summed over a data-parallel job."""
-    from ilif_deploy.parallel import all_sum
-
     keys = sorted((k, lay) for k, v in counts.items() if isinstance(v, dict) for lay in sorted(v))
     plain = sorted(k for k, v in counts.items() if not isinstance(v, dict))
     summed = all_sum([counts[k][lay] for k, lay in keys] + [counts[k] for k in plain], device)
