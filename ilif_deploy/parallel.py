@@ -7,10 +7,10 @@ sums do not depend on the order: a job gives the numbers of a single process, bi
 from __future__ import annotations
 
 import os
+import sys
 from typing import Sequence, Tuple
 
 import numpy as np
-import torch
 
 
 def launched() -> bool:
@@ -36,6 +36,15 @@ def join(device: str = "cpu") -> Tuple[int, str]:
     return init(device)[0], device
 
 
+def leave() -> None:
+    """Leave the joined job (nothing outside one).  Every process must, before the interpreter exits: gloo's
+    worker threads still hold tensors of finished collectives, and freeing them during interpreter shutdown
+    aborts the process (SIGABRT, seen on a loaded CI machine; pytorch/pytorch#179291)."""
+    dist = sys.modules.get("torch.distributed")  # not imported: no job was joined (and torch stays unloaded)
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def world() -> Tuple[int, int]:
     """``(rank, world_size)`` of the joined job, ``(0, 1)`` outside one."""
     import torch.distributed as dist
@@ -46,6 +55,7 @@ def world() -> Tuple[int, int]:
 
 
 def _reduce(values: Sequence[float], op: str, device: str) -> np.ndarray:
+    import torch
     import torch.distributed as dist
 
     t = torch.as_tensor(np.asarray(values, dtype=np.float64).ravel(), device=torch.device(device))
@@ -68,4 +78,4 @@ def all_min(values, device: str = "cpu") -> np.ndarray:
     return _reduce(values, "min", device)
 
 
-__all__ = ["launched", "init", "join", "world", "all_sum", "all_max", "all_min"]
+__all__ = ["launched", "init", "join", "leave", "world", "all_sum", "all_max", "all_min"]

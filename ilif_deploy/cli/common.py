@@ -9,7 +9,7 @@ import sys
 import warnings
 from typing import Callable, Optional
 
-from .. import __version__
+from .. import __version__, parallel
 from ..converters.nir.conventions import NIR_PRESETS
 from ..data import PRESETS, DataWarning
 from ..errors import DataError, UserError
@@ -191,5 +191,6 @@ def run_cli(main: Callable[[], int]) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
+        parallel.leave()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
