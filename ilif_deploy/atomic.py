@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
+import io
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, Optional, Union
 
 from .errors import UserError
 
@@ -79,13 +83,60 @@ def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.filename is None and e.errno in DISK_ERRORS:
+            raise OSError(e.errno, e.strerror, str(path)) from e  # a full disk names the file it could not write
         raise
+
+
+#: write errors that are the disk's, not the program's: full, over quota, over the file-size limit, read-only
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 def write_text_atomic(path: Union[str, os.PathLike], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the handlers in force before.
+
+    Why: h5py keeps its objects in a weak-value registry, and a KeyboardInterrupt raised inside that
+    registry's callback is printed as "Exception ignored" and lost: 28 of 30 Ctrl-Cs sent during a 2 s
+    h5py write ended in exit 0 (0 of 30 with this hold).  Building a file in memory takes about 0.3 s
+    per 10 MB (1.0 s for a 32 MB NIR file), so a signal waits that long at most."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got = []
+    before = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(got):
+            signal.raise_signal(s)
+
+
+def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.BytesIO], None],
+                      check: Optional[Callable[[Path], None]] = None) -> None:
+    """Write an HDF5 file to ``path`` atomically: ``fill(target)`` writes it (``h5py.File(target, "w")``, or
+    ``nir.write(target, graph)``) into memory, then plain Python file I/O puts the bytes on disk;
+    ``check(temp_path)``, if given, reads the written file back before it replaces ``path``.
+
+    Why not let libhdf5 write the file: on a full disk it fails inside its own flush (a ``RuntimeError``
+    with no errno, and with some h5py builds a segfault on close), and it swallows a Ctrl-C.  In
+    memory neither can happen, and a full disk becomes an ``OSError`` naming ``path``."""
+    buf = io.BytesIO()
+    with _signals_held():
+        fill(buf)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+        if check is not None:
+            check(tmp)

@@ -30,7 +30,7 @@ from typing import Optional, Tuple, Union
 import h5py
 import numpy as np
 
-from ilif_deploy.atomic import atomic_path
+from ilif_deploy.atomic import write_hdf5_atomic
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
@@ -56,8 +56,9 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
     """Write ``spec`` (built from ``graph`` with ``dense_conv_limit``) and its mantissas in ``fixed``
     (default :class:`~.fixed.FixedPoint`) to ``path`` atomically."""
     q = quantize_spec(spec, fixed)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+
+    def fill(target):
+        with h5py.File(target, "w") as f:
             f.attrs.update(format=FORMAT, version=VERSION, timesteps=spec.timesteps, encoding=spec.encoding,
                            source=str(spec.metadata.get("source", "")), dense_conv_limit=int(dense_conv_limit))
             f.create_group("fixed").attrs.update(frac_bits=q.fp.frac_bits, input_frac_bits=q.fp.input_frac_bits,
@@ -84,14 +85,9 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
                     for k in ("in_shape", "out_shape", "stride", "padding", "dilation"):
                         h[k] = np.asarray(getattr(s, k))
                     h["groups"], h["delay"], h["graded"] = s.groups, s.delay, int(s.graded)
-            graph_tmp = str(tmp) + ".ir.npz"
-            try:
-                graph.save(graph_tmp)
-                with open(graph_tmp, "rb") as fh:
-                    f.create_dataset("ir_graph", data=np.frombuffer(fh.read(), dtype=np.uint8))
-            finally:
-                if os.path.exists(graph_tmp):
-                    os.unlink(graph_tmp)
+            f.create_dataset("ir_graph", data=np.frombuffer(graph.to_bytes(), dtype=np.uint8))
+
+    write_hdf5_atomic(path, fill)
 
 
 def _same_structure(path, stored: NetSpec, built: NetSpec) -> None:

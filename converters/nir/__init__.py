@@ -16,7 +16,7 @@ import nir
 import torch
 from torch import nn
 
-from ilif_deploy.atomic import atomic_path
+from ilif_deploy.atomic import write_hdf5_atomic
 from ilif_deploy.ir.graph import Graph
 
 from .conventions import DEFAULT_DT
@@ -45,9 +45,8 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
         :class:`~ilif_deploy.agreement.Agreement` of :func:`ilif_deploy.converters.nir.generic.fidelity`.
     """
     ng = to_nir(graph, dt=dt)
-    with atomic_path(path) as tmp:
-        nir.write(str(tmp), ng)
-        nir.read(str(tmp))  # the file must load with upstream's reader, type checks on
+    # the file must load with upstream's reader, type checks on
+    write_hdf5_atomic(path, lambda target: nir.write(target, ng), check=lambda tmp: nir.read(str(tmp)))
     from ilif_deploy import ir as N
     info = {"path": str(path), "nodes": len(ng.nodes),
             "neuron_layers": len(graph.of_type(N.Neuron)), "dt": dt, "nir_version": nir.version}

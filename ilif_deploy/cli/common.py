@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import signal
 import sys
@@ -10,6 +9,7 @@ import warnings
 from typing import Callable, Optional
 
 from .. import __version__, parallel
+from ..atomic import DISK_ERRORS
 from ..converters.nir.conventions import NIR_PRESETS
 from ..data import PRESETS, DataWarning
 from ..errors import DataError, UserError
@@ -182,7 +182,7 @@ def run_cli(main: Callable[[], int]) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as e:
-        if e.filename is None and e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        if e.filename is None and e.errno not in DISK_ERRORS:
             raise
         where = f": {e.filename}" if e.filename else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The intermediate graph: nodes + edges, validation, topological order, summary, save/load."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -179,6 +180,12 @@ class Graph:
     # ---------------------------------------------------------------- save / load
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the graph to an ``.npz`` file (JSON header + arrays; no pickles), atomically."""
+        data = self.to_bytes()
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+
+    def to_bytes(self) -> bytes:
+        """The ``.npz`` file :meth:`save` writes, as bytes (a ``.lava.h5`` embeds it)."""
         header = {"format": GRAPH_FORMAT, "version": GRAPH_VERSION, "metadata": self.metadata,
                   "edges": [list(e) for e in self.edges], "nodes": []}
         arrays = {}
@@ -189,9 +196,9 @@ class Graph:
                 entry["arrays"][k] = str(len(arrays))
                 arrays[str(len(arrays))] = a
             header["nodes"].append(entry)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        buf = io.BytesIO()
+        np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        return buf.getvalue()
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, BinaryIO]) -> "Graph":
