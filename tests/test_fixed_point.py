@@ -162,6 +162,41 @@ def test_pure_step_equals_the_lava_fixed_process(lava, golden):
     np.testing.assert_array_equal(spikes["n"], r.spikes["n"].numpy())
 
 
+def _conv_wrap_net():
+    """Conv2d(1 -> 1, 3x3, w = 1) fed 100.0: 9 x 128 x 25600 passes Lava's 24-bit Conv accumulator."""
+    g = Graph(metadata={"timesteps": 2})
+    g.add(N.Input("input", (1, 4, 4)))
+    g.add(N.Conv2d("conv", (1, 4, 4), weight=np.ones((1, 1, 3, 3), np.float32), bias=None, padding=1), ["input"])
+    g.add(N.Neuron("n", (1, 4, 4), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["conv"])
+    g.add(N.Flatten("f", (16,)), ["n"])
+    g.add(N.Linear("read", (1,), weight=np.ones((1, 16), np.float32)), ["f"])
+    g.add(N.Output("output", (1,)), ["read"])
+    return g.validate()
+
+
+def test_lava_counts_the_wraps_of_its_dense_and_conv_as_the_engine_does(lava):
+    """Lava's fixed_pt Dense (int32) and Conv (24 bits) wrap silently; the counting processes run the same
+    arithmetic and count every wrapped sum, equal to the torch engine's count and the hand count."""
+    from ilif_deploy.converters.lava.network import build
+    from ilif_deploy.converters.lava.runner import FixedPointWarning, simulate
+
+    # dense: 8 x 128 x 2**22 = 2**32 at both steps -> 2 wraps; conv: each of the 16 outputs sums 4 to 9
+    # inputs of 128 x 25600 (the corner's 4 x 128 x 25600 = 1.3e7 > 2**23 already) at both steps -> 32
+    for g, x, hand in ((_wrap_net(), np.full((1, 2, 8), 16384.0, np.float32), 2),
+                       (_conv_wrap_net(), np.full((1, 2, 1, 4, 4), 100.0, np.float32), 32)):
+        spec = build_netspec(g)
+        with build(spec, mode="fixed", samples=1, record=True) as net:
+            _, spikes = net.run(x)
+            wraps = net.synapse_wraps()
+        r = TorchEngine(spec, "fixed").run(torch.as_tensor(x).transpose(0, 1))
+        assert wraps == r.synapse_wraps == {"n": hand, "output": 0}
+        np.testing.assert_array_equal(spikes["n"], r.spikes["n"].numpy())
+    with pytest.warns(FixedPointWarning, match="layer 'n': synaptic sums can reach"):
+        rep = simulate(_wrap_net(), x=np.full((1, 8), 16384.0, np.float32), mode="fixed", engine="lava",
+                       progress=False)
+    assert rep.details["synapse_wraps"] == {"n": 2, "output": 0}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["digits_ilif", "digits_lif"])
 @pytest.mark.parametrize("mode", ["fixed", "float"])

@@ -223,7 +223,7 @@ class TorchEngine:
 
 def overflow_risks(fb: FixedBounds, input_max: float) -> List[str]:
     """Before running: per target layer, whether max |input| x sum |mantissa| can exceed what Lava's
-    accumulators hold (int32 Dense/Sparse, 24-bit Conv) -- the wraps Lava cannot count.  One line per
+    accumulators hold (int32 Dense/Sparse, 24-bit Conv), where a sum wraps.  One line per
     layer at risk; an empty list proves that no synaptic sum can wrap on inputs up to ``input_max``
     (float units).  (State saturation is always counted by the step itself, so it is not warned of.)"""
     bounds, _ = fb.batch(min(input_max * 2 ** fb.quantized.fp.input_frac_bits, INPUT_MAX))
@@ -233,7 +233,7 @@ def overflow_risks(fb: FixedBounds, input_max: float) -> List[str]:
                      for i, s in fb.incoming[name]), default=0.0)
         if worst >= 1.0:
             out.append(f"layer '{name}': synaptic sums can reach {worst:.3g}x what Lava's accumulator holds "
-                       f"(wraps silently in Lava; counted by the torch engine)")
+                       f"(such sums wrap; counted per layer in synapse_wraps)")
     return out
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from ilif_deploy.errors import UserError
 
 from .compat import require_lava
-from .fixed import FixedPoint, QuantizedNet, quantize_input, quantize_spec
+from .fixed import PORT_BITS, FixedPoint, QuantizedNet, quantize_input, quantize_spec, wrap
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
 MODES = {"float": "floating_pt", "fixed": "fixed_pt"}
@@ -72,6 +72,8 @@ class LavaNetwork:
     connections: List[object] = field(default_factory=list)
     fast_conv: bool = True
     input_saturated: int = 0  # analog input values beyond the 24-bit input format (fixed mode), so far
+    counted: Dict[str, List[object]] = field(default_factory=dict)  # layer: processes whose wraps add up to its
+    readout_wraps: int = 0  # readout sums wrapped to int32 (fixed mode), so far
     _started: bool = False
 
     @property
@@ -149,7 +151,11 @@ class LavaNetwork:
             del mm
             part = from_lava(part, layer.shape).reshape(n, T, *layer.shape).swapaxes(0, 1)
             result[k] = part
-        out = result.pop(OUTPUT) * self.readout_scale + self.spec.readout.bias
+        out = result.pop(OUTPUT)
+        if self.mode == "fixed":  # the recorder takes the sum exact: wrap it as Lava's int32 port does, counted
+            out, n = wrap(out.astype(np.int64), PORT_BITS)
+            self.readout_wraps += int(n)
+        out = out * self.readout_scale + self.spec.readout.bias
         return out, result
 
     def overflows(self) -> Dict[str, int]:
@@ -158,11 +164,21 @@ class LavaNetwork:
             return {}
         return {k: int(p.overflows.get()[0]) for k, p in self.neurons.items() if hasattr(p, "overflows")}
 
+    def synapse_wraps(self) -> Dict[str, int]:
+        """Per target layer (``OUTPUT`` for the readout): synaptic sums that wrapped so far (fixed mode),
+        in its connection processes (:mod:`.process.counting`) and in its input port."""
+        if not self._started or self.mode != "fixed":
+            return {}
+        out = {k: sum(int(p.wraps.get()[0]) for p in procs) for k, procs in self.counted.items()}
+        out[OUTPUT] = out.get(OUTPUT, 0) + self.readout_wraps
+        return out
+
 
 def run_config(mode: str = "float", fast_conv: bool = True):
     """``Loihi2SimCfg`` (Lava's CPU simulation of Loihi 2) for ``mode``; with ``fast_conv`` Lava's
     ``Conv`` process runs on :mod:`ilif_deploy.converters.lava.process.fast_conv` (same results, a matrix
-    product instead of a Python loop over channel pairs)."""
+    product instead of a Python loop over channel pairs).  Fixed mode builds the counting processes of
+    :mod:`ilif_deploy.converters.lava.process.counting` instead, whose Conv model is the same product."""
     require_lava()
     from lava.magma.core.run_configs import Loihi2SimCfg
 
@@ -187,12 +203,17 @@ def _worker_errors(proc) -> str:
     return ("first error in a Lava worker process:\n" + found[0]) if found else ""
 
 
-def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: list) -> None:
-    """One connection process (plus ``syn.delay`` identity relays) from ``src_port`` to ``dst_port``."""
-    from lava.proc.conv.process import Conv
-    from lava.proc.dense.process import Dense
-    from lava.proc.sparse.process import Sparse
+def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: list) -> object:
+    """One connection process (plus ``syn.delay`` identity relays) from ``src_port`` to ``dst_port``;
+    returns the connection process.  Fixed mode uses the processes that count their wraps."""
     from scipy import sparse as sp
+
+    if mode == "fixed":
+        from .process.counting import CountingConv as Conv, CountingDense as Dense, CountingSparse as Sparse
+    else:
+        from lava.proc.conv.process import Conv
+        from lava.proc.dense.process import Dense
+        from lava.proc.sparse.process import Sparse
 
     bits = 24 if syn.graded else 0
     out_l = lava_shape(syn.out_shape)
@@ -211,7 +232,8 @@ def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: l
     connections.append(conn)
     n_out = int(np.prod(out_l))
     for _ in range(syn.delay):
-        # a residual shortcut is shorter than the main path: delay it by relays (each adds one step)
+        # a residual shortcut is shorter than the main path: delay it by relays (each adds one step;
+        # an identity on int32 values, so a relay never wraps)
         relay = Sparse(weights=sp.identity(n_out, format="csr", dtype=np.int64 if mode == "fixed" else float),
                        num_message_bits=24)
         (out.flatten() if len(out_l) > 1 else out).connect(relay.s_in)
@@ -220,6 +242,7 @@ def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: l
     if syn.kind != "conv" and len(out_l) > 1 and syn.delay == 0:
         out = out.reshape(out_l)
     out.connect(dst_port)
+    return conn
 
 
 def _lava_weight(syn: Synapse, w: np.ndarray) -> np.ndarray:
@@ -278,6 +301,7 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
     neurons: Dict[str, object] = {}
     ports = {INPUT: src.s_out}
     connections: list = []
+    counted: Dict[str, list] = {}
     readout_scale = 1.0
     for layer in spec.layers + [spec.readout]:
         indexed = spec.incoming_indexed(layer.name)
@@ -304,8 +328,11 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
                        ciu_source=p.ciu_source, reset=p.reset, v_reset=p.v_reset, compare=p.compare,
                        bias=to_lava(layer.bias, layer.shape), delay=layer.depth, period=T, fixed=fx,
                        name=layer.name)
-        for syn, w in zip(incoming, weights):
-            _connect(ports[syn.source], syn, _lava_weight(syn, w), dst.a_in, mode, connections)
+        key = OUTPUT if layer is spec.readout else layer.name
+        counted[key] = [_connect(ports[syn.source], syn, _lava_weight(syn, w), dst.a_in, mode, connections)
+                        for syn, w in zip(incoming, weights)]
+        if hasattr(dst, "wraps"):
+            counted[key].append(dst)
         if layer is not spec.readout:
             neurons[layer.name] = dst
             ports[layer.name] = dst.s_out
@@ -314,7 +341,7 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
             proc.s_out.connect(recorder(name, proc.s_out.shape, "uint8").a_in)
     return LavaNetwork(spec=spec, mode=mode, samples=samples, source=src, neurons=neurons, recorders=recorders,
                        workdir=workdir, fp=fp, quantized=quantized, readout_scale=readout_scale,
-                       connections=connections, fast_conv=fast_conv)
+                       connections=connections, fast_conv=fast_conv, counted=counted if mode == "fixed" else {})
 
 
 def run_layer(x: np.ndarray, params, mode: str = "float") -> Dict[str, np.ndarray]:

@@ -211,7 +211,8 @@ class _Engine:
         if self.mode != "fixed":
             return {"overflows": {}, "synapse_wraps": {}, "input_saturated": 0}
         if self.engine == "lava":
-            return {"overflows": self.net.overflows(), "input_saturated": self.net.input_saturated}
+            return {"overflows": self.net.overflows(), "synapse_wraps": self.net.synapse_wraps(),
+                    "input_saturated": self.net.input_saturated}
         return self.totals
 
 

@@ -92,8 +92,7 @@ def main(argv=None) -> int:
         print(f"{where}: {d['seconds']:.1f} s, {d['ms_per_sample_step']:.3f} ms per sample-step")
         if args.mode == "fixed":
             print(f"fixed point: saturated states {sum(d['overflows'].values())}, wrapped synaptic sums "
-                  f"{sum(d.get('synapse_wraps', {}).values())}"
-                  f"{'' if args.engine == 'torch' else ' (not observable inside Lava)'}, saturated inputs "
+                  f"{sum(d.get('synapse_wraps', {}).values())}, saturated inputs "
                   f"{d['input_saturated']}")
         if "verify" in d:
             v = d["verify"]

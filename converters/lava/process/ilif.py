@@ -29,7 +29,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 import ilif_deploy.converters.lava.compat  # noqa: F401  (the Python 3.11 import fix, before lava.magma)
-from ilif_deploy.converters.lava.fixed import FixedLayer, FixedPoint, ilif_step_fixed
+from ilif_deploy.converters.lava.fixed import PORT_BITS, FixedLayer, FixedPoint, ilif_step_fixed, wrap
 from ilif_deploy.neuron_step import NUMPY_OPS, ILIFParams, ILIFState, ilif_step
 
 class ILIF(AbstractProcess):
@@ -81,6 +81,7 @@ class ILIF(AbstractProcess):
         for key in ("vth_int", "v_reset_int", "decay_lam", "decay_u", "decay_i"):
             setattr(self, key, Var(shape=(1,), init=int(fixed.get(key, getattr(default, key)))))
         self.overflows = Var(shape=(1,), init=0)
+        self.wraps = Var(shape=(1,), init=0)  # int32 sums of the input port wrapped (fixed_pt)
 
 
 class _WindowMixin:
@@ -107,6 +108,7 @@ class _WindowMixin:
     decay_u: np.ndarray = LavaPyType(np.ndarray, int)
     decay_i: np.ndarray = LavaPyType(np.ndarray, int)
     overflows: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    wraps: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def _window_step(self) -> int:
         """Step k of the current sample (0-based), or -1 before this layer's first input arrives."""
@@ -175,10 +177,12 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
     """Loihi-style fixed-point ILIF: integer state of 24 bits (LSB = 2**-frac_bits), decays as
     12-bit fractions, input a_in scaled by 2**a_exp (the per-layer weight exponent), and
     sigmoid(mpiu) from a 1024-entry lookup table.  A value leaving the signed 24-bit range is
-    saturated and counted in ``overflows`` (never wrapped silently).
+    saturated and counted in ``overflows`` (never wrapped silently); the summed input wraps at int32 as
+    Lava's port would, counted in ``wraps``.
     """
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    # int64, wrapped to int32 in run_spk: Lava's int32 port would wrap the sum of several connections silently
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
     u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
@@ -207,6 +211,8 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
         if k < 0:
             self.s_out.send(np.zeros(self.s_out.shape, dtype=np.int32))
             return
+        a_in, wrapped = wrap(a_in, PORT_BITS)
+        self.wraps[0] += int(wrapped)
         if k == 0:
             for arr in (self.u, self.v, self.ciu, self.mpiu, self.ciu_drive):
                 arr[...] = 0

@@ -58,4 +58,6 @@ class PyFileRecorderFloat(_RecorderModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyFileRecorderFixed(_RecorderModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    # int64: the sum of several connections arrives exact; the reader wraps it to int32 and counts
+    # (LavaNetwork.run), where Lava's int32 port would wrap it silently
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
