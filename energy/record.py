@@ -97,7 +97,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     from tqdm.auto import tqdm
 
     if batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+        raise UserError(f"batch_size (--batch-size) must be >= 1, got {batch_size}")
     dev = torch.device(device)
     data = as_dataset(x, graph.input_shape, timesteps or graph.timesteps, labels)
     rank, size = world()

@@ -330,3 +330,46 @@ def test_ctrl_c_during_an_hdf5_write_is_not_swallowed(tmp_path):
         out, err = p.communicate(timeout=120)
         assert (p.returncode, err.strip(), out) == (130, "interrupted", ""), (delay, err[-2000:])
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bit_flip_in_a_model_files_tensor_is_refused_not_loaded(tmp_path):
+    """torch.load does not check the zip's CRC-32s: a flipped bit used to load as a different weight."""
+    import zipfile
+
+    src = model_path("digits_ilif")
+    with zipfile.ZipFile(src) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)  # the largest tensor record
+    data = bytearray(src.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size // 2] ^= 0x08
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    rc, lines = _run(export.main, [str(tmp_path / "flipped.pt"), "--target", "ir", "-o", str(tmp_path / "o.ir.npz")])
+    assert rc == 2 and len(lines) == 1 and "flipped.pt: damaged: record" in lines[0] and "CRC-32" in lines[0], lines
+    assert not (tmp_path / "o.ir.npz").exists()
+
+
+def test_nir_fields_that_nir_itself_cannot_read_are_named(tmp_path):
+    from ilif_deploy.converters.nir import read_graph
+    from ilif_deploy.errors import UserError
+
+    def conv_file(name, key):
+        nodes = {"input": nir.Input(np.array([2, 8, 8])),
+                 "c": nir.Conv2d(input_shape=(8, 8), weight=np.ones((2, 2, 3, 3), np.float32), stride=1, padding=0,
+                                 dilation=1, groups=1, bias=np.zeros(2, np.float32)),
+                 "output": nir.Output(np.array([2, 6, 6]))}
+        nir.write(str(tmp_path / name), nir.NIRGraph(nodes, [("input", "c"), ("c", "output")], type_check=False))
+        with h5py.File(tmp_path / name, "r+") as h:
+            h[f"node/nodes/c/{key}"][...] = 0
+        return tmp_path / name
+
+    # stride 0 ended in an OverflowError inside nir's shape inference
+    with pytest.raises(UserError, match=r"stride0.nir: NIR node 'c': stride must be >= 1, got \[0, 0\]"):
+        read_graph(conv_file("stride0.nir", "stride"))
+    nodes = {"input": nir.Input(np.array([4])), "fc": nir.Affine(np.ones((4, 4), np.float32), np.zeros(4, np.float32)),
+             "lif": nir.LIF(tau=np.full(7, 0.01, np.float32), r=np.ones(7, np.float32), v_leak=np.zeros(7, np.float32),
+                            v_threshold=np.ones(7, np.float32), v_reset=np.zeros(7, np.float32)),
+             "output": nir.Output(np.array([7]))}
+    nir.write(str(tmp_path / "mismatch.nir"), nir.NIRGraph(nodes, [("input", "fc"), ("fc", "lif"), ("lif", "output")],
+                                                          type_check=False))
+    with pytest.raises(UserError, match=r"mismatch.nir: NIR node 'lif' \(LIF\) has parameters for 7 neurons but "
+                                        r"receives 4 values per step"):
+        read_graph(tmp_path / "mismatch.nir")

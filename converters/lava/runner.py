@@ -77,6 +77,8 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
 
     if engine not in ENGINES:
         raise UserError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UserError(f"batch (--batch-size) must be >= 1, got {batch!r}")
     spec, graph = _source(source)
     T = spec.timesteps
     if x is not None:

@@ -71,7 +71,11 @@ def read_graph(path: Union[str, os.PathLike], dt: Optional[float] = None, if_con
     dt, if_convention = reading_conventions(nir_from, dt, if_convention)
     if not os.path.exists(path):
         raise NIRImportError(f"NIR file not found: {path}")
-    g = from_nir(read_nir(path), dt=dt, if_convention=if_convention)
+    graph = read_nir(path)
+    try:
+        g = from_nir(graph, dt=dt, if_convention=if_convention)
+    except NIRImportError as e:  # a NIR file's content is wrong: name the file (the Python API's callers too)
+        raise NIRImportError(f"{path}: {e}") from None
     if nir_from and g.metadata.get("source") == "nir":
         g.metadata["nir_from"] = nir_from
     return g

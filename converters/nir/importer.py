@@ -50,19 +50,44 @@ class NIRImportError(UserError):
 
 
 # ----------------------------------------------------------------------------- file access
+def _check_conv_fields(path) -> None:
+    """Refuse a ``stride``, ``dilation`` or ``groups`` below 1 by node name before ``nir.read``, whose
+    shape inference divides by them (stride 0 ends in an OverflowError deep inside nir)."""
+    import h5py
+
+    bad = []
+
+    def visit(name, obj):
+        key = name.rsplit("/", 1)[-1]
+        if key in ("stride", "dilation", "groups") and isinstance(obj, h5py.Dataset) and obj.dtype.kind in "iuf" \
+                and obj.size <= 16 and (np.asarray(obj[()]) < 1).any():
+            bad.append((name.rsplit("/", 2)[-2], key, np.asarray(obj[()]).tolist()))
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "node" in f:
+                f["node"].visititems(visit)
+    except OSError:
+        return  # not HDF5: nir.read's error says so
+    if bad:
+        node, key, value = bad[0]
+        raise NIRImportError(f"{path}: NIR node '{node}': {key} must be >= 1, got {value}")
+
+
 def read_nir(path) -> nir.NIRGraph:
     """``nir.read(path)`` with type checking; files whose types do not check (older exporters write
     scalar parameters) are read again without it, with a warning."""
     from ..hdf5_safety import check_self_contained
 
     check_self_contained(path)
+    _check_conv_fields(path)
     try:
         return nir.read(str(path))
     except FileNotFoundError:
         raise
     except OSError as e:
         raise NIRImportError(f"{path}: not a NIR (HDF5) file ({e})") from None
-    except (ValueError, AssertionError, KeyError, TypeError) as e:
+    except (ValueError, AssertionError, KeyError, TypeError, ArithmeticError) as e:
         try:
             g = nir.read(str(path), type_check=False)
         except Exception:
@@ -178,6 +203,9 @@ def _scalar(node_name: str, node: nir.NIRNode, field: str) -> float:
     a = np.asarray(getattr(node, field), dtype=np.float64).reshape(-1)
     if a.size == 0:
         raise NIRImportError(f"NIR node '{node_name}' ({type(node).__name__}): parameter {field} is empty")
+    if not np.isfinite(a).all():
+        raise NIRImportError(f"NIR node '{node_name}' ({type(node).__name__}): parameter {field} holds "
+                             f"{a[~np.isfinite(a)][0]:g} at index {int(np.flatnonzero(~np.isfinite(a))[0])}")
     if not np.all(a == a[0]):
         raise NIRImportError(f"NIR node '{node_name}' ({type(node).__name__}): parameter {field} differs between "
                              f"neurons ({a.min():g} .. {a.max():g}); the IR holds one value per layer")
@@ -361,7 +389,22 @@ def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
                 c = shapes[0][0]  # a layer-wide gain: one value per channel
                 node.scale, node.shift = np.repeat(node.scale, c), np.repeat(node.shift, c)
             node.shape = infer_shape(node, shapes)
+    for name in order:
+        _check_neuron_count(name, g.nodes[name], chains[name])
     return out.validate()
+
+
+def _check_neuron_count(name: str, node: nir.NIRNode, chain: "_Chain") -> None:
+    """A neuron node's per-neuron parameters are one value per neuron it receives: a LIF of 7 fed by an
+    Affine of 4 (a type mismatch nir.read lets through without its type check) is refused by name."""
+    if not isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.I, nir.Threshold)) or not chain.nodes:
+        return
+    sizes = {np.asarray(v).size for v in vars(node).values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"}
+    held = max(sizes, default=1)
+    fed = int(np.prod(chain.nodes[-1].shape))
+    if held > 1 and held != fed:
+        raise NIRImportError(f"NIR node '{name}' ({type(node).__name__}) has parameters for {held} neurons but "
+                             f"receives {fed} values per step")
 
 
 # ----------------------------------------------------------------------------- entry point
