@@ -36,6 +36,7 @@ from ilif_deploy import ir as N
 from ilif_deploy.cli import energy, export, simulate
 from ilif_deploy.converters import open_graph
 from ilif_deploy.converters.lava import export_graph as lava_export
+from ilif_deploy.converters.netx import export_graph as netx_export
 from ilif_deploy.converters.nir import export_graph as nir_export
 from ilif_deploy.converters.onnx import export_graph as onnx_export
 from ilif_deploy.examples import model_path
@@ -73,6 +74,8 @@ def run_child(argv, preexec=None, interrupt_after=None):
 
 def verdict(result, expect: str, names, counted=None) -> str:
     rc, lines, out = result
+    if expect == "interrupt" and rc == "crash" and lines == [f"signal {int(signal.SIGINT)}"]:
+        return "clear error"  # interrupted while Python was still importing, before the tool's own handler
     if rc in ("traceback", "crash"):
         return rc
     if rc == 2:
@@ -381,8 +384,16 @@ def main() -> int:
         x = np.random.default_rng(0).random((12, 1, 8, 8)).astype(np.float32)
         np.savez(d / "seed.npz", x=x, y=np.arange(12) % 10)
         np.save(d / "seed.npy", x)
+        lif = ILIFParams(lam=0.5, v_th=2.0, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
+        net = Graph(metadata={"timesteps": 4})
+        net.add(N.Input("input", (16,), encoding="sequence"))
+        net.add(N.Linear("fc", (8,), weight=np.random.default_rng(1).integers(-2, 4, (8, 16)).astype(np.float32)),
+                ["input"])
+        net.add(N.Neuron("n", (8,), params=lif, kind="lif"), ["fc"])
+        net.add(N.Output("output", (8,)), ["n"])
+        netx_export(net.validate(), d / "seed.net")
         seeds.update(ir=d / "seed.ir.npz", nir=d / "seed.nir", lava=d / "seed.lava.h5", npz=d / "seed.npz",
-                     npy=d / "seed.npy")
+                     npy=d / "seed.npy", netx=d / "seed.net")
         for case in named_cases(d, seeds):
             if case is None:
                 continue
@@ -396,7 +407,7 @@ def main() -> int:
             result = run_child(argv, interrupt_after=2.5 + delay)
             rows.append(("outputs", f"Ctrl-C during a NIR export ({2.5 + delay:.1f} s in)",
                          verdict(result, "interrupt", []), result[1]))
-        for kind in ("model", "ir", "nir", "lava", "npz", "npy"):
+        for kind in ("model", "ir", "nir", "lava", "netx", "npz", "npy"):
             for i, (what, blob) in enumerate(corruptions(seeds[kind].read_bytes(), random.Random(kind))):
                 f = d / f"case{i}{seeds[kind].name}"
                 f.write_bytes(blob)

@@ -52,7 +52,7 @@ class Target:
 #: ``fold_bn``: write the graph with BatchNorm folded into the weights (see :func:`export`; Lava always folds)
 TARGETS = {"ir": Target(".ir_file", ".ir.npz", ("fold_bn",)), "lava": Target(".lava", ".lava.h5"),
            "nir": Target(".nir", ".nir", ("fidelity", "fold_bn")),
-           "onnx": Target(".onnx", ".onnx", ("fidelity", "fold_bn"))}
+           "onnx": Target(".onnx", ".onnx", ("fidelity", "fold_bn")), "netx": Target(".netx", ".net")}
 
 
 def get_exporter(target: str, **options) -> Callable:
@@ -237,7 +237,7 @@ def file_kind(path) -> str:
                 if looks_like_netx(f):
                     return "netx"
                 found = sorted(f)[:5]
-        except OSError as e:
+        except (OSError, RuntimeError, KeyError) as e:  # h5py raises all three on damaged metadata
             raise UserError(f"{p}: a damaged HDF5 file ({e})") from None
         raise UserError(f"{p}: an HDF5 file with {found}, neither a NIR graph, an ilif-deploy Lava network nor a "
                         f"lava-dl netx network")
@@ -245,9 +245,9 @@ def file_kind(path) -> str:
         return "model"
     if _looks_like_onnx(p):
         raise UserError(f"{p}: an ONNX model; ilif-deploy writes ONNX (--target onnx) but reads torch models, "
-                        f".ir.npz graphs, NIR and .lava.h5 files")
-    raise UserError(f"{p}: not a file ilif-deploy reads (a torch model, .ir.npz, NIR or .lava.h5); it starts "
-                    f"with {head!r}")
+                        f".ir.npz graphs, NIR, .lava.h5 and netx .net files")
+    raise UserError(f"{p}: not a file ilif-deploy reads (a torch model, .ir.npz, NIR, .lava.h5 or netx .net); "
+                    f"it starts with {head!r}")
 
 
 def open_file(path, **options) -> OpenedFile:

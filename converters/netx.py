@@ -17,6 +17,16 @@ This is the float reading: Loihi rounds each decay toward zero in 12-bit fixed p
 from lava-dl's fixed-point run where a membrane lands next to the threshold.  The input layer (a neuron
 that encodes ``x * weight + bias``) becomes Affine -> Neuron.  What has no IR form is refused by name:
 graded spikes (SDNN/sigma-delta), refractory periods > 1 step, pooling/transposed/average layers.
+
+Writing (:func:`export_graph`, ``ilif-export --target netx``) goes the other way for what netx can run: spike
+input -> (Linear -> LIF with hard reset to 0 and the ``>`` rule) per layer, each layer a netx ``dense`` block with
+a CUBA neuron whose current does not persist (``iDecay`` 4096).  netx has no ILIF neuron and no soft reset
+(Loihi's CUBA resets to zero), so those are refused by name, as are conv layers (not written yet) and a
+non-spiking readout.  Loihi computes in integers: each layer's weights, bias and threshold are scaled by one
+power of two (the largest that keeps the weights within Loihi's 8-bit mantissas of -256 .. 254) and rounded;
+``info["rounding"]`` says how far any value moved.  The decay ``vDecay = (1 - lam) 4096`` is rounded the same
+way, and Loihi truncates each decayed voltage: spikes equal the float network's where those are exact
+(``lam = 1``, or dyadic values), as the test with lava-dl's own loader shows.
 """
 from __future__ import annotations
 
@@ -74,12 +84,22 @@ def _neuron(path, i: int, g, layer_name: str):
 def read_netx(path, timesteps=None) -> Graph:
     """IR graph of the netx file at ``path`` (see the module docstring); ``timesteps`` sets T (netx files
     store none)."""
-    import h5py
 
     from .hdf5_safety import check_self_contained
 
     path = Path(path)
     check_self_contained(path)
+    try:
+        return _read(path, timesteps)
+    except NetxError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:  # h5py on damaged bytes
+        raise NetxError(f"{path}: not a readable netx network ({type(e).__name__}: {e})") from None
+
+
+def _read(path: Path, timesteps) -> Graph:
+    import h5py
+
     with h5py.File(path, "r") as f:
         if not looks_like_netx(f):
             raise NetxError(f"{path}: not a lava-dl netx network (no /layer/0/type)")
@@ -166,4 +186,88 @@ def _infer(g: Graph, path) -> None:
         raise NetxError(f"{path}: the layers do not fit together ({e})") from None
 
 
-__all__ = ["read_netx", "looks_like_netx", "NetxError"]
+WEIGHT_MAX = 254  # Loihi's 8-bit mixed-sign weights are even mantissas in [-256, 254]
+
+
+def _netx_layers(graph: Graph):
+    """[(Linear, Neuron)] of a graph netx can express, or NetxError naming what it cannot."""
+    order = [graph.nodes[n] for n in graph.topological_order()]
+    layers, pending = [], None
+    for node in order:
+        if isinstance(node, (N.Input, N.Output, N.Flatten)):
+            continue
+        if isinstance(node, N.Linear):
+            if pending is not None:
+                raise NetxError(f"'{node.name}': two synapses in a row (netx has one per layer)")
+            pending = node
+        elif isinstance(node, N.Neuron):
+            p = node.params
+            if pending is None:
+                raise NetxError(f"'{node.name}': a neuron without a synapse before it")
+            if p.lam_u != 0.0 or p.lam_i != 0.0:
+                raise NetxError(f"'{node.name}' is an ILIF layer: netx has no such neuron (its neurons are "
+                                f"CUBA/LIF); export it as --target lava or nir")
+            if p.reset != "zero" or p.v_reset != 0.0 or p.compare != ">":
+                raise NetxError(f"'{node.name}': netx's CUBA neuron resets to 0 and fires on v > threshold; this "
+                                f"layer has reset={p.reset!r}, v_reset={p.v_reset:g}, compare={p.compare!r}")
+            layers.append((pending, node))
+            pending = None
+        else:
+            raise NetxError(f"'{node.name}' ({node.op}) is not written as netx (only Linear -> LIF layers are)")
+    if pending is not None:
+        raise NetxError(f"'{pending.name}': a non-spiking readout; every netx layer ends in a spiking neuron")
+    if not layers:
+        raise NetxError("no Linear -> LIF layer to write")
+    if graph.input_node.encoding != "sequence":
+        raise NetxError("netx networks take spikes: the graph's input is analog (direct encoding); "
+                        "netx's input layer would encode it with a neuron of its own")
+    return layers
+
+
+def export_graph(graph: Graph, path, **_) -> dict:
+    """Write ``graph`` as a lava-dl netx network (``.net``, atomically; see the module docstring).
+
+    Returns ``{"path", "layers", "scales"}`` (the power of two each layer was scaled by) and ``rounding``
+    (the largest change rounding made to a weight, bias or threshold, in the graph's units)."""
+    import h5py
+
+    from ilif_deploy.atomic import write_hdf5_atomic
+
+    layers = _netx_layers(graph)
+    scales, rounding, blocks = [], 0.0, []
+    for syn, neu in layers:
+        w = np.asarray(syn.weight, np.float64)
+        b = np.zeros(w.shape[0]) if syn.bias is None else np.asarray(syn.bias, np.float64)
+        p = neu.params
+        top = float(np.abs(w).max()) or 1.0
+        scale = 2.0 ** np.floor(np.log2(WEIGHT_MAX / top))
+        q = {k: np.round(v * scale) for k, v in (("weight", w), ("bias", b), ("vThMant", np.float64(p.v_th)))}
+        q["weight"] = 2 * np.round(w * scale / 2)  # even mantissas: what Loihi's mixed-sign weights hold
+        rounding = max(rounding, *(float(np.abs(q[k] / scale - v).max()) for k, v in
+                                   (("weight", w), ("bias", b), ("vThMant", p.v_th))))
+        v_decay = int(round((1.0 - p.lam) * DECAY_ONE))
+        rounding = max(rounding, abs((1.0 - v_decay / DECAY_ONE) - p.lam))
+        scales.append(float(scale))
+        blocks.append((syn, q, v_decay))
+
+    def fill(target):
+        with h5py.File(target, "w") as f:
+            root = f.create_group("layer")
+            for i, (syn, q, v_decay) in enumerate(blocks):
+                g = root.create_group(str(i))
+                g.create_dataset("type", data=np.array([b"dense"]))
+                g["shape"] = np.array([syn.weight.shape[0]])
+                g["inFeatures"], g["outFeatures"] = syn.weight.shape[1], syn.weight.shape[0]
+                g["weight"] = q["weight"]
+                if np.any(q["bias"]):
+                    g["bias"] = q["bias"]
+                n = g.create_group("neuron")
+                n.create_dataset("type", data=np.array([b"CUBA"]))
+                n["iDecay"], n["vDecay"], n["vThMant"] = DECAY_ONE, v_decay, int(q["vThMant"])
+                n["refDelay"], n["gradedSpike"], n["wgtExp"] = 1, False, 0
+
+    write_hdf5_atomic(path, fill)
+    return {"path": str(path), "layers": len(blocks), "scales": scales, "rounding": rounding}
+
+
+__all__ = ["read_netx", "looks_like_netx", "export_graph", "NetxError"]

@@ -19,10 +19,10 @@ VPY=.venv/bin/python
 "$VPY" -m pip install --quiet --upgrade pip
 # Pinned runtime and test dependencies (torch==2.13.0 resolves to the local CPU build).
 "$VPY" -m pip install --quiet -r requirements.txt
-# Lava: lava-nc declares Python <3.11 and numpy <2, so it is installed without its declared
-# dependencies; requirements-lava.txt lists what it really needs at run time.  lava-dl is not
-# needed (ilif-deploy loads its own netx-like HDF5 files; see docs/lava.md).
+# Lava: lava-nc and lava-dl declare Python <3.11 (and numpy <2, torch <2.4), so they are installed
+# without their declared dependencies; requirements-lava.txt lists what they really need at run time.
+# lava-dl's netx loads the .net files of --target netx (its tests); ilif-deploy reads .net with h5py.
 "$VPY" -m pip install --quiet -r requirements-lava.txt
-"$VPY" -m pip install --quiet --no-deps --ignore-requires-python lava-nc==0.10.0
+"$VPY" -m pip install --quiet --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 "$VPY" -m pip install --quiet --no-deps -e .
 echo "ilif-deploy is set up in .venv"

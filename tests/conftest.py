@@ -86,6 +86,17 @@ def lava():
 
 
 @pytest.fixture(scope="session")
+def netx(lava):
+    """lava-dl's netx module (scripts/setup.sh installs lava-dl); without it: skipped locally, a failure in CI."""
+    from ilif_deploy.converters.lava.compat import LavaUnavailable, require_netx
+
+    try:
+        return require_netx()
+    except LavaUnavailable as e:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(str(e))
+
+
+@pytest.fixture(scope="session")
 def interop() -> Path:
     """../shared/interop: files published by other projects (not part of this repository). Tests that read
     them skip when it is absent (a clean clone on its own); nothing of ours is hidden by that skip."""

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from ilif_deploy import ir as N
 from ilif_deploy.cli import energy, export
 from ilif_deploy.converters.lava import export_graph as lava_export
 from ilif_deploy.converters.nir import export_graph as nir_export
@@ -52,14 +53,30 @@ def seeds(tmp_path_factory, digits_ilif_graph):
     x = np.random.default_rng(0).random((12, 1, 8, 8)).astype(np.float32)
     np.savez(d / "d.npz", x=x, y=np.arange(12) % 10)
     np.save(d / "d.npy", x)
-    files.update(ir=d / "g.ir.npz", nir=d / "g.nir", lava=d / "g.lava.h5", npz=d / "d.npz", npy=d / "d.npy")
+    from ilif_deploy.converters.netx import export_graph as netx_export
+    from ilif_deploy.ir import Graph
+    from ilif_deploy.neuron_step import ILIFParams
+
+    lif = ILIFParams(lam=0.5, v_th=2.0, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
+    net = Graph(metadata={"timesteps": 4})
+    net.add(N.Input("input", (16,), encoding="sequence"))
+    net.add(N.Linear("fc", (8,), weight=np.random.default_rng(1).integers(-2, 4, (8, 16)).astype(np.float32)),
+            ["input"])
+    net.add(N.Neuron("n", (8,), params=lif, kind="lif"), ["fc"])
+    net.add(N.Output("output", (8,)), ["n"])
+    netx_export(net.validate(), d / "g.net")
+    files.update(ir=d / "g.ir.npz", nir=d / "g.nir", lava=d / "g.lava.h5", npz=d / "d.npz", npy=d / "d.npy",
+                 netx=d / "g.net")
     return files
 
 
-@pytest.mark.parametrize("kind", ["model", "ir", "nir", "lava", "npz", "npy"])
+@pytest.mark.parametrize("kind", ["model", "ir", "nir", "lava", "netx", "npz", "npy"])
 def test_corrupted_files_end_in_one_line_or_a_valid_run(kind, seeds, tmp_path):
+    import resource
+
     data = open(seeds[kind], "rb").read()
     verdicts = {}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for i, (what, blob) in enumerate(_corruptions(data, random.Random(kind))):
         f = tmp_path / f"case{i}{seeds[kind].name}"
         f.write_bytes(blob)
@@ -78,6 +95,7 @@ def test_corrupted_files_end_in_one_line_or_a_valid_run(kind, seeds, tmp_path):
             assert not any(p.exists() for p in (out / "o.ir.npz", out / "r.csv")), what  # nothing half-written
         verdicts[what] = rc
     assert list(verdicts.values()).count(2) >= 4  # the damage was really seen (empty, truncations, random bytes)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KB: no case asked for memory
 
 
 def test_hdf5_external_storage_links_and_virtual_datasets_are_refused(seeds, tmp_path):

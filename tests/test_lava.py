@@ -133,7 +133,7 @@ def test_artifact_roundtrip_without_running_lava(tmp_path):
         np.testing.assert_array_equal(a.weight, b.weight)
     assert set(graph.nodes) == set(g.nodes)
     import h5py
-    with h5py.File(tmp_path / "toy.lava.h5") as f:  # the netx-like layout
+    with h5py.File(tmp_path / "toy.lava.h5") as f:  # the layout docs/lava.md describes
         assert f["layer/0/type"][()] == b"input"
         assert f["layer/3/neuron/compartments"][()].tolist() == [b"u", b"v", b"ciu", b"mpiu"]
         assert f["layer/6/type"][()] == b"readout"

@@ -19,8 +19,10 @@ the command that installs it.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
+import io
 import re
 import sys
 
@@ -111,6 +113,39 @@ def require_lava() -> None:
             raise LavaUnavailable(INSTALL_HINT) from None
         raise LavaUnavailable(f"Lava is installed but one of its dependencies is missing ({e}). "
                               + INSTALL_HINT.replace("Lava is not installed in this environment. ", "")) from None
+
+
+NETX_INSTALL_HINT = ("lava-dl's netx is not installed in this environment. Install it with scripts/setup.sh, or by "
+                     "hand: pip install matplotlib 'opencv-python-headless<5' && "
+                     "pip install --no-deps --ignore-requires-python lava-dl==0.6.0")
+
+
+def require_netx():
+    """Import and return ``lava.lib.dl.netx`` (lava-dl 0.6.0); raises :class:`LavaUnavailable` otherwise.
+
+    Fix 3: netx imports ``lava.lib.dl.slayer``, whose ``__init__`` imports its object-detection code, which
+    imports ``torchvision`` at module level.  netx never calls it, and torchvision cannot be imported against
+    the CPU torch here (``operator torchvision::nms does not exist``).  A stand-in ``torchvision`` (with empty
+    ``ops`` and ``transforms``) sits in ``sys.modules`` during that one import and is taken out afterwards."""
+    import types
+
+    require_lava()
+    names = ("torchvision", "torchvision.ops", "torchvision.transforms")
+    stand_ins = []
+    if "torchvision" not in sys.modules:
+        stand_ins = [types.ModuleType(n) for n in names]
+        stand_ins[0].ops, stand_ins[0].transforms = stand_ins[1], stand_ins[2]
+        sys.modules.update(zip(names, stand_ins))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # slayer prints a notice about an optional toolbox
+            import lava.lib.dl.netx as netx
+    except ModuleNotFoundError as e:
+        raise LavaUnavailable(f"{NETX_INSTALL_HINT} (missing: {e.name})") from None
+    finally:
+        for n, m in zip(names, stand_ins):
+            if sys.modules.get(n) is m:
+                del sys.modules[n]
+    return netx
 
 
 install()
