@@ -139,8 +139,15 @@ def test_recurrent_foreign_graph_is_refused(tmp_path):
     nodes = {"input": nir.Input(input_type=_arr(3)), "lif": lif, "rec": nir.Linear(weight=np.eye(3, dtype=np.float32)),
              "output": nir.Output(output_type=_arr(3))}
     edges = [("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")]
-    with pytest.raises(NIRImportError, match="recurrent"):
+    nodes["after"] = nir.Linear(weight=np.eye(3, dtype=np.float32))  # downstream of the cycle, not on it
+    edges = [("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "after"), ("after", "output")]
+    with pytest.raises(NIRImportError, match=r"rec.nir: NIR graph has a cycle through \['lif', 'rec'\]: "):
         read_graph(_write(tmp_path / "rec.nir", nodes, edges))
+    del nodes["rec"]  # an edge naming a node the file does not have: named by the edge (was a bare KeyError)
+    with pytest.raises(NIRImportError, match=r"NIR edge \('lif', 'rec'\) names node 'rec', which the graph does"):
+        nir.write(str(tmp_path / "missing.nir"), nir.NIRGraph(nodes=nodes, type_check=False, edges=[
+            ("input", "lif"), ("lif", "rec"), ("lif", "after"), ("after", "output")]))
+        read_graph(tmp_path / "missing.nir")
 
 
 def test_not_a_nir_file(tmp_path):

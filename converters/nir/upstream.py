@@ -31,6 +31,11 @@ def topological_names(graph: nir.NIRGraph) -> List[str]:
     ``nir.read`` makes alphabetical).  Ties keep the dict order.  Raises ValueError on a cycle
     (the IR is feed-forward; recurrence lives only inside ilif-deploy's own neuron subgraphs)."""
     names = list(graph.nodes)
+    for s, t in graph.edges:
+        for end in (s, t):
+            if end not in graph.nodes:
+                raise ValueError(f"NIR edge ({s!r}, {t!r}) names node {end!r}, which the graph does not have "
+                                 f"(nodes: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
     indeg = {n: 0 for n in names}
     for _, t in graph.edges:
         indeg[t] += 1
@@ -45,9 +50,23 @@ def topological_names(graph: nir.NIRGraph) -> List[str]:
                 if indeg[t] == 0:
                     ready.append(t)
     if len(order) != len(names):
-        stuck = [n for n in names if n not in order]
-        raise ValueError(f"NIR graph has recurrent connections through {stuck[:5]}: ilif-deploy's IR is "
-                         "feed-forward (recurrent layers such as snntorch RLeaky are not supported)")
+        stuck = [n for n in names if n not in order]  # the cycles and everything downstream of them
+        nxt = {n: [t for s, t in graph.edges if s == n and t in stuck] for n in stuck}
+
+        def on_cycle(start):
+            seen, todo = set(), list(nxt[start])
+            while todo:
+                n = todo.pop()
+                if n == start:
+                    return True
+                if n not in seen:
+                    seen.add(n)
+                    todo.extend(nxt[n])
+            return False
+
+        cycle = [n for n in stuck if on_cycle(n)]
+        raise ValueError(f"NIR graph has a cycle through {cycle[:8]}: ilif-deploy's IR is feed-forward "
+                         "(recurrent layers such as snntorch RLeaky are not supported yet)")
     return order
 
 
