@@ -60,7 +60,7 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             conventions: Union[None, str, dict, Conventions] = None,
             memory: Union[None, str, float] = None, batch_size: int = 32, device: str = "cpu",
             progress: bool = True, name: Optional[str] = None, data_name: str = "",
-            compile_neurons: bool = False) -> Report:
+            compile_neurons=False) -> Report:
     """Count operations and energy of ``graph`` on data ``x`` (or, with ``x=None``, at an assumed
     firing ``rate`` per neuron and step).
 
@@ -76,7 +76,8 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             ``spikingjelly``; the last two also put that tool's metrics in ``report.meta["metrics"]``).
         memory: add memory-access energy: ``sram8k|sram32k|sram1m|dram`` or pJ per access.
         batch_size, device, progress, compile_neurons: how the runtime is driven while recording
-            (``compile_neurons``: fuse neuron layers with ``torch.compile``, see :func:`ilif_deploy.run`).
+            (``compile_neurons``: fuse neuron layers with ``torch.compile``, see :func:`ilif_deploy.run`;
+            ``"auto"`` compiles where it pays, :func:`~ilif_deploy.energy.record.compile_pays`).
         name: model name shown in reports (default: the graph's source).
 
     Inside a ``torch.distributed`` job (``torchrun``, see :func:`record_activity`) each process profiles its

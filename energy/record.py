@@ -6,6 +6,8 @@ batch, so memory stays at ``T x (node size)`` per node whatever the dataset size
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Optional
 
@@ -72,9 +74,30 @@ def watched_nodes(graph: Graph) -> list:
     return [n for n in graph.topological_order() if not isinstance(graph.nodes[n], N.Output)]
 
 
+#: neuron updates (samples x T x neurons) from which ``compile_neurons="auto"`` compiles.  Why this many: the
+#: first compile of ResNet-18's neuron layers takes up to ~44 s here and saves ~7 ms per CIFAR sample at T = 4
+#: (2.2e6 neuron updates): it pays from ~6,000 samples, 1.3e10 updates.  A CIFAR-10 test set (10,000
+#: samples) compiles; the digits set (4.5e6 updates) and every test of this project run eagerly.
+AUTO_COMPILE_UPDATES = 1e10
+
+
+def compile_pays(graph: Graph, samples: int, timesteps: int, device: str = "cpu") -> bool:
+    """Whether ``compile_neurons="auto"`` compiles: enough neuron updates (:data:`AUTO_COMPILE_UPDATES`) and a
+    compiler torch.compile can use (a C++ compiler on CPU, triton on CUDA)."""
+    import importlib.util
+    import shutil
+
+    neurons = sum(int(np.prod(n.shape)) for n in graph.of_type(N.Neuron))
+    if samples * timesteps * neurons < AUTO_COMPILE_UPDATES:
+        return False
+    if str(device).startswith("cuda"):
+        return importlib.util.find_spec("triton") is not None
+    return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+
+
 def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, device: str = "cpu",
                     timesteps: Optional[int] = None, progress: bool = True,
-                    watch: Optional[Iterable[str]] = None, compile_neurons: bool = False) -> Activity:
+                    watch: Optional[Iterable[str]] = None, compile_neurons=False) -> Activity:
     """Run ``graph`` on the data ``x`` in batches and reduce the activity of the watched nodes.
 
     Args:
@@ -88,7 +111,9 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
         timesteps: T (default: the graph's).
         progress: show a tqdm progress bar.
         watch: node names to reduce (default :func:`watched_nodes`).
-        compile_neurons: fuse the neuron layers with ``torch.compile`` (see :func:`ilif_deploy.run`).
+        compile_neurons: fuse the neuron layers with ``torch.compile`` (see :func:`ilif_deploy.run`): True,
+            False, or ``"auto"``: compile where :func:`compile_pays`, falling back to eager mode (with a
+            warning) if the compiler fails.
 
     Inside a ``torch.distributed`` job (``torchrun``; :mod:`ilif_deploy.parallel`) each process records its
     block of the data (:meth:`~ilif_deploy.data.Dataset.shard`) and every process returns the job's activity,
@@ -143,6 +168,28 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
         partial.clear()
         state["in_partial"] = 0
 
+    fallback = compile_neurons == "auto"
+    if fallback:
+        compile_neurons = compile_pays(graph, n * max(size, 1), int(T), device)
+
+    def forward(xb):
+        nonlocal compile_neurons
+        if not (fallback and compile_neurons):
+            return run(graph, xb, T, observe=observe, compile_neurons=compile_neurons)
+        kept = ({k: v.clone() for k, v in partial.items()}, {k: v.clone() for k, v in cont.items()})
+        try:
+            return run(graph, xb, T, observe=observe, compile_neurons=True)
+        except RuntimeError as e:
+            if "torch.compile could not build" not in str(e):
+                raise
+            warnings.warn(f"{e}; running the neuron layers in eager mode", RuntimeWarning, stacklevel=3)
+            compile_neurons = False
+            partial.clear()  # the failed batch's layers before the neurons were already counted: undo them
+            partial.update(kept[0])
+            for k, v in kept[1].items():
+                cont[k].copy_(v)
+            return run(graph, xb, T, observe=observe, compile_neurons=False)
+
     correct = 0
     bar = tqdm(total=n, unit="sample", desc="recording activity", disable=not progress, leave=False)
     try:
@@ -150,7 +197,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
             xb = batch.x.to(dev)
             if state["in_partial"] + xb.shape[1] >= 2 ** 24:
                 flush()
-            out = run(graph, xb, T, observe=observe, compile_neurons=compile_neurons)
+            out = forward(xb)
             state["in_partial"] += xb.shape[1]
             if batch.y is not None:
                 correct += int((out.sum(0).flatten(1).argmax(1).cpu().numpy() == batch.y).sum())

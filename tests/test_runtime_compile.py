@@ -69,3 +69,37 @@ def test_compile_failure_names_the_missing_toolchain(monkeypatch):
     monkeypatch.setattr(runtime, "_compiled_run_sequence", lambda: broken)
     with pytest.raises(RuntimeError, match=r"C\+\+ compiler.*g\+\+: not found|g\+\+: not found.*C\+\+ compiler"):
         runtime._run_sequence_compiled(torch.zeros(2, 1, 3), VARIANTS["lif"])
+
+
+def test_auto_compiles_only_where_it_pays_and_falls_back_to_eager(monkeypatch, digits_ilif_graph, digits_test):
+    """``compile_neurons="auto"`` (ilif-energy's default): the digits test set is 4.5e6 neuron updates, far below
+    the threshold, so it runs eagerly; above it, a broken compiler falls back to eager with a warning and the
+    counts of the batch that failed are not counted twice."""
+    from ilif_deploy.energy import record
+
+    graph, (x, y) = digits_ilif_graph, digits_test
+    neurons = sum(int(torch.tensor(n.shape).prod()) for n in graph.of_type(I.ir.Neuron))
+    assert len(x) * 4 * neurons < record.AUTO_COMPILE_UPDATES and not record.compile_pays(graph, len(x), 4)
+    monkeypatch.setattr(record, "AUTO_COMPILE_UPDATES", 0)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert not record.compile_pays(graph, len(x), 4)  # no C++ compiler: eager
+    monkeypatch.undo()
+    monkeypatch.setattr(record, "AUTO_COMPILE_UPDATES", 0)
+    assert record.compile_pays(graph, len(x), 4) == bool(shutil.which("c++") or shutil.which("g++")
+                                                         or shutil.which("clang++"))
+    monkeypatch.setattr(record, "compile_pays", lambda *a: True)
+    calls = []
+
+    def breaks_on_the_second_batch(*args):  # (2 neuron layers per batch) a recompile for a new shape fails
+        calls.append(1)
+        if len(calls) > 2:
+            raise torch._dynamo.exc.BackendCompilerFailed(run_sequence, FileNotFoundError("g++: not found"), None)
+        return run_sequence(*args)
+
+    monkeypatch.setattr(runtime, "_compiled_run_sequence", lambda: breaks_on_the_second_batch)
+    eager = energy.profile(graph, x[:40], y[:40], progress=False, batch_size=16)
+    with pytest.warns(RuntimeWarning, match="running the neuron layers in eager mode"):
+        auto = energy.profile(graph, x[:40], y[:40], progress=False, batch_size=16, compile_neurons="auto")
+    assert [(r.name, r.acs, r.macs, r.spikes) for r in auto.rows] == [(r.name, r.acs, r.macs, r.spikes)
+                                                                       for r in eager.rows]
+    assert auto.totals["acs"] > 0

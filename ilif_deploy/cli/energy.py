@@ -32,10 +32,12 @@ def build_parser():
     p.add_argument("--name", help="name of the model in reports (default: the file name)")
     p.add_argument("--compare-name", help="name of the --compare model (default: its file name)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda where torch has one)")
-    p.add_argument("--compile", action="store_true",
+    p.add_argument("--compile", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
                    help="fuse each neuron layer's time loop with torch.compile: neuron layers several times "
                         "faster, spikes identical to eager mode in our tests (docs/energy.md); needs a C++ "
-                        "compiler and compiles for seconds first")
+                        "compiler and compiles for seconds first.  auto (default): where the run is long enough "
+                        "to pay for compiling (about 1e10 neuron updates, e.g. a CIFAR-10 test set on "
+                        "ResNet-18) and a compiler is present, else eager; --compile alone: on")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--csv", help="write the per-layer table as CSV")
     p.add_argument("--json", help="write the report as JSON")
@@ -97,8 +99,11 @@ def main(argv=None) -> int:
         y = None
         common = dict(rate=args.rate, energy_model=args.energy_model, conventions=conv, memory=args.memory,
                       batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
-                      compile_neurons=args.compile)
-        if args.compile and x is not None:
+                      compile_neurons={"on": True, "off": False}.get(args.compile, "auto"))
+        from ..energy.record import compile_pays
+
+        if x is not None and (args.compile == "on" or args.compile == "auto" and compile_pays(
+                opened.graph, len(x), x.timesteps or opened.graph.timesteps or 1, args.device)):
             print("--compile: the first batch builds one fused kernel per neuron layer shape (seconds each; "
                   "torch caches them on disk for later runs)", file=sys.stderr)
         rep = energy.profile(opened.graph, x, y, name=args.name or opened.path.name.split(".")[0], **common)
