@@ -75,9 +75,10 @@ def watched_nodes(graph: Graph) -> list:
 
 
 #: neuron updates (samples x T x neurons) from which ``compile_neurons="auto"`` compiles.  Why this many: the
-#: first compile of ResNet-18's neuron layers takes up to ~44 s here and saves ~7 ms per CIFAR sample at T = 4
-#: (2.2e6 neuron updates): it pays from ~6,000 samples, 1.3e10 updates.  A CIFAR-10 test set (10,000
-#: samples) compiles; the digits set (4.5e6 updates) and every test of this project run eagerly.
+#: first compile of ResNet-18's neuron layers takes up to ~44 s here; one CIFAR sample at T = 4 (4.45 GFLOP,
+#: 2.2e6 neuron updates) takes ~68 ms eager and ~50 ms compiled (65 / 89 GFLOP/s, docs/energy.md), so it pays
+#: from ~2,500 samples (5.5e9 updates); 1e10 keeps a margin of 2.  A CIFAR-10 test set (10,000 samples)
+#: compiles; the digits set (4.5e6 updates) and every test of this project run eagerly.
 AUTO_COMPILE_UPDATES = 1e10
 
 
