@@ -57,6 +57,10 @@ def _one_input(graph: Graph, name: str) -> str:
     return preds[0]
 
 
+#: nodes that output spikes: neuron layers, recurrent or not
+SPIKING = (N.Neuron, N.RecurrentNeuron)
+
+
 class Plan:
     """Which node is counted how: sources and synaptic chains, fused pools, excluded layers."""
 
@@ -109,7 +113,7 @@ class Plan:
         """Does ``name`` output spikes (0/1)?  Neurons always; flatten/max-pool of spikes; the input
         when the recorded data were all 0/1; everything else is analog."""
         node = self.graph.nodes[name]
-        if isinstance(node, N.Neuron):
+        if isinstance(node, SPIKING):
             return True
         if isinstance(node, (N.Flatten, N.MaxPool2d)):
             return self.spiking(_one_input(self.graph, name), activity)
@@ -130,14 +134,14 @@ class Plan:
             cn = self.graph.nodes[c]
             if isinstance(cn, N.Output):
                 return True
-            if isinstance(cn, (N.Neuron,) + WEIGHT_LAYERS):
+            if isinstance(cn, SPIKING + WEIGHT_LAYERS):
                 continue
             todo.extend(self.graph.consumers_of(c))
         return False
 
     def watch(self) -> List[str]:
         """Nodes whose activity must be recorded: all neurons and the sources of counted chains."""
-        names = {n for n, node in self.graph.nodes.items() if isinstance(node, N.Neuron)}
+        names = {n for n, node in self.graph.nodes.items() if isinstance(node, SPIKING)}
         names |= {src for src, _ in self.chains.values()}
         names.add(self.graph.input_node.name)
         return sorted(names)
@@ -185,6 +189,9 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
                 row.note = "assumed folded into weights/thresholds (bn=folded)"
         elif isinstance(node, N.Neuron):
             _count_neuron(row, node, activity, T, S, count_neurons)
+        elif isinstance(node, N.RecurrentNeuron):
+            _count_neuron(row, node, activity, T, S, count_neurons)
+            _count_recurrent(row, node, activity, conv, T, S)
         elif isinstance(node, N.LeakyIntegrator):
             row.neurons = int(elems)
             row.updates = elems * T
@@ -266,6 +273,25 @@ def _count_add(row, node, graph, plan, activity, conv, T, S, elems):
         else:
             accumulator = True
     row.ann_acs = (len(preds) - 1) * elems
+
+
+def _count_recurrent(row, node, activity, conv, T, S) -> None:
+    """The recurrent synapse of a RecurrentNeuron: each spike of step t costs one AC per (non-zero, with
+    ``zero_weights=skip``) weight leaving it at step t + 1; the spikes of the last step reach no further step."""
+    w = np.asarray(node.weight)
+    fan = (w != 0).sum(0).astype(np.float64) if conv.zero_weights == "skip" else np.full(w.shape[1], float(w.shape[0]))
+    c = activity.counts[row.name].reshape(T, -1)
+    per_step = np.concatenate([[0.0], c[:-1] @ fan / S])
+    row.acs = float(per_step.sum())
+    row.acs_per_step = [float(v) for v in per_step]
+    row.fanout_mean = float(fan.mean())
+    row.input_kind = "current + own spikes (recurrent)"
+    n = float(w.shape[0])
+    row.ann_macs = n * w.shape[1]
+    if conv.bias == "count" and node.bias is not None:
+        row.acs += n * T
+        row.ann_acs += n
+    row.note += f"; recurrent synapse {w.shape[0]}x{w.shape[1]} on the previous step's spikes"
 
 
 def _count_neuron(row, node, activity, T, S, count_neurons):

@@ -88,7 +88,7 @@ def compile_pays(graph: Graph, samples: int, timesteps: int, device: str = "cpu"
     import importlib.util
     import shutil
 
-    neurons = sum(int(np.prod(n.shape)) for n in graph.of_type(N.Neuron))
+    neurons = sum(int(np.prod(n.shape)) for n in graph.of_type((N.Neuron, N.RecurrentNeuron)))
     if samples * timesteps * neurons < AUTO_COMPILE_UPDATES:
         return False
     if str(device).startswith("cuda"):
@@ -135,7 +135,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     if not T:
         raise UserError("the graph records no 'timesteps': pass timesteps=")
     names = set(watch if watch is not None else watched_nodes(graph))
-    neurons = {k for k in names if isinstance(graph.nodes[k], N.Neuron)}
+    neurons = {k for k in names if isinstance(graph.nodes[k], (N.Neuron, N.RecurrentNeuron))}
     acc: Dict[str, torch.Tensor] = {}
     binary = {k: True for k in names}
     cont = {k: torch.zeros((), dtype=torch.float64, device=dev) for k in neurons}
@@ -228,7 +228,7 @@ def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None)
         if isinstance(node, N.Output):
             continue
         preds = graph.inputs_of(name)
-        if isinstance(node, N.Neuron):
+        if isinstance(node, (N.Neuron, N.RecurrentNeuron)):
             spiking = True
         elif isinstance(node, (N.Flatten, N.MaxPool2d)) and preds:
             spiking = act.binary[preds[0]]
@@ -236,6 +236,6 @@ def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None)
             spiking = False
         act.binary[name] = spiking
         act.counts[name] = np.full((T, *node.shape), rate if spiking else 1.0)
-        if isinstance(node, N.Neuron):
+        if isinstance(node, (N.Neuron, N.RecurrentNeuron)):
             act.continuous[name] = float("nan")
     return act

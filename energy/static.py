@@ -53,12 +53,20 @@ def static_metrics(graph: Graph) -> Dict[str, dict]:
             layers[name] = {"op": node.op, "parameters": n, "weights": 0, "zero_weights": 0,
                             "connection_sparsity": 0.0, "synapses": 0, "footprint_float32_bytes": 4 * n,
                             "footprint_fixed_bytes": 0}  # folded into the weights on a chip
-        elif isinstance(node, N.Neuron):
+        elif isinstance(node, (N.Neuron, N.RecurrentNeuron)):
             neurons = int(np.prod(node.shape))
-            k = _compartments(node.params)
+            k = _compartments(node.params) + (isinstance(node, N.RecurrentNeuron) and node.syn_lam != 0.0)
             layers[name] = {"op": node.op, "parameters": 1 + k, "neurons": neurons, "compartments": neurons * k,
                             "footprint_float32_bytes": 4 * (1 + k),
                             "footprint_fixed_bytes": FIXED_STATE_BYTES * (1 + k), "state_bytes": 4 * neurons * k}
+            if isinstance(node, N.RecurrentNeuron):  # its recurrent synapse, counted as a weight layer's
+                w = np.asarray(node.weight)
+                bias = 0 if node.bias is None else int(np.size(node.bias))
+                zero = int(w.size - np.count_nonzero(w))
+                layers[name].update(parameters=1 + k + int(w.size) + bias, weights=int(w.size), zero_weights=zero,
+                                    connection_sparsity=zero / w.size, synapses=int(w.size) - zero)
+                layers[name]["footprint_float32_bytes"] += 4 * (int(w.size) + bias)
+                layers[name]["footprint_fixed_bytes"] += FIXED_WEIGHT_BYTES * int(w.size) + FIXED_STATE_BYTES * bias
     keys = ("parameters", "weights", "zero_weights", "synapses", "neurons", "compartments",
             "footprint_float32_bytes", "footprint_fixed_bytes", "state_bytes")
     totals = {k: sum(v.get(k, 0) for v in layers.values()) for k in keys}

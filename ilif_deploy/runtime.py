@@ -86,6 +86,23 @@ def run_leaky_integrator(node: "N.LeakyIntegrator", x: torch.Tensor) -> torch.Te
     return torch.stack(out)
 
 
+def run_recurrent_neuron(node: "N.RecurrentNeuron", x: torch.Tensor) -> torch.Tensor:
+    """A :class:`~ilif_deploy.ir.nodes.RecurrentNeuron` over ``x`` ``[T, B, N]``: one step at a time, since
+    step t takes the layer's own spikes of step t - 1; the neuron step is the shared :func:`ilif_step`."""
+    from .neuron_step import ilif_step, zero_state
+
+    w, b = _t(node.weight, x), _t(node.bias, x)
+    spikes, current, out = torch.zeros_like(x[0]), torch.zeros_like(x[0]), []
+    state = zero_state(x[0], TORCH_INFERENCE_OPS)
+    for t in range(x.shape[0]):
+        a = x[t] + F.linear(spikes, w, b)
+        current = node.syn_lam * current + (a * node.in_scale + node.in_shift)
+        rec = ilif_step(current * node.mem_scale + node.mem_shift, state, node.params, TORCH_INFERENCE_OPS)
+        state, spikes = rec.state, rec.spikes
+        out.append(spikes)
+    return torch.stack(out)
+
+
 def _add(node, inputs, **_):
     out = inputs[0]
     for other in inputs[1:]:
@@ -127,6 +144,7 @@ EXECUTORS = {
     N.Output: lambda node, inputs, **_: inputs[0],
     N.Neuron: lambda node, inputs, compile_neurons=False: run_neuron(node, inputs[0], compile_neurons=compile_neurons),
     N.LeakyIntegrator: lambda node, inputs, **_: run_leaky_integrator(node, inputs[0]),
+    N.RecurrentNeuron: lambda node, inputs, **_: run_recurrent_neuron(node, inputs[0]),
     N.Conv2d: _conv,
     N.Linear: lambda node, inputs, **_: F.linear(inputs[0], _t(node.weight, inputs[0]), _t(node.bias, inputs[0])),
     N.Affine: _affine,
@@ -217,7 +235,7 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
             preds = graph.inputs_of(name)
             ins = [values[p] for p in preds]
             if synapse_dtype is not None:
-                stateful = isinstance(node, (N.Neuron, N.LeakyIntegrator, N.Output))
+                stateful = isinstance(node, (N.Neuron, N.RecurrentNeuron, N.LeakyIntegrator, N.Output))
                 ins = [v.to(torch.float32 if stateful else synapse_dtype) for v in ins]
             out = apply_node(node, ins, compile_neurons=compile_neurons)
             for p in preds:  # free activations as soon as their last consumer ran

@@ -133,7 +133,7 @@ def test_per_neuron_values_that_differ_are_refused(tmp_path):
         read_graph(_write(tmp_path / "bad.nir", nodes, edges))
 
 
-def test_recurrent_foreign_graph_is_refused(tmp_path):
+def test_a_cycle_that_is_not_a_recurrent_layer_is_refused_by_its_nodes(tmp_path):
     lif = nir.LIF(tau=np.full(3, 2e-4, np.float32), r=np.full(3, 2.0, np.float32), v_leak=np.zeros(3, np.float32),
                   v_threshold=np.ones(3, np.float32))
     nodes = {"input": nir.Input(input_type=_arr(3)), "lif": lif, "rec": nir.Linear(weight=np.eye(3, dtype=np.float32)),
@@ -141,8 +141,11 @@ def test_recurrent_foreign_graph_is_refused(tmp_path):
     edges = [("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")]
     nodes["after"] = nir.Linear(weight=np.eye(3, dtype=np.float32))  # downstream of the cycle, not on it
     edges = [("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "after"), ("after", "output")]
-    with pytest.raises(NIRImportError, match=r"rec.nir: NIR graph has a cycle through \['lif', 'rec'\]: "):
+    nodes["rec2"] = nir.Linear(weight=np.eye(3, dtype=np.float32))  # two synapses in the loop: not a layer's
+    edges = [("input", "lif"), ("lif", "rec"), ("rec", "rec2"), ("rec2", "lif"), ("lif", "after"), ("after", "output")]
+    with pytest.raises(NIRImportError, match=r"rec.nir: NIR graph has a cycle through \['lif', 'rec', 'rec2'\]: "):
         read_graph(_write(tmp_path / "rec.nir", nodes, edges))
+    del nodes["rec2"]
     del nodes["rec"]  # an edge naming a node the file does not have: named by the edge (was a bare KeyError)
     with pytest.raises(NIRImportError, match=r"NIR edge \('lif', 'rec'\) names node 'rec', which the graph does"):
         nir.write(str(tmp_path / "missing.nir"), nir.NIRGraph(nodes=nodes, type_check=False, edges=[

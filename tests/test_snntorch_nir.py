@@ -185,3 +185,38 @@ def test_snntorch_leaky_zero_reset_runs_on_lava_spike_exact(inputs, tmp_path, la
     spec, _ = load(tmp_path / "snn.lava.h5")
     fixed = verify_against_lava(spec, as_dataset(x, (12,), T), "fixed")
     assert fixed.total_flips == 0
+
+
+@pytest.mark.parametrize("reset_delay", [False, True])
+def test_snntorch_rleaky_is_a_recurrent_layer_with_the_same_spikes(inputs, tmp_path, reset_delay):
+    """snntorch's RLeaky (all-to-all recurrent Linear on the previous step's spikes) exports as a NIR cycle
+    LIF -> Affine -> LIF; it is read as one RecurrentNeuron.  With ``reset_delay=False`` it gives snntorch's
+    spikes over all T steps.  With snntorch's default ``reset_delay=True`` RLeaky's zero reset also drops
+    the whole next step's input (its ``_base_zero`` zeroes ``beta*mem + input + recurrent``, unlike Leaky's,
+    which zeroes ``mem`` only), which the NIR LIF it exports does not say: there the spikes differ."""
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(12, 10),
+        snn.RLeaky(beta=torch.full((10,), 0.8), threshold=torch.ones(10), linear_features=10, init_hidden=True,
+                   reset_mechanism="zero", reset_delay=reset_delay),
+        torch.nn.Linear(10, 4))
+    with torch.no_grad():
+        net[1].recurrent.weight.mul_(3.0)  # a recurrence strong enough to change spikes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nir.write(str(tmp_path / "r.nir"), export_to_nir(net, torch.randn(1, 12), ignore_dims=[0]))
+    g = read_graph(tmp_path / "r.nir", nir_from="snntorch")
+    assert [type(n).__name__ for n in g.nodes.values()].count("RecurrentNeuron") == 1
+    snn_utils.reset(net)
+    spikes = []
+    hook = net[1].register_forward_hook(lambda m, i, o: spikes.append(o[0] if isinstance(o, tuple) else o))
+    with torch.no_grad():
+        ref = torch.stack([net(inputs[t]) for t in range(T)])
+    hook.remove()
+    out, rec = ilif_deploy.run(g, inputs, record=["1.lif"])
+    assert 0.05 < torch.stack(spikes).mean().item() < 0.9
+    if reset_delay:
+        assert not torch.equal(rec["1.lif"], torch.stack(spikes))
+        return
+    assert torch.equal(rec["1.lif"], torch.stack(spikes))
+    assert torch.allclose(out, ref, atol=1e-5)

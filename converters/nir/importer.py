@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
 
 import nir
@@ -314,8 +315,8 @@ def _pool(c: _Chain, node, s, dt, if_dt) -> _Chain:
 
 
 def _nested(c: _Chain, node, s, dt, if_dt) -> _Chain:
-    raise NIRImportError(f"NIR node '{c.name}': nested NIR graphs from other tools (e.g. recurrent RLeaky/"
-                         "RSynaptic) are not supported; the IR is feed-forward")
+    raise NIRImportError(f"NIR node '{c.name}': nested NIR graphs from other tools are not supported (a recurrent "
+                         "layer is read when the file has its loop flat, as snntorch 0.9's RLeaky export does)")
 
 
 #: NIR node type -> ``fn(chain, node, scalar, dt, if_dt)`` adding the IR nodes that stand for it
@@ -351,10 +352,62 @@ def _foreign_chain(name: str, node: nir.NIRNode, dt: float, if_dt: float) -> _Ch
         raise NIRImportError(f"NIR node '{name}' ({type(node).__name__}): {e}") from None
 
 
+#: NIR neuron types a recurrent synapse can close on (their chains fold into one RecurrentNeuron)
+RECURRENT_NEURONS = (nir.LIF, nir.CubaLIF, nir.IF)
+
+
+def _recurrent_synapses(g: nir.NIRGraph) -> Dict[str, str]:
+    """{neuron: synapse} for each cycle ``neuron -> synapse -> neuron`` where the synapse (Affine/Linear,
+    square) takes input from that neuron only and feeds only it: a recurrent layer (snntorch RLeaky, the
+    NIR paper's braille RNN)."""
+    found = {}
+    for src, dst in g.edges:
+        syn = g.nodes.get(src)
+        if isinstance(syn, (nir.Affine, nir.Linear)) and isinstance(g.nodes.get(dst), RECURRENT_NEURONS):
+            ins = [a for a, b in g.edges if b == src]
+            outs = [b for a, b in g.edges if a == src]
+            w = np.asarray(syn.weight)
+            if ins == [dst] and outs == [dst] and w.ndim == 2 and w.shape[0] == w.shape[1]:
+                found[dst] = src
+    return found
+
+
+def _fold_recurrent(name: str, chain: "_Chain", syn: nir.NIRNode) -> None:
+    """Replace the chain of neuron ``name`` ([gain] [LeakyIntegrator] [gain] Neuron) by one RecurrentNeuron
+    that adds ``syn`` applied to the layer's spikes of the step before to its input."""
+    *pre, neuron = chain.nodes
+    if not isinstance(neuron, N.Neuron):
+        raise NIRImportError(f"NIR node '{name}': a recurrent synapse into a {type(neuron).__name__}")
+    gains = {"in": (1.0, 0.0), "mem": (1.0, 0.0)}
+    stage, syn_lam = "in", 0.0
+    for node in pre:
+        if isinstance(node, N.Affine) and stage in ("in", "mem"):
+            scale, shift = np.unique(node.scale), np.unique(node.shift)
+            if scale.size != 1 or shift.size != 1:
+                raise NIRImportError(f"NIR node '{name}': per-neuron gains in a recurrent layer are not supported")
+            gains[stage] = (float(scale[0]), float(shift[0]))
+            stage = "syn" if stage == "in" else "done"
+        elif isinstance(node, N.LeakyIntegrator) and stage in ("in", "syn"):
+            syn_lam, stage = node.lam, "mem"
+        else:
+            raise NIRImportError(f"NIR node '{name}': its parts ({[type(n).__name__ for n in chain.nodes]}) do not "
+                                 f"fold into a recurrent layer")
+    bias = getattr(syn, "bias", None)
+    chain.nodes = [N.RecurrentNeuron(name, params=neuron.params, kind=neuron.kind, weight=np.asarray(syn.weight),
+                                     bias=None if bias is None else np.asarray(bias).reshape(-1),
+                                     in_scale=gains["in"][0], in_shift=gains["in"][1], syn_lam=syn_lam,
+                                     mem_scale=gains["mem"][0], mem_shift=gains["mem"][1])]
+
+
 def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
     if if_convention not in IF_CONVENTIONS:
         raise UserError(f"if_convention must be one of {IF_CONVENTIONS}, got {if_convention!r}")
     if_dt = dt if if_convention == "euler" else 1.0
+    recurrent, original = _recurrent_synapses(g), g.nodes
+    if recurrent:  # the recurrent synapses become part of their neuron layer: what is left is feed-forward
+        loops = set(recurrent.values())
+        g = SimpleNamespace(nodes={k: v for k, v in g.nodes.items() if k not in loops},
+                            edges=[e for e in g.edges if e[0] not in loops and e[1] not in loops])
     try:
         order = topological_names(g)
     except ValueError as e:
@@ -368,6 +421,8 @@ def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
     chains: Dict[str, _Chain] = {}
     for name in order:
         chain = _foreign_chain(name, g.nodes[name], dt, if_dt)
+        if name in recurrent:
+            _fold_recurrent(name, chain, original[recurrent[name]])
         chains[name] = chain
         preds = [s for s, t in g.edges if t == name]
         srcs: List[str] = [chains[p].nodes[-1].name for p in preds]

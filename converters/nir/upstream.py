@@ -65,8 +65,8 @@ def topological_names(graph: nir.NIRGraph) -> List[str]:
             return False
 
         cycle = [n for n in stuck if on_cycle(n)]
-        raise ValueError(f"NIR graph has a cycle through {cycle[:8]}: ilif-deploy's IR is feed-forward "
-                         "(recurrent layers such as snntorch RLeaky are not supported yet)")
+        raise ValueError(f"NIR graph has a cycle through {cycle[:8]}: ilif-deploy reads a cycle only as a recurrent "
+                         "layer (an Affine/Linear from a LIF/CubaLIF/IF back into it, as snntorch RLeaky writes)")
     return order
 
 

@@ -411,5 +411,48 @@ class LeakyIntegrator(Node):
     op: ClassVar[str] = "leaky_integrator"
 
 
+@node
+class RecurrentNeuron(Node):
+    """A layer of neurons with a recurrent synapse from its own spikes of the step before (snntorch
+    ``RLeaky``, a NIR cycle through a neuron such as the NIR paper's braille RNN).  Per step t, from zero
+    state (``s[-1] = 0``)::
+
+        a[t] = x[t] + weight @ s[t-1] + bias      the feed-forward input plus the recurrent one
+        i[t] = syn_lam * i[t-1] + (in_scale * a[t] + in_shift)    synaptic current (syn_lam = 0: none)
+        s[t] = neuron step (params) of mem_scale * i[t] + mem_shift
+
+    The gains are what a NIR neuron's ``r``/``w_in``/``v_leak`` become (:mod:`~ilif_deploy.converters.nir`);
+    with ``weight`` = 0 the layer is the feed-forward chain Affine -> LeakyIntegrator -> Affine -> Neuron."""
+
+    params: ILIFParams = field(default_factory=lambda: ILIFParams.from_tau(1.1))
+    weight: np.ndarray = array(2)
+    bias: Optional[np.ndarray] = array(1, optional=True)
+    in_scale: float = number(1.0)
+    in_shift: float = number(0.0)
+    syn_lam: float = number(0.0, minimum=0.0)
+    mem_scale: float = number(1.0)
+    mem_shift: float = number(0.0)
+    kind: str = choice("lif", NEURON_KINDS)
+    op: ClassVar[str] = "recurrent_neuron"
+
+    def check(self):
+        super().check()
+        self.need(isinstance(self.params, ILIFParams), f"params must be ILIFParams, got {type(self.params).__name__}")
+        n = self.weight.shape[0]
+        self.need(self.weight.shape == (n, n), f"the recurrent weight must be square, got {list(self.weight.shape)}")
+        self.need(self.bias is None or self.bias.shape == (n,), "bias shape does not match the recurrent weight")
+        return self
+
+    def infer(self, in_shapes):
+        x = super().infer(in_shapes)
+        n = self.weight.shape[0]
+        self.need(tuple(x) == (n,), f"takes input [{n}] (its recurrent weight's size), got {list(x)}")
+        return (n,)
+
+    def attrs(self) -> dict:
+        return {k: v for k, v in super().attrs().items() if k != "params"} | {"tau": self.params.tau,
+                                                                              **self.params.to_dict()}
+
+
 NODE_TYPES = {cls.op: cls for cls in (Input, Output, Conv2d, Linear, Affine, AvgPool2d, SumPool2d, MaxPool2d,
-                                      AdaptiveAvgPool2d, Flatten, Add, Neuron, LeakyIntegrator)}
+                                      AdaptiveAvgPool2d, Flatten, Add, Neuron, LeakyIntegrator, RecurrentNeuron)}

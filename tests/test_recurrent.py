@@ -1,0 +1,141 @@
+"""Recurrent layers: a neuron layer with a synapse from its own spikes of the step before (IR RecurrentNeuron),
+in the runtime, the .ir.npz format, energy counts and NIR import (the NIR paper's braille RNN); the targets that
+cannot run it yet refuse it by name."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ilif_deploy import energy
+from ilif_deploy import ir as N
+from ilif_deploy.converters import export
+from ilif_deploy.ir import Graph
+from ilif_deploy.neuron_step import ILIFParams
+from ilif_deploy.runtime import run
+
+HARD = dict(lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
+
+
+def _net(rec_weight, T=6, syn_lam=0.0, lam=0.9, in_w=None, n_in=5, seed=0):
+    rng = np.random.default_rng(seed)
+    n = rec_weight.shape[0]
+    g = Graph(metadata={"timesteps": T})
+    g.add(N.Input("input", (n_in,), encoding="sequence"))
+    g.add(N.Linear("fc", (n,), weight=rng.normal(0, 1, (n, n_in)) if in_w is None else in_w), ["input"])
+    g.add(N.RecurrentNeuron("rec", (n,), params=ILIFParams(lam=lam, v_th=1.0, **HARD), weight=rec_weight,
+                            syn_lam=syn_lam, in_scale=0.75), ["fc"])
+    g.add(N.Linear("read", (2,), weight=rng.normal(0, 1, (2, n))), ["rec"])
+    g.add(N.Output("output", (2,)), ["read"])
+    return g.validate()
+
+
+def test_with_no_recurrent_weight_it_is_the_feed_forward_chain():
+    g = _net(np.zeros((6, 6), np.float32), T=12, syn_lam=0.5)
+    ff = Graph(metadata={"timesteps": 12})
+    for name in ("input", "fc"):
+        ff.add(g.nodes[name], g.inputs_of(name))
+    ff.add(N.Affine("gain", (6,), scale=np.full(6, 0.75, np.float32), shift=np.zeros(6, np.float32), source="gain"),
+           ["fc"])
+    ff.add(N.LeakyIntegrator("syn", (6,), lam=0.5), ["gain"])
+    ff.add(N.Neuron("rec", (6,), params=g.nodes["rec"].params, kind="lif"), ["syn"])
+    ff.add(g.nodes["read"], ["rec"])
+    ff.add(g.nodes["output"], ["read"])
+    x = torch.as_tensor((np.random.default_rng(1).random((12, 4, 5)) < 0.5).astype(np.float32))
+    _, a = run(g, x, record=["rec"])
+    _, b = run(ff.validate(), x, record=["rec"])
+    assert torch.equal(a["rec"], b["rec"]) and 0 < float(a["rec"].mean()) < 1
+
+
+def test_recurrent_spikes_feed_the_next_step_and_survive_the_file_format(tmp_path):
+    w = np.random.default_rng(2).normal(0, 0.8, (6, 6)).astype(np.float32)
+    g = _net(w, T=16)
+    x = torch.as_tensor((np.random.default_rng(3).random((16, 4, 5)) < 0.5).astype(np.float32))
+    out, rec = run(g, x, record=["rec", "fc"])
+    # the reference: the layer's equations, one step at a time
+    p, s, v, ref = g.nodes["rec"].params, torch.zeros(4, 6), torch.zeros(4, 6), []
+    for t in range(16):
+        i = (rec["fc"][t] + F.linear(s, torch.as_tensor(w))) * 0.75 + 0.0
+        v_pre = p.lam * v + (i * 1.0 + 0.0)
+        s = (v_pre > p.v_th).float()
+        v = (1 - s) * v_pre + s * 0.0
+        ref.append(s)
+    assert torch.equal(rec["rec"], torch.stack(ref))
+    no_rec = run(_net(np.zeros((6, 6), np.float32), T=16), x, record=["rec"])[1]["rec"]
+    assert not torch.equal(no_rec, rec["rec"])  # the recurrence changes the spikes
+    g.save(tmp_path / "r.ir.npz")
+    assert torch.equal(run(Graph.load(tmp_path / "r.ir.npz"), x), out)
+
+
+def test_energy_counts_the_recurrent_acs_by_hand():
+    """Neuron 0 is driven to spike at steps 0 and 3 of T = 4, neuron 1 never; the recurrent weights (0.1) are
+    too small to make anything spike.  Each spike of steps 0..T-2 costs one AC per target: column 0 has 2
+    targets under the paper's conventions, 1 non-zero one (0.1 into neuron 1) under zero_weights=skip."""
+    w = np.array([[0.0, 0.1], [0.1, 0.0]], np.float32)
+    g = _net(w, T=4, lam=0.0, in_w=np.array([[2.0], [0.0]], np.float32), n_in=1)
+    x = np.array([[[1.0]], [[0.0]], [[0.0]], [[1.0]]], np.float32).transpose(1, 0, 2)  # [N=1, T=4, 1]
+    _, rec = run(g, torch.as_tensor(x).transpose(0, 1), record=["rec"])
+    assert rec["rec"][:, 0].tolist() == [[1, 0], [0, 0], [0, 0], [1, 0]]
+    for conventions, per_spike in ((None, 2.0), (energy.Conventions(zero_weights="skip"), 1.0)):
+        row = next(r for r in energy.profile(g, x, progress=False, conventions=conventions).rows if r.name == "rec")
+        assert row.spikes == 2.0 and row.acs == per_spike  # the spike of step 3 reaches no later step
+        assert row.acs_per_step == [0.0, per_spike, 0.0, 0.0]
+
+
+def test_the_braille_rnn_of_the_nir_paper_runs_as_its_equations_say(interop):
+    import nir
+
+    from ilif_deploy.converters.nir import read_graph
+
+    path = interop / "nir" / "braille_noDelay_bias_zero.nir"
+    g = read_graph(path)
+    assert [type(n).__name__ for n in g.nodes.values()].count("RecurrentNeuron") == 1
+    T = 256
+    g.metadata["timesteps"] = T
+    x = torch.as_tensor((np.random.default_rng(5).random((T, 3, 12)) < 0.3).astype(np.float32))
+    _, rec = run(g, x, record=["lif1.lif", "lif2"])
+    # the reference: NIR's CubaLIF (forward Euler at dt = 1e-4 s, the reading default), straight from the file
+    f, dt = nir.read(str(path), type_check=False).nodes, 1e-4
+    fc1, w_rec, lif1, fc2, lif2 = (f[k] for k in ("fc1", "lif1.w_rec", "lif1.lif", "fc2", "lif2"))
+
+    def t32(a):
+        return torch.as_tensor(np.asarray(a, np.float32))
+
+    def cuba(node):
+        one = lambda k: float(np.asarray(getattr(node, k)).reshape(-1)[0])  # noqa: E731 (uniform per layer)
+        return (1 - dt / one("tau_syn"), one("w_in") * dt / one("tau_syn"), 1 - dt / one("tau_mem"),
+                one("r") * dt / one("tau_mem"), one("v_leak") * dt / one("tau_mem"), one("v_threshold"))
+
+    def step(a, cur, v, k):
+        lam_syn, g_in, lam_mem, g_mem, leak, th = k
+        cur = lam_syn * cur + (a * g_in + 0.0)
+        v_pre = lam_mem * v + (cur * g_mem + leak)
+        s = (v_pre > th).float()
+        return s, cur, (1 - s) * v_pre + s * 0.0
+
+    k1, k2 = cuba(lif1), cuba(lif2)
+    s1, c1, v1 = torch.zeros(3, 38), torch.zeros(3, 38), torch.zeros(3, 38)
+    c2, v2, out1, out2 = torch.zeros(3, 7), torch.zeros(3, 7), [], []
+    for t in range(T):
+        a1 = F.linear(x[t], t32(fc1.weight), t32(fc1.bias)) + F.linear(s1, t32(w_rec.weight), t32(w_rec.bias))
+        s1, c1, v1 = step(a1, c1, v1, k1)
+        s2, c2, v2 = step(F.linear(s1, t32(fc2.weight), t32(fc2.bias)), c2, v2, k2)
+        out1.append(s1)
+        out2.append(s2)
+    assert torch.equal(rec["lif1.lif"], torch.stack(out1)) and torch.equal(rec["lif2"], torch.stack(out2))
+    assert 0 < float(rec["lif1.lif"].mean()) < 1 and float(rec["lif2"].sum()) > 0
+    rep = energy.profile(g, x.transpose(0, 1).numpy(), progress=False)
+    row = next(r for r in rep.rows if r.name == "lif1.lif")
+    assert row.acs == pytest.approx(float(torch.stack(out1)[:-1].sum()) * 38 / 3)  # every weight of w_rec is used
+
+
+@pytest.mark.parametrize("target, message", [("nir", "op 'recurrent_neuron' has no NIR mapping"),
+                                             ("onnx", "op 'recurrent_neuron'"),
+                                             ("lava", "'rec' \\(recurrent_neuron\\)"),
+                                             ("netx", "'rec' \\(recurrent_neuron\\) is not written as netx")])
+def test_targets_that_cannot_run_it_yet_refuse_it_by_name(tmp_path, target, message):
+    g = _net(np.eye(6, dtype=np.float32) * 0.5)
+    with pytest.raises(Exception, match=message):
+        export(g, target, tmp_path / f"r.{target}", check_samples=0)
+    assert list(tmp_path.iterdir()) == []
