@@ -130,8 +130,35 @@ def test_the_braille_rnn_of_the_nir_paper_runs_as_its_equations_say(interop):
     assert row.acs == pytest.approx(float(torch.stack(out1)[:-1].sum()) * 38 / 3)  # every weight of w_rec is used
 
 
-@pytest.mark.parametrize("target, message", [("nir", "op 'recurrent_neuron' has no NIR mapping"),
-                                             ("onnx", "op 'recurrent_neuron'"),
+@pytest.mark.parametrize("syn_lam", [0.0, 0.5])
+def test_nir_round_trip_as_snntorchs_rleaky_subgraph(tmp_path, syn_lam):
+    """Written as the nested graph snntorch writes for RLeaky (input -> lif <-> w_rec, lif -> output), with
+    nir.read's type checks on; read back exactly.  As for every layer, weights are read from the NIR node (an
+    edited weight is the new weight); a neuron parameter that no longer matches the metadata is refused."""
+    import h5py
+    import nir
+
+    from ilif_deploy.converters.nir import export_graph, read_graph
+
+    g = _net(np.random.default_rng(2).normal(0, 0.8, (6, 6)).astype(np.float32), T=16, syn_lam=syn_lam)
+    info = export_graph(g, tmp_path / "r.nir")
+    assert info["neuron_layers"] == 1
+    sub = nir.read(str(tmp_path / "r.nir")).nodes["rec"]
+    assert set(sub.nodes) == {"input", "lif", "w_rec", "output"} and ("w_rec", "lif") in sub.edges
+    assert type(sub.nodes["lif"]).__name__ == ("CubaLIF" if syn_lam else "LIF")
+    x = torch.as_tensor((np.random.default_rng(3).random((16, 4, 5)) < 0.5).astype(np.float32))
+    back = read_graph(tmp_path / "r.nir")
+    assert isinstance(back.nodes["rec"], N.RecurrentNeuron) and torch.equal(run(back, x), run(g, x))
+    with h5py.File(tmp_path / "r.nir", "r+") as f:
+        f["node/nodes/rec/nodes/w_rec/weight"][0, 0] += 1.0
+    assert read_graph(tmp_path / "r.nir").nodes["rec"].weight[0, 0] == g.nodes["rec"].weight[0, 0] + 1.0
+    with h5py.File(tmp_path / "r.nir", "r+") as f:
+        f["node/nodes/rec/nodes/lif/v_threshold"][...] *= 2.0
+    with pytest.raises(Exception, match="NIR node 'rec': lif/v_threshold no longer matches"):
+        read_graph(tmp_path / "r.nir")
+
+
+@pytest.mark.parametrize("target, message", [("onnx", "op 'recurrent_neuron'"),
                                              ("lava", "'rec' \\(recurrent_neuron\\)"),
                                              ("netx", "'rec' \\(recurrent_neuron\\) is not written as netx")])
 def test_targets_that_cannot_run_it_yet_refuse_it_by_name(tmp_path, target, message):

@@ -49,7 +49,7 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
     write_hdf5_atomic(path, lambda target: nir.write(target, ng), check=lambda tmp: nir.read(str(tmp)))
     from ilif_deploy import ir as N
     info = {"path": str(path), "nodes": len(ng.nodes),
-            "neuron_layers": len(graph.of_type(N.Neuron)), "dt": dt, "nir_version": nir.version}
+            "neuron_layers": len(graph.of_type((N.Neuron, N.RecurrentNeuron))), "dt": dt, "nir_version": nir.version}
     if fidelity:
         from .generic import fidelity as measure
         info["fidelity"] = measure(graph, nir.read(str(path)), data=fidelity_data, samples=fidelity_samples,

@@ -119,6 +119,38 @@ def ilif_subgraph(p: ILIFParams, shape, dt: float, metadata: Optional[dict] = No
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata or {})
 
 
+def recurrent_subgraph(node: N.RecurrentNeuron, dt: float, metadata: Optional[dict] = None) -> nir.NIRGraph:
+    """A RecurrentNeuron as the nested graph snntorch writes for ``RLeaky`` (and reads back)::
+
+        input -> lif (nir.LIF, or nir.CubaLIF with a synaptic current) -> output
+        lif -> w_rec (nir.Affine, the recurrent weight and bias) -> lif    one step later in a discrete run
+
+    The layer's gains become the neuron's ``r``/``v_leak``/``w_in`` under forward Euler (``lam = 1 - dt/tau``)."""
+    p, s = node.params, tuple(node.shape)
+    if not p.is_lif:
+        raise NIRExportError(f"node '{node.name}' (recurrent_neuron): a recurrent ILIF layer has no NIR form yet "
+                             f"(recurrent LIF/CubaLIF layers do)")
+    tau = tau_from_lam(p.lam, dt)
+    th, reset = _full(s, p.v_th), _full(s, p.v_reset)
+    if node.syn_lam == 0.0:
+        gain, leak = node.in_scale * node.mem_scale, node.in_shift * node.mem_scale + node.mem_shift
+        neuron = nir.LIF(tau=_full(s, tau), r=_full(s, gain * tau / dt), v_leak=_full(s, leak * tau / dt),
+                         v_threshold=th, v_reset=reset)
+    else:
+        if node.in_shift != 0.0:
+            raise NIRExportError(f"node '{node.name}' (recurrent_neuron): a shift into the synaptic current has "
+                                 f"no NIR CubaLIF form")
+        tau_syn = tau_from_lam(node.syn_lam, dt)
+        neuron = nir.CubaLIF(tau_syn=_full(s, tau_syn), tau_mem=_full(s, tau), r=_full(s, node.mem_scale * tau / dt),
+                             v_leak=_full(s, node.mem_shift * tau / dt), v_threshold=th, v_reset=reset,
+                             w_in=_full(s, node.in_scale * tau_syn / dt))
+    bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32)
+    nodes = {"input": nir.Input(input_type=np.array(s)), "lif": neuron,
+             "w_rec": nir.Affine(weight=node.weight, bias=bias), "output": nir.Output(output_type=np.array(s))}
+    edges = [("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata or {})
+
+
 def _pool_args(node) -> dict:
     return {"kernel_size": np.array(node.kernel), "stride": np.array(node.stride), "padding": np.array(node.padding)}
 
@@ -185,6 +217,9 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
         entry["conventions"]["linear_realisation"] = (
             f"MPIU as a constant extra reset {MPIU_LINEAR_RESET} per spike; CIU driven by v_th per spike")
         return ilif_subgraph(p, node.shape, dt, metadata=_meta(entry))
+    if isinstance(node, N.RecurrentNeuron):
+        entry["dt"] = dt
+        return recurrent_subgraph(node, dt, metadata=_meta(entry))
     if isinstance(node, N.LeakyIntegrator):
         s = node.shape
         if node.lam == 1.0:

@@ -170,6 +170,13 @@ def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
         arrays["weight"] = group_weight(w, groups) if op == "conv2d" and isinstance(groups, int) and groups > 1 else w
         if "bias" in stored:
             arrays["bias"] = np.asarray(nn.bias, dtype=np.float32)
+    elif op == "recurrent_neuron":  # the recurrent weight and bias are those of its w_rec node
+        w_rec = nn.nodes.get("w_rec") if isinstance(nn, nir.NIRGraph) else None
+        if w_rec is None:
+            raise NIRImportError(f"NIR node '{entry.get('name')}': a recurrent layer without its w_rec node")
+        arrays["weight"] = np.asarray(w_rec.weight, dtype=np.float32)
+        if "bias" in stored:
+            arrays["bias"] = np.asarray(w_rec.bias, dtype=np.float32)
     elif op == "affine":
         w = np.asarray(nn.weight, dtype=np.float32)
         arrays["scale"] = np.diag(w).copy() if w.ndim == 2 else np.diag(w[:, :, 0, 0]).copy()
@@ -182,6 +189,13 @@ def _own_node(entry: dict, nn: nir.NIRNode) -> N.Node:
         raise NIRImportError(f"NIR node '{entry.get('name')}': {e}") from None
     if isinstance(node, N.Neuron):
         _check_neuron(node.name, nn, node.params, tuple(node.shape), entry.get("dt", DEFAULT_DT))
+    if isinstance(node, N.RecurrentNeuron):
+        from .export import recurrent_subgraph
+
+        mismatch = _differs(recurrent_subgraph(node, entry.get("dt", DEFAULT_DT)), nn)
+        if mismatch:
+            raise NIRImportError(f"NIR node '{node.name}': {mismatch} no longer matches the exact parameters "
+                                 f"ilif-deploy stored in its metadata (edited after export?)")
     return node
 
 
