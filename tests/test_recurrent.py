@@ -1,6 +1,6 @@
 """Recurrent layers: a neuron layer with a synapse from its own spikes of the step before (IR RecurrentNeuron),
-in the runtime, the .ir.npz format, energy counts and NIR import (the NIR paper's braille RNN); the targets that
-cannot run it yet refuse it by name."""
+in the runtime, the .ir.npz format, energy counts, NIR import (the NIR paper's braille RNN) and export, and ONNX;
+Lava and netx refuse it by name."""
 from __future__ import annotations
 
 import numpy as np
@@ -158,8 +158,21 @@ def test_nir_round_trip_as_snntorchs_rleaky_subgraph(tmp_path, syn_lam):
         read_graph(tmp_path / "r.nir")
 
 
-@pytest.mark.parametrize("target, message", [("onnx", "op 'recurrent_neuron'"),
-                                             ("lava", "'rec' \\(recurrent_neuron\\)"),
+@pytest.mark.parametrize("syn_lam", [0.0, 0.5])
+def test_onnx_unrolls_the_recurrence_with_the_runtimes_spikes(tmp_path, syn_lam):
+    """Unrolled over T: at every step a Gemm of the previous step's spikes, op for op as the runtime, so
+    onnxruntime (onnx.checker passed by the exporter) reproduces every spike."""
+    from ilif_deploy.converters.onnx import compare_with_runtime, export_graph
+
+    g = _net(np.random.default_rng(2).normal(0, 0.8, (6, 6)).astype(np.float32), T=16, syn_lam=syn_lam)
+    export_graph(g, tmp_path / "r.onnx")
+    x = (np.random.default_rng(3).random((40, 16, 5)) < 0.5).astype(np.float32)
+    a = compare_with_runtime(g, tmp_path / "r.onnx", x)
+    assert a.total_flips == 0 and a.spike_agreement == {"rec": 1.0} and 0.05 < a.firing_rate["rec"] < 0.9
+    assert a.max_abs_logit_diff <= 1e-5
+
+
+@pytest.mark.parametrize("target, message", [("lava", "'rec' \\(recurrent_neuron\\)"),
                                              ("netx", "'rec' \\(recurrent_neuron\\) is not written as netx")])
 def test_targets_that_cannot_run_it_yet_refuse_it_by_name(tmp_path, target, message):
     g = _net(np.eye(6, dtype=np.float32) * 0.5)

@@ -21,7 +21,7 @@ from ilif_deploy.ir import nodes as N
 from ilif_deploy.ir.graph import Graph
 
 from .builder import OnnxBuilder, tensor_info
-from .neuron import FUNCTION_DOMAIN, SIGMOIDS, emit_layer, layer_function, params_doc
+from .neuron import FUNCTION_DOMAIN, SIGMOIDS, emit_layer, layer_function, params_doc, recurrent_input
 
 #: opset of the default ONNX domain the exporter writes (Split with num_outputs needs >= 18)
 OPSET = 18
@@ -125,7 +125,7 @@ SYNAPSES = {
     N.Flatten: lambda b, node, x, in_shape: b.op("Reshape", [x, b.shape_const(f"{node.name}/shape",
                                                                              [-1, *node.shape])], node.name),
 }
-SUPPORTED_OPS = ("input", "output", "add", "neuron") + tuple(c.op for c in SYNAPSES)
+SUPPORTED_OPS = ("input", "output", "add", "neuron", "recurrent_neuron") + tuple(c.op for c in SYNAPSES)
 
 
 def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optional[str] = None,
@@ -193,6 +193,14 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
                            doc=params_doc(name, node.kind, node.params))
             else:
                 out = emit_layer(b, name, node.kind, node.params, x, kind == "static", T, name, sigmoid)
+            values[name] = (out, "merged")
+            neurons_meta[name] = json.loads(params_doc(name, node.kind, node.params))
+            if record_spikes:
+                spike_outputs.append((out, name, node.shape))
+        elif isinstance(node, N.RecurrentNeuron):  # unrolled like a neuron, the recurrent Gemm at every step
+            x, kind = ins[0]
+            out = emit_layer(b, name, node.kind, node.params, x, kind == "static", T, name, sigmoid,
+                             step_input=recurrent_input(b, node))
             values[name] = (out, "merged")
             neurons_meta[name] = json.loads(params_doc(name, node.kind, node.params))
             if record_spikes:

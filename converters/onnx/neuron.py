@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 from typing import List, Optional
 
+import numpy as np
+
 from ilif_deploy.neuron_step import ILIFParams
 
 from .builder import OnnxBuilder
@@ -57,10 +59,12 @@ def _sigmoid(b: OnnxBuilder, a: str, name: str, how: str) -> str:
 
 
 def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: List[str],
-                sigmoid: str = "exp") -> List[str]:
+                sigmoid: str = "exp", step_input=None) -> List[str]:
     """Append the unrolled dynamics of neuron layer ``name``; ``steps_in`` holds the input current
     tensor of each step (``[B, ...]``); returns the spike tensor (0/1 float32) of each step.
-    ``sigmoid`` chooses how the MPIU sigmoid is written (see :func:`_sigmoid`)."""
+    ``sigmoid`` chooses how the MPIU sigmoid is written (see :func:`_sigmoid`).  ``step_input(t, x,
+    previous_spikes)``, if given, makes the current of step t from x and the spikes of step t - 1 (None at
+    t = 1): a recurrent layer."""
     T = len(steps_in)
     doc = params_doc(name, kind, p)
     lam = b.scalar(f"{name}/lam", p.lam)
@@ -76,6 +80,8 @@ def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: L
     for t, x in enumerate(steps_in, start=1):
         s_ = f"{name}/t{t}"
         last = t == T
+        if step_input is not None:
+            x = step_input(t, x, spikes[-1] if spikes else None)
         current = x
         if p.ciu_enabled:
             if ciu is None and drive is None:
@@ -121,8 +127,32 @@ def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: L
     return spikes
 
 
+def recurrent_input(b: OnnxBuilder, node):
+    """``step_input`` of a RecurrentNeuron, op for op as the runtime: ``a = x + Gemm(s, W, b)``, then
+    ``current = syn_lam * current + (a * in_scale + in_shift)`` and ``current * mem_scale + mem_shift``."""
+    n = node.name
+    w = b.const(f"{n}.weight", node.weight)
+    bias = b.const(f"{n}.bias", node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32))
+    k = {key: b.scalar(f"{n}/{key}", getattr(node, key)) for key in ("in_scale", "in_shift", "syn_lam", "mem_scale",
+                                                                      "mem_shift")}
+    state = {"current": None}
+
+    def step(t, x, previous):
+        s_ = f"{n}/t{t}"
+        if previous is None:  # F.linear(0, W, b) == b
+            a = b.op("Add", [x, bias], f"{s_}/a")
+        else:
+            a = b.op("Add", [x, b.op("Gemm", [previous, w, bias], f"{s_}/recurrent", transB=1)], f"{s_}/a")
+        c = b.op("Add", [b.op("Mul", [a, k["in_scale"]], f"{s_}/in_gain"), k["in_shift"]], f"{s_}/in_shift")
+        if state["current"] is not None:  # at t = 1: syn_lam * 0 + c == c
+            c = b.op("Add", [b.op("Mul", [k["syn_lam"], state["current"]], f"{s_}/syn_leak"), c], f"{s_}/syn")
+        state["current"] = c
+        return b.op("Add", [b.op("Mul", [c, k["mem_scale"]], f"{s_}/mem_gain"), k["mem_shift"]], f"{s_}/current")
+    return step
+
+
 def emit_layer(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, x: str, static: bool, T: int,
-               out: str, sigmoid: str = "exp") -> str:
+               out: str, sigmoid: str = "exp", step_input=None) -> str:
     """A whole neuron layer: input ``x`` (``[T*B, ...]`` step-major, or ``[B, ...]`` fed at every
     step when ``static``) -> spikes ``[T*B, ...]`` in tensor ``out``."""
     if static:
@@ -132,7 +162,7 @@ def emit_layer(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, x: str, stat
     else:
         steps = [f"{name}/x_t{t}" for t in range(1, T + 1)]
         b.op("Split", [x], f"{name}/split_T", outputs=steps, axis=0, num_outputs=T)
-    spikes = emit_neuron(b, name, kind, p, steps, sigmoid)
+    spikes = emit_neuron(b, name, kind, p, steps, sigmoid, step_input)
     if T == 1:
         return b.op("Identity", spikes, f"{name}/output", outputs=[out])
     return b.op("Concat", spikes, f"{name}/concat_T", outputs=[out], axis=0)
