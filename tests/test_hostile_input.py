@@ -328,18 +328,19 @@ def test_ctrl_c_during_an_hdf5_write_is_not_swallowed(tmp_path):
         "import sys, h5py, numpy as np\n"
         "from ilif_deploy.atomic import write_hdf5_atomic\n"
         "from ilif_deploy.cli.common import run_cli\n"
-        "arrays = [np.random.default_rng(i).random(100_000) for i in range(40)]\n"
+        "arrays = [np.random.default_rng(i).random(100_000) for i in range(60)]\n"
         "def fill(target):\n"
         "    with h5py.File(target, 'w') as f:\n"
         "        for i, a in enumerate(arrays):\n"
         "            f.create_dataset(str(i), data=a, compression='gzip', compression_opts=1)\n"
+        "            if i == 0:\n"
+        "                print('writing', flush=True)\n"  # inside the write: ~59 datasets (seconds) still to go
         "def go():\n"
-        "    print('writing', flush=True)\n"
         "    write_hdf5_atomic(sys.argv[1], fill)\n"
         "    print('finished')\n"
         "    return 0\n"
         "sys.exit(run_cli(go))\n")
-    for delay in (0.05, 0.3, 0.6):
+    for delay in (0.0, 0.1, 0.3):
         p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.h5")], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         assert p.stdout.readline().strip() == "writing"
