@@ -32,7 +32,6 @@ import nir
 import numpy as np
 import torch
 
-from ilif_deploy import ir as N
 from ilif_deploy.cli import energy, export, simulate
 from ilif_deploy.converters import open_graph
 from ilif_deploy.converters.lava import export_graph as lava_export
@@ -40,8 +39,9 @@ from ilif_deploy.converters.netx import export_graph as netx_export
 from ilif_deploy.converters.nir import export_graph as nir_export
 from ilif_deploy.converters.onnx import export_graph as onnx_export
 from ilif_deploy.examples import model_path
-from ilif_deploy.ir import Graph
-from ilif_deploy.neuron_step import ILIFParams
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from zoo import conv_wrap_net, corruptions, hard_reset_lif_net, wrap_net  # noqa: E402  (the tests' own inputs)
 
 CLIS = {"export": export.main, "energy": energy.main, "simulate": simulate.main}
 
@@ -91,36 +91,6 @@ def verdict(result, expect: str, names, counted=None) -> str:
     if expect == "interrupt":
         return "accepted bad input"  # the Ctrl-C was swallowed
     return "valid run" if expect in ("either", "accept") else "accepted bad input"
-
-
-def corruptions(data: bytes, rng: random.Random):
-    n = len(data)
-    yield "empty", b""
-    for cut in (8, n // 3, n - 1):
-        yield f"truncated at {cut}", data[:cut]
-    for _ in range(5):
-        b = bytearray(data)
-        pos = rng.randrange(n)
-        b[pos] ^= 1 << rng.randrange(8)
-        yield f"bit flip at {pos}", bytes(b)
-    yield "random bytes", bytes(rng.randrange(256) for _ in range(min(n, 4096)))
-
-
-def wrap_graph(conv: bool = False) -> Graph:
-    g = Graph(metadata={"timesteps": 2})
-    if conv:
-        g.add(N.Input("input", (1, 4, 4)))
-        g.add(N.Conv2d("syn", (1, 4, 4), weight=np.ones((1, 1, 3, 3), np.float32), bias=None, padding=1), ["input"])
-        g.add(N.Neuron("n", (1, 4, 4), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["syn"])
-        g.add(N.Flatten("f", (16,)), ["n"])
-        g.add(N.Linear("read", (1,), weight=np.ones((1, 16), np.float32)), ["f"])
-    else:
-        g.add(N.Input("input", (8,)))
-        g.add(N.Linear("syn", (1,), weight=np.ones((1, 8), np.float32)), ["input"])
-        g.add(N.Neuron("n", (1,), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["syn"])
-        g.add(N.Linear("read", (1,), weight=np.ones((1, 1), np.float32)), ["n"])
-    g.add(N.Output("output", (1,)), ["read"])
-    return g.validate()
 
 
 def named_cases(d: Path, seeds: dict):
@@ -182,8 +152,8 @@ def named_cases(d: Path, seeds: dict):
         return "saturated inputs 0" not in out and "saturated inputs" in out
 
     wrap_ir, conv_ir = d / "wrap.ir.npz", d / "conv.ir.npz"
-    wrap_graph().save(wrap_ir)
-    wrap_graph(conv=True).save(conv_ir)
+    wrap_net().save(wrap_ir)
+    conv_wrap_net().save(conv_ir)
     np.save(d / "big8.npy", np.full((2, 8), 16384.0, np.float32))
     np.save(d / "big_conv.npy", np.full((2, 1, 4, 4), 100.0, np.float32))
     np.save(d / "beyond.npy", np.full((2, 8), 1e6, np.float32))
@@ -384,14 +354,7 @@ def main() -> int:
         x = np.random.default_rng(0).random((12, 1, 8, 8)).astype(np.float32)
         np.savez(d / "seed.npz", x=x, y=np.arange(12) % 10)
         np.save(d / "seed.npy", x)
-        lif = ILIFParams(lam=0.5, v_th=2.0, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
-        net = Graph(metadata={"timesteps": 4})
-        net.add(N.Input("input", (16,), encoding="sequence"))
-        net.add(N.Linear("fc", (8,), weight=np.random.default_rng(1).integers(-2, 4, (8, 16)).astype(np.float32)),
-                ["input"])
-        net.add(N.Neuron("n", (8,), params=lif, kind="lif"), ["fc"])
-        net.add(N.Output("output", (8,)), ["n"])
-        netx_export(net.validate(), d / "seed.net")
+        netx_export(hard_reset_lif_net(), d / "seed.net")
         seeds.update(ir=d / "seed.ir.npz", nir=d / "seed.nir", lava=d / "seed.lava.h5", npz=d / "seed.npz",
                      npy=d / "seed.npy", netx=d / "seed.net")
         for case in named_cases(d, seeds):

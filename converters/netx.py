@@ -84,7 +84,6 @@ def _neuron(path, i: int, g, layer_name: str):
 def read_netx(path, timesteps=None) -> Graph:
     """IR graph of the netx file at ``path`` (see the module docstring); ``timesteps`` sets T (netx files
     store none)."""
-
     from .hdf5_safety import check_self_contained
 
     path = Path(path)
@@ -241,8 +240,8 @@ def export_graph(graph: Graph, path, **_) -> dict:
         p = neu.params
         top = float(np.abs(w).max()) or 1.0
         scale = 2.0 ** np.floor(np.log2(WEIGHT_MAX / top))
-        q = {k: np.round(v * scale) for k, v in (("weight", w), ("bias", b), ("vThMant", np.float64(p.v_th)))}
-        q["weight"] = 2 * np.round(w * scale / 2)  # even mantissas: what Loihi's mixed-sign weights hold
+        # even weight mantissas: what Loihi's mixed-sign weights hold
+        q = {"weight": 2 * np.round(w * scale / 2), "bias": np.round(b * scale), "vThMant": np.round(p.v_th * scale)}
         rounding = max(rounding, *(float(np.abs(q[k] / scale - v).max()) for k, v in
                                    (("weight", w), ("bias", b), ("vThMant", p.v_th))))
         v_decay = int(round((1.0 - p.lam) * DECAY_ONE))

@@ -57,10 +57,6 @@ def _one_input(graph: Graph, name: str) -> str:
     return preds[0]
 
 
-#: nodes that output spikes: neuron layers, recurrent or not
-SPIKING = (N.Neuron, N.RecurrentNeuron)
-
-
 class Plan:
     """Which node is counted how: sources and synaptic chains, fused pools, excluded layers."""
 
@@ -113,7 +109,7 @@ class Plan:
         """Does ``name`` output spikes (0/1)?  Neurons always; flatten/max-pool of spikes; the input
         when the recorded data were all 0/1; everything else is analog."""
         node = self.graph.nodes[name]
-        if isinstance(node, SPIKING):
+        if isinstance(node, N.SPIKING):
             return True
         if isinstance(node, (N.Flatten, N.MaxPool2d)):
             return self.spiking(_one_input(self.graph, name), activity)
@@ -134,14 +130,14 @@ class Plan:
             cn = self.graph.nodes[c]
             if isinstance(cn, N.Output):
                 return True
-            if isinstance(cn, SPIKING + WEIGHT_LAYERS):
+            if isinstance(cn, N.SPIKING + WEIGHT_LAYERS):
                 continue
             todo.extend(self.graph.consumers_of(c))
         return False
 
     def watch(self) -> List[str]:
         """Nodes whose activity must be recorded: all neurons and the sources of counted chains."""
-        names = {n for n, node in self.graph.nodes.items() if isinstance(node, SPIKING)}
+        names = {n for n, node in self.graph.nodes.items() if isinstance(node, N.SPIKING)}
         names |= {src for src, _ in self.chains.values()}
         names.add(self.graph.input_node.name)
         return sorted(names)
@@ -187,11 +183,10 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
                 row.note = "per-element scale and shift (bn=unfolded)"
             else:
                 row.note = "assumed folded into weights/thresholds (bn=folded)"
-        elif isinstance(node, N.Neuron):
+        elif isinstance(node, N.SPIKING):
             _count_neuron(row, node, activity, T, S, count_neurons)
-        elif isinstance(node, N.RecurrentNeuron):
-            _count_neuron(row, node, activity, T, S, count_neurons)
-            _count_recurrent(row, node, activity, conv, T, S)
+            if isinstance(node, N.RecurrentNeuron):
+                _count_recurrent(row, node, activity, conv, T, S)
         elif isinstance(node, N.LeakyIntegrator):
             row.neurons = int(elems)
             row.updates = elems * T

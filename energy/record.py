@@ -19,7 +19,7 @@ from ilif_deploy.data import as_dataset
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.parallel import all_min, all_sum, world
-from ilif_deploy.runtime import run
+from ilif_deploy.runtime import NeuronCompileError, run
 
 
 @dataclass
@@ -88,7 +88,7 @@ def compile_pays(graph: Graph, samples: int, timesteps: int, device: str = "cpu"
     import importlib.util
     import shutil
 
-    neurons = sum(int(np.prod(n.shape)) for n in graph.of_type((N.Neuron, N.RecurrentNeuron)))
+    neurons = sum(int(np.prod(n.shape)) for n in graph.of_type(N.SPIKING))
     if samples * timesteps * neurons < AUTO_COMPILE_UPDATES:
         return False
     if str(device).startswith("cuda"):
@@ -135,7 +135,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     if not T:
         raise UserError("the graph records no 'timesteps': pass timesteps=")
     names = set(watch if watch is not None else watched_nodes(graph))
-    neurons = {k for k in names if isinstance(graph.nodes[k], (N.Neuron, N.RecurrentNeuron))}
+    neurons = {k for k in names if isinstance(graph.nodes[k], N.SPIKING)}
     acc: Dict[str, torch.Tensor] = {}
     binary = {k: True for k in names}
     cont = {k: torch.zeros((), dtype=torch.float64, device=dev) for k in neurons}
@@ -180,9 +180,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
         kept = ({k: v.clone() for k, v in partial.items()}, {k: v.clone() for k, v in cont.items()})
         try:
             return run(graph, xb, T, observe=observe, compile_neurons=True)
-        except RuntimeError as e:
-            if "torch.compile could not build" not in str(e):
-                raise
+        except NeuronCompileError as e:
             warnings.warn(f"{e}; running the neuron layers in eager mode", RuntimeWarning, stacklevel=3)
             compile_neurons = False
             partial.clear()  # the failed batch's layers before the neurons were already counted: undo them
@@ -228,7 +226,7 @@ def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None)
         if isinstance(node, N.Output):
             continue
         preds = graph.inputs_of(name)
-        if isinstance(node, (N.Neuron, N.RecurrentNeuron)):
+        if isinstance(node, N.SPIKING):
             spiking = True
         elif isinstance(node, (N.Flatten, N.MaxPool2d)) and preds:
             spiking = act.binary[preds[0]]
@@ -236,6 +234,6 @@ def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None)
             spiking = False
         act.binary[name] = spiking
         act.counts[name] = np.full((T, *node.shape), rate if spiking else 1.0)
-        if isinstance(node, (N.Neuron, N.RecurrentNeuron)):
+        if isinstance(node, N.SPIKING):
             act.continuous[name] = float("nan")
     return act

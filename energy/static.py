@@ -25,6 +25,19 @@ def _compartments(p) -> int:
     return 1 + int(p.mpiu_enabled) + int(p.ciu_enabled)
 
 
+def _weight_stats(weight, bias, positions: int) -> dict:
+    """Parameters, weights, zero weights, sparsity, synapses (non-zero taps x output ``positions``) and
+    footprints of one weight matrix (first axis: outputs) and its optional bias."""
+    w = np.asarray(weight)
+    b = 0 if bias is None else int(np.size(bias))
+    per_out = np.count_nonzero(w.reshape(w.shape[0], -1), axis=1)  # non-zero taps per output channel
+    zero = int(w.size - per_out.sum())
+    return {"parameters": int(w.size) + b, "weights": int(w.size), "zero_weights": zero,
+            "connection_sparsity": zero / w.size if w.size else 0.0, "synapses": int(per_out.sum()) * positions,
+            "footprint_float32_bytes": 4 * (int(w.size) + b),
+            "footprint_fixed_bytes": FIXED_WEIGHT_BYTES * int(w.size) + FIXED_STATE_BYTES * b}
+
+
 def static_metrics(graph: Graph) -> Dict[str, dict]:
     """``{"layers": {name: {...}}, "totals": {...}}``: for each weight layer ``parameters`` (weights + biases;
     an affine/BN: scale + shift), ``weights``, ``zero_weights``, ``connection_sparsity`` (zero weights /
@@ -38,35 +51,24 @@ def static_metrics(graph: Graph) -> Dict[str, dict]:
     for name in graph.topological_order():
         node = graph.nodes[name]
         if isinstance(node, (N.Conv2d, N.Linear)):
-            w = np.asarray(node.weight)
-            bias = 0 if node.bias is None else int(np.size(node.bias))
             positions = int(np.prod(node.shape[1:])) if isinstance(node, N.Conv2d) else 1
-            per_out = np.count_nonzero(w.reshape(w.shape[0], -1), axis=1)  # non-zero taps per output channel
-            zero = int(w.size - per_out.sum())
-            layers[name] = {"op": node.op, "parameters": int(w.size) + bias, "weights": int(w.size),
-                            "zero_weights": zero, "connection_sparsity": zero / w.size if w.size else 0.0,
-                            "synapses": int(per_out.sum()) * positions,
-                            "footprint_float32_bytes": 4 * (int(w.size) + bias),
-                            "footprint_fixed_bytes": FIXED_WEIGHT_BYTES * int(w.size) + FIXED_STATE_BYTES * bias}
+            layers[name] = {"op": node.op, **_weight_stats(node.weight, node.bias, positions)}
         elif isinstance(node, N.Affine):
             n = int(np.size(node.scale)) + int(np.size(node.shift))
             layers[name] = {"op": node.op, "parameters": n, "weights": 0, "zero_weights": 0,
                             "connection_sparsity": 0.0, "synapses": 0, "footprint_float32_bytes": 4 * n,
                             "footprint_fixed_bytes": 0}  # folded into the weights on a chip
-        elif isinstance(node, (N.Neuron, N.RecurrentNeuron)):
+        elif isinstance(node, N.SPIKING):
             neurons = int(np.prod(node.shape))
             k = _compartments(node.params) + (isinstance(node, N.RecurrentNeuron) and node.syn_lam != 0.0)
             layers[name] = {"op": node.op, "parameters": 1 + k, "neurons": neurons, "compartments": neurons * k,
                             "footprint_float32_bytes": 4 * (1 + k),
                             "footprint_fixed_bytes": FIXED_STATE_BYTES * (1 + k), "state_bytes": 4 * neurons * k}
-            if isinstance(node, N.RecurrentNeuron):  # its recurrent synapse, counted as a weight layer's
-                w = np.asarray(node.weight)
-                bias = 0 if node.bias is None else int(np.size(node.bias))
-                zero = int(w.size - np.count_nonzero(w))
-                layers[name].update(parameters=1 + k + int(w.size) + bias, weights=int(w.size), zero_weights=zero,
-                                    connection_sparsity=zero / w.size, synapses=int(w.size) - zero)
-                layers[name]["footprint_float32_bytes"] += 4 * (int(w.size) + bias)
-                layers[name]["footprint_fixed_bytes"] += FIXED_WEIGHT_BYTES * int(w.size) + FIXED_STATE_BYTES * bias
+            if isinstance(node, N.RecurrentNeuron):  # plus its recurrent synapse, counted as a weight layer's
+                syn = _weight_stats(node.weight, node.bias, 1)
+                for key in ("parameters", "footprint_float32_bytes", "footprint_fixed_bytes"):
+                    syn[key] += layers[name][key]
+                layers[name].update(syn)
     keys = ("parameters", "weights", "zero_weights", "synapses", "neurons", "compartments",
             "footprint_float32_bytes", "footprint_fixed_bytes", "state_bytes")
     totals = {k: sum(v.get(k, 0) for v in layers.values()) for k in keys}

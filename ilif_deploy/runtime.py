@@ -47,6 +47,10 @@ def _compiled_run_sequence() -> Callable:
     return torch.compile(run_sequence, dynamic=False)
 
 
+class NeuronCompileError(RuntimeError):
+    """torch.compile could not build a fused neuron kernel (no C++ compiler on CPU, no triton on CUDA)."""
+
+
 def _run_sequence_compiled(x: torch.Tensor, params) -> torch.Tensor:
     """:func:`run_sequence` fused by ``torch.compile`` into one kernel per layer.
 
@@ -63,10 +67,10 @@ def _run_sequence_compiled(x: torch.Tensor, params) -> torch.Tensor:
         with torch._dynamo.config.patch(recompile_limit=_COMPILED_VARIANTS):
             return _compiled_run_sequence()(x, params, TORCH_INFERENCE_OPS)
     except torch._dynamo.exc.BackendCompilerFailed as e:
-        raise RuntimeError("compile_neurons=True: torch.compile could not build the fused neuron kernel "
-                           f"({type(e.inner_exception).__name__}: {e.inner_exception}); it needs a C++ "
-                           "compiler (gcc/g++) on CPU or triton on CUDA. Leave compile_neurons off (no "
-                           "--compile) to run in eager mode.") from e
+        raise NeuronCompileError("compile_neurons=True: torch.compile could not build the fused neuron kernel "
+                                 f"({type(e.inner_exception).__name__}: {e.inner_exception}); it needs a C++ "
+                                 "compiler (gcc/g++) on CPU or triton on CUDA. Leave compile_neurons off (no "
+                                 "--compile) to run in eager mode.") from e
 
 
 def run_neuron(node: "N.Neuron", x: torch.Tensor, return_states: bool = False, compile_neurons: bool = False):
@@ -235,7 +239,7 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
             preds = graph.inputs_of(name)
             ins = [values[p] for p in preds]
             if synapse_dtype is not None:
-                stateful = isinstance(node, (N.Neuron, N.RecurrentNeuron, N.LeakyIntegrator, N.Output))
+                stateful = isinstance(node, N.SPIKING + (N.LeakyIntegrator, N.Output))
                 ins = [v.to(torch.float32 if stateful else synapse_dtype) for v in ins]
             out = apply_node(node, ins, compile_neurons=compile_neurons)
             for p in preds:  # free activations as soon as their last consumer ran

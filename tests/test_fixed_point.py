@@ -8,15 +8,13 @@ import pytest
 import torch
 
 import ilif_deploy as D
-from ilif_deploy import ir as N
 from ilif_deploy.converters.lava.engine import TorchEngine
 from ilif_deploy.converters.lava.fixed import (STATE_MAX, FixedLayer, FixedPoint, ilif_step_fixed, quantize_input,
                                                quantize_spec, torch_fixed_ops, wrap, zero_fixed_state)
 from ilif_deploy.converters.lava.netspec import build_netspec
 from ilif_deploy.errors import UserError
-from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
-from zoo import golden_net
+from zoo import conv_wrap_net, golden_net, wrap_net
 
 GOLDEN_CASES = ["tau1.1_T8", "tau2.0_T16", "tau1.1_T6_strong", "tau4.0_T20_weak"]
 
@@ -88,19 +86,8 @@ def test_hard_reset_and_strict_rule_in_fixed_point():
     assert step.state.v.tolist() == [256, 64]  # hard reset to 0.25 * 2**8
 
 
-def _wrap_net():
-    """Linear(8 -> 1, w = 1) -> LIF fed 16384 on all inputs: a sum of 2**32 in Lava's int32 Dense."""
-    g = Graph(metadata={"timesteps": 2})
-    g.add(N.Input("input", (8,)))
-    g.add(N.Linear("fc", (1,), weight=np.ones((1, 8), np.float32)), ["input"])
-    g.add(N.Neuron("n", (1,), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["fc"])
-    g.add(N.Linear("read", (1,), weight=np.ones((1, 1), np.float32)), ["n"])
-    g.add(N.Output("output", (1,)), ["read"])
-    return g.validate()
-
-
 def test_engine_counts_the_int32_wrap_of_lavas_dense():
-    spec = build_netspec(_wrap_net())
+    spec = build_netspec(wrap_net())
     fp = FixedPoint(frac_bits=16, input_frac_bits=8)
     x = torch.full((2, 1, 8), 16384.0)
     r = TorchEngine(spec, "fixed", fp).run(x)
@@ -129,7 +116,7 @@ def test_engine_matches_the_runtime_in_float_mode_on_the_zoo(graph_of):
 
 
 def test_engine_refuses_sums_beyond_exact_float64():
-    g = _wrap_net()
+    g = wrap_net()
     spec = build_netspec(g)
     q = quantize_spec(spec)
     q.mantissas[0] = q.mantissas[0] * 2 ** 40
@@ -155,23 +142,11 @@ def test_pure_step_equals_the_lava_fixed_process(lava, golden):
             over = net.overflows()
         np.testing.assert_array_equal(spikes["ilif"][:, 0], s_ref)
         assert over == {"ilif": over_ref}
-    spec = build_netspec(_wrap_net())  # Lava's Dense wraps the same sum to 0: same (no) spikes as the engine
+    spec = build_netspec(wrap_net())  # Lava's Dense wraps the same sum to 0: same (no) spikes as the engine
     with build(spec, mode="fixed", samples=1, record=True) as net:
         _, spikes = net.run(np.full((1, 2, 8), 16384.0, np.float32))
     r = TorchEngine(spec, "fixed").run(torch.full((2, 1, 8), 16384.0))
     np.testing.assert_array_equal(spikes["n"], r.spikes["n"].numpy())
-
-
-def _conv_wrap_net():
-    """Conv2d(1 -> 1, 3x3, w = 1) fed 100.0: 9 x 128 x 25600 passes Lava's 24-bit Conv accumulator."""
-    g = Graph(metadata={"timesteps": 2})
-    g.add(N.Input("input", (1, 4, 4)))
-    g.add(N.Conv2d("conv", (1, 4, 4), weight=np.ones((1, 1, 3, 3), np.float32), bias=None, padding=1), ["input"])
-    g.add(N.Neuron("n", (1, 4, 4), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["conv"])
-    g.add(N.Flatten("f", (16,)), ["n"])
-    g.add(N.Linear("read", (1,), weight=np.ones((1, 16), np.float32)), ["f"])
-    g.add(N.Output("output", (1,)), ["read"])
-    return g.validate()
 
 
 def test_lava_counts_the_wraps_of_its_dense_and_conv_as_the_engine_does(lava):
@@ -182,8 +157,8 @@ def test_lava_counts_the_wraps_of_its_dense_and_conv_as_the_engine_does(lava):
 
     # dense: 8 x 128 x 2**22 = 2**32 at both steps -> 2 wraps; conv: each of the 16 outputs sums 4 to 9
     # inputs of 128 x 25600 (the corner's 4 x 128 x 25600 = 1.3e7 > 2**23 already) at both steps -> 32
-    for g, x, hand in ((_wrap_net(), np.full((1, 2, 8), 16384.0, np.float32), 2),
-                       (_conv_wrap_net(), np.full((1, 2, 1, 4, 4), 100.0, np.float32), 32)):
+    for g, x, hand in ((wrap_net(), np.full((1, 2, 8), 16384.0, np.float32), 2),
+                       (conv_wrap_net(), np.full((1, 2, 1, 4, 4), 100.0, np.float32), 32)):
         spec = build_netspec(g)
         with build(spec, mode="fixed", samples=1, record=True) as net:
             _, spikes = net.run(x)
@@ -192,7 +167,7 @@ def test_lava_counts_the_wraps_of_its_dense_and_conv_as_the_engine_does(lava):
         assert wraps == r.synapse_wraps == {"n": hand, "output": 0}
         np.testing.assert_array_equal(spikes["n"], r.spikes["n"].numpy())
     with pytest.warns(FixedPointWarning, match="layer 'n': synaptic sums can reach"):
-        rep = simulate(_wrap_net(), x=np.full((1, 8), 16384.0, np.float32), mode="fixed", engine="lava",
+        rep = simulate(wrap_net(), x=np.full((1, 8), 16384.0, np.float32), mode="fixed", engine="lava",
                        progress=False)
     assert rep.details["synapse_wraps"] == {"n": 2, "output": 0}
 
@@ -289,12 +264,12 @@ def test_static_check_names_the_layer_that_can_wrap_before_it_runs():
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        rep = simulate(_wrap_net(), x=np.full((1, 8), 16384.0, np.float32), mode="fixed", engine="torch",
+        rep = simulate(wrap_net(), x=np.full((1, 8), 16384.0, np.float32), mode="fixed", engine="torch",
                        progress=False)
     risks = [str(w.message) for w in seen if issubclass(w.category, FixedPointWarning)]
     assert len(risks) == 1 and "layer 'n': synaptic sums can reach" in risks[0]
     assert rep.details["synapse_wraps"]["n"] == 2
     with warnings.catch_warnings(record=True) as seen:  # small inputs: proven safe, nothing said
         warnings.simplefilter("always")
-        simulate(_wrap_net(), x=np.full((1, 8), 0.5, np.float32), mode="fixed", engine="torch", progress=False)
+        simulate(wrap_net(), x=np.full((1, 8), 0.5, np.float32), mode="fixed", engine="torch", progress=False)
     assert not [w for w in seen if issubclass(w.category, FixedPointWarning)]

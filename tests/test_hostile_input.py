@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from ilif_deploy import ir as N
 from ilif_deploy.cli import energy, export
 from ilif_deploy.converters.lava import export_graph as lava_export
 from ilif_deploy.converters.nir import export_graph as nir_export
 from ilif_deploy.examples import model_path
+from zoo import corruptions, hard_reset_lif_net
 
 
 def _run(main, argv):
@@ -27,19 +27,6 @@ def _run(main, argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(argv)
     return rc, [line for line in err.getvalue().strip().splitlines() if line and not line.startswith("warning:")]
-
-
-def _corruptions(data: bytes, rng: random.Random):
-    n = len(data)
-    yield "empty", b""
-    for cut in (8, n // 3, n - 1):
-        yield f"truncated at {cut}", data[:cut]
-    for _ in range(5):
-        b = bytearray(data)
-        pos = rng.randrange(n)
-        b[pos] ^= 1 << rng.randrange(8)
-        yield f"bit flip at {pos}", bytes(b)
-    yield "random bytes", bytes(rng.randrange(256) for _ in range(min(n, 4096)))
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +41,8 @@ def seeds(tmp_path_factory, digits_ilif_graph):
     np.savez(d / "d.npz", x=x, y=np.arange(12) % 10)
     np.save(d / "d.npy", x)
     from ilif_deploy.converters.netx import export_graph as netx_export
-    from ilif_deploy.ir import Graph
-    from ilif_deploy.neuron_step import ILIFParams
 
-    lif = ILIFParams(lam=0.5, v_th=2.0, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
-    net = Graph(metadata={"timesteps": 4})
-    net.add(N.Input("input", (16,), encoding="sequence"))
-    net.add(N.Linear("fc", (8,), weight=np.random.default_rng(1).integers(-2, 4, (8, 16)).astype(np.float32)),
-            ["input"])
-    net.add(N.Neuron("n", (8,), params=lif, kind="lif"), ["fc"])
-    net.add(N.Output("output", (8,)), ["n"])
-    netx_export(net.validate(), d / "g.net")
+    netx_export(hard_reset_lif_net(), d / "g.net")
     files.update(ir=d / "g.ir.npz", nir=d / "g.nir", lava=d / "g.lava.h5", npz=d / "d.npz", npy=d / "d.npy",
                  netx=d / "g.net")
     return files
@@ -77,7 +55,7 @@ def test_corrupted_files_end_in_one_line_or_a_valid_run(kind, seeds, tmp_path):
     data = open(seeds[kind], "rb").read()
     verdicts = {}
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for i, (what, blob) in enumerate(_corruptions(data, random.Random(kind))):
+    for i, (what, blob) in enumerate(corruptions(data, random.Random(kind))):
         f = tmp_path / f"case{i}{seeds[kind].name}"
         f.write_bytes(blob)
         out = tmp_path / f"out{i}"

@@ -93,3 +93,54 @@ def golden_net(golden, case: str):
 def random_frames(graph: Graph, n: int, seed: int = 1) -> np.ndarray:
     """``n`` uniform [0, 1) frames of the graph's input shape (direct encoding)."""
     return np.random.default_rng(seed).random((n, *graph.input_shape), dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- hostile inputs
+def wrap_net() -> Graph:
+    """Linear(8 -> 1, w = 1) -> LIF fed 16384 on all inputs: a sum of 2**32 in Lava's int32 Dense."""
+    g = Graph(metadata={"timesteps": 2})
+    g.add(N.Input("input", (8,)))
+    g.add(N.Linear("fc", (1,), weight=np.ones((1, 8), np.float32)), ["input"])
+    g.add(N.Neuron("n", (1,), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["fc"])
+    g.add(N.Linear("read", (1,), weight=np.ones((1, 1), np.float32)), ["n"])
+    g.add(N.Output("output", (1,)), ["read"])
+    return g.validate()
+
+
+def conv_wrap_net() -> Graph:
+    """Conv2d(1 -> 1, 3x3, w = 1) fed 100.0: 9 x 128 x 25600 passes Lava's 24-bit Conv accumulator."""
+    g = Graph(metadata={"timesteps": 2})
+    g.add(N.Input("input", (1, 4, 4)))
+    g.add(N.Conv2d("conv", (1, 4, 4), weight=np.ones((1, 1, 3, 3), np.float32), bias=None, padding=1), ["input"])
+    g.add(N.Neuron("n", (1, 4, 4), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["conv"])
+    g.add(N.Flatten("f", (16,)), ["n"])
+    g.add(N.Linear("read", (1,), weight=np.ones((1, 16), np.float32)), ["f"])
+    g.add(N.Output("output", (1,)), ["read"])
+    return g.validate()
+
+
+def hard_reset_lif_net() -> Graph:
+    """Spikes (16) -> Linear -> LIF (hard reset, '>'): a network netx can express (the netx seed file)."""
+    lif = ILIFParams(lam=0.5, v_th=2.0, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
+    g = Graph(metadata={"timesteps": 4})
+    g.add(N.Input("input", (16,), encoding="sequence"))
+    g.add(N.Linear("fc", (8,), weight=np.random.default_rng(1).integers(-2, 4, (8, 16)).astype(np.float32)),
+          ["input"])
+    g.add(N.Neuron("n", (8,), params=lif, kind="lif"), ["fc"])
+    g.add(N.Output("output", (8,)), ["n"])
+    return g.validate()
+
+
+def corruptions(data: bytes, rng):
+    """Seeded damage to a file's bytes, as ``(what, bytes)``: empty, three truncations, five bit flips, random
+    bytes (``rng``: a ``random.Random``)."""
+    n = len(data)
+    yield "empty", b""
+    for cut in (8, n // 3, n - 1):
+        yield f"truncated at {cut}", data[:cut]
+    for _ in range(5):
+        b = bytearray(data)
+        pos = rng.randrange(n)
+        b[pos] ^= 1 << rng.randrange(8)
+        yield f"bit flip at {pos}", bytes(b)
+    yield "random bytes", bytes(rng.randrange(256) for _ in range(min(n, 4096)))

@@ -72,7 +72,7 @@ class LavaNetwork:
     connections: List[object] = field(default_factory=list)
     fast_conv: bool = True
     input_saturated: int = 0  # analog input values beyond the 24-bit input format (fixed mode), so far
-    counted: Dict[str, List[object]] = field(default_factory=dict)  # layer: processes whose wraps add up to its
+    counted: Dict[str, List[object]] = field(default_factory=dict)  # layer: processes whose wraps sum to its (fixed)
     readout_wraps: int = 0  # readout sums wrapped to int32 (fixed mode), so far
     _started: bool = False
 
@@ -341,7 +341,7 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
             proc.s_out.connect(recorder(name, proc.s_out.shape, "uint8").a_in)
     return LavaNetwork(spec=spec, mode=mode, samples=samples, source=src, neurons=neurons, recorders=recorders,
                        workdir=workdir, fp=fp, quantized=quantized, readout_scale=readout_scale,
-                       connections=connections, fast_conv=fast_conv, counted=counted if mode == "fixed" else {})
+                       connections=connections, fast_conv=fast_conv, counted=counted)
 
 
 def run_layer(x: np.ndarray, params, mode: str = "float") -> Dict[str, np.ndarray]:

@@ -49,7 +49,7 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
     write_hdf5_atomic(path, lambda target: nir.write(target, ng), check=lambda tmp: nir.read(str(tmp)))
     from ilif_deploy import ir as N
     info = {"path": str(path), "nodes": len(ng.nodes),
-            "neuron_layers": len(graph.of_type((N.Neuron, N.RecurrentNeuron))), "dt": dt, "nir_version": nir.version}
+            "neuron_layers": len(graph.of_type(N.SPIKING)), "dt": dt, "nir_version": nir.version}
     if fidelity:
         from .generic import fidelity as measure
         info["fidelity"] = measure(graph, nir.read(str(path)), data=fidelity_data, samples=fidelity_samples,
@@ -71,9 +71,9 @@ def read_graph(path: Union[str, os.PathLike], dt: Optional[float] = None, if_con
     dt, if_convention = reading_conventions(nir_from, dt, if_convention)
     if not os.path.exists(path):
         raise NIRImportError(f"NIR file not found: {path}")
-    graph = read_nir(path)
+    ng = read_nir(path)
     try:
-        g = from_nir(graph, dt=dt, if_convention=if_convention)
+        g = from_nir(ng, dt=dt, if_convention=if_convention)
     except NIRImportError as e:  # a NIR file's content is wrong: name the file (the Python API's callers too)
         raise NIRImportError(f"{path}: {e}") from None
     if nir_from and g.metadata.get("source") == "nir":

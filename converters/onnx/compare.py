@@ -62,7 +62,7 @@ def compare_with_runtime(graph, model, data, timesteps: Optional[int] = None, ba
     from .export import build_model
 
     T = int(timesteps or graph.timesteps)
-    neurons = [k for k in graph.topological_order() if isinstance(graph.nodes[k], (N.Neuron, N.RecurrentNeuron))]
+    neurons = [k for k in graph.topological_order() if isinstance(graph.nodes[k], N.SPIKING)]
     meta = {}
     if model is not None:
         m = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model

@@ -184,23 +184,16 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
         if isinstance(node, N.Input):
             continue
         ins = [values[p] for p in graph.inputs_of(name)]
-        if isinstance(node, N.Neuron):
+        if isinstance(node, N.SPIKING):
             x, kind = ins[0]
-            if functions:
+            if functions and isinstance(node, N.Neuron):
                 fn = layer_function(name, node.kind, node.params, kind == "static", T, sigmoid, opset)
                 layer_functions.append(fn)
                 out = b.op(fn.name, [x], name, domain=FUNCTION_DOMAIN, overload=fn.overload,
                            doc=params_doc(name, node.kind, node.params))
-            else:
-                out = emit_layer(b, name, node.kind, node.params, x, kind == "static", T, name, sigmoid)
-            values[name] = (out, "merged")
-            neurons_meta[name] = json.loads(params_doc(name, node.kind, node.params))
-            if record_spikes:
-                spike_outputs.append((out, name, node.shape))
-        elif isinstance(node, N.RecurrentNeuron):  # unrolled like a neuron, the recurrent Gemm at every step
-            x, kind = ins[0]
-            out = emit_layer(b, name, node.kind, node.params, x, kind == "static", T, name, sigmoid,
-                             step_input=recurrent_input(b, node))
+            else:  # a recurrent layer is unrolled like a neuron, with the recurrent Gemm at every step
+                step = recurrent_input(b, node) if isinstance(node, N.RecurrentNeuron) else None
+                out = emit_layer(b, name, node.kind, node.params, x, kind == "static", T, name, sigmoid, step)
             values[name] = (out, "merged")
             neurons_meta[name] = json.loads(params_doc(name, node.kind, node.params))
             if record_spikes:

@@ -456,3 +456,6 @@ class RecurrentNeuron(Node):
 
 NODE_TYPES = {cls.op: cls for cls in (Input, Output, Conv2d, Linear, Affine, AvgPool2d, SumPool2d, MaxPool2d,
                                       AdaptiveAvgPool2d, Flatten, Add, Neuron, LeakyIntegrator, RecurrentNeuron)}
+
+#: the node types that output spikes (0/1): neuron layers, recurrent or not
+SPIKING = (Neuron, RecurrentNeuron)
