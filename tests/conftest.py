@@ -148,6 +148,7 @@ def _graphs(digits_ilif_path, digits_lif_path, authors_resnet18_path):
                                             num_classes=10),
                 "toy_resnet": zoo.toy_resnet,
                 "maxpool_net": zoo.maxpool_net,
+                "recurrent_net": zoo.recurrent_net,
             }[name]()
         return cache[name]
 
@@ -157,7 +158,8 @@ def _graphs(digits_ilif_path, digits_lif_path, authors_resnet18_path):
 @pytest.fixture
 def graph_of(_graphs):
     """``graph_of(name)``: a private copy of a zoo graph (``digits_ilif``, ``digits_lif``, ``resnet18``
-    (authors' layout, random weights, T = 2), ``toy_resnet``, ``maxpool_net``), traced once per session."""
+    (authors' layout, random weights, T = 2), ``toy_resnet``, ``maxpool_net``, ``recurrent_net``), traced once per
+    session."""
     return lambda name: copy.deepcopy(_graphs(name))
 
 

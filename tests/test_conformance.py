@@ -17,13 +17,14 @@ from ilif_deploy.converters.nir import NIRExportError
 from ilif_deploy.runtime import run
 from zoo import random_frames
 
-GRAPHS = ["digits_ilif", "digits_lif", "toy_resnet", "maxpool_net", "resnet18"]
+GRAPHS = ["digits_ilif", "digits_lif", "toy_resnet", "maxpool_net", "recurrent_net", "resnet18"]
 #: (graph, target) pairs the target cannot express: the error and what it must say
 REFUSED = {("maxpool_net", "nir"): (NIRExportError, "'mp'.*NIR has no max pooling"),
            # netx is written for Linear -> hard-reset LIF networks (tests/test_netx_export.py); every zoo graph
            # starts with a conv, which the netx writer refuses by name (before their soft-reset neurons)
            **{(g, "netx"): (NetxError, r"'conv\d' \(conv2d\) is not written as netx") for g in
-              ("digits_ilif", "digits_lif", "toy_resnet", "maxpool_net", "resnet18")}}
+              ("digits_ilif", "digits_lif", "toy_resnet", "maxpool_net", "resnet18")},
+           ("recurrent_net", "netx"): (NetxError, r"'rec' \(recurrent_neuron\) is not written as netx")}
 SLOW = {("resnet18", "lava")}  # one sample takes ~25 s on Lava's CPU backend
 CASES = [pytest.param(g, t, marks=[pytest.mark.slow] if (g, t) in SLOW else [], id=f"{g}-{t}")
          for g in GRAPHS for t in TARGETS]
@@ -40,7 +41,7 @@ def test_target_agrees_with_runtime(name, target, graph_of, digits_test, tmp_pat
     g = graph_of(name)
     x = _inputs(name, g, digits_test)
     path = tmp_path / f"{name}{TARGETS[target].suffix}"
-    neurons = [n.name for n in g.of_type(N.Neuron)]
+    neurons = [n.name for n in g.nodes.values() if isinstance(n, N.SPIKING)]
     ref, rec = run(g, x, record=neurons)
     rates = [float(rec[k].mean()) for k in neurons]
     assert min(rates) > 0.02 and max(rates) < 0.9, rates  # every layer active: the comparison means something

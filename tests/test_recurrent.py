@@ -1,6 +1,6 @@
 """Recurrent layers: a neuron layer with a synapse from its own spikes of the step before (IR RecurrentNeuron),
-in the runtime, the .ir.npz format, energy counts, NIR import (the NIR paper's braille RNN) and export, and ONNX;
-Lava and netx refuse it by name."""
+in the runtime, the .ir.npz format, energy counts, NIR import (the NIR paper's braille RNN) and export, ONNX and
+Lava (float); netx and the fixed-point engines refuse it by name."""
 from __future__ import annotations
 
 import numpy as np
@@ -172,10 +172,69 @@ def test_onnx_unrolls_the_recurrence_with_the_runtimes_spikes(tmp_path, syn_lam)
     assert a.max_abs_logit_diff <= 1e-5
 
 
-@pytest.mark.parametrize("target, message", [("lava", "'rec' \\(recurrent_neuron\\)"),
-                                             ("netx", "'rec' \\(recurrent_neuron\\) is not written as netx")])
-def test_targets_that_cannot_run_it_yet_refuse_it_by_name(tmp_path, target, message):
+def test_netx_refuses_it_by_name(tmp_path):
     g = _net(np.eye(6, dtype=np.float32) * 0.5)
-    with pytest.raises(Exception, match=message):
-        export(g, target, tmp_path / f"r.{target}", check_samples=0)
+    with pytest.raises(Exception, match="'rec' \\(recurrent_neuron\\) is not written as netx"):
+        export(g, "netx", tmp_path / "r.net", check_samples=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fixed_point_engines_refuse_recurrence_and_synaptic_currents_by_layer():
+    from ilif_deploy.converters.lava.engine import TorchEngine
+    from ilif_deploy.converters.lava.netspec import build_netspec
+    from ilif_deploy.errors import UserError
+
+    with pytest.raises(UserError, match="layer 'rec' has a recurrent synapse: .*--fidelity float"):
+        TorchEngine(build_netspec(_net(np.eye(6, dtype=np.float32))), mode="fixed")
+    with pytest.raises(UserError, match="layer 'rec' has a synaptic current \\(decay 0.5 per step\\)"):
+        TorchEngine(build_netspec(_net(np.eye(6, dtype=np.float32), syn_lam=0.5)), mode="fixed")
+
+
+def _self_exciting_net(T=5):
+    """One neuron that, once driven over threshold, keeps itself firing through its recurrent weight (2.0)."""
+    return _net(np.array([[2.0]], np.float32), T=T, lam=0.0, in_w=np.array([[2.0]], np.float32), n_in=1)
+
+
+def test_torch_engine_float_runs_recurrence_as_the_runtime():
+    from ilif_deploy.converters.lava.engine import TorchEngine
+    from ilif_deploy.converters.lava.netspec import build_netspec
+
+    g = _self_exciting_net()
+    x = torch.zeros(5, 2, 1)
+    x[1, 0] = 1.0  # sample 0 is driven at step 1 only: it then fires at every step from 1 on; sample 1 never
+    res = TorchEngine(build_netspec(g), mode="float").run(x)
+    assert res.spikes["rec"][:, :, 0].T.tolist() == [[0, 1, 1, 1, 1], [0, 0, 0, 0, 0]]
+    _, rec = run(g, x, record=["rec"])
+    assert torch.equal(res.spikes["rec"].float(), rec["rec"])
+    g2 = _net(np.random.default_rng(2).normal(0, 0.8, (6, 6)).astype(np.float32), T=16, syn_lam=0.5)
+    x2 = torch.as_tensor((np.random.default_rng(3).random((16, 8, 5)) < 0.5).astype(np.float32))
+    _, rec2 = run(g2, x2, record=["rec"])
+    assert torch.equal(TorchEngine(build_netspec(g2), mode="float").run(x2).spikes["rec"].float(), rec2["rec"])
+
+
+def test_lava_drops_the_recurrent_input_between_samples(lava):
+    """Samples run back to back in one Lava run: the last spike of a self-exciting sample must not reach
+    the first step of the next one (the recurrent port is dropped at each window's first step)."""
+    from ilif_deploy.converters.lava import simulate
+
+    x = np.zeros((3, 5, 1), np.float32)
+    x[0, 1] = x[2, 3] = 1.0  # sample 0 fires from step 1 to the end; sample 1 must stay silent
+    rep = simulate(_self_exciting_net(), x=x, mode="float", progress=False)
+    assert rep.overall_spike_agreement == 1.0 and rep.spike_flips == {"rec": 0}
+    assert rep.firing_rate["rec"] == pytest.approx((4 + 0 + 2) / 15)
+
+
+def test_the_braille_rnn_runs_on_lava_spike_exact(interop, lava, tmp_path):
+    """The NIR paper's braille RNN (a recurrent CubaLIF layer, then a CubaLIF layer) exported to Lava and
+    simulated in float mode over its 256 steps: every spike as the runtime's, and the torch engine's too."""
+    from ilif_deploy.converters.lava import export_graph, simulate
+    from ilif_deploy.converters.nir import read_graph
+
+    g = read_graph(interop / "nir" / "braille_noDelay_bias_zero.nir")
+    g.metadata["timesteps"] = 256
+    export_graph(g, tmp_path / "braille.lava.h5")
+    x = (np.random.default_rng(5).random((3, 256, 12)) < 0.3).astype(np.float32)
+    for engine in ("lava", "torch"):
+        rep = simulate(tmp_path / "braille.lava.h5", x=x, mode="float", engine=engine, progress=False)
+        assert rep.spike_agreement == {"lif1.lif": 1.0, "lif2": 1.0}, (engine, rep.spike_flips)
+        assert 0 < rep.firing_rate["lif1.lif"] < 1 and rep.firing_rate["lif2"] > 0

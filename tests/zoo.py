@@ -76,6 +76,28 @@ def maxpool_net(seed: int = 0) -> Graph:
     return g.validate()
 
 
+def recurrent_net(seed: int = 0, T: int = 8) -> Graph:
+    """linear -> recurrent hard-reset LIF with a synaptic current (the braille RNN's layer kind) -> linear ->
+    synaptic current (LeakyIntegrator) -> ILIF -> linear; input gains of powers of two."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape, scale=0.6):
+        return rng.normal(0, scale, shape).astype(np.float32)
+
+    g = Graph(metadata={"timesteps": T})
+    g.add(N.Input("input", (8,)))
+    g.add(N.Linear("fc1", (12,), weight=w(12, 8, scale=1.0), bias=w(12, scale=0.2)), ["input"])
+    g.add(N.RecurrentNeuron("rec", (12,), params=ILIFParams(lam=0.8, v_th=1.0, lam_u=0.0, lam_i=0.0, reset="zero",
+                                                            compare=">"),
+                            weight=w(12, 12), bias=w(12, scale=0.1), syn_lam=0.5, in_scale=0.5), ["fc1"])
+    g.add(N.Linear("fc2", (6,), weight=w(6, 12, scale=1.0), bias=w(6, scale=0.2)), ["rec"])
+    g.add(N.LeakyIntegrator("syn", (6,), lam=0.625), ["fc2"])
+    g.add(N.Neuron("ilif", (6,), params=ILIFParams.from_tau(2.0)), ["syn"])
+    g.add(N.Linear("read", (3,), weight=w(3, 6, scale=1.0)), ["ilif"])
+    g.add(N.Output("output", (3,)), ["read"])
+    return g.validate()
+
+
 def golden_net(golden, case: str):
     """(graph, x [T, n]) for a golden case: sequence input -> identity synapse -> one ILIF layer of the case's
     tau -> sum readout."""

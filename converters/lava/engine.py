@@ -32,8 +32,8 @@ from ilif_deploy.neuron_step import ilif_step, zero_state
 from ilif_deploy.runtime import TORCH_INFERENCE_OPS
 
 from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, FixedPoint, QuantizedNet,
-                    ilif_step_fixed, quantize_input, quantize_spec, sigmoid_lut, state_bound, torch_fixed_ops, wrap,
-                    zero_fixed_state)
+                    ilif_step_fixed, quantize_input, quantize_spec, refuse_dynamics_beyond_fixed_point, sigmoid_lut,
+                    state_bound, torch_fixed_ops, wrap, zero_fixed_state)
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
 MODES = ("fixed", "float")
@@ -117,6 +117,8 @@ class TorchEngine:
         if spec.timesteps < 1:
             raise UserError("the network description has no number of time steps T")
         self.spec, self.mode, self.device = spec, mode, torch.device(device)
+        if mode == "fixed":
+            refuse_dynamics_beyond_fixed_point(spec)
         self.quantized = (quantized or quantize_spec(spec, fixed)) if mode == "fixed" else None
         self.compile = bool(compile) and mode == "fixed"
         dev = dict(device=self.device)
@@ -154,6 +156,8 @@ class TorchEngine:
         ``bounds`` (the largest |sum| each synapse can produce on this batch) does not rule them out."""
         total, total_bound = None, 0.0
         for i, s in self.incoming[name]:
+            if s.recurrent:  # added step by step (float_sequence)
+                continue
             cur = self._synapse(i, s, values[s.source])
             if self.mode == "fixed":
                 cur = cur.to(torch.int64)
@@ -167,6 +171,29 @@ class TorchEngine:
             total, n = wrap(total, PORT_BITS)
             wraps[name] = wraps[name] + n
         return total
+
+    def _float_sequence(self, lay, a_in: torch.Tensor) -> torch.Tensor:
+        """A float neuron layer over its feed-forward input ``a_in`` ``[T, B, ...]`` (float64), in the Lava
+        process's order: (input + recurrent input of the step before) + bias, rounded to float32, through
+        the synaptic current when it has one, then the shared float step.  Spikes ``[T, B, ...]`` (uint8)."""
+        recurrent = [(i, s) for i, s in self.incoming[lay.name] if s.recurrent]
+        state = zero_state(a_in[0].to(torch.float32), TORCH_INFERENCE_OPS)
+        syn = torch.zeros_like(a_in[0], dtype=torch.float32)
+        lam = torch.tensor(lay.syn_lam, dtype=torch.float32)
+        prev, out = None, []
+        for t in range(a_in.shape[0]):
+            a = a_in[t]
+            for i, s in recurrent:
+                if t > 0:
+                    a = a + self._synapse(i, s, prev)
+            x = (a + self.bias[lay.name]).to(torch.float32)
+            if lay.syn_lam != 0.0:
+                syn = lam * syn + x
+                x = syn
+            rec = ilif_step(x, state, lay.params, TORCH_INFERENCE_OPS)
+            state, prev = rec.state, rec.spikes
+            out.append(rec.spikes.to(torch.uint8))
+        return torch.stack(out)
 
     @torch.no_grad()
     def run(self, x: torch.Tensor, record: bool = True) -> EngineResult:
@@ -188,8 +215,9 @@ class TorchEngine:
             layers = {k: replace(q, in_range=in_range[k]) for k, q in self.layers.items()}
         else:
             bounds = {}
-        # layer by layer, all T steps of a synapse in one call (the network is feed-forward: a layer's
-        # input at step t needs only its sources at step t), then the neuron's loop over t
+        # layer by layer, all T steps of a synapse in one call (between layers the network is feed-forward: a
+        # layer's input at step t needs only its sources at step t), then the neuron's loop over t (which adds
+        # a recurrent synapse's current step by step)
         values = {INPUT: (ints if fixed else x).to(torch.float64).reshape(T * B, *spec.input_shape)}
         spikes = {}
         for lay in spec.layers:
@@ -200,14 +228,7 @@ class TorchEngine:
                 s_all, n = run(a_in, state, layers[lay.name], self.ops)
                 over[lay.name] = over[lay.name] + n
             else:
-                a_in = (a_in + self.bias[lay.name]).to(torch.float32)
-                state = zero_state(a_in[0], TORCH_INFERENCE_OPS)
-                out_spikes = []
-                for t in range(T):
-                    rec = ilif_step(a_in[t], state, lay.params, TORCH_INFERENCE_OPS)
-                    state = rec.state
-                    out_spikes.append(rec.spikes.to(torch.uint8))
-                s_all = torch.stack(out_spikes)
+                s_all = self._float_sequence(lay, a_in)
             values[lay.name] = s_all.reshape(T * B, *lay.shape).to(torch.float32)  # 0/1: exact in every type
             if record:
                 spikes[lay.name] = s_all

@@ -283,6 +283,20 @@ class QuantizedNet:
         return readout_scale(self.readout_exp, self.fp)
 
 
+
+def refuse_dynamics_beyond_fixed_point(spec) -> None:
+    """Raise UserError naming the first layer whose dynamics the fixed-point step does not model: a
+    synaptic current (CubaLIF) or a recurrent synapse.  Both run in float mode (``--fidelity float``)."""
+    for layer in spec.layers:
+        if layer.syn_lam != 0.0:
+            raise UserError(f"layer '{layer.name}' has a synaptic current (decay {layer.syn_lam:g} per step): "
+                            f"the fixed-point neuron has no such compartment; run it in float mode "
+                            f"(--fidelity float)")
+    for s in spec.synapses:
+        if s.recurrent:
+            raise UserError(f"layer '{s.target}' has a recurrent synapse: fixed point does not run recurrent "
+                            f"layers yet; run it in float mode (--fidelity float)")
+
 def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[List[np.ndarray]] = None,
                   exponents: Optional[dict] = None) -> QuantizedNet:
     """Quantise every layer of ``spec`` (a :class:`~ilif_deploy.converters.lava.netspec.NetSpec`) with

@@ -12,8 +12,10 @@ Every array is stored once, in the precision it is used in (version 3)::
     /layer/0             type="input", shape [C, H, W], encoding
     /layer/<i>           type="ilif" | "lif" | "iplif" | "maxpool" (a neuron layer) ... and last "readout"
         name, shape, depth (connections from the input), a_exp (the layer's weight exponent)
-        neuron/          type="ILIF", attrs params (JSON of every ILIFParams field), compartments
-        synapse/<j>/     source (layer name or "input"), kind ("dense" | "conv" | "sparse"), in_shape,
+        neuron/          type="ILIF", attrs params (JSON of every ILIFParams field) and syn_lam (decay of a
+                         synaptic current, 0: none), compartments
+        synapse/<j>/     source (layer name or "input"; its own name: a recurrent synapse), kind ("dense" |
+                         "conv" | "sparse"), in_shape,
                          out_shape, stride, padding, dilation, groups, delay (extra steps), graded (analog input),
                          mantissa (int8 or int16: signed weight_bits mantissas m; Lava's Dense takes 2 m)
 
@@ -75,6 +77,7 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
                     n = g.create_group("neuron")
                     n["type"], n["compartments"] = "ILIF", COMPARTMENTS
                     n.attrs["params"] = json.dumps(layer.params.to_dict())
+                    n.attrs["syn_lam"] = layer.syn_lam
                 syn = g.create_group("synapse")
                 for j, (k, s) in enumerate(spec.incoming_indexed(layer.name)):
                     h = syn.create_group(str(j))

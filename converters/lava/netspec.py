@@ -16,6 +16,12 @@ is 1 when their sum is >= 1, so a ``MaxPool2d`` that reads spikes becomes a dept
 ``conv`` (ones kernel) into a memoryless neuron layer (``lam = 0``, ``v_th = 0.5``, no inhibitory
 units) of kind ``"maxpool"``.  It costs one extra step of pipeline delay, which the delays absorb.
 
+A synaptic current (a NIR ``CubaLIF``'s, or a netx CUBA layer's: a ``LeakyIntegrator`` right before the
+neuron, or the current of a ``RecurrentNeuron``) is a compartment of the neuron process, ``i[t] =
+syn_lam * i[t-1] + a[t]``, and the synapses are found from the integrator's input.  A recurrent synapse
+(a ``RecurrentNeuron``'s ``weight``) is a ``dense`` synapse whose source is its own target; Lava's one
+step of connection delay is exactly the recurrence's "spikes of the step before".
+
 All constant terms (conv/linear biases, BN shifts) of a target's input are summed into the
 target's ``bias`` (evaluated on the whole chain with zero inputs, float64).  Arrays are kept in
 the IR's channel-first layout; :mod:`ilif_deploy.converters.lava.network` converts to Lava's (W, H, C).
@@ -62,6 +68,11 @@ class Synapse:
     delay: int = 0  # extra steps beyond the one every connection adds
     graded: bool = False  # analog input (direct encoding) instead of 0/1 spikes
 
+    @property
+    def recurrent(self) -> bool:
+        """From a layer's own spikes of the step before (its source is its target)."""
+        return self.source == self.target
+
 
 @dataclass
 class Layer:
@@ -73,6 +84,8 @@ class Layer:
     bias: np.ndarray
     kind: str = "ilif"
     depth: int = 0
+    #: decay per step of the synaptic current i[t] = syn_lam * i[t-1] + a[t] (a CubaLIF's); 0: no such current
+    syn_lam: float = 0.0
 
 
 @dataclass
@@ -110,7 +123,7 @@ class NetSpec:
 
 
 #: nodes whose output is what a Lava process sends (spikes, or the analog input)
-SOURCES = (N.Neuron, N.Input, N.MaxPool2d)
+SOURCES = N.SPIKING + (N.Input, N.MaxPool2d)
 #: the memoryless threshold unit that turns a sum of 0/1 spikes into their max (OR)
 MAXPOOL_PARAMS = ILIFParams(lam=0.0, v_th=0.5, lam_u=0.0, lam_i=0.0)
 
@@ -235,13 +248,67 @@ def _probe(graph: Graph, target: str, order: List[str], sources: List[str], sour
 def _maxpool_synapse(graph: Graph, node: "N.MaxPool2d") -> Synapse:
     (src,) = graph.inputs_of(node.name)
     snode = graph.nodes[src]
-    if not isinstance(snode, (N.Neuron, N.MaxPool2d)):
+    if not isinstance(snode, N.SPIKING + (N.MaxPool2d,)):
         raise GraphError(f"max-pool '{node.name}' reads '{src}' ({snode.op}), not spikes: only a max-pool of spikes "
                          f"has an exact Lava form (sum-pool + threshold)")
     c, kh, kw = snode.shape[0], node.kernel[0], node.kernel[1]
     return Synapse(source=src, target=node.name, kind="conv", weight=np.ones((c, 1, kh, kw)),
                    in_shape=tuple(snode.shape), out_shape=tuple(node.shape), stride=tuple(node.stride),
                    padding=tuple(node.padding), dilation=tuple(node.dilation), groups=c)
+
+
+def _synaptic_current(graph: Graph, target: str) -> Tuple[str, float, np.ndarray]:
+    """Where the synapses of neuron ``target`` end, and what the neuron makes of them: ``(node whose input
+    the synapses drive, syn_lam, per-neuron gain)``.  For a plain neuron that is itself, 0, 1.  A
+    ``LeakyIntegrator`` reached through per-channel gains only (an ``Affine`` without shift) is the neuron's
+    synaptic current: its gain ``d`` scales the current's inputs instead (``d * i`` obeys the same
+    recurrence), exactly when ``d`` is 1, as NIR and netx imports write it."""
+    tnode, shape = graph.nodes[target], tuple(graph.nodes[target].shape)
+    if isinstance(tnode, N.RecurrentNeuron):
+        if tnode.syn_lam != 0.0 and tnode.mem_shift != 0.0:
+            raise GraphError(f"'{target}': a constant added after its synaptic current (mem_shift "
+                             f"{tnode.mem_shift:g}) has no Lava form; the Lava neuron adds constants before it")
+        return target, float(tnode.syn_lam), np.full(shape, tnode.in_scale * tnode.mem_scale)
+    gain, name = np.ones(shape), target
+    while len(graph.inputs_of(name)) == 1:
+        pred = graph.nodes[graph.inputs_of(name)[0]]
+        if isinstance(pred, N.LeakyIntegrator):
+            return pred.name, float(pred.lam), gain
+        if not isinstance(pred, N.Affine) or pred.bn_stats is not None:
+            break
+        if np.any(pred.shift != 0):
+            if graph.inputs_of(pred.name) and isinstance(graph.nodes[graph.inputs_of(pred.name)[0]],
+                                                         N.LeakyIntegrator):
+                raise GraphError(f"'{pred.name}': a constant added after the synaptic current of '{target}' has "
+                                 f"no Lava form; the Lava neuron adds constants before it")
+            break
+        gain = gain * pred.scale.astype(np.float64).reshape((-1,) + (1,) * (len(shape) - 1))
+        name = pred.name
+    return target, 0.0, np.ones(shape)
+
+
+def _scale_rows(syn: Synapse, gain: np.ndarray) -> np.ndarray:
+    """``syn``'s weights with the current of target neuron j multiplied by ``gain[j]`` (IR layout)."""
+    g = gain.astype(np.float64)
+    if np.all(g == 1.0):
+        return syn.weight
+    if syn.kind == "dense":
+        return syn.weight * g.reshape(-1, 1)
+    if syn.kind == "sparse":
+        return syn.weight * g.reshape(-1)
+    per_channel = g.reshape(g.shape[0], -1)
+    if not np.all(per_channel == per_channel[:, :1]):
+        raise GraphError(f"'{syn.target}': a per-neuron gain after a convolution has no Lava Conv form")
+    return syn.weight * per_channel[:, 0].reshape(-1, 1, 1, 1)
+
+
+def _recurrent_synapse(node: "N.RecurrentNeuron", gain: np.ndarray) -> Tuple[Synapse, np.ndarray]:
+    """The recurrent ``dense`` synapse of ``node`` (weights times the neuron's input gain) and the
+    constant it adds (its bias, in the same units)."""
+    n = node.weight.shape[0]
+    w = node.weight.astype(np.float64) * gain.reshape(-1, 1)
+    bias = np.zeros(n) if node.bias is None else node.bias.astype(np.float64)
+    return Synapse(source=node.name, target=node.name, kind="dense", weight=w, in_shape=(n,), out_shape=(n,)), bias
 
 
 def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
@@ -260,7 +327,7 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
     layers: Dict[str, Layer] = {}
     synapses: List[Synapse] = []
     targets = [n for n in graph.topological_order()
-               if isinstance(graph.nodes[n], (N.Neuron, N.Output, N.MaxPool2d))]
+               if isinstance(graph.nodes[n], N.SPIKING + (N.Output, N.MaxPool2d))]
     depth = {graph.input_node.name: 0}
     for target in targets:
         tnode = graph.nodes[target]
@@ -270,17 +337,24 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=MAXPOOL_PARAMS,
                                    bias=np.zeros(tnode.shape), kind="maxpool", depth=depth[target])
             continue
-        order, sources = _subgraph(graph, target)
+        end, syn_lam, gain = _synaptic_current(graph, target) if isinstance(tnode, N.SPIKING) else (target, 0.0, 1.0)
+        order, sources = _subgraph(graph, end)
         if not sources:
             raise GraphError(f"'{target}' is not driven by the input or any neuron layer")
         zeros = {s: torch.zeros(1, 1, *graph.nodes[s].shape, dtype=torch.float64) for s in sources}
-        zero_out = _evaluate(graph, target, order, zeros)
+        zero_out = _evaluate(graph, end, order, zeros)
         bias = zero_out[0, 0].numpy().copy()
+        if isinstance(tnode, N.RecurrentNeuron):
+            rec, rec_bias = _recurrent_synapse(tnode, gain)
+            bias = tnode.mem_scale * (tnode.in_scale * (bias + rec_bias) + tnode.in_shift) + tnode.mem_shift
+        else:
+            bias = bias * gain
         tdepth = max(depth[s] for s in sources) + 1
+        first = len(synapses)
         for source in sources:
             in_shape = tuple(graph.nodes[source].shape)
             graded = isinstance(graph.nodes[source], N.Input)
-            paths = _paths(graph, source, target, order)
+            paths = _paths(graph, source, end, order)
             common = dict(source=INPUT if graded else source, target=target, in_shape=in_shape,
                           out_shape=tuple(tnode.shape), delay=tdepth - depth[source] - 1, graded=graded)
             conv = _plain_conv(graph, paths[0], in_shape) if len(paths) == 1 else None
@@ -295,13 +369,17 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
                 per_neuron = np.broadcast_to(diag.reshape((-1,) + (1,) * (len(in_shape) - 1)), in_shape)
                 synapses.append(Synapse(kind="sparse", weight=per_neuron.reshape(-1).copy(), **common))
             else:
-                synapses.append(Synapse(kind="dense", weight=_probe(graph, target, order, sources, source, zero_out),
+                synapses.append(Synapse(kind="dense", weight=_probe(graph, end, order, sources, source, zero_out),
                                         **common))
+        if end != target or isinstance(tnode, N.RecurrentNeuron):
+            for s in synapses[first:]:
+                s.weight = _scale_rows(s, np.broadcast_to(gain, tnode.shape))
+            if isinstance(tnode, N.RecurrentNeuron):
+                synapses.append(rec)
         depth[target] = tdepth
-        params = tnode.params if isinstance(tnode, N.Neuron) else None
-        kind = tnode.kind if isinstance(tnode, N.Neuron) else "readout"
-        layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=params, bias=bias, kind=kind,
-                               depth=tdepth)
+        spiking = isinstance(tnode, N.SPIKING)
+        layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=tnode.params if spiking else None,
+                               bias=bias, kind=tnode.kind if spiking else "readout", depth=tdepth, syn_lam=syn_lam)
     out_name = graph.output_node.name
     readout = layers.pop(out_name)
     for s in synapses:

@@ -20,7 +20,8 @@ import numpy as np
 from ilif_deploy.errors import UserError
 
 from .compat import require_lava
-from .fixed import PORT_BITS, FixedPoint, QuantizedNet, quantize_input, quantize_spec, wrap
+from .fixed import (PORT_BITS, FixedPoint, QuantizedNet, quantize_input, quantize_spec,
+                    refuse_dynamics_beyond_fixed_point, wrap)
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
 MODES = {"float": "floating_pt", "fixed": "fixed_pt"}
@@ -283,6 +284,8 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
     from .process import ILIF, FileRecorder
 
     fp = fixed or (quantized.fp if quantized else FixedPoint())
+    if mode == "fixed" or neuron == "lava_lif":
+        refuse_dynamics_beyond_fixed_point(spec)
     if mode == "fixed" and quantized is None:
         quantized = quantize_spec(spec, fp)
     T = spec.timesteps
@@ -326,16 +329,16 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
                           decay_i=q.decay_i)
             dst = ILIF(shape=shape_l, lam=p.lam, v_th=p.v_th, lam_u=p.lam_u, lam_i=p.lam_i,
                        ciu_source=p.ciu_source, reset=p.reset, v_reset=p.v_reset, compare=p.compare,
-                       bias=to_lava(layer.bias, layer.shape), delay=layer.depth, period=T, fixed=fx,
-                       name=layer.name)
+                       bias=to_lava(layer.bias, layer.shape), syn_lam=layer.syn_lam, delay=layer.depth, period=T,
+                       fixed=fx, name=layer.name)
         key = OUTPUT if layer is spec.readout else layer.name
-        counted[key] = [_connect(ports[syn.source], syn, _lava_weight(syn, w), dst.a_in, mode, connections)
-                        for syn, w in zip(incoming, weights)]
-        if hasattr(dst, "wraps"):
-            counted[key].append(dst)
         if layer is not spec.readout:
             neurons[layer.name] = dst
             ports[layer.name] = dst.s_out
+        counted[key] = [_connect(ports[syn.source], syn, _lava_weight(syn, w), dst.r_in if syn.recurrent else dst.a_in,
+                                 mode, connections) for syn, w in zip(incoming, weights)]
+        if hasattr(dst, "wraps"):
+            counted[key].append(dst)
     if record:
         for name, proc in neurons.items():
             proc.s_out.connect(recorder(name, proc.s_out.shape, "uint8").a_in)

@@ -94,7 +94,7 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
         progress = progress and rank == 0
     n = len(data)
     names = [lay.name for lay in spec.layers]
-    missing = [k for k in names if not isinstance(graph.nodes.get(k), (N.Neuron, N.MaxPool2d))]
+    missing = [k for k in names if not isinstance(graph.nodes.get(k), N.SPIKING + (N.MaxPool2d,))]
     if missing:
         raise LavaFileError(f"the IR graph stored with the network lacks neuron layer(s) {missing}")
     batch = max(1, min(batch, n))

@@ -21,7 +21,8 @@ from ilif_deploy.ir import nodes as N
 from ilif_deploy.ir.graph import Graph
 
 from .builder import OnnxBuilder, tensor_info
-from .neuron import FUNCTION_DOMAIN, SIGMOIDS, emit_layer, layer_function, params_doc, recurrent_input
+from .neuron import (FUNCTION_DOMAIN, SIGMOIDS, emit_layer, emit_leaky_integrator, layer_function, params_doc,
+                     recurrent_input)
 
 #: opset of the default ONNX domain the exporter writes (Split with num_outputs needs >= 18)
 OPSET = 18
@@ -125,7 +126,8 @@ SYNAPSES = {
     N.Flatten: lambda b, node, x, in_shape: b.op("Reshape", [x, b.shape_const(f"{node.name}/shape",
                                                                              [-1, *node.shape])], node.name),
 }
-SUPPORTED_OPS = ("input", "output", "add", "neuron", "recurrent_neuron") + tuple(c.op for c in SYNAPSES)
+SUPPORTED_OPS = (("input", "output", "add", "neuron", "recurrent_neuron", "leaky_integrator")
+                 + tuple(c.op for c in SYNAPSES))
 
 
 def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optional[str] = None,
@@ -198,6 +200,9 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
             neurons_meta[name] = json.loads(params_doc(name, node.kind, node.params))
             if record_spikes:
                 spike_outputs.append((out, name, node.shape))
+        elif isinstance(node, N.LeakyIntegrator):
+            x, kind = ins[0]
+            values[name] = (emit_leaky_integrator(b, name, node.lam, x, kind == "static", T), "merged")
         elif isinstance(node, N.Add):
             kinds = {k for _, k in ins}
             kind = "static" if kinds == {"static"} else "merged"

@@ -151,21 +151,38 @@ def recurrent_input(b: OnnxBuilder, node):
     return step
 
 
+def _steps(b: OnnxBuilder, name: str, x: str, static: bool, T: int) -> List[str]:
+    """The per-step inputs of a layer: ``x`` repeated (``static``) or split along the merged T axis."""
+    if static:
+        return [x] * T
+    if T == 1:
+        return [x]
+    steps = [f"{name}/x_t{t}" for t in range(1, T + 1)]
+    b.op("Split", [x], f"{name}/split_T", outputs=steps, axis=0, num_outputs=T)
+    return steps
+
+
+def _join(b: OnnxBuilder, name: str, per_step: List[str], out: str) -> str:
+    if len(per_step) == 1:
+        return b.op("Identity", per_step, f"{name}/output", outputs=[out])
+    return b.op("Concat", per_step, f"{name}/concat_T", outputs=[out], axis=0)
+
+
+def emit_leaky_integrator(b: OnnxBuilder, name: str, lam: float, x: str, static: bool, T: int) -> str:
+    """A LeakyIntegrator (a synaptic current) unrolled as the runtime runs it: ``y[0] = x[0]``,
+    ``y[t] = lam * y[t-1] + x[t]``; output ``[T*B, ...]`` step-major."""
+    k, ys = b.scalar(f"{name}/lam", lam), []
+    for t, xt in enumerate(_steps(b, name, x, static, T), start=1):
+        ys.append(xt if not ys else b.op("Add", [b.op("Mul", [k, ys[-1]], f"{name}/t{t}/leak"), xt], f"{name}/t{t}"))
+    return _join(b, name, ys, name)
+
+
 def emit_layer(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, x: str, static: bool, T: int,
                out: str, sigmoid: str = "exp", step_input=None) -> str:
     """A whole neuron layer: input ``x`` (``[T*B, ...]`` step-major, or ``[B, ...]`` fed at every
     step when ``static``) -> spikes ``[T*B, ...]`` in tensor ``out``."""
-    if static:
-        steps = [x] * T
-    elif T == 1:
-        steps = [x]
-    else:
-        steps = [f"{name}/x_t{t}" for t in range(1, T + 1)]
-        b.op("Split", [x], f"{name}/split_T", outputs=steps, axis=0, num_outputs=T)
-    spikes = emit_neuron(b, name, kind, p, steps, sigmoid, step_input)
-    if T == 1:
-        return b.op("Identity", spikes, f"{name}/output", outputs=[out])
-    return b.op("Concat", spikes, f"{name}/concat_T", outputs=[out], axis=0)
+    spikes = emit_neuron(b, name, kind, p, _steps(b, name, x, static, T), sigmoid, step_input)
+    return _join(b, name, spikes, out)
 
 
 #: domain of the model-local functions that wrap neuron layers (``functions=True``)

@@ -7,7 +7,12 @@ file as a stand-alone module during that search.
 Compartments (Vars, one value per neuron): ``u`` the inhibited input current I[t], ``v`` the
 membrane potential m[t] (after reset and MPIU inhibition), ``ciu`` and ``mpiu`` the two
 inhibitory units (``ciu`` before the clamp), ``ciu_drive`` = S[t] * c[t] (what the CIU takes in at
-the next step), ``bias`` a constant current.  Equations: docs/ilif.md.
+the next step), ``bias`` a constant current, ``syn`` the synaptic current i[t] = syn_lam * i[t-1] + a[t]
+of a CubaLIF (used when ``syn_lam`` != 0).  Equations: docs/ilif.md.
+
+Ports: ``a_in`` the synaptic input, ``r_in`` the recurrent input (the layer's own spikes of the step
+before, through a Dense: Lava's one step of connection delay is the recurrence's), dropped at the first
+step of each sample window, where it still carries the previous sample's last spikes.
 
 Timing: every connection process (Dense, Conv, Sparse) delays by one step, so a layer that is
 ``delay`` connections away from the input sees network step k at Lava step ``delay + k + 1``.
@@ -41,6 +46,7 @@ class ILIF(AbstractProcess):
         reset, v_reset, compare: "subtract" (soft reset, the contract) or "zero" (hard reset to
             ``v_reset``, NIR's and Lava's own LIF); spike rule ">=" (the contract) or ">".
         bias: constant input current added every step (scalar or array of ``shape``).
+        syn_lam: decay per step of a synaptic current between the input and the membrane (0: none).
         delay: connections between the network input and this layer (steps of pipeline delay).
         period: steps per sample T (state is reset every T steps); 0 = never reset.
         fixed: fixed-point settings for the ``fixed_pt`` model: frac_bits (state LSB = 2**-frac_bits),
@@ -50,16 +56,19 @@ class ILIF(AbstractProcess):
 
     def __init__(self, *, shape, lam: float, v_th: float = 1.0, lam_u: float = 1.0, lam_i: float = 0.03,
                  ciu_source: str = "synaptic", reset: str = "subtract", v_reset: float = 0.0, compare: str = ">=",
-                 bias=0.0, delay: int = 0, period: int = 0, fixed: dict = None, name: str = None, log_config=None):
+                 bias=0.0, syn_lam: float = 0.0, delay: int = 0, period: int = 0, fixed: dict = None, name: str = None,
+                 log_config=None):
         shape = tuple(int(s) for s in shape)
         fixed = dict(fixed or {})
         super().__init__(shape=shape, name=name, log_config=log_config)
         self.a_in = InPort(shape=shape)
+        self.r_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
-        for var in ("u", "v", "ciu", "mpiu", "ciu_drive"):
+        for var in ("u", "v", "ciu", "mpiu", "ciu_drive", "syn"):
             setattr(self, var, Var(shape=shape, init=0))
         self.bias = Var(shape=shape, init=np.broadcast_to(np.asarray(bias, dtype=np.float64), shape).copy())
         self.lam = Var(shape=(1,), init=lam)
+        self.syn_lam = Var(shape=(1,), init=float(syn_lam))
         self.v_th = Var(shape=(1,), init=v_th)
         self.lam_u = Var(shape=(1,), init=lam_u)
         self.lam_i = Var(shape=(1,), init=lam_i)
@@ -90,6 +99,7 @@ class _WindowMixin:
 
     bias: np.ndarray = LavaPyType(np.ndarray, float)
     lam: np.ndarray = LavaPyType(np.ndarray, float)
+    syn_lam: np.ndarray = LavaPyType(np.ndarray, float)
     v_th: np.ndarray = LavaPyType(np.ndarray, float)
     lam_u: np.ndarray = LavaPyType(np.ndarray, float)
     lam_i: np.ndarray = LavaPyType(np.ndarray, float)
@@ -118,6 +128,13 @@ class _WindowMixin:
         period = int(self.period[0])
         return t % period if period > 0 else t
 
+    def _inputs(self, dtype):
+        """This step's synaptic input (the recurrent one included from the second step of a window on)
+        and the window step k (-1: before the first window)."""
+        a_in, r_in = self.a_in.recv().astype(dtype), self.r_in.recv().astype(dtype)
+        k = self._window_step()
+        return (a_in + r_in if k > 0 else a_in), k
+
 
 @implements(proc=ILIF, protocol=LoihiProtocol)
 @requires(CPU)
@@ -130,7 +147,9 @@ class PyILIFModelFloat(_WindowMixin, PyLoihiProcessModel):
     """
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    r_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    syn: np.ndarray = LavaPyType(np.ndarray, np.float32)
     u: np.ndarray = LavaPyType(np.ndarray, np.float32)
     v: np.ndarray = LavaPyType(np.ndarray, np.float32)
     ciu: np.ndarray = LavaPyType(np.ndarray, np.float32)
@@ -151,15 +170,17 @@ class PyILIFModelFloat(_WindowMixin, PyLoihiProcessModel):
         return self._params
 
     def run_spk(self) -> None:
-        a_in = self.a_in.recv()
-        k = self._window_step()
+        a_in, k = self._inputs(np.float64)
         if k < 0:
             self.s_out.send(np.zeros(self.s_out.shape))
             return
         if k == 0:
-            for arr in (self.u, self.v, self.ciu, self.mpiu, self.ciu_drive):
+            for arr in (self.u, self.v, self.ciu, self.mpiu, self.ciu_drive, self.syn):
                 arr[...] = 0
         x = (a_in + self.bias).astype(np.float32)
+        if float(self.syn_lam[0]) != 0.0:
+            self.syn[...] = np.float32(self.syn_lam[0]) * self.syn + x
+            x = self.syn.copy()
         state = ILIFState(v=self.v, mpiu=self.mpiu, ciu=self.ciu, ciu_drive=self.ciu_drive)
         rec = ilif_step(x, state, self._ilif_params(), NUMPY_OPS)
         self.u[...] = rec.u
@@ -183,7 +204,9 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
 
     # int64, wrapped to int32 in run_spk: Lava's int32 port would wrap the sum of several connections silently
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
+    r_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    syn: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)  # unused: fixed point has no synaptic current
     u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     ciu: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
@@ -206,8 +229,7 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
         return self._layer
 
     def run_spk(self) -> None:
-        a_in = self.a_in.recv().astype(np.int64)
-        k = self._window_step()
+        a_in, k = self._inputs(np.int64)
         if k < 0:
             self.s_out.send(np.zeros(self.s_out.shape, dtype=np.int32))
             return
