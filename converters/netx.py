@@ -11,7 +11,8 @@ Loihi's CUBA neuron, in the units of the weights (Loihi scales weights and thres
     v[t] = (1 - vDecay/4096) v[t-1] + u[t] + bias              voltage
     s[t] = v[t] > vThMant;  v[t] = 0 where s[t]                 hard reset
 
-as IR nodes: Linear/Conv2d (bias folded in when the current does not decay) -> [LeakyIntegrator
+as IR nodes (a ``dense_rec`` block: Linear -> RecurrentNeuron): Linear/Conv2d (bias folded in when the current
+does not decay) -> [LeakyIntegrator
 (1 - iDecay/4096)] -> [Affine shift bias] -> Neuron(lam = 1 - vDecay/4096, v_th = vThMant, reset to 0, '>').
 This is the float reading: Loihi rounds each decay toward zero in 12-bit fixed point, so spikes can differ
 from lava-dl's fixed-point run where a membrane lands next to the threshold.  The input layer (a neuron
@@ -19,18 +20,22 @@ that encodes ``x * weight + bias``) becomes Affine -> Neuron.  What has no IR fo
 graded spikes (SDNN/sigma-delta), refractory periods > 1 step, pooling/transposed/average layers.
 
 Writing (:func:`export_graph`, ``ilif-export --target netx``) goes the other way for what netx can run: spike
-input -> (Linear -> LIF with hard reset to 0 and the ``>`` rule) per layer, each layer a netx ``dense`` block with
-a CUBA neuron whose current does not persist (``iDecay`` 4096).  netx has no ILIF neuron and no soft reset
-(Loihi's CUBA resets to zero), so those are refused by name, as are conv layers (not written yet) and a
-non-spiking readout.  Loihi computes in integers: each layer's weights, bias and threshold are scaled by one
-power of two (the largest that keeps the weights within Loihi's 8-bit mantissas of -256 .. 254) and rounded;
-``info["rounding"]`` says how far any value moved.  The decay ``vDecay = (1 - lam) 4096`` is rounded the same
-way, and Loihi truncates each decayed voltage: spikes equal the float network's where those are exact
-(``lam = 1``, or dyadic values), as the test with lava-dl's own loader shows.
+input -> (Linear or Conv2d -> [LeakyIntegrator] -> LIF with hard reset to 0 and the ``>`` rule) per layer, each
+layer a netx ``dense`` / ``conv`` block with a CUBA neuron (``iDecay`` from the current's decay; 4096 when there
+is none), a recurrent LIF (``RecurrentNeuron``) a ``dense_rec`` block, flattens as ``flatten`` layers.  netx has
+no ILIF neuron and no soft reset (Loihi's CUBA resets to zero), and adds biases to the voltage, not to a
+decaying current: those are refused by name, as are pooling and residual layers and a non-spiking readout.
+BatchNorm is folded into the synapse first.  Loihi computes in integers: each layer's weights, bias and
+threshold are scaled by one power of two (the largest that keeps the weights within Loihi's 8-bit mantissas of
+-256 .. 254) and rounded; ``info["rounding"]`` says how far any value moved.  The decays ``vDecay = (1 - lam)
+4096`` (and ``iDecay``) are rounded the same way, and Loihi truncates each decayed value: spikes equal the float
+network's where those are exact (``lam = 1``, or dyadic values), as the tests with lava-dl's own loader show.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 
@@ -81,6 +86,23 @@ def _neuron(path, i: int, g, layer_name: str):
     return lam_current, params, int(n.get("wgtExp", 0))
 
 
+def _recurrent_neuron(path, i: int, lay, name: str, params: ILIFParams, lam_c, wgt_exp: int, bias):
+    """A ``dense_rec`` block's neuron: its recurrent weights feed the current as the input weights do;
+    netx adds the bias to the voltage, which is the current's input when the current does not persist."""
+    w = np.asarray(lay["weight_rec"][()], np.float64) * 2.0 ** wgt_exp
+    n = w.shape[0] if w.ndim == 2 else int(np.prod(lay["shape"][()]))
+    w = w.reshape(n, n)
+    if lam_c is not None and bias is not None and np.any(bias):
+        if not np.all(bias == bias[0]):
+            raise NetxError(f"{path}: layer {i}: a per-neuron bias after a decaying current of a recurrent layer "
+                            f"is not expressible here")
+        return N.RecurrentNeuron(name, params=params, weight=w.astype(np.float32), syn_lam=lam_c,
+                                 mem_shift=float(bias[0]), kind="lif")
+    return N.RecurrentNeuron(name, params=params, weight=w.astype(np.float32),
+                             bias=None if bias is None else np.broadcast_to(bias, (n,)).astype(np.float32),
+                             syn_lam=0.0 if lam_c is None else lam_c, kind="lif")
+
+
 def read_netx(path, timesteps=None) -> Graph:
     """IR graph of the netx file at ``path`` (see the module docstring); ``timesteps`` sets T (netx files
     store none)."""
@@ -117,6 +139,9 @@ def _read(path: Path, timesteps) -> Graph:
             if kind == "input":
                 shape = tuple(int(s) for s in lay["shape"][()])
                 g.add(N.Input("input", shape, encoding="sequence"))
+                if "neuron" not in lay:  # only the input's shape: spikes come in as they are
+                    prev = "input"
+                    continue
                 lam_c, params, _ = _neuron(path, i, lay, name)
                 scale = float(np.asarray(lay["weight"][()]).reshape(-1)[0]) if "weight" in lay else 1.0
                 shift = float(np.asarray(lay["bias"][()]).reshape(-1)[0]) if "bias" in lay else 0.0
@@ -135,9 +160,9 @@ def _read(path: Path, timesteps) -> Graph:
                 g.add(N.Flatten(name), [prev])
                 prev = name
                 continue
-            if kind not in ("dense", "conv"):
-                raise NetxError(f"{path}: layer {i}: type {kind!r} is not expressible here (input, dense, conv, "
-                                f"flatten are)")
+            if kind not in ("dense", "dense_rec", "conv"):
+                raise NetxError(f"{path}: layer {i}: type {kind!r} is not expressible here (input, dense, "
+                                f"dense_rec, conv, flatten are)")
             lam_c, params, wgt_exp = _neuron(path, i, lay, name)
             w = np.asarray(lay["weight"][()], np.float64) * 2.0 ** wgt_exp
             bias = np.asarray(lay["bias"][()], np.float32).reshape(-1) if "bias" in lay else None
@@ -157,6 +182,12 @@ def _read(path: Path, timesteps) -> Graph:
                 syn = N.Linear(f"{name}.synapse", weight=w.astype(np.float32), bias=bias if lam_c is None else None)
             g.add(syn, [prev])
             prev = syn.name
+            if kind == "dense_rec":
+                g.add(_recurrent_neuron(path, i, lay, name, params, lam_c, wgt_exp, bias), [prev])
+                syn.bias = None
+                prev = name
+                _infer(g, path)
+                continue
             if lam_c is not None:
                 g.add(N.LeakyIntegrator(f"{name}.current", lam=lam_c), [prev])
                 prev = f"{name}.current"
@@ -188,82 +219,156 @@ def _infer(g: Graph, path) -> None:
 WEIGHT_MAX = 254  # Loihi's 8-bit mixed-sign weights are even mantissas in [-256, 254]
 
 
-def _netx_layers(graph: Graph):
-    """[(Linear, Neuron)] of a graph netx can express, or NetxError naming what it cannot."""
-    order = [graph.nodes[n] for n in graph.topological_order()]
-    layers, pending = [], None
-    for node in order:
-        if isinstance(node, (N.Input, N.Output, N.Flatten)):
+@dataclass
+class _Block:
+    """One netx layer to write, in the graph's units: synapse -> [current] -> neuron."""
+
+    syn: N.Node  # Linear or Conv2d
+    neuron: N.Node  # Neuron or RecurrentNeuron
+    weight: np.ndarray
+    weight_rec: Optional[np.ndarray]  # dense_rec: from the layer's own spikes of the step before
+    bias: np.ndarray  # into the voltage (netx's bias), per neuron (dense) or channel (conv)
+    lam_c: float  # current decay per step (0: the current does not persist)
+    flatten: bool  # a flatten layer comes before it
+
+    @property
+    def kind(self) -> str:
+        return "conv" if isinstance(self.syn, N.Conv2d) else "dense_rec" if self.weight_rec is not None else "dense"
+
+
+def _check_neuron(node) -> None:
+    p = node.params
+    if p.lam_u != 0.0 or p.lam_i != 0.0:
+        raise NetxError(f"'{node.name}' is an ILIF layer: netx has no such neuron (its neurons are "
+                        f"CUBA/LIF); export it as --target lava or nir")
+    if p.reset != "zero" or p.v_reset != 0.0 or p.compare != ">":
+        raise NetxError(f"'{node.name}': netx's CUBA neuron resets to 0 and fires on v > threshold; this "
+                        f"layer has reset={p.reset!r}, v_reset={p.v_reset:g}, compare={p.compare!r}")
+
+
+def _block(syn, current, neuron, flatten: bool) -> _Block:
+    w = np.asarray(syn.weight, np.float64)
+    b = np.zeros(w.shape[0]) if syn.bias is None else np.asarray(syn.bias, np.float64)
+    if not isinstance(neuron, N.RecurrentNeuron):
+        if current is not None and np.any(b):
+            raise NetxError(f"'{syn.name}': a bias into a decaying current ('{current.name}'); netx adds biases to "
+                            f"the voltage")
+        return _Block(syn, neuron, w, None, np.zeros_like(b) if current is not None else b,
+                      0.0 if current is None else float(current.lam), flatten)
+    if current is not None:
+        raise NetxError(f"'{current.name}': a current before the recurrent layer '{neuron.name}' that has one of its "
+                        f"own")
+    n = neuron
+    gain = n.in_scale * n.mem_scale
+    b_rec = np.zeros_like(b) if n.bias is None else np.asarray(n.bias, np.float64)
+    if n.syn_lam == 0.0:
+        bias = n.mem_scale * (n.in_scale * (b + b_rec) + n.in_shift) + n.mem_shift
+    elif np.any(b + b_rec) or n.in_shift != 0.0:
+        raise NetxError(f"'{n.name}': a bias into its decaying current; netx adds biases to the voltage")
+    else:
+        bias = np.full_like(b, n.mem_shift)
+    return _Block(syn, n, w * gain, np.asarray(n.weight, np.float64) * gain, bias, float(n.syn_lam), flatten)
+
+
+def _netx_layers(graph: Graph) -> List[_Block]:
+    """The netx layers of a graph netx can express, or NetxError naming what it cannot."""
+    blocks, syn, current, flatten = [], None, None, False
+    for node in (graph.nodes[n] for n in graph.topological_order()):
+        if isinstance(node, (N.Input, N.Output)):
             continue
-        if isinstance(node, N.Linear):
-            if pending is not None:
+        if isinstance(node, N.Flatten):
+            flatten = bool(blocks)
+        elif isinstance(node, (N.Linear, N.Conv2d)):
+            if syn is not None:
                 raise NetxError(f"'{node.name}': two synapses in a row (netx has one per layer)")
-            pending = node
-        elif isinstance(node, N.Neuron):
-            p = node.params
-            if pending is None:
+            syn = node
+        elif isinstance(node, N.LeakyIntegrator) and syn is not None and current is None:
+            current = node
+        elif isinstance(node, N.SPIKING):
+            if syn is None:
                 raise NetxError(f"'{node.name}': a neuron without a synapse before it")
-            if p.lam_u != 0.0 or p.lam_i != 0.0:
-                raise NetxError(f"'{node.name}' is an ILIF layer: netx has no such neuron (its neurons are "
-                                f"CUBA/LIF); export it as --target lava or nir")
-            if p.reset != "zero" or p.v_reset != 0.0 or p.compare != ">":
-                raise NetxError(f"'{node.name}': netx's CUBA neuron resets to 0 and fires on v > threshold; this "
-                                f"layer has reset={p.reset!r}, v_reset={p.v_reset:g}, compare={p.compare!r}")
-            layers.append((pending, node))
-            pending = None
+            _check_neuron(node)
+            blocks.append(_block(syn, current, node, flatten))
+            syn, current, flatten = None, None, False
         else:
-            raise NetxError(f"'{node.name}' ({node.op}) is not written as netx (only Linear -> LIF layers are)")
-    if pending is not None:
-        raise NetxError(f"'{pending.name}': a non-spiking readout; every netx layer ends in a spiking neuron")
-    if not layers:
+            raise NetxError(f"'{node.name}' ({node.op}) is not written as netx (only Linear/Conv2d -> [current] -> "
+                            f"LIF layers are)")
+    if syn is not None:
+        raise NetxError(f"'{syn.name}': a non-spiking readout; every netx layer ends in a spiking neuron")
+    if not blocks:
         raise NetxError("no Linear -> LIF layer to write")
     if graph.input_node.encoding != "sequence":
         raise NetxError("netx networks take spikes: the graph's input is analog (direct encoding); "
                         "netx's input layer would encode it with a neuron of its own")
-    return layers
+    return blocks
+
+
+def _decay(lam: float) -> int:
+    return int(round((1.0 - lam) * DECAY_ONE))
 
 
 def export_graph(graph: Graph, path, **_) -> dict:
     """Write ``graph`` as a lava-dl netx network (``.net``, atomically; see the module docstring).
 
     Returns ``{"path", "layers", "scales"}`` (the power of two each layer was scaled by) and ``rounding``
-    (the largest change rounding made to a weight, bias or threshold, in the graph's units)."""
+    (the largest change rounding made to a weight, bias, threshold or decay, in the graph's units)."""
     import h5py
 
     from ilif_deploy.atomic import write_hdf5_atomic
 
-    layers = _netx_layers(graph)
-    scales, rounding, blocks = [], 0.0, []
-    for syn, neu in layers:
-        w = np.asarray(syn.weight, np.float64)
-        b = np.zeros(w.shape[0]) if syn.bias is None else np.asarray(syn.bias, np.float64)
-        p = neu.params
-        top = float(np.abs(w).max()) or 1.0
+    from ilif_deploy.ir.lowering import fold_batchnorm
+
+    blocks = _netx_layers(fold_batchnorm(graph.validate()))
+    scales, rounding, quantized = [], 0.0, []
+    for blk in blocks:
+        p = blk.neuron.params
+        weights = [blk.weight] + ([blk.weight_rec] if blk.weight_rec is not None else [])
+        top = max(float(np.abs(w).max(initial=0)) for w in weights) or 1.0
         scale = 2.0 ** np.floor(np.log2(WEIGHT_MAX / top))
         # even weight mantissas: what Loihi's mixed-sign weights hold
-        q = {"weight": 2 * np.round(w * scale / 2), "bias": np.round(b * scale), "vThMant": np.round(p.v_th * scale)}
-        rounding = max(rounding, *(float(np.abs(q[k] / scale - v).max()) for k, v in
-                                   (("weight", w), ("bias", b), ("vThMant", p.v_th))))
-        v_decay = int(round((1.0 - p.lam) * DECAY_ONE))
-        rounding = max(rounding, abs((1.0 - v_decay / DECAY_ONE) - p.lam))
+        q = {"weight": 2 * np.round(blk.weight * scale / 2), "bias": np.round(blk.bias * scale),
+             "vThMant": np.round(p.v_th * scale)}
+        exact = [("weight", blk.weight), ("bias", blk.bias), ("vThMant", p.v_th)]
+        if blk.weight_rec is not None:
+            q["weight_rec"] = 2 * np.round(blk.weight_rec * scale / 2)
+            exact.append(("weight_rec", blk.weight_rec))
+        rounding = max(rounding, *(float(np.abs(q[k] / scale - v).max()) for k, v in exact))
+        for lam in (p.lam, blk.lam_c):
+            rounding = max(rounding, abs((1.0 - _decay(lam) / DECAY_ONE) - lam))
         scales.append(float(scale))
-        blocks.append((syn, q, v_decay))
+        quantized.append(q)
 
     def fill(target):
         with h5py.File(target, "w") as f:
             root = f.create_group("layer")
-            for i, (syn, q, v_decay) in enumerate(blocks):
-                g = root.create_group(str(i))
-                g.create_dataset("type", data=np.array([b"dense"]))
-                g["shape"] = np.array([syn.weight.shape[0]])
-                g["inFeatures"], g["outFeatures"] = syn.weight.shape[1], syn.weight.shape[0]
-                g["weight"] = q["weight"]
+
+            def group(type_: str):
+                g = root.create_group(str(len(root)))
+                g.create_dataset("type", data=np.array([type_.encode()]))
+                return g
+
+            if blocks[0].kind == "conv":  # netx infers a conv's input size from an input layer
+                group("input")["shape"] = np.asarray(graph.input_shape)
+            for blk, q in zip(blocks, quantized):
+                if blk.flatten:
+                    group("flatten")
+                g = group(blk.kind)
+                g["shape"] = np.asarray(blk.neuron.shape)
+                if blk.kind == "conv":
+                    for key in ("stride", "padding", "dilation"):
+                        g[key] = np.asarray(getattr(blk.syn, key))
+                    g["groups"] = int(blk.syn.groups)
+                else:
+                    g["inFeatures"], g["outFeatures"] = blk.weight.shape[1], blk.weight.shape[0]
+                for key in ("weight", "weight_rec"):
+                    if key in q:
+                        g[key] = q[key]
                 if np.any(q["bias"]):
                     g["bias"] = q["bias"]
                 n = g.create_group("neuron")
                 n.create_dataset("type", data=np.array([b"CUBA"]))
-                n["iDecay"], n["vDecay"], n["vThMant"] = DECAY_ONE, v_decay, int(q["vThMant"])
-                n["refDelay"], n["gradedSpike"], n["wgtExp"] = 1, False, 0
+                n["iDecay"], n["vDecay"] = _decay(blk.lam_c), _decay(blk.neuron.params.lam)
+                n["vThMant"], n["refDelay"], n["gradedSpike"], n["wgtExp"] = int(q["vThMant"]), 1, False, 0
 
     write_hdf5_atomic(path, fill)
     return {"path": str(path), "layers": len(blocks), "scales": scales, "rounding": rounding}

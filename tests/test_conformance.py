@@ -20,11 +20,14 @@ from zoo import random_frames
 GRAPHS = ["digits_ilif", "digits_lif", "toy_resnet", "maxpool_net", "recurrent_net", "resnet18"]
 #: (graph, target) pairs the target cannot express: the error and what it must say
 REFUSED = {("maxpool_net", "nir"): (NIRExportError, "'mp'.*NIR has no max pooling"),
-           # netx is written for Linear -> hard-reset LIF networks (tests/test_netx_export.py); every zoo graph
-           # starts with a conv, which the netx writer refuses by name (before their soft-reset neurons)
-           **{(g, "netx"): (NetxError, r"'conv\d' \(conv2d\) is not written as netx") for g in
-              ("digits_ilif", "digits_lif", "toy_resnet", "maxpool_net", "resnet18")},
-           ("recurrent_net", "netx"): (NetxError, r"'rec' \(recurrent_neuron\) is not written as netx")}
+           # netx writes Linear/Conv2d -> [current] -> hard-reset LIF layers (tests/test_netx_export.py); each zoo
+           # graph holds a neuron or a bias netx has no form for, named in the refusal
+           **{(g, "netx"): (NetxError, message) for g, message in (
+               ("digits_ilif", "'neuron1' is an ILIF layer: netx has no such neuron"),
+               ("digits_lif", "'neuron1': netx's CUBA neuron resets to 0 and fires on v > threshold"),
+               ("toy_resnet", "'a' is an ILIF layer"), ("maxpool_net", "'a' is an ILIF layer"),
+               ("recurrent_net", "'rec': a bias into its decaying current"),
+               ("resnet18", r"'layer1\.0\.relu1' is an ILIF layer"))}}
 SLOW = {("resnet18", "lava")}  # one sample takes ~25 s on Lava's CPU backend
 CASES = [pytest.param(g, t, marks=[pytest.mark.slow] if (g, t) in SLOW else [], id=f"{g}-{t}")
          for g in GRAPHS for t in TARGETS]
