@@ -1,6 +1,6 @@
 """Recurrent layers: a neuron layer with a synapse from its own spikes of the step before (IR RecurrentNeuron),
 in the runtime, the .ir.npz format, energy counts, NIR import (the NIR paper's braille RNN) and export, ONNX and
-Lava (float); netx and the fixed-point engines refuse it by name."""
+Lava (float), netx (tests/test_netx_export.py); the fixed-point engines refuse it by name."""
 from __future__ import annotations
 
 import numpy as np
@@ -172,9 +172,11 @@ def test_onnx_unrolls_the_recurrence_with_the_runtimes_spikes(tmp_path, syn_lam)
     assert a.max_abs_logit_diff <= 1e-5
 
 
-def test_netx_refuses_it_by_name(tmp_path):
-    g = _net(np.eye(6, dtype=np.float32) * 0.5)
-    with pytest.raises(Exception, match="'rec' \\(recurrent_neuron\\) is not written as netx"):
+def test_netx_refuses_a_bias_into_its_decaying_current_by_name(tmp_path):
+    """netx writes recurrent LIF layers (dense_rec, tests/test_netx_export.py) but adds biases to the voltage."""
+    g = _net(np.eye(6, dtype=np.float32) * 0.5, syn_lam=0.5)
+    g.nodes["rec"].bias = np.ones(6, np.float32)
+    with pytest.raises(Exception, match="'rec': a bias into its decaying current"):
         export(g, "netx", tmp_path / "r.net", check_samples=0)
     assert list(tmp_path.iterdir()) == []
 
