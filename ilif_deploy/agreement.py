@@ -160,7 +160,7 @@ def compare_graphs(reference, lowered, data, batch_size: int = 16, name: str = "
     from .data import as_dataset
     from .runtime import run
 
-    neurons = [n.name for n in reference.of_type(N.Neuron)]
+    neurons = [n.name for n in reference.of_type(N.SPIKING)]
     counter = AgreementCounter(neurons, "exact graph", name)
     for b in as_dataset(data, reference.input_shape, reference.timesteps).batches(batch_size, reference.timesteps):
         out_r, rec_r = run(reference, b.x, record=neurons)

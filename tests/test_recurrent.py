@@ -186,7 +186,7 @@ def test_fixed_point_engines_refuse_recurrence_and_synaptic_currents_by_layer():
     from ilif_deploy.converters.lava.netspec import build_netspec
     from ilif_deploy.errors import UserError
 
-    with pytest.raises(UserError, match="layer 'rec' has a recurrent synapse: .*--fidelity float"):
+    with pytest.raises(UserError, match="layer 'rec' has a recurrent synapse: .*--mode float"):
         TorchEngine(build_netspec(_net(np.eye(6, dtype=np.float32))), mode="fixed")
     with pytest.raises(UserError, match="layer 'rec' has a synaptic current \\(decay 0.5 per step\\)"):
         TorchEngine(build_netspec(_net(np.eye(6, dtype=np.float32), syn_lam=0.5)), mode="fixed")
@@ -240,3 +240,26 @@ def test_the_braille_rnn_runs_on_lava_spike_exact(interop, lava, tmp_path):
         rep = simulate(tmp_path / "braille.lava.h5", x=x, mode="float", engine=engine, progress=False)
         assert rep.spike_agreement == {"lif1.lif": 1.0, "lif2": 1.0}, (engine, rep.spike_flips)
         assert 0 < rep.firing_rate["lif1.lif"] < 1 and rep.firing_rate["lif2"] > 0
+
+
+def test_cli_reads_sequence_files_of_vectors_and_nir_fidelity_covers_recurrent_layers(tmp_path, capsys):
+    """A vector network (a NIR RNN) takes [N, T, F] files as a frame per step, not as [T x F] frames; the NIR
+    exporter's generic-consumer check reports the recurrent layer too."""
+    import json
+
+    from ilif_deploy.cli import energy as energy_cli
+    from ilif_deploy.converters.nir import export_graph
+
+    g = _net(np.random.default_rng(2).normal(0, 0.8, (6, 6)).astype(np.float32), T=16)
+    g.save(tmp_path / "r.ir.npz")
+    x = (np.random.default_rng(3).random((5, 16, 5)) < 0.5).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert energy_cli.main([str(tmp_path / "r.ir.npz"), "--data", str(tmp_path / "x.npy"), "--no-progress",
+                            "--json", str(tmp_path / "e.json")]) == 0
+    rep = json.loads((tmp_path / "e.json").read_text())
+    _, rec = run(g, torch.as_tensor(x).transpose(0, 1), record=["rec"])
+    row = next(r for r in rep["layers"] if r["name"] == "rec")
+    # the same spikes as the runtime on the file's sequences (spikes per inference)
+    assert row["spikes"] * 5 == pytest.approx(float(rec["rec"].sum())) and float(rec["rec"].sum()) > 0
+    info = export_graph(g, tmp_path / "r.nir", fidelity=True)
+    assert set(info["fidelity"]["spike_agreement"]) == {"rec"}

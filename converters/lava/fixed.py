@@ -286,16 +286,17 @@ class QuantizedNet:
 
 def refuse_dynamics_beyond_fixed_point(spec) -> None:
     """Raise UserError naming the first layer whose dynamics the fixed-point step does not model: a
-    synaptic current (CubaLIF) or a recurrent synapse.  Both run in float mode (``--fidelity float``)."""
+    synaptic current (CubaLIF) or a recurrent synapse.  Both run in float mode (``--mode float``)."""
     for layer in spec.layers:
         if layer.syn_lam != 0.0:
             raise UserError(f"layer '{layer.name}' has a synaptic current (decay {layer.syn_lam:g} per step): "
                             f"the fixed-point neuron has no such compartment; run it in float mode "
-                            f"(--fidelity float)")
+                            f"(ilif-simulate --mode float)")
     for s in spec.synapses:
         if s.recurrent:
             raise UserError(f"layer '{s.target}' has a recurrent synapse: fixed point does not run recurrent "
-                            f"layers yet; run it in float mode (--fidelity float)")
+                            f"layers yet; run it in float mode (ilif-simulate --mode float)")
+
 
 def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[List[np.ndarray]] = None,
                   exponents: Optional[dict] = None) -> QuantizedNet:

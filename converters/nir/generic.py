@@ -147,8 +147,12 @@ def run_generic(graph: nir.NIRGraph, x: torch.Tensor, dt: float = DEFAULT_DT, re
 
 
 def _spike_name(ng: nir.NIRGraph, name: str) -> str:
+    """Where a generic run of ``ng`` has the spikes of layer ``name``: the node itself, or inside its
+    subgraph the ILIF's ``spike`` threshold or a recurrent layer's ``lif`` (snntorch's RLeaky layout)."""
     node = ng.nodes[name]
-    return f"{name}.spike" if isinstance(node, nir.NIRGraph) else name
+    if not isinstance(node, nir.NIRGraph):
+        return name
+    return f"{name}.{'spike' if 'spike' in node.nodes else 'lif'}"
 
 
 @torch.no_grad()
@@ -175,7 +179,7 @@ def fidelity(graph, ng: nir.NIRGraph, data=None, samples: Optional[int] = None, 
     T = timesteps or graph.timesteps or 4
     data = (probe_inputs(graph, 450 if graph.input_shape == (1, 8, 8) else 64) if data is None
             else as_dataset(data, graph.input_shape, T)).take(samples)
-    neurons = [n.name for n in graph.of_type(N.Neuron)]
+    neurons = [n.name for n in graph.of_type(N.SPIKING)]
     spike = {n: _spike_name(ng, n.replace("/", "|")) for n in neurons}
     counter = AgreementCounter(neurons, "exact", "generic NIR")
     for batch in data.batches(batch_size, T):

@@ -156,12 +156,15 @@ def open_data(spec: str, *, input_shape=None, timesteps: Optional[int] = None, d
             return images.take(samples)
         raise DataError(f"{path}: a folder, but no CIFAR batches, tonic dataset (NMNIST/, DVSGesture/, CIFAR10DVS/) "
                         f"or class folders of images in it")
+    # arrays hold [N, *frame] or [N, T, *frame]; a frame has the network's rank (a vector for a NIR RNN)
+    frame_dims = len(input_shape) if input_shape else 3
     if path.suffix == ".npy":
-        return ArrayDataset(str(path), NpyRows(path), preprocess=pre).take(samples)
-    return _npz(path, x_key, y_key, pre, timesteps, sensor, event_pre, samples)
+        return ArrayDataset(str(path), NpyRows(path), preprocess=pre, frame_dims=frame_dims).take(samples)
+    return _npz(path, x_key, y_key, pre, timesteps, sensor, event_pre, samples, frame_dims)
 
 
-def _npz(path: Path, x_key: str, y_key: str, pre: Preprocess, timesteps, sensor, event_pre, samples) -> Dataset:
+def _npz(path: Path, x_key: str, y_key: str, pre: Preprocess, timesteps, sensor, event_pre, samples,
+         frame_dims: int = 3) -> Dataset:
     from .events import event_sensor, looks_like_events, npz_recordings
 
     try:
@@ -189,4 +192,4 @@ def _npz(path: Path, x_key: str, y_key: str, pre: Preprocess, timesteps, sensor,
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             raise DataError(f"{path}: labels {y_key!r} must be integers")
         warn(f"{path}: labels {y_key!r} stored as {y.dtype}: read as integers")
-    return ArrayDataset(str(path), x, y, preprocess=pre).take(samples)
+    return ArrayDataset(str(path), x, y, preprocess=pre, frame_dims=frame_dims).take(samples)
