@@ -68,6 +68,24 @@ def test_integer_step_by_hand():
     assert seen == [([0, 0], [10, -7]), ([0, 0], [15, -10]), ([0, 1], [10, 9])]
 
 
+def test_synaptic_current_in_fixed_point_by_hand():
+    """A CubaLIF current (12-bit decay 0.5) between the input and an IF neuron (lam 1, threshold 2.0) at 4
+    fractional bits: i = decay(i) + x (toward zero), then the membrane integrates i."""
+    layer = FixedLayer.from_params(ILIFParams(lam=1.0, v_th=2.0, lam_u=0.0, lam_i=0.0, reset="zero", compare=">"),
+                                   np.zeros(2), 0, FixedPoint(frac_bits=4), syn_lam=0.5)
+    assert (layer.decay_syn, layer.vth_int) == (2048, 32)
+    state, syn, seen = zero_fixed_state((2,)), np.zeros(2, np.int64), []
+    for a in ([10, -5], [0, -5], [7, 0], [0, 0]):
+        step = ilif_step_fixed(np.array(a, np.int64), state, layer, syn=syn)
+        state, syn = step.state, step.syn
+        seen.append((syn.tolist(), state.v.tolist(), step.spikes.tolist()))
+    # neuron 1: i 10, 5, 2+7=9, 4; v 10, 15, 24, 28.  neuron 2: i -5, -2-5=-7, -3, -1; v -5, -12, -15, -16
+    assert seen == [([10, -5], [10, -5], [0, 0]), ([5, -7], [15, -12], [0, 0]), ([9, -3], [24, -15], [0, 0]),
+                    ([4, -1], [28, -16], [0, 0])]
+    step = ilif_step_fixed(np.array([10, 0], np.int64), state, layer, syn=syn)
+    assert step.syn.tolist() == [12, 0] and step.spikes.tolist() == [1, 0] and step.state.v.tolist() == [0, -16]
+
+
 def test_saturation_and_wraps_are_counted():
     layer = FixedLayer.from_params(ILIFParams(lam=0.0, v_th=1.0, lam_u=0.0, lam_i=0.0), np.zeros(3), 0,
                                    FixedPoint(frac_bits=16))

@@ -32,7 +32,7 @@ from ilif_deploy.neuron_step import ilif_step, zero_state
 from ilif_deploy.runtime import TORCH_INFERENCE_OPS
 
 from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, FixedPoint, QuantizedNet,
-                    ilif_step_fixed, quantize_input, quantize_spec, refuse_dynamics_beyond_fixed_point, sigmoid_lut,
+                    ilif_step_fixed, quantize_input, quantize_spec, sigmoid_lut,
                     state_bound, torch_fixed_ops, wrap, zero_fixed_state)
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
@@ -117,8 +117,6 @@ class TorchEngine:
         if spec.timesteps < 1:
             raise UserError("the network description has no number of time steps T")
         self.spec, self.mode, self.device = spec, mode, torch.device(device)
-        if mode == "fixed":
-            refuse_dynamics_beyond_fixed_point(spec)
         self.quantized = (quantized or quantize_spec(spec, fixed)) if mode == "fixed" else None
         self.compile = bool(compile) and mode == "fixed"
         dev = dict(device=self.device)
@@ -150,33 +148,64 @@ class TorchEngine:
         out = flat @ w.T if s.kind == "dense" else flat * w
         return out.reshape(b, *s.out_shape)
 
-    def _input_current(self, name: str, values: Dict[str, torch.Tensor], wraps: Dict[str, torch.Tensor],
-                       bounds: Dict[int, float]):
-        """The summed input of ``name``; in fixed mode Lava's wraps are applied (and counted) wherever
-        ``bounds`` (the largest |sum| each synapse can produce on this batch) does not rule them out."""
-        total, total_bound = None, 0.0
-        for i, s in self.incoming[name]:
-            if s.recurrent:  # added step by step (float_sequence)
-                continue
-            cur = self._synapse(i, s, values[s.source])
-            if self.mode == "fixed":
-                cur = cur.to(torch.int64)
-                bits = CONV_BITS if s.kind == "conv" else DENSE_BITS
-                if bounds[i] >= 2 ** (bits - 1) - 1:
-                    cur, n = wrap(cur, bits)
-                    wraps[name] = wraps[name] + n
-                total_bound += bounds[i]
-            total = cur if total is None else total + cur
-        if self.mode == "fixed" and total_bound >= 2 ** (PORT_BITS - 1) - 1:
+    def _current(self, i: int, s: Synapse, src: torch.Tensor, wraps: Dict[str, torch.Tensor],
+                 bounds: Dict[int, float]) -> torch.Tensor:
+        """Synapse ``i``'s current; in fixed mode as int64, wrapped (and counted) as Lava's connection
+        process does wherever ``bounds`` (the largest |sum| each synapse can produce on this batch) does
+        not rule a wrap out."""
+        cur = self._synapse(i, s, src)
+        if self.mode == "fixed":
+            cur = cur.to(torch.int64)
+            bits = CONV_BITS if s.kind == "conv" else DENSE_BITS
+            if bounds[i] >= 2 ** (bits - 1) - 1:
+                cur, n = wrap(cur, bits)
+                wraps[s.target] = wraps[s.target] + n
+            shift = self.quantized.post_shifts[i]
+            if shift:  # Lava's Dense weight_exp < 0: an arithmetic right shift of the (wrapped) sum
+                cur = cur >> shift
+        return cur
+
+    def _port(self, name: str, total: torch.Tensor, wraps: Dict[str, torch.Tensor], bounds: Dict[int, float]):
+        """What the neuron's port makes of the summed current: in fixed mode an int32 wrap (counted), unless
+        the synapses' bounds rule it out."""
+        if self.mode == "fixed" and sum(bounds[i] for i, _ in self.incoming[name]) >= 2 ** (PORT_BITS - 1) - 1:
             total, n = wrap(total, PORT_BITS)
             wraps[name] = wraps[name] + n
         return total
+
+    def _input_current(self, name: str, values: Dict[str, torch.Tensor], wraps: Dict[str, torch.Tensor],
+                       bounds: Dict[int, float]):
+        """The summed feed-forward input of ``name`` over all steps (a recurrent synapse's current is added
+        step by step, and the port's wrap after it)."""
+        total = None
+        for i, s in self.incoming[name]:
+            if not s.recurrent:
+                cur = self._current(i, s, values[s.source], wraps, bounds)
+                total = cur if total is None else total + cur
+        return total if self._recurrent(name) else self._port(name, total, wraps, bounds)
+
+    def _recurrent(self, name: str):
+        return [(i, s) for i, s in self.incoming[name] if s.recurrent]
+
+    def _fixed_recurrent_sequence(self, lay, a_in: torch.Tensor, state, layer, wraps, bounds):
+        """A fixed-point layer with a recurrent synapse over ``a_in`` ``[T, B, ...]`` (its feed-forward input):
+        per step the recurrent current of the step before's spikes is added, the port wraps, the neuron steps."""
+        syn = torch.zeros_like(a_in[0]) if layer.decay_syn else None
+        prev, out, over = None, [], 0
+        for t in range(a_in.shape[0]):
+            a = a_in[t]
+            for i, s in (self._recurrent(lay.name) if t > 0 else []):
+                a = a + self._current(i, s, prev, wraps, bounds)
+            step = ilif_step_fixed(self._port(lay.name, a, wraps, bounds), state, layer, self.ops, syn)
+            state, syn, prev, over = step.state, step.syn, step.spikes, over + step.overflows
+            out.append(step.spikes.to(torch.uint8))
+        return torch.stack(out), over
 
     def _float_sequence(self, lay, a_in: torch.Tensor) -> torch.Tensor:
         """A float neuron layer over its feed-forward input ``a_in`` ``[T, B, ...]`` (float64), in the Lava
         process's order: (input + recurrent input of the step before) + bias, rounded to float32, through
         the synaptic current when it has one, then the shared float step.  Spikes ``[T, B, ...]`` (uint8)."""
-        recurrent = [(i, s) for i, s in self.incoming[lay.name] if s.recurrent]
+        recurrent = self._recurrent(lay.name)
         state = zero_state(a_in[0].to(torch.float32), TORCH_INFERENCE_OPS)
         syn = torch.zeros_like(a_in[0], dtype=torch.float32)
         lam = torch.tensor(lay.syn_lam, dtype=torch.float32)
@@ -224,8 +253,11 @@ class TorchEngine:
             a_in = self._input_current(lay.name, values, wraps, bounds).reshape(T, B, *lay.shape)
             if fixed:
                 state = zero_fixed_state((B, *lay.shape), torch, device=self.device)
-                run = _compiled_fixed_sequence() if self.compile else fixed_sequence
-                s_all, n = run(a_in, state, layers[lay.name], self.ops)
+                if self._recurrent(lay.name):
+                    s_all, n = self._fixed_recurrent_sequence(lay, a_in, state, layers[lay.name], wraps, bounds)
+                else:
+                    run = _compiled_fixed_sequence() if self.compile else fixed_sequence
+                    s_all, n = run(a_in, state, layers[lay.name], self.ops)
                 over[lay.name] = over[lay.name] + n
             else:
                 s_all = self._float_sequence(lay, a_in)
@@ -261,9 +293,10 @@ def overflow_risks(fb: FixedBounds, input_max: float) -> List[str]:
 def fixed_sequence(a_in: torch.Tensor, state, layer, ops):
     """One fixed-point layer over ``a_in`` ``[T, B, ...]``: spikes ``[T, B, ...]`` (uint8) and saturations."""
     out, over = [], 0
+    syn = torch.zeros_like(a_in[0]) if layer.decay_syn else None
     for t in range(a_in.shape[0]):
-        step = ilif_step_fixed(a_in[t], state, layer, ops)
-        state, over = step.state, over + step.overflows
+        step = ilif_step_fixed(a_in[t], state, layer, ops, syn)
+        state, syn, over = step.state, step.syn, over + step.overflows
         out.append(step.spikes.to(torch.uint8))
     return torch.stack(out), over
 

@@ -11,6 +11,7 @@ Format (one LSB of state = 2**-frac_bits of a float unit; every state a signed 2
 
     a_in     summed synaptic input as Lava delivers it (int32 messages)
     x        = (a_in << a_exp) + bias_int           a_exp: the layer's weight exponent
+    syn      = decay(syn, decay_syn) + x; x = syn    a synaptic current (CubaLIF), when decay_syn > 0
     ciu      = decay(ciu + ciu_drive, decay_i)       decays are 12-bit fractions d / 4096, on magnitudes
     u        = x - max(ciu, 0)                       (the inhibited current I[t])
     v_pre    = decay(v, decay_lam) + u
@@ -78,15 +79,18 @@ def sigmoid_lut(frac_bits: int) -> np.ndarray:
     return lut
 
 
-def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence[bool], fp: FixedPoint
-                     ) -> Tuple[List[np.ndarray], int]:
+def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence[bool], fp: FixedPoint,
+                     post_shifts: Optional[Sequence[int]] = None) -> Tuple[List[np.ndarray], int]:
     """Mantissas of every synapse into one layer and the layer's shift ``a_exp``.
 
     One exponent per target layer, chosen so the largest weight uses the full ``weight_bits``; a graded
     (analog) source carries ``input_frac_bits`` of its own.  Mantissas come back doubled (even numbers,
     [-256, 254] at 8 bits) as Lava's mixed-sign Dense wants them; ``a_exp`` accounts for the factor 2,
-    so ``sum(mant * s) << a_exp`` is the input current in state LSBs."""
-    shifts = [fp.frac_bits - (fp.input_frac_bits if g else 0) for g in graded]  # float -> state LSBs per source
+    so ``sum(mant * s) << a_exp`` is the input current in state LSBs.  ``post_shifts``: per synapse, a right
+    shift of its sum (before ``a_exp``) that its mantissas are scaled up by."""
+    post_shifts = post_shifts or [0] * len(graded)
+    # float -> state LSBs per source
+    shifts = [fp.frac_bits - (fp.input_frac_bits if g else 0) + p for g, p in zip(graded, post_shifts)]
     mag = max((np.abs(w).max(initial=0.0) * 2.0 ** k for w, k in zip(weights, shifts)), default=0.0)
     top = 2 ** (fp.weight_bits - 1) - 1
     e = math.ceil(math.log2(mag / top)) if mag > 0 else 0
@@ -130,13 +134,16 @@ class FixedLayer:
     hard_reset: bool = False
     v_reset_int: int = 0
     strict: bool = False
+    #: decay of a synaptic current between the input and the neuron (12 bits; 0: no such current)
+    decay_syn: int = 0
     #: proven (by :func:`state_bound`) that no value can leave the 24-bit range: saturation is skipped,
     #: which changes no result (every clamp would be a no-op) and saves most of the step's work
     in_range: bool = False
 
     @classmethod
-    def from_params(cls, params: ILIFParams, bias, a_exp: int, fp: FixedPoint) -> "FixedLayer":
-        """Quantise a layer: threshold, reset level and bias to state LSBs (rounded), decays to 12 bits."""
+    def from_params(cls, params: ILIFParams, bias, a_exp: int, fp: FixedPoint, syn_lam: float = 0.0) -> "FixedLayer":
+        """Quantise a layer: threshold, reset level and bias to state LSBs (rounded), decays (and the synaptic
+        current's, ``syn_lam``) to 12 bits."""
         one = 2.0 ** fp.frac_bits
         return cls(frac_bits=fp.frac_bits, a_exp=int(a_exp), vth_int=int(round(params.v_th * one)),
                    decay_lam=int(round(params.lam * DECAY_ONE)), decay_u=int(round(params.lam_u * DECAY_ONE)),
@@ -144,7 +151,7 @@ class FixedLayer:
                    mpiu_on=params.mpiu_enabled, ciu_from_net=params.ciu_source == "net",
                    bias_int=np.round(np.asarray(bias, np.float64) * one).astype(np.int64),
                    hard_reset=params.reset == "zero", v_reset_int=int(round(params.v_reset * one)),
-                   strict=params.compare == ">")
+                   strict=params.compare == ">", decay_syn=int(round(syn_lam * DECAY_ONE)))
 
     @property
     def lut(self) -> np.ndarray:
@@ -191,19 +198,21 @@ def torch_fixed_ops() -> FixedOps:
 
 class FixedStep(NamedTuple):
     """One fixed-point step: 0/1 spikes (int64), the new state, how many values were saturated in
-    this step (an integer, or a 0-d tensor under torch), and the inhibited current ``u``."""
+    this step (an integer, or a 0-d tensor under torch), the inhibited current ``u`` and the synaptic
+    current ``syn`` (None for a layer without one)."""
 
     spikes: Any
     state: ILIFState
     overflows: Any
     u: Any
+    syn: Any = None
 
 
 def _shift(x, e: int):
     return x << e if e >= 0 else x >> -e
 
 
-def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = NUMPY_FIXED) -> FixedStep:
+def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = NUMPY_FIXED, syn=None) -> FixedStep:
     """Advance one layer by one step in integers (see the module docstring for the equations).
 
     Args:
@@ -211,6 +220,7 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
         state: the integer state after the previous step (all zeros at the first step), int64 arrays.
         layer: the layer's quantised parameters.
         ops: :data:`NUMPY_FIXED` or :func:`torch_fixed_ops`.
+        syn: the synaptic current after the previous step (layers with ``decay_syn``; zeros at the first).
     """
     counts = [0]
 
@@ -224,6 +234,8 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
         return v if d == DECAY_ONE else ops.decay(v, d)
 
     x = sat(_shift(a_in, layer.a_exp) + layer.bias_int)
+    if layer.decay_syn:
+        x = syn = sat(decay(syn, layer.decay_syn) + x)
     if layer.ciu_on:
         ciu = sat(decay(state.ciu + state.ciu_drive, layer.decay_i))
         u = sat(x - ops.relu(ciu))
@@ -242,7 +254,8 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
     else:
         mpiu, v = state.mpiu, mbar
     drive = sat(spikes * (u if layer.ciu_from_net else x)) if layer.ciu_on else state.ciu_drive
-    return FixedStep(spikes, ILIFState(v=v, mpiu=mpiu, ciu=ciu, ciu_drive=drive), sum(counts[1:], counts[0]), u)
+    return FixedStep(spikes, ILIFState(v=v, mpiu=mpiu, ciu=ciu, ciu_drive=drive), sum(counts[1:], counts[0]), u,
+                     syn if layer.decay_syn else None)
 
 
 def state_bound(layer: FixedLayer, x_bound: float, timesteps: int) -> float:
@@ -251,9 +264,12 @@ def state_bound(layer: FixedLayer, x_bound: float, timesteps: int) -> float:
     STATE_MAX no saturation can occur, and ``replace(layer, in_range=True)`` gives the same results."""
     lam, lam_u, lam_i = (layer.decay_lam / DECAY_ONE, layer.decay_u / DECAY_ONE, layer.decay_i / DECAY_ONE)
     sig = float(sigmoid_lut(layer.frac_bits).max()) if layer.mpiu_on else 0.0
-    ciu = mpiu = v = drive = 0.0
-    worst = x_bound
+    ciu = mpiu = v = drive = syn = 0.0
+    worst, x_in = x_bound, x_bound
     for _ in range(int(timesteps)):
+        if layer.decay_syn:  # the current sums decayed inputs: the neuron sees up to x_in / (1 - lam_syn)
+            x_bound = syn = layer.decay_syn / DECAY_ONE * syn + x_in
+            worst = max(worst, syn)
         if layer.ciu_on:
             ciu = lam_i * (ciu + drive)
         u = x_bound + ciu
@@ -277,6 +293,8 @@ class QuantizedNet:
     mantissas: List[np.ndarray]
     layers: dict  # name -> FixedLayer
     readout_exp: int
+    #: per synapse, the right shift of its sum (graded synapses into a layer that also takes spikes)
+    post_shifts: Optional[List[int]] = None
 
     @property
     def readout_scale(self) -> float:
@@ -284,41 +302,41 @@ class QuantizedNet:
 
 
 
-def refuse_dynamics_beyond_fixed_point(spec) -> None:
-    """Raise UserError naming the first layer whose dynamics the fixed-point step does not model: a
-    synaptic current (CubaLIF) or a recurrent synapse.  Both run in float mode (``--mode float``)."""
-    for layer in spec.layers:
-        if layer.syn_lam != 0.0:
-            raise UserError(f"layer '{layer.name}' has a synaptic current (decay {layer.syn_lam:g} per step): "
-                            f"the fixed-point neuron has no such compartment; run it in float mode "
-                            f"(ilif-simulate --mode float)")
-    for s in spec.synapses:
-        if s.recurrent:
-            raise UserError(f"layer '{s.target}' has a recurrent synapse: fixed point does not run recurrent "
-                            f"layers yet; run it in float mode (ilif-simulate --mode float)")
-
-
 def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[List[np.ndarray]] = None,
                   exponents: Optional[dict] = None) -> QuantizedNet:
     """Quantise every layer of ``spec`` (a :class:`~ilif_deploy.converters.lava.netspec.NetSpec`) with
-    one exponent per target layer; ``mantissas``/``exponents`` (as stored in a ``.lava.h5``) are taken
-    as they are instead of being recomputed from the float weights."""
+    one exponent per target layer (format ``fp``, default :class:`FixedPoint`); ``mantissas``/``exponents``
+    (as stored in a ``.lava.h5``) are taken as they are instead of being recomputed from the float weights.
+
+    A layer that sums the analog input with spikes (a recurrent layer right after the input) shares one
+    exponent between them, but an input message carries 2**input_frac_bits per float unit and a spike 1: its
+    graded synapses are quantised as spike synapses and shift their sum right by ``input_frac_bits``
+    (``post_shifts``; Lava's Dense ``weight_exp``), or their mantissas would round to 0."""
     fp = fp or FixedPoint()
     mants: List[Optional[np.ndarray]] = [None] * len(spec.synapses)
     layers, readout_exp = {}, 0
+    post = [0] * len(spec.synapses)
     for layer in spec.layers + [spec.readout]:
         incoming = spec.incoming_indexed(layer.name)
+        if {s.graded for _, s in incoming} == {True, False}:
+            for i, s in incoming:
+                if s.graded:
+                    if s.kind == "conv":
+                        raise UserError(f"layer '{layer.name}' sums the analog input through a convolution with "
+                                        f"spikes: fixed point has no per-synapse shift for Lava's Conv")
+                    post[i] = fp.input_frac_bits
         if mantissas is not None:
             m, a_exp = [mantissas[i] for i, _ in incoming], int(exponents[layer.name])
         else:
-            m, a_exp = quantize_weights([s.weight for _, s in incoming], [s.graded for _, s in incoming], fp)
+            m, a_exp = quantize_weights([s.weight for _, s in incoming], [s.graded for _, s in incoming], fp,
+                                        [post[i] for i, _ in incoming])
         for (i, _), mi in zip(incoming, m):
             mants[i] = mi
         if layer is spec.readout:
             readout_exp = a_exp
         else:
-            layers[layer.name] = FixedLayer.from_params(layer.params, layer.bias, a_exp, fp)
-    return QuantizedNet(fp=fp, mantissas=mants, layers=layers, readout_exp=readout_exp)
+            layers[layer.name] = FixedLayer.from_params(layer.params, layer.bias, a_exp, fp, layer.syn_lam)
+    return QuantizedNet(fp=fp, mantissas=mants, layers=layers, readout_exp=readout_exp, post_shifts=post)
 
 
 def wrap(x, bits: int):

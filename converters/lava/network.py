@@ -20,8 +20,7 @@ import numpy as np
 from ilif_deploy.errors import UserError
 
 from .compat import require_lava
-from .fixed import (PORT_BITS, FixedPoint, QuantizedNet, quantize_input, quantize_spec,
-                    refuse_dynamics_beyond_fixed_point, wrap)
+from .fixed import PORT_BITS, FixedPoint, QuantizedNet, quantize_input, quantize_spec, wrap
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
 MODES = {"float": "floating_pt", "fixed": "fixed_pt"}
@@ -204,9 +203,10 @@ def _worker_errors(proc) -> str:
     return ("first error in a Lava worker process:\n" + found[0]) if found else ""
 
 
-def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: list) -> object:
+def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: list, shift: int = 0) -> object:
     """One connection process (plus ``syn.delay`` identity relays) from ``src_port`` to ``dst_port``;
-    returns the connection process.  Fixed mode uses the processes that count their wraps."""
+    returns the connection process.  Fixed mode uses the processes that count their wraps; ``shift``
+    right-shifts a Dense/Sparse sum (its ``weight_exp``)."""
     from scipy import sparse as sp
 
     if mode == "fixed":
@@ -226,8 +226,9 @@ def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: l
         out = conn.a_out
     else:
         flat_in = src_port.flatten() if len(syn.in_shape) > 1 else src_port
-        conn = Dense(weights=w_lava, num_message_bits=bits) if syn.kind == "dense" else \
-            Sparse(weights=sp.csr_matrix(w_lava), num_message_bits=bits)
+        exp = dict(weight_exp=-shift) if shift else {}
+        conn = Dense(weights=w_lava, num_message_bits=bits, **exp) if syn.kind == "dense" else \
+            Sparse(weights=sp.csr_matrix(w_lava), num_message_bits=bits, **exp)
         flat_in.connect(conn.s_in)
         out = conn.a_out
     connections.append(conn)
@@ -283,11 +284,12 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
 
     from .process import ILIF, FileRecorder
 
-    fp = fixed or (quantized.fp if quantized else FixedPoint())
-    if mode == "fixed" or neuron == "lava_lif":
-        refuse_dynamics_beyond_fixed_point(spec)
     if mode == "fixed" and quantized is None:
-        quantized = quantize_spec(spec, fp)
+        quantized = quantize_spec(spec, fixed)
+    fp = fixed or (quantized.fp if quantized else FixedPoint())
+    if neuron == "lava_lif" and (any(lay.syn_lam for lay in spec.layers) or any(s.recurrent for s in spec.synapses)):
+        raise UserError("neuron='lava_lif' (Lava's LIF, for speed comparisons) takes no recurrent or synaptic-current "
+                        "layers")
     T = spec.timesteps
     workdir = tempfile.TemporaryDirectory(prefix="ilif-lava-")
     steps = (samples + -(-spec.depth // T)) * T
@@ -326,7 +328,7 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
                 q = quantized.layers[layer.name]
                 fx = dict(frac_bits=q.frac_bits, a_exp=q.a_exp, bias_int=to_lava(q.bias_int, layer.shape),
                           vth_int=q.vth_int, v_reset_int=q.v_reset_int, decay_lam=q.decay_lam, decay_u=q.decay_u,
-                          decay_i=q.decay_i)
+                          decay_i=q.decay_i, decay_syn=q.decay_syn)
             dst = ILIF(shape=shape_l, lam=p.lam, v_th=p.v_th, lam_u=p.lam_u, lam_i=p.lam_i,
                        ciu_source=p.ciu_source, reset=p.reset, v_reset=p.v_reset, compare=p.compare,
                        bias=to_lava(layer.bias, layer.shape), syn_lam=layer.syn_lam, delay=layer.depth, period=T,
@@ -335,8 +337,9 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
         if layer is not spec.readout:
             neurons[layer.name] = dst
             ports[layer.name] = dst.s_out
+        shifts = [quantized.post_shifts[i] if mode == "fixed" else 0 for i, _ in indexed]
         counted[key] = [_connect(ports[syn.source], syn, _lava_weight(syn, w), dst.r_in if syn.recurrent else dst.a_in,
-                                 mode, connections) for syn, w in zip(incoming, weights)]
+                                 mode, connections, k) for syn, w, k in zip(incoming, weights, shifts)]
         if hasattr(dst, "wraps"):
             counted[key].append(dst)
     if record:

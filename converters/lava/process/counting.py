@@ -63,8 +63,11 @@ class _CountingMatrixModel(PyLoihiProcessModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self._exact = None
-        if self.proc_params.get("weight_exp", 0):
-            raise ValueError("the counting connection models take weight_exp = 0 (ilif-deploy scales in the neuron)")
+        # a negative weight_exp right-shifts the wrapped sum as Lava's Dense does (graded input into a layer
+        # that also takes spikes); ilif-deploy scales everything else in the neuron
+        self._shift = -int(self.proc_params.get("weight_exp", 0))
+        if self._shift < 0:
+            raise ValueError("the counting connection models take weight_exp <= 0")
 
     def run_spk(self) -> None:
         if self._exact is None:  # Lava's own first-step weight processing, then int64 for exact sums
@@ -80,7 +83,7 @@ class _CountingMatrixModel(PyLoihiProcessModel):
             exact = self._exact[:, s_in.astype(bool)].sum(axis=1)
         wrapped, n = wrap(np.asarray(exact).reshape(-1), DENSE_BITS)
         self.wraps[0] += int(n)
-        self.a_buff = wrapped.astype(np.int32)
+        self.a_buff = (wrapped >> self._shift).astype(np.int32)
 
 
 @implements(proc=CountingDense, protocol=LoihiProtocol)

@@ -86,8 +86,8 @@ class ILIF(AbstractProcess):
             np.asarray(fixed.get("bias_int", 0), dtype=np.int64), shape).copy())
         default = FixedLayer.from_params(ILIFParams(lam=lam, v_th=v_th, lam_u=lam_u, lam_i=lam_i, ciu_source=ciu_source,
                                                     reset=reset, v_reset=v_reset, compare=compare),
-                                         0.0, 0, FixedPoint(frac_bits=frac_bits))
-        for key in ("vth_int", "v_reset_int", "decay_lam", "decay_u", "decay_i"):
+                                         0.0, 0, FixedPoint(frac_bits=frac_bits), syn_lam)
+        for key in ("vth_int", "v_reset_int", "decay_lam", "decay_u", "decay_i", "decay_syn"):
             setattr(self, key, Var(shape=(1,), init=int(fixed.get(key, getattr(default, key)))))
         self.overflows = Var(shape=(1,), init=0)
         self.wraps = Var(shape=(1,), init=0)  # int32 sums of the input port wrapped (fixed_pt)
@@ -117,6 +117,7 @@ class _WindowMixin:
     decay_lam: np.ndarray = LavaPyType(np.ndarray, int)
     decay_u: np.ndarray = LavaPyType(np.ndarray, int)
     decay_i: np.ndarray = LavaPyType(np.ndarray, int)
+    decay_syn: np.ndarray = LavaPyType(np.ndarray, int)
     overflows: np.ndarray = LavaPyType(np.ndarray, np.int64)
     wraps: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
@@ -206,7 +207,7 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     r_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
-    syn: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)  # unused: fixed point has no synaptic current
+    syn: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     ciu: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
@@ -225,7 +226,7 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
                 ciu_on=float(self.lam_i[0]) != 0.0, mpiu_on=float(self.lam_u[0]) != 0.0,
                 ciu_from_net=bool(int(self.ciu_from_net[0])), bias_int=self.bias_int.astype(np.int64),
                 hard_reset=bool(int(self.hard_reset[0])), v_reset_int=int(self.v_reset_int[0]),
-                strict=bool(int(self.strict[0])))
+                strict=bool(int(self.strict[0])), decay_syn=int(self.decay_syn[0]))
         return self._layer
 
     def run_spk(self) -> None:
@@ -236,10 +237,12 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
         a_in, wrapped = wrap(a_in, PORT_BITS)
         self.wraps[0] += int(wrapped)
         if k == 0:
-            for arr in (self.u, self.v, self.ciu, self.mpiu, self.ciu_drive):
+            for arr in (self.u, self.v, self.ciu, self.mpiu, self.ciu_drive, self.syn):
                 arr[...] = 0
         state = ILIFState(*(getattr(self, n).astype(np.int64) for n in ILIFState._fields))
-        step = ilif_step_fixed(a_in, state, self._fixed_layer())
+        step = ilif_step_fixed(a_in, state, self._fixed_layer(), syn=self.syn.astype(np.int64))
+        if step.syn is not None:
+            self.syn[...] = step.syn
         self.overflows[0] += int(step.overflows)
         self.u[...] = step.u
         for n in ILIFState._fields:
