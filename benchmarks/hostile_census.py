@@ -34,14 +34,11 @@ import torch
 
 from ilif_deploy.cli import energy, export, simulate
 from ilif_deploy.converters import open_graph
-from ilif_deploy.converters.lava import export_graph as lava_export
-from ilif_deploy.converters.netx import export_graph as netx_export
-from ilif_deploy.converters.nir import export_graph as nir_export
 from ilif_deploy.converters.onnx import export_graph as onnx_export
 from ilif_deploy.examples import model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from zoo import conv_wrap_net, corruptions, hard_reset_lif_net, wrap_net  # noqa: E402  (the tests' own inputs)
+from zoo import SEED_KINDS, conv_wrap_net, corruptions, seed_files, wrap_net  # noqa: E402  (the tests' own inputs)
 
 CLIS = {"export": export.main, "energy": energy.main, "simulate": simulate.main}
 
@@ -346,17 +343,7 @@ def main() -> int:
     by_category, by_verdict, rows = {}, Counter(), []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        g = open_graph("example:digits_ilif")
-        seeds = {"model": Path(shutil.copy(model_path("digits_ilif"), d / "seed.pt"))}
-        g.save(d / "seed.ir.npz")
-        nir_export(g, d / "seed.nir")
-        lava_export(g, d / "seed.lava.h5")
-        x = np.random.default_rng(0).random((12, 1, 8, 8)).astype(np.float32)
-        np.savez(d / "seed.npz", x=x, y=np.arange(12) % 10)
-        np.save(d / "seed.npy", x)
-        netx_export(hard_reset_lif_net(), d / "seed.net")
-        seeds.update(ir=d / "seed.ir.npz", nir=d / "seed.nir", lava=d / "seed.lava.h5", npz=d / "seed.npz",
-                     npy=d / "seed.npy", netx=d / "seed.net")
+        seeds = seed_files(d, open_graph("example:digits_ilif"))
         for case in named_cases(d, seeds):
             if case is None:
                 continue
@@ -370,7 +357,7 @@ def main() -> int:
             result = run_child(argv, interrupt_after=2.5 + delay)
             rows.append(("outputs", f"Ctrl-C during a NIR export ({2.5 + delay:.1f} s in)",
                          verdict(result, "interrupt", []), result[1]))
-        for kind in ("model", "ir", "nir", "lava", "netx", "npz", "npy"):
+        for kind in SEED_KINDS:
             for i, (what, blob) in enumerate(corruptions(seeds[kind].read_bytes(), random.Random(kind))):
                 f = d / f"case{i}{seeds[kind].name}"
                 f.write_bytes(blob)

@@ -29,34 +29,43 @@ def check_self_contained(path) -> None:
     except OSError:
         return  # not HDF5 (or unreadable): the format's own reader says what it is
     with f:
-        stack = [f]
-        seen = 0
-        while stack:
-            group = stack.pop()
-            for name in group:
-                seen += 1
-                if seen > MAX_OBJECTS:
-                    raise UnsafeHDF5(f"{path}: more than {MAX_OBJECTS:,} HDF5 objects (not a file we write or read)")
-                link = group.get(name, getlink=True)
-                where = f"{group.name.rstrip('/')}/{name}"
-                if isinstance(link, h5py.ExternalLink):
-                    raise UnsafeHDF5(f"{path}: {where} is an external link to {link.filename}:{link.path}; "
+        try:
+            _walk(path, f)
+        except (RuntimeError, OSError, KeyError, ValueError) as e:  # h5py on a damaged index (local heap, B-tree)
+            raise UserError(f"{path}: damaged HDF5 structure ({type(e).__name__}: {e})") from None
+
+
+def _walk(path: Path, f) -> None:
+    import h5py
+
+    stack = [f]
+    seen = 0
+    while stack:
+        group = stack.pop()
+        for name in group:
+            seen += 1
+            if seen > MAX_OBJECTS:
+                raise UnsafeHDF5(f"{path}: more than {MAX_OBJECTS:,} HDF5 objects (not a file we write or read)")
+            link = group.get(name, getlink=True)
+            where = f"{group.name.rstrip('/')}/{name}"
+            if isinstance(link, h5py.ExternalLink):
+                raise UnsafeHDF5(f"{path}: {where} is an external link to {link.filename}:{link.path}; "
+                                 f"refused (a file must hold its own data)")
+            if isinstance(link, h5py.SoftLink):
+                continue  # resolved inside this file; its target is visited where it lives
+            try:
+                obj = group[name]
+            except (KeyError, OSError, RuntimeError) as e:
+                raise UserError(f"{path}: {where} cannot be read ({e})") from None
+            if isinstance(obj, h5py.Group):
+                stack.append(obj)
+            elif isinstance(obj, h5py.Dataset):
+                if obj.external:
+                    raise UnsafeHDF5(f"{path}: dataset {where} keeps its data in {obj.external[0][0]} "
+                                     f"(HDF5 external storage); refused (a file must hold its own data)")
+                if obj.is_virtual:
+                    raise UnsafeHDF5(f"{path}: dataset {where} is a virtual dataset made of other files; "
                                      f"refused (a file must hold its own data)")
-                if isinstance(link, h5py.SoftLink):
-                    continue  # resolved inside this file; its target is visited where it lives
-                try:
-                    obj = group[name]
-                except (KeyError, OSError) as e:
-                    raise UserError(f"{path}: {where} cannot be read ({e})") from None
-                if isinstance(obj, h5py.Group):
-                    stack.append(obj)
-                elif isinstance(obj, h5py.Dataset):
-                    if obj.external:
-                        raise UnsafeHDF5(f"{path}: dataset {where} keeps its data in {obj.external[0][0]} "
-                                         f"(HDF5 external storage); refused (a file must hold its own data)")
-                    if obj.is_virtual:
-                        raise UnsafeHDF5(f"{path}: dataset {where} is a virtual dataset made of other files; "
-                                         f"refused (a file must hold its own data)")
 
 
 #: no NIR, Lava or netx file of a real network comes near this many groups and datasets

@@ -16,10 +16,8 @@ import pytest
 import torch
 
 from ilif_deploy.cli import energy, export
-from ilif_deploy.converters.lava import export_graph as lava_export
-from ilif_deploy.converters.nir import export_graph as nir_export
 from ilif_deploy.examples import model_path
-from zoo import corruptions, hard_reset_lif_net
+from zoo import SEED_KINDS, corruptions, seed_files
 
 
 def _run(main, argv):
@@ -31,24 +29,10 @@ def _run(main, argv):
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory, digits_ilif_graph):
-    d = tmp_path_factory.mktemp("seeds")
-    g = digits_ilif_graph
-    files = {"model": shutil.copy(model_path("digits_ilif"), d / "m.pt")}
-    g.save(d / "g.ir.npz")
-    nir_export(g, d / "g.nir")
-    lava_export(g, d / "g.lava.h5")
-    x = np.random.default_rng(0).random((12, 1, 8, 8)).astype(np.float32)
-    np.savez(d / "d.npz", x=x, y=np.arange(12) % 10)
-    np.save(d / "d.npy", x)
-    from ilif_deploy.converters.netx import export_graph as netx_export
-
-    netx_export(hard_reset_lif_net(), d / "g.net")
-    files.update(ir=d / "g.ir.npz", nir=d / "g.nir", lava=d / "g.lava.h5", npz=d / "d.npz", npy=d / "d.npy",
-                 netx=d / "g.net")
-    return files
+    return seed_files(tmp_path_factory.mktemp("seeds"), digits_ilif_graph)
 
 
-@pytest.mark.parametrize("kind", ["model", "ir", "nir", "lava", "netx", "npz", "npy"])
+@pytest.mark.parametrize("kind", SEED_KINDS)
 def test_corrupted_files_end_in_one_line_or_a_valid_run(kind, seeds, tmp_path):
     import resource
 

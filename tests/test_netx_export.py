@@ -12,6 +12,7 @@ from ilif_deploy.converters.netx import NetxError, export_graph, read_netx
 from ilif_deploy.ir import Graph
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import run
+from zoo import recurrent_lif_net
 
 T = 16
 
@@ -92,25 +93,10 @@ def _conv_net() -> Graph:
     return g.validate()
 
 
-def _recurrent_net(syn_lam: float) -> Graph:
-    """Spikes (8) -> Linear -> recurrent LIF (integer recurrent weights) -> Linear -> [current] -> LIF."""
-    rng = np.random.default_rng(9)
-    g = Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (8,), encoding="sequence"))
-    g.add(N.Linear("fc1", (6,), weight=rng.integers(-1, 4, (6, 8)).astype(np.float32)), ["input"])
-    g.add(N.RecurrentNeuron("rec", (6,), params=_lif(1.0), weight=rng.integers(-2, 3, (6, 6)).astype(np.float32),
-                            syn_lam=syn_lam), ["fc1"])
-    g.add(N.Linear("fc2", (4,), weight=rng.integers(-1, 4, (4, 6)).astype(np.float32)), ["rec"])
-    g.add(N.LeakyIntegrator("cur", (4,), lam=syn_lam), ["fc2"])
-    g.add(N.Neuron("n2", (4,), params=_lif(0.5, 2.0), kind="lif"), ["cur"])
-    g.add(N.Output("output", (4,)), ["n2"])
-    return g.validate()
-
-
 @pytest.mark.parametrize("make, blocks, layers", [
     (_conv_net, ["input", "conv", "flatten", "dense"], 2),
-    (lambda: _recurrent_net(0.0), ["dense_rec", "dense"], 2),
-    (lambda: _recurrent_net(0.5), ["dense_rec", "dense"], 2)], ids=["conv", "recurrent", "recurrent-current"])
+    (lambda: recurrent_lif_net(0.0, T), ["dense_rec", "dense"], 2),
+    (lambda: recurrent_lif_net(0.5, T), ["dense_rec", "dense"], 2)], ids=["conv", "recurrent", "recurrent-current"])
 def test_conv_recurrent_and_current_layers_load_in_lava_dl_and_spike_as_our_runtime(netx, tmp_path, make, blocks,
                                                                                      layers):
     import h5py

@@ -98,6 +98,23 @@ def recurrent_net(seed: int = 0, T: int = 8) -> Graph:
     return g.validate()
 
 
+def recurrent_lif_net(syn_lam: float = 0.5, T: int = 16) -> Graph:
+    """Spikes (8) -> Linear -> recurrent IF (integer recurrent weights) -> Linear -> [current] -> LIF: what netx
+    writes as dense_rec + dense blocks, and Loihi's integers hold exactly."""
+    rng = np.random.default_rng(9)
+    lif = dict(lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
+    g = Graph(metadata={"timesteps": T})
+    g.add(N.Input("input", (8,), encoding="sequence"))
+    g.add(N.Linear("fc1", (6,), weight=rng.integers(-1, 4, (6, 8)).astype(np.float32)), ["input"])
+    g.add(N.RecurrentNeuron("rec", (6,), params=ILIFParams(lam=1.0, v_th=3.0, **lif),
+                            weight=rng.integers(-2, 3, (6, 6)).astype(np.float32), syn_lam=syn_lam), ["fc1"])
+    g.add(N.Linear("fc2", (4,), weight=rng.integers(-1, 4, (4, 6)).astype(np.float32)), ["rec"])
+    g.add(N.LeakyIntegrator("cur", (4,), lam=syn_lam), ["fc2"])
+    g.add(N.Neuron("n2", (4,), params=ILIFParams(lam=0.5, v_th=2.0, **lif), kind="lif"), ["cur"])
+    g.add(N.Output("output", (4,)), ["n2"])
+    return g.validate()
+
+
 def golden_net(golden, case: str):
     """(graph, x [T, n]) for a golden case: sequence input -> identity synapse -> one ILIF layer of the case's
     tau -> sum readout."""
@@ -151,6 +168,36 @@ def hard_reset_lif_net() -> Graph:
     g.add(N.Neuron("n", (8,), params=lif, kind="lif"), ["fc"])
     g.add(N.Output("output", (8,)), ["n"])
     return g.validate()
+
+
+#: the file kinds of :func:`seed_files`, each read by a CLI in the corruption suite and the census
+SEED_KINDS = ("model", "ir", "nir", "lava", "netx", "npz", "npy", "netx_recurrent", "lava_recurrent")
+
+
+def seed_files(d, graph) -> dict:
+    """One valid file of every kind we read, written into folder ``d`` from the digits ILIF ``graph`` (and the
+    recurrent zoo nets for netx dense_rec blocks and a recurrent .lava.h5): {kind: path}."""
+    import shutil
+
+    from ilif_deploy.converters.lava import export_graph as lava_export
+    from ilif_deploy.converters.netx import export_graph as netx_export
+    from ilif_deploy.converters.nir import export_graph as nir_export
+    from ilif_deploy.examples import model_path
+
+    files = {"model": d / "seed.pt", "ir": d / "seed.ir.npz", "nir": d / "seed.nir", "lava": d / "seed.lava.h5",
+             "netx": d / "seed.net", "npz": d / "seed.npz", "npy": d / "seed.npy",
+             "netx_recurrent": d / "seed_rec.net", "lava_recurrent": d / "seed_rec.lava.h5"}
+    shutil.copy(model_path("digits_ilif"), files["model"])
+    graph.save(files["ir"])
+    nir_export(graph, files["nir"])
+    lava_export(graph, files["lava"])
+    x = np.random.default_rng(0).random((12, 1, 8, 8)).astype(np.float32)
+    np.savez(files["npz"], x=x, y=np.arange(12) % 10)
+    np.save(files["npy"], x)
+    netx_export(hard_reset_lif_net(), files["netx"])
+    netx_export(recurrent_lif_net(), files["netx_recurrent"])  # dense_rec blocks and a decaying current
+    lava_export(recurrent_lif_net(), files["lava_recurrent"])  # a recurrent synapse and synaptic currents
+    return files
 
 
 def corruptions(data: bytes, rng):
