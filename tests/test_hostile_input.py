@@ -296,19 +296,21 @@ def test_ctrl_c_during_an_hdf5_write_is_not_swallowed(tmp_path):
         "        for i, a in enumerate(arrays):\n"
         "            f.create_dataset(str(i), data=a, compression='gzip', compression_opts=1)\n"
         "            if i == 0:\n"
-        "                print('writing', flush=True)\n"  # inside the write: ~59 datasets (seconds) still to go
+        "                print('writing', flush=True)\n"  # inside the write: 59 datasets still to go
+        "            if i == 30:\n"
+        "                sys.stdin.readline()\n"  # the parent has signalled: the rest is written with it pending
         "def go():\n"
         "    write_hdf5_atomic(sys.argv[1], fill)\n"
         "    print('finished')\n"
         "    return 0\n"
         "sys.exit(run_cli(go))\n")
     for delay in (0.0, 0.1, 0.3):
-        p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.h5")], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.h5")], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert p.stdout.readline().strip() == "writing"
         time.sleep(delay)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=120)
+        p.send_signal(signal.SIGINT)  # arrives before dataset 31 however slow this process is scheduled
+        out, err = p.communicate("go\n", timeout=120)
         assert (p.returncode, err.strip(), out) == (130, "interrupted", ""), (delay, err[-2000:])
         assert list(tmp_path.iterdir()) == []
 
