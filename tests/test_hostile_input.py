@@ -305,8 +305,11 @@ def test_ctrl_c_during_an_hdf5_write_is_not_swallowed(tmp_path):
         "    return 0\n"
         "sys.exit(run_cli(go))\n")
     for delay in (0.0, 0.1, 0.3):
+        # a shell's background job (`cmd &`) starts with SIGINT ignored, and its children inherit that (and
+        # then rightly ignore Ctrl-C): the child gets the default disposition, as under a terminal
         p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.h5")], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         assert p.stdout.readline().strip() == "writing"
         time.sleep(delay)
         p.send_signal(signal.SIGINT)  # arrives before dataset 31 however slow this process is scheduled
