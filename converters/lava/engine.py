@@ -82,6 +82,7 @@ class FixedBounds:
         self.spec, self.quantized = spec, quantized
         self.row_sums = [_row_sum(s, m) for s, m in zip(spec.synapses, quantized.mantissas)]
         self.incoming = {lay.name: spec.incoming_indexed(lay.name) for lay in spec.layers + [spec.readout]}
+        self.recurrent = {k: [(i, s) for i, s in v if s.recurrent] for k, v in self.incoming.items()}
         self.bias_max = {k: float(np.abs(q.bias_int).max(initial=0)) for k, q in quantized.layers.items()}
 
     def batch(self, input_max: float):
@@ -121,6 +122,7 @@ class TorchEngine:
         self.compile = bool(compile) and mode == "fixed"
         dev = dict(device=self.device)
         self.incoming = {lay.name: spec.incoming_indexed(lay.name) for lay in spec.layers + [spec.readout]}
+        self.recurrent = {k: [(i, s) for i, s in v if s.recurrent] for k, v in self.incoming.items()}
         self.bias = {lay.name: torch.as_tensor(np.asarray(lay.bias, np.float64), **dev)
                      for lay in spec.layers + [spec.readout]}
         if mode == "fixed":
@@ -182,39 +184,29 @@ class TorchEngine:
             if not s.recurrent:
                 cur = self._current(i, s, values[s.source], wraps, bounds)
                 total = cur if total is None else total + cur
-        return total if self._recurrent(name) else self._port(name, total, wraps, bounds)
+        return total if self.recurrent[name] else self._port(name, total, wraps, bounds)
 
-    def _recurrent(self, name: str):
-        return [(i, s) for i, s in self.incoming[name] if s.recurrent]
-
-    def _fixed_recurrent_sequence(self, lay, a_in: torch.Tensor, state, layer, wraps, bounds):
-        """A fixed-point layer with a recurrent synapse over ``a_in`` ``[T, B, ...]`` (its feed-forward input):
-        per step the recurrent current of the step before's spikes is added, the port wraps, the neuron steps."""
-        syn = torch.zeros_like(a_in[0]) if layer.decay_syn else None
-        prev, out, over = None, [], 0
-        for t in range(a_in.shape[0]):
-            a = a_in[t]
-            for i, s in (self._recurrent(lay.name) if t > 0 else []):
-                a = a + self._current(i, s, prev, wraps, bounds)
-            step = ilif_step_fixed(self._port(lay.name, a, wraps, bounds), state, layer, self.ops, syn)
-            state, syn, prev, over = step.state, step.syn, step.spikes, over + step.overflows
-            out.append(step.spikes.to(torch.uint8))
-        return torch.stack(out), over
+    def _feedback(self, name: str, wraps: Dict[str, torch.Tensor], bounds: Dict[int, float]):
+        """For a fixed-point layer with a recurrent synapse: its port's input at a step from the feed-forward
+        part ``a`` and the spikes of the step before (``None`` at the first step), wrapped as the port does."""
+        def feedback(a: torch.Tensor, before: Optional[torch.Tensor]) -> torch.Tensor:
+            for i, s in (self.recurrent[name] if before is not None else []):
+                a = a + self._current(i, s, before, wraps, bounds)
+            return self._port(name, a, wraps, bounds)
+        return feedback
 
     def _float_sequence(self, lay, a_in: torch.Tensor) -> torch.Tensor:
         """A float neuron layer over its feed-forward input ``a_in`` ``[T, B, ...]`` (float64), in the Lava
         process's order: (input + recurrent input of the step before) + bias, rounded to float32, through
         the synaptic current when it has one, then the shared float step.  Spikes ``[T, B, ...]`` (uint8)."""
-        recurrent = self._recurrent(lay.name)
         state = zero_state(a_in[0].to(torch.float32), TORCH_INFERENCE_OPS)
         syn = torch.zeros_like(a_in[0], dtype=torch.float32)
         lam = torch.tensor(lay.syn_lam, dtype=torch.float32)
         prev, out = None, []
         for t in range(a_in.shape[0]):
             a = a_in[t]
-            for i, s in recurrent:
-                if t > 0:
-                    a = a + self._synapse(i, s, prev)
+            for i, s in (self.recurrent[lay.name] if t > 0 else []):
+                a = a + self._synapse(i, s, prev)
             x = (a + self.bias[lay.name]).to(torch.float32)
             if lay.syn_lam != 0.0:
                 syn = lam * syn + x
@@ -253,8 +245,9 @@ class TorchEngine:
             a_in = self._input_current(lay.name, values, wraps, bounds).reshape(T, B, *lay.shape)
             if fixed:
                 state = zero_fixed_state((B, *lay.shape), torch, device=self.device)
-                if self._recurrent(lay.name):
-                    s_all, n = self._fixed_recurrent_sequence(lay, a_in, state, layers[lay.name], wraps, bounds)
+                if self.recurrent[lay.name]:
+                    s_all, n = fixed_sequence(a_in, state, layers[lay.name], self.ops,
+                                              self._feedback(lay.name, wraps, bounds))
                 else:
                     run = _compiled_fixed_sequence() if self.compile else fixed_sequence
                     s_all, n = run(a_in, state, layers[lay.name], self.ops)
@@ -290,13 +283,14 @@ def overflow_risks(fb: FixedBounds, input_max: float) -> List[str]:
     return out
 
 
-def fixed_sequence(a_in: torch.Tensor, state, layer, ops):
-    """One fixed-point layer over ``a_in`` ``[T, B, ...]``: spikes ``[T, B, ...]`` (uint8) and saturations."""
-    out, over = [], 0
+def fixed_sequence(a_in: torch.Tensor, state, layer, ops, feedback=None):
+    """One fixed-point layer over ``a_in`` ``[T, B, ...]``: spikes ``[T, B, ...]`` (uint8) and saturations.
+    ``feedback(a, spikes_before)``, for a recurrent layer, makes the neuron's input of each step."""
+    out, over, before = [], 0, None
     syn = torch.zeros_like(a_in[0]) if layer.decay_syn else None
     for t in range(a_in.shape[0]):
-        step = ilif_step_fixed(a_in[t], state, layer, ops, syn)
-        state, syn, over = step.state, step.syn, over + step.overflows
+        step = ilif_step_fixed(a_in[t] if feedback is None else feedback(a_in[t], before), state, layer, ops, syn)
+        state, syn, before, over = step.state, step.syn, step.spikes, over + step.overflows
         out.append(step.spikes.to(torch.uint8))
     return torch.stack(out), over
 
