@@ -371,11 +371,10 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             else:
                 synapses.append(Synapse(kind="dense", weight=_probe(graph, end, order, sources, source, zero_out),
                                         **common))
-        if end != target or isinstance(tnode, N.RecurrentNeuron):
-            for s in synapses[first:]:
-                s.weight = _scale_rows(s, np.broadcast_to(gain, tnode.shape))
-            if isinstance(tnode, N.RecurrentNeuron):
-                synapses.append(rec)
+        for s in synapses[first:]:
+            s.weight = _scale_rows(s, np.broadcast_to(gain, tnode.shape))
+        if isinstance(tnode, N.RecurrentNeuron):
+            synapses.append(rec)
         depth[target] = tdepth
         spiking = isinstance(tnode, N.SPIKING)
         layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=tnode.params if spiking else None,
