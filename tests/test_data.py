@@ -15,6 +15,7 @@ from ilif_deploy.data import DataWarning, Dataset, open_data
 from ilif_deploy.data.npy import NpyRows
 from ilif_deploy.data.presets import NORMALIZATIONS
 from ilif_deploy.errors import DataError
+from zoo import chain_graph
 
 
 def _all(ds: Dataset, T=None) -> np.ndarray:
@@ -214,16 +215,9 @@ def test_npz_npy_and_what_is_refused_or_warned(tmp_path):
 
 def _sequence_graph(T=4):
     rng = np.random.default_rng(6)
-    g = D.Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (2, 4, 4), encoding="sequence"))
-    g.add(N.Conv2d("conv", (3, 4, 4), weight=rng.normal(0, 1, (3, 2, 3, 3)), bias=np.full(3, 0.4), padding=1),
-          ["input"])
-    g.add(N.Neuron("n1", (3, 4, 4)), ["conv"])
-    g.add(N.Flatten("flat", (48,)), ["n1"])
-    g.add(N.Linear("fc", (5,), weight=rng.normal(0, 0.5, (5, 48))), ["flat"])
-    g.add(N.Neuron("n2", (5,)), ["fc"])
-    g.add(N.Output("output", (5,)), ["n2"])
-    return g.validate()
+    return chain_graph((2, 4, 4), [N.Conv2d("conv", weight=rng.normal(0, 1, (3, 2, 3, 3)), bias=np.full(3, 0.4),
+                                            padding=1), N.Neuron("n1"), N.Flatten("flat"),
+                                   N.Linear("fc", weight=rng.normal(0, 0.5, (5, 48))), N.Neuron("n2")], T=T)
 
 
 class _Spy(D.data.ArrayDataset):

@@ -437,14 +437,9 @@ def test_vgg11_classifier_after_upsampling_pool_counts_distinct_synapses():
 
 def test_leaky_integrator_readout_and_hard_reset_neurons():
     rng = np.random.default_rng(2)
-    g = Graph(metadata={"timesteps": 3})
-    g.add(N.Input(name="input", shape=(5,)))
-    g.add(N.Neuron(name="n", shape=(5,), params=ILIFParams(lam=0.5, lam_u=0, lam_i=0, reset="zero"), kind="lif"),
-          ["input"])
-    g.add(N.Linear(name="fc", shape=(4,), weight=rng.normal(size=(4, 5)).astype(np.float32)), ["n"])
-    g.add(N.LeakyIntegrator(name="li", shape=(4,), lam=0.9), ["fc"])
-    g.add(N.Output(name="output", shape=(4,)), ["li"])
-    g.validate()
+    g = chain_graph((5,), [N.Neuron("n", params=ILIFParams(lam=0.5, lam_u=0, lam_i=0, reset="zero"), kind="lif"),
+                           N.Linear("fc", weight=rng.normal(size=(4, 5)).astype(np.float32)),
+                           N.LeakyIntegrator("li", lam=0.9)], T=3, encoding="direct")
     x = rng.uniform(0, 3, size=(6, 5)).astype(np.float32)
     _, rec = I.run(g, x, record=["n"])
     spikes = float(rec["n"].sum()) / 6

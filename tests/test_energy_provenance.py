@@ -12,22 +12,19 @@ from ilif_deploy import energy
 from ilif_deploy import ir as N
 from ilif_deploy.cli import energy as energy_cli
 from ilif_deploy.examples import model_path
-from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
+from zoo import chain_graph
 
 
 def test_static_metrics_by_hand():
     w = np.zeros((4, 2, 3, 3), np.float32)
     w[0, 0, 1, 1] = w[1, 1, 0, 0] = w[3, 0, 2, 2] = 1.0  # 3 non-zero taps; channel 2 all zero
-    g = Graph(metadata={"timesteps": 2})
-    g.add(N.Input("input", (2, 5, 5)))
-    g.add(N.Conv2d("conv", (4, 5, 5), weight=w, bias=np.zeros(4, np.float32), padding=1), ["input"])
-    g.add(N.Neuron("ilif", (4, 5, 5)), ["conv"])  # ILIF: membrane, MPIU, CIU
-    g.add(N.Flatten("flat", (100,)), ["ilif"])
-    g.add(N.Linear("fc", (3,), weight=np.ones((3, 100), np.float32)), ["flat"])
-    g.add(N.Neuron("lif", (3,), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["fc"])
-    g.add(N.Output("output", (3,)), ["lif"])
-    s = energy.static_metrics(g.validate())
+    g = chain_graph((2, 5, 5), [N.Conv2d("conv", weight=w, bias=np.zeros(4, np.float32), padding=1),
+                                N.Neuron("ilif"),  # ILIF: membrane, MPIU, CIU
+                                N.Flatten("flat"), N.Linear("fc", weight=np.ones((3, 100), np.float32)),
+                                N.Neuron("lif", params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0))],
+                    T=2, encoding="direct")
+    s = energy.static_metrics(g)
     conv, fc, ilif, lif = (s["layers"][k] for k in ("conv", "fc", "ilif", "lif"))
     assert conv["parameters"] == 72 + 4 and conv["zero_weights"] == 69 and conv["synapses"] == 3 * 25
     assert conv["connection_sparsity"] == 69 / 72
@@ -43,12 +40,9 @@ def test_static_metrics_by_hand():
 def test_loihi_core_estimate_follows_the_published_per_core_limits():
     # 2,000 ILIF neurons = 6,000 compartments -> 6 cores of 1,024; 300 x 2,000 8-bit synapses = 600,000 bytes
     # -> 5 cores of 128 KB: compartments decide
-    g = Graph(metadata={"timesteps": 1})
-    g.add(N.Input("input", (300,)))
-    g.add(N.Linear("fc", (2000,), weight=np.ones((2000, 300), np.float32)), ["input"])
-    g.add(N.Neuron("ilif", (2000,)), ["fc"])
-    g.add(N.Output("output", (2000,)), ["ilif"])
-    t = energy.static_metrics(g.validate())["totals"]
+    g = chain_graph((300,), [N.Linear("fc", weight=np.ones((2000, 300), np.float32)), N.Neuron("ilif")], T=1,
+                    encoding="direct")
+    t = energy.static_metrics(g)["totals"]
     assert t["loihi_cores_min"] == 6
     g.nodes["ilif"].params = ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)  # LIF: 2 cores by compartments
     assert energy.static_metrics(g)["totals"]["loihi_cores_min"] == 5  # synapses decide

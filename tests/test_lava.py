@@ -14,8 +14,7 @@ from ilif_deploy.converters.lava import LavaFileError, LavaUnavailable, export_g
 from ilif_deploy.converters.lava.compat import patch_conv_utils, patch_source
 from ilif_deploy.converters.lava.netspec import build_netspec
 from ilif_deploy.converters.lava.fixed import FixedPoint, quantize_weights
-from zoo import golden_net, maxpool_net, toy_resnet
-from ilif_deploy.ir.graph import Graph
+from zoo import chain_graph, golden_net, maxpool_net, toy_resnet
 from ilif_deploy.neuron_step import ILIFParams
 
 GOLDEN_CASES = ["tau1.1_T8", "tau2.0_T16", "tau1.1_T6_strong", "tau4.0_T20_weak"]
@@ -81,28 +80,19 @@ def test_maxpool_of_spikes_becomes_sumpool_and_threshold():
 
 
 def test_unsupported_op_is_named():
-    g = Graph(metadata={"timesteps": 2})
-    g.add(N.Input("input", (1, 4, 4)))
-    g.add(N.Conv2d("conv", (1, 4, 4), weight=np.ones((1, 1, 1, 1), np.float32)), ["input"])
-    g.add(N.MaxPool2d("mp", (1, 2, 2)), ["conv"])
-    g.add(N.Neuron("n", (1, 2, 2)), ["mp"])
-    g.add(N.Flatten("flat", (4,)), ["n"])
-    g.add(N.Output("output", (4,)), ["flat"])
+    g = chain_graph((1, 4, 4), [N.Conv2d("conv", weight=np.ones((1, 1, 1, 1), np.float32)), N.MaxPool2d("mp"),
+                                N.Neuron("n"), N.Flatten("flat")], T=2, encoding="direct")
     with pytest.raises(D.GraphError, match="max-pool 'mp' reads 'conv' \\(conv2d\\), not spikes"):
-        build_netspec(g.validate())
+        build_netspec(g)
 
 
 def _foreign_net(T=6):
     """Hard reset (to 0.1) with the '>' rule, as NIR's LIF and snntorch's Leaky(reset_mechanism="zero")."""
     rng = np.random.default_rng(4)
-    g = Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (6,), encoding="sequence"))
-    g.add(N.Linear("fc", (5,), weight=rng.uniform(0, 0.8, (5, 6)).astype(np.float32)), ["input"])
-    g.add(N.Neuron("snn_lif", (5,), params=ILIFParams(lam=0.9, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.1,
-                                                      compare=">")), ["fc"])
-    g.add(N.Linear("fc2", (3,), weight=rng.uniform(-0.5, 1.0, (3, 5)).astype(np.float32)), ["snn_lif"])
-    g.add(N.Output("output", (3,)), ["fc2"])
-    return g.validate()
+    return chain_graph((6,), [N.Linear("fc", weight=rng.uniform(0, 0.8, (5, 6)).astype(np.float32)),
+                              N.Neuron("snn_lif", params=ILIFParams(lam=0.9, lam_u=0.0, lam_i=0.0, reset="zero",
+                                                                    v_reset=0.1, compare=">")),
+                              N.Linear("fc2", weight=rng.uniform(-0.5, 1.0, (3, 5)).astype(np.float32))], T=T)
 
 
 def test_foreign_hard_reset_neurons_reach_both_engines():
@@ -284,14 +274,10 @@ def test_digits_fixed_few_samples(lava, digits_graph):
 
 
 def test_fixed_point_overflow_is_counted(lava):
-    g = Graph(metadata={"timesteps": 3})
-    g.add(N.Input("input", (4,)))
-    g.add(N.Linear("fc0", (4,), weight=(100 * np.eye(4)).astype(np.float32)), ["input"])
-    g.add(N.Neuron("n", (4,)), ["fc0"])
-    g.add(N.Linear("fc1", (2,), weight=np.ones((2, 4), np.float32)), ["n"])
-    g.add(N.Output("output", (2,)), ["fc1"])
+    g = chain_graph((4,), [N.Linear("fc0", weight=(100 * np.eye(4)).astype(np.float32)), N.Neuron("n"),
+                           N.Linear("fc1", weight=np.ones((2, 4), np.float32))], T=3, encoding="direct")
     from ilif_deploy.converters.lava.network import build
-    spec = build_netspec(g.validate())
+    spec = build_netspec(g)
     with build(spec, mode="fixed", samples=1, fixed=FixedPoint(frac_bits=16)) as net:
         net.run(np.ones((1, 3, 4), np.float32) * np.array([1.0, 0.5, 0.0, 0.01], np.float32))
         over = net.overflows()

@@ -12,7 +12,7 @@ from ilif_deploy.converters.netx import NetxError, export_graph, read_netx
 from ilif_deploy.ir import Graph
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import run
-from zoo import recurrent_lif_net
+from zoo import chain_graph, recurrent_lif_net
 
 T = 16
 
@@ -25,15 +25,11 @@ def _lif_net(seed: int = 0) -> Graph:
     """Spikes (8) -> Linear -> IF (lam 1) -> Linear + bias -> LIF (lam 1/2): integer weights, so Loihi's
     integers hold the float network exactly."""
     rng = np.random.default_rng(seed)
-    g = Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (8,), encoding="sequence"))
-    g.add(N.Linear("fc1", (6,), weight=rng.integers(-1, 4, (6, 8)).astype(np.float32), bias=None), ["input"])
-    g.add(N.Neuron("n1", (6,), params=_lif(1.0), kind="lif"), ["fc1"])
-    g.add(N.Linear("fc2", (4,), weight=rng.integers(-1, 4, (4, 6)).astype(np.float32),
-                   bias=np.array([0.5, 0.0, 1.0, 0.25], np.float32)), ["n1"])
-    g.add(N.Neuron("n2", (4,), params=_lif(0.5, 2.0), kind="lif"), ["fc2"])
-    g.add(N.Output("output", (4,)), ["n2"])
-    return g.validate()
+    return chain_graph((8,), [N.Linear("fc1", weight=rng.integers(-1, 4, (6, 8)).astype(np.float32), bias=None),
+                              N.Neuron("n1", params=_lif(1.0), kind="lif"),
+                              N.Linear("fc2", weight=rng.integers(-1, 4, (4, 6)).astype(np.float32),
+                                       bias=np.array([0.5, 0.0, 1.0, 0.25], np.float32)),
+                              N.Neuron("n2", params=_lif(0.5, 2.0), kind="lif")], T=T)
 
 
 def _spikes(seed: int = 1) -> np.ndarray:
@@ -81,16 +77,12 @@ def test_our_netx_file_loads_in_lava_dl_and_spikes_as_our_runtime(netx, tmp_path
 def _conv_net() -> Graph:
     """Spikes (2, 6, 6) -> Conv2d 3x3 (stride 2) -> IF -> flatten -> Linear -> LIF (lam 1/2), integer weights."""
     rng = np.random.default_rng(7)
-    g = Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (2, 6, 6), encoding="sequence"))
-    g.add(N.Conv2d("conv", (3, 3, 3), weight=rng.integers(-1, 3, (3, 2, 3, 3)).astype(np.float32),
-                   bias=np.array([0.0, 1.0, 0.5], np.float32), stride=(2, 2), padding=(1, 1)), ["input"])
-    g.add(N.Neuron("n1", (3, 3, 3), params=_lif(1.0), kind="lif"), ["conv"])
-    g.add(N.Flatten("flat", (27,)), ["n1"])
-    g.add(N.Linear("fc", (4,), weight=rng.integers(-1, 3, (4, 27)).astype(np.float32)), ["flat"])
-    g.add(N.Neuron("n2", (4,), params=_lif(0.5, 2.0), kind="lif"), ["fc"])
-    g.add(N.Output("output", (4,)), ["n2"])
-    return g.validate()
+    return chain_graph((2, 6, 6), [N.Conv2d("conv", weight=rng.integers(-1, 3, (3, 2, 3, 3)).astype(np.float32),
+                                            bias=np.array([0.0, 1.0, 0.5], np.float32), stride=(2, 2),
+                                            padding=(1, 1)),
+                                   N.Neuron("n1", params=_lif(1.0), kind="lif"), N.Flatten("flat"),
+                                   N.Linear("fc", weight=rng.integers(-1, 3, (4, 27)).astype(np.float32)),
+                                   N.Neuron("n2", params=_lif(0.5, 2.0), kind="lif")], T=T)
 
 
 @pytest.mark.parametrize("make, blocks, layers", [

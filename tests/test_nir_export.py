@@ -17,6 +17,7 @@ from ilif_deploy.converters.nir.generic import run_generic
 from ilif_deploy.converters.nir.upstream import nirtorch_affine
 from ilif_deploy.ir import Graph
 from ilif_deploy.neuron_step import ILIFParams
+from zoo import chain_graph
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +143,7 @@ def test_resnet18_adds_are_summing_nodes(graph_of, tmp_path):
 
 
 def test_unsupported_node_is_named(tmp_path):
-    g = Graph(metadata={"timesteps": 2})
-    g.add(N.Input(name="input", shape=(1, 4, 4)))
-    g.add(N.MaxPool2d(name="pool3", shape=(1, 2, 2)), ["input"])
-    g.add(N.Output(name="output", shape=(1, 2, 2)), ["pool3"])
+    g = chain_graph((1, 4, 4), [N.MaxPool2d("pool3")], T=2, encoding="direct")
     with pytest.raises(NIRExportError, match="pool3.*max pooling"):
         to_nir(g)
     assert not (tmp_path / "x.nir").exists()
@@ -175,10 +173,8 @@ def test_cli_prints_fidelity(tmp_path, capsys):
 
 
 def test_unexpressible_decay_is_named():
-    g = Graph(metadata={"timesteps": 2})
-    g.add(N.Input(name="input", shape=(3,)))
-    g.add(N.Neuron(name="growing", shape=(3,), params=ILIFParams(lam=1.5, lam_u=0.0, lam_i=0.0)), ["input"])
-    g.add(N.Output(name="output", shape=(3,)), ["growing"])
+    g = chain_graph((3,), [N.Neuron("growing", params=ILIFParams(lam=1.5, lam_u=0.0, lam_i=0.0))], T=2,
+                    encoding="direct")
     with pytest.raises(NIRExportError, match="'growing'.*0 <= lam < 1"):
         to_nir(g)
 

@@ -20,6 +20,7 @@ from ilif_deploy.converters.onnx import (UnsupportedNodeError, build_model, comp
                                          run_onnx, session)
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import run, run_neuron
+from zoo import chain_graph
 
 
 # ------------------------------------------------------------------ trained digits models, whole test split
@@ -123,10 +124,7 @@ def test_unsupported_node_is_a_clear_error_and_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("size, out", [(5, 2), (4, 7), (1, 7)])
 def test_adaptive_pooling_with_uneven_overlapping_or_upsampling_windows(size, out, tmp_path):
-    g = D.Graph(metadata={"timesteps": 2})
-    g.add(N.Input("input", (3, size, size)))
-    g.add(N.AdaptiveAvgPool2d("pool", (3, out, out), output_size=(out, out)), ["input"])
-    g.add(N.Output("output", (3, out, out)), ["pool"])
+    g = chain_graph((3, size, size), [N.AdaptiveAvgPool2d("pool", output_size=(out, out))], T=2, encoding="direct")
     export_graph(g, tmp_path / "p.onnx")
     onnx.checker.check_model(onnx.load(str(tmp_path / "p.onnx")), full_check=True)
     x = np.random.default_rng(0).random((4, 3, size, size), dtype=np.float32)
@@ -158,11 +156,7 @@ PARAMS = {
 
 def _neuron_graph(p: ILIFParams, T: int, features: int = 64) -> D.Graph:
     """Input current -> one neuron layer -> output: nothing but the neuron dynamics."""
-    g = D.Graph(metadata={"timesteps": T})
-    g.add(N.Input(name="input", shape=(features,), encoding="sequence"))
-    g.add(N.Neuron(name="layer.neuron", shape=(features,), params=p), ["input"])
-    g.add(N.Output(name="output", shape=(features,)), ["layer.neuron"])
-    return g.validate()
+    return chain_graph((features,), [N.Neuron("layer.neuron", params=p)], T=T)
 
 
 @pytest.mark.parametrize("sigmoid", ["exp", "op"])
