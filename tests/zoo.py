@@ -84,18 +84,13 @@ def recurrent_net(seed: int = 0, T: int = 8) -> Graph:
     def w(*shape, scale=0.6):
         return rng.normal(0, scale, shape).astype(np.float32)
 
-    g = Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (8,)))
-    g.add(N.Linear("fc1", (12,), weight=w(12, 8, scale=1.0), bias=w(12, scale=0.2)), ["input"])
-    g.add(N.RecurrentNeuron("rec", (12,), params=ILIFParams(lam=0.8, v_th=1.0, lam_u=0.0, lam_i=0.0, reset="zero",
-                                                            compare=">"),
-                            weight=w(12, 12), bias=w(12, scale=0.1), syn_lam=0.5, in_scale=0.5), ["fc1"])
-    g.add(N.Linear("fc2", (6,), weight=w(6, 12, scale=1.0), bias=w(6, scale=0.2)), ["rec"])
-    g.add(N.LeakyIntegrator("syn", (6,), lam=0.625), ["fc2"])
-    g.add(N.Neuron("ilif", (6,), params=ILIFParams.from_tau(2.0)), ["syn"])
-    g.add(N.Linear("read", (3,), weight=w(3, 6, scale=1.0)), ["ilif"])
-    g.add(N.Output("output", (3,)), ["read"])
-    return g.validate()
+    rec = ILIFParams(lam=0.8, v_th=1.0, lam_u=0.0, lam_i=0.0, reset="zero", compare=">")
+    return chain_graph((8,), [
+        N.Linear("fc1", weight=w(12, 8, scale=1.0), bias=w(12, scale=0.2)),
+        N.RecurrentNeuron("rec", params=rec, weight=w(12, 12), bias=w(12, scale=0.1), syn_lam=0.5, in_scale=0.5),
+        N.Linear("fc2", weight=w(6, 12, scale=1.0), bias=w(6, scale=0.2)), N.LeakyIntegrator("syn", lam=0.625),
+        N.Neuron("ilif", params=ILIFParams.from_tau(2.0)), N.Linear("read", weight=w(3, 6, scale=1.0))],
+        T=T, encoding="direct")
 
 
 def recurrent_lif_net(syn_lam: float = 0.5, T: int = 16) -> Graph:
@@ -103,16 +98,12 @@ def recurrent_lif_net(syn_lam: float = 0.5, T: int = 16) -> Graph:
     writes as dense_rec + dense blocks, and Loihi's integers hold exactly."""
     rng = np.random.default_rng(9)
     lif = dict(lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
-    g = Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (8,), encoding="sequence"))
-    g.add(N.Linear("fc1", (6,), weight=rng.integers(-1, 4, (6, 8)).astype(np.float32)), ["input"])
-    g.add(N.RecurrentNeuron("rec", (6,), params=ILIFParams(lam=1.0, v_th=3.0, **lif),
-                            weight=rng.integers(-2, 3, (6, 6)).astype(np.float32), syn_lam=syn_lam), ["fc1"])
-    g.add(N.Linear("fc2", (4,), weight=rng.integers(-1, 4, (4, 6)).astype(np.float32)), ["rec"])
-    g.add(N.LeakyIntegrator("cur", (4,), lam=syn_lam), ["fc2"])
-    g.add(N.Neuron("n2", (4,), params=ILIFParams(lam=0.5, v_th=2.0, **lif), kind="lif"), ["cur"])
-    g.add(N.Output("output", (4,)), ["n2"])
-    return g.validate()
+    return chain_graph((8,), [
+        N.Linear("fc1", weight=rng.integers(-1, 4, (6, 8)).astype(np.float32)),
+        N.RecurrentNeuron("rec", params=ILIFParams(lam=1.0, v_th=3.0, **lif),
+                          weight=rng.integers(-2, 3, (6, 6)).astype(np.float32), syn_lam=syn_lam),
+        N.Linear("fc2", weight=rng.integers(-1, 4, (4, 6)).astype(np.float32)), N.LeakyIntegrator("cur", lam=syn_lam),
+        N.Neuron("n2", params=ILIFParams(lam=0.5, v_th=2.0, **lif), kind="lif")], T=T)
 
 
 def golden_net(golden, case: str):
@@ -120,13 +111,9 @@ def golden_net(golden, case: str):
     tau -> sum readout."""
     x = golden[f"{case}/x"]
     T, n = x.shape
-    g = Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (n,), encoding="sequence"))
-    g.add(N.Linear("syn", (n,), weight=np.eye(n, dtype=np.float32)), ["input"])
-    g.add(N.Neuron("ilif", (n,), params=ILIFParams.from_tau(float(golden[f"{case}/tau"]))), ["syn"])
-    g.add(N.Linear("read", (1,), weight=np.ones((1, n), np.float32)), ["ilif"])
-    g.add(N.Output("output", (1,)), ["read"])
-    return g.validate(), x
+    return chain_graph((n,), [N.Linear("syn", weight=np.eye(n, dtype=np.float32)),
+                              N.Neuron("ilif", params=ILIFParams.from_tau(float(golden[f"{case}/tau"]))),
+                              N.Linear("read", weight=np.ones((1, n), np.float32))], T=T), x
 
 
 def random_frames(graph: Graph, n: int, seed: int = 1) -> np.ndarray:
@@ -137,37 +124,23 @@ def random_frames(graph: Graph, n: int, seed: int = 1) -> np.ndarray:
 # ----------------------------------------------------------------------------- hostile inputs
 def wrap_net() -> Graph:
     """Linear(8 -> 1, w = 1) -> LIF fed 16384 on all inputs: a sum of 2**32 in Lava's int32 Dense."""
-    g = Graph(metadata={"timesteps": 2})
-    g.add(N.Input("input", (8,)))
-    g.add(N.Linear("fc", (1,), weight=np.ones((1, 8), np.float32)), ["input"])
-    g.add(N.Neuron("n", (1,), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["fc"])
-    g.add(N.Linear("read", (1,), weight=np.ones((1, 1), np.float32)), ["n"])
-    g.add(N.Output("output", (1,)), ["read"])
-    return g.validate()
+    return chain_graph((8,), [N.Linear("fc", weight=np.ones((1, 8), np.float32)),
+                              N.Neuron("n", params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)),
+                              N.Linear("read", weight=np.ones((1, 1), np.float32))], T=2, encoding="direct")
 
 
 def conv_wrap_net() -> Graph:
     """Conv2d(1 -> 1, 3x3, w = 1) fed 100.0: 9 x 128 x 25600 passes Lava's 24-bit Conv accumulator."""
-    g = Graph(metadata={"timesteps": 2})
-    g.add(N.Input("input", (1, 4, 4)))
-    g.add(N.Conv2d("conv", (1, 4, 4), weight=np.ones((1, 1, 3, 3), np.float32), bias=None, padding=1), ["input"])
-    g.add(N.Neuron("n", (1, 4, 4), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["conv"])
-    g.add(N.Flatten("f", (16,)), ["n"])
-    g.add(N.Linear("read", (1,), weight=np.ones((1, 16), np.float32)), ["f"])
-    g.add(N.Output("output", (1,)), ["read"])
-    return g.validate()
+    return chain_graph((1, 4, 4), [N.Conv2d("conv", weight=np.ones((1, 1, 3, 3), np.float32), bias=None, padding=1),
+                                   N.Neuron("n", params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), N.Flatten("f"),
+                                   N.Linear("read", weight=np.ones((1, 16), np.float32))], T=2, encoding="direct")
 
 
 def hard_reset_lif_net() -> Graph:
     """Spikes (16) -> Linear -> LIF (hard reset, '>'): a network netx can express (the netx seed file)."""
     lif = ILIFParams(lam=0.5, v_th=2.0, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
-    g = Graph(metadata={"timesteps": 4})
-    g.add(N.Input("input", (16,), encoding="sequence"))
-    g.add(N.Linear("fc", (8,), weight=np.random.default_rng(1).integers(-2, 4, (8, 16)).astype(np.float32)),
-          ["input"])
-    g.add(N.Neuron("n", (8,), params=lif, kind="lif"), ["fc"])
-    g.add(N.Output("output", (8,)), ["n"])
-    return g.validate()
+    return chain_graph((16,), [N.Linear("fc", weight=np.random.default_rng(1).integers(-2, 4, (8, 16)).astype(
+        np.float32)), N.Neuron("n", params=lif, kind="lif")], T=4)
 
 
 #: the file kinds of :func:`seed_files`, each read by a CLI in the corruption suite and the census
