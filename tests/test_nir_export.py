@@ -107,11 +107,7 @@ def test_generic_consumer_runs_soft_reset_subgraph_exactly():
     rng = np.random.default_rng(1)
     w = rng.normal(0, 0.8, (8, 6)).astype(np.float32)
     p = ILIFParams.from_tau(2.0, v_th=1.0, lam_u=0.0, lam_i=0.0)
-    g = Graph(metadata={"timesteps": 40})
-    g.add(N.Input(name="input", shape=(6,)))
-    g.add(N.Linear(name="fc", shape=(8,), weight=w), ["input"])
-    g.add(N.Neuron(name="n", shape=(8,), params=p), ["fc"])
-    g.add(N.Output(name="output", shape=(8,)), ["n"])
+    g = chain_graph((6,), [N.Linear("fc", weight=w), N.Neuron("n", params=p)], T=40, encoding="direct")
     ng = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([6])), "fc": nir.Linear(weight=w),
                              "n": ilif_subgraph(p, (8,), DEFAULT_DT), "output": nir.Output(output_type=np.array([8]))},
                       edges=[("input", "fc"), ("fc", "n"), ("n", "output")])

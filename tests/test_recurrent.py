@@ -14,6 +14,7 @@ from ilif_deploy.converters import export
 from ilif_deploy.ir import Graph
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import run
+from zoo import chain_graph
 
 HARD = dict(lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
 
@@ -21,14 +22,10 @@ HARD = dict(lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
 def _net(rec_weight, T=6, syn_lam=0.0, lam=0.9, in_w=None, n_in=5, seed=0):
     rng = np.random.default_rng(seed)
     n = rec_weight.shape[0]
-    g = Graph(metadata={"timesteps": T})
-    g.add(N.Input("input", (n_in,), encoding="sequence"))
-    g.add(N.Linear("fc", (n,), weight=rng.normal(0, 1, (n, n_in)) if in_w is None else in_w), ["input"])
-    g.add(N.RecurrentNeuron("rec", (n,), params=ILIFParams(lam=lam, v_th=1.0, **HARD), weight=rec_weight,
-                            syn_lam=syn_lam, in_scale=0.75), ["fc"])
-    g.add(N.Linear("read", (2,), weight=rng.normal(0, 1, (2, n))), ["rec"])
-    g.add(N.Output("output", (2,)), ["read"])
-    return g.validate()
+    return chain_graph((n_in,), [N.Linear("fc", weight=rng.normal(0, 1, (n, n_in)) if in_w is None else in_w),
+                                 N.RecurrentNeuron("rec", params=ILIFParams(lam=lam, v_th=1.0, **HARD),
+                                                   weight=rec_weight, syn_lam=syn_lam, in_scale=0.75),
+                                 N.Linear("read", weight=rng.normal(0, 1, (2, n)))], T=T)
 
 
 def test_with_no_recurrent_weight_it_is_the_feed_forward_chain():
