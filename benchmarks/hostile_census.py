@@ -38,7 +38,8 @@ from ilif_deploy.converters.onnx import export_graph as onnx_export
 from ilif_deploy.examples import model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from zoo import SEED_KINDS, conv_wrap_net, corruptions, seed_files, wrap_net  # noqa: E402  (the tests' own inputs)
+from zoo import (SEED_KINDS, conv_wrap_net, corruptions, edited_neuron1, file_size_limit, hdf5_trick,  # noqa: E402
+                 metadata_lam, mismatched_nir, scaled, seed_files, wrap_net, zeroed_conv_nir)  # the tests' own inputs
 
 CLIS = {"export": export.main, "energy": energy.main, "simulate": simulate.main}
 
@@ -103,25 +104,8 @@ def named_cases(d: Path, seeds: dict):
     def ir_out():
         return ["--target", "ir", "-o", str(d / "o.ir.npz")]
 
-    def nir_edit(name, edit):
-        f = d / f"{name}.nir"
-        shutil.copy(seeds["nir"], f)
-        with h5py.File(f, "r+") as h:
-            edit(h)
-        return str(f)
-
-    def scale(key, factor):
-        def edit(h):
-            g = h["node/nodes/neuron1"]
-            g[key][...] = g[key][()] * factor
-        return edit
-
-    def meta_lam(h):
-        g = h["node/nodes/neuron1"]
-        entry = json.loads(g["metadata/ilif_deploy"][()])
-        entry["attrs"]["params"]["lam"] = 0.5
-        del g["metadata/ilif_deploy"]
-        g["metadata/ilif_deploy"] = json.dumps(entry)
+    def nir_edit(name, edit):  # our NIR file with node neuron1 edited by another tool
+        return str(edited_neuron1(seeds["nir"], d / f"{name}.nir", edit))
 
     def foreign_nir(name, node):
         nodes = {"input": nir.Input(np.array([2, 8, 8])), "0": node, "output": nir.Output(np.array([2, 6, 6]))}
@@ -131,16 +115,12 @@ def named_cases(d: Path, seeds: dict):
     secret = d / "secret.bin"
     secret.write_bytes(b"SECRET!!" * 128)
 
-    def external(h):
-        h.create_dataset("stolen", shape=(1024,), dtype="u1", external=[(str(secret), 0, 1024)])
-
-    def link(h):
-        h["elsewhere"] = h5py.ExternalLink(str(secret), "/x")
-
-    def virtual(h):
-        layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
-        layout[:] = h5py.VirtualSource(str(d / "other.h5"), "x", shape=(4,))
-        h.create_virtual_dataset("stitched", layout)
+    def outside(trick):  # our NIR file reaching outside itself
+        f = d / f"{trick}.nir"
+        shutil.copy(seeds["nir"], f)
+        with h5py.File(f, "r+") as h:
+            hdf5_trick(h, trick, secret, d / "other.h5")
+        return str(f)
 
     def wraps_counted(out):
         return "wrapped synaptic sums 0" not in out and "wrapped synaptic sums" in out
@@ -166,14 +146,7 @@ def named_cases(d: Path, seeds: dict):
     (d / "g.onnx").write_bytes(b"")
     onnx_export(g, d / "g.onnx")
     (d / "random.pt").write_bytes(bytes(random.Random(1).randrange(256) for _ in range(4096)))
-    def conv_nir(name, key):  # a valid Conv2d file, then the field set to 0 by another tool
-        f = foreign_nir(name, nir.Conv2d(input_shape=(8, 8), weight=np.ones((2, 2, 3, 3), np.float32), stride=1,
-                                         padding=0, dilation=1, groups=1, bias=np.zeros(2, np.float32)))
-        with h5py.File(f, "r+") as h:
-            h[f"node/nodes/0/{key}"][...] = 0
-        return f
-
-    bad_stride, bad_dilation = conv_nir("stride0", "stride"), conv_nir("dilation0", "dilation")
+    bad_stride, bad_dilation = (str(zeroed_conv_nir(d / f"{k}0.nir", k)) for k in ("stride", "dilation"))
     zero_tau = foreign_nir("tau0", nir.LIF(tau=np.zeros(1, np.float32), r=np.ones(1, np.float32),
                                            v_leak=np.zeros(1, np.float32), v_threshold=np.ones(1, np.float32),
                                            v_reset=np.zeros(1, np.float32)))
@@ -187,14 +160,7 @@ def named_cases(d: Path, seeds: dict):
     deep = d / "deep.nir"
     with contextlib.suppress(RecursionError):  # nir.write itself may not get that deep; then a shallower file
         nir.write(str(deep), nir.NIRGraph(nested, [("input", "g"), ("g", "output")], type_check=False))
-    mismatch = d / "mismatch.nir"
-    nodes = {"input": nir.Input(np.array([4])),
-             "fc": nir.Affine(np.ones((4, 4), np.float32), np.zeros(4, np.float32)),
-             "lif": nir.LIF(tau=np.full(7, 0.01, np.float32), r=np.ones(7, np.float32), v_leak=np.zeros(7, np.float32),
-                            v_threshold=np.ones(7, np.float32), v_reset=np.zeros(7, np.float32)),
-             "output": nir.Output(np.array([7]))}
-    nir.write(str(mismatch), nir.NIRGraph(nodes, [("input", "fc"), ("fc", "lif"), ("lif", "output")],
-                                          type_check=False))
+    mismatch = mismatched_nir(d / "mismatch.nir")
     huge_nir = d / "huge.nir"
     n = 1000
     nodes = {"input": nir.Input(np.array([n, n, n])),
@@ -202,8 +168,8 @@ def named_cases(d: Path, seeds: dict):
                           v_threshold=np.ones(1, np.float32), v_reset=np.zeros(1, np.float32)),
              "output": nir.Output(np.array([n, n, n]))}
     nir.write(str(huge_nir), nir.NIRGraph(nodes, [("input", "0"), ("0", "output")], type_check=False))
-    nan_th = nir_edit("nan_threshold", lambda h: h["node/nodes/neuron1/nodes/spike/threshold"].__setitem__(
-        Ellipsis, np.nan) if "node/nodes/neuron1/nodes/spike/threshold" in h else None)
+    nan_th = nir_edit("nan_threshold", lambda g: g["nodes/spike/threshold"].__setitem__(Ellipsis, np.nan)
+                      if "nodes/spike/threshold" in g else None)
     ro = d / "readonly"
     ro.mkdir()
     os.chmod(ro, 0o555)
@@ -221,17 +187,17 @@ def named_cases(d: Path, seeds: dict):
          str(d / "beyond.npy"), *sim]), "count", [], saturated_counted),
         ("fixed-point overflow", "NaN input", ("simulate", [str(wrap_ir), "--data", str(d / "nan8.npy"), *sim]),
          "refuse", ["nan8.npy", "nan"]),
-        ("outside files", "HDF5 external storage in a NIR", ("export", [nir_edit("external", external), *ir_out()]),
+        ("outside files", "HDF5 external storage in a NIR", ("export", [outside("external"), *ir_out()]),
          "refuse", ["external.nir", "refused"]),
-        ("outside files", "HDF5 external link in a NIR", ("export", [nir_edit("link", link), *ir_out()]),
+        ("outside files", "HDF5 external link in a NIR", ("export", [outside("link"), *ir_out()]),
          "refuse", ["link.nir", "refused"]),
-        ("outside files", "HDF5 virtual dataset in a NIR", ("export", [nir_edit("virtual", virtual), *ir_out()]),
+        ("outside files", "HDF5 virtual dataset in a NIR", ("export", [outside("virtual"), *ir_out()]),
          "refuse", ["virtual.nir", "refused"]),
-        ("own NIR edited", "v/tau x 10", ("export", [nir_edit("tau10", scale("nodes/v/tau", 10)), *ir_out()]),
+        ("own NIR edited", "v/tau x 10", ("export", [nir_edit("tau10", scaled("nodes/v/tau", 10)), *ir_out()]),
          "refuse", ["tau10.nir", "v/tau"]),
-        ("own NIR edited", "mpiu/scale zeroed", ("export", [nir_edit("mpiu0", scale("nodes/mpiu/scale", 0)),
+        ("own NIR edited", "mpiu/scale zeroed", ("export", [nir_edit("mpiu0", scaled("nodes/mpiu/scale", 0)),
          *ir_out()]), "refuse", ["mpiu0.nir", "mpiu/scale"]),
-        ("own NIR edited", "lam edited in the metadata", ("export", [nir_edit("lam", meta_lam), *ir_out()]),
+        ("own NIR edited", "lam edited in the metadata", ("export", [nir_edit("lam", metadata_lam), *ir_out()]),
          "refuse", ["lam.nir", "neuron1"]),
         ("memory", "channels=[20000, 20000] in a 45 KB model", ("export", [model_edit("huge", lambda m: m[
          "arch_kwargs"].update(channels=[20000, 20000])), *ir_out()]), "refuse", ["huge.pt"]),
@@ -291,9 +257,9 @@ def named_cases(d: Path, seeds: dict):
         ("accepted silently", "NIR Affine of 4 into a LIF of 7", ("export", [str(mismatch), *ir_out()]), "refuse",
          ["mismatch.nir"]),
         ("outputs", "full disk, NIR export", ("child", ["ilif_deploy.cli.export", ex, "--target", "nir", "-o",
-         str(d / "full.nir"), "--check-samples", "0"], _file_size_limit(20_000)), "refuse", ["full.nir"]),
+         str(d / "full.nir"), "--check-samples", "0"], file_size_limit(20_000)), "refuse", ["full.nir"]),
         ("outputs", "full disk, Lava export", ("child", ["ilif_deploy.cli.export", ex, "--target", "lava", "-o",
-         str(d / "full.lava.h5"), "--check-samples", "0"], _file_size_limit(20_000)), "refuse", ["full.lava.h5"]),
+         str(d / "full.lava.h5"), "--check-samples", "0"], file_size_limit(20_000)), "refuse", ["full.lava.h5"]),
     ]
 
 
@@ -325,15 +291,6 @@ def _edit_ir(src: Path, dst: Path) -> str:
     arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     np.savez(dst, **arrays)
     return str(dst)
-
-
-def _file_size_limit(limit: int):
-    import resource
-
-    def limit_it():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return limit_it
 
 
 def main() -> int:

@@ -17,7 +17,8 @@ import torch
 
 from ilif_deploy.cli import energy, export
 from ilif_deploy.examples import model_path
-from zoo import SEED_KINDS, corruptions, seed_files
+from zoo import (SEED_KINDS, corruptions, edited_neuron1, file_size_limit, hdf5_trick, metadata_lam, mismatched_nir,
+                 scaled, seed_files, zeroed_conv_nir)
 
 
 def _run(main, argv):
@@ -68,14 +69,7 @@ def test_hdf5_external_storage_links_and_virtual_datasets_are_refused(seeds, tmp
             f = tmp_path / f"{trick}.{seeds[kind].name}"
             shutil.copy(seeds[kind], f)
             with h5py.File(f, "r+") as h:
-                if trick == "external":
-                    h.create_dataset("stolen", shape=(1024,), dtype="u1", external=[(str(secret), 0, 1024)])
-                elif trick == "link":
-                    h["elsewhere"] = h5py.ExternalLink(str(secret), "/x")
-                else:
-                    layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
-                    layout[:] = h5py.VirtualSource(str(tmp_path / "other.h5"), "x", shape=(4,))
-                    h.create_virtual_dataset("stitched", layout)
+                hdf5_trick(h, trick, secret, tmp_path / "other.h5")
             out = tmp_path / f"{trick}{kind}.ir.npz"
             rc, lines = _run(export.main, [str(f), "--target", "ir", "-o", str(out)])
             assert rc == 2 and len(lines) == 1 and f.name in lines[0] and "refused" in lines[0], lines
@@ -200,36 +194,15 @@ def test_sigterm_during_a_write_leaves_no_temp_file(tmp_path):
 
 
 def test_own_nir_files_edited_by_another_tool_are_refused_by_name(seeds, tmp_path):
-    import json
-
     from ilif_deploy.converters.nir import read_graph
     from ilif_deploy.errors import UserError
 
-    def edited(name, edit):
-        f = tmp_path / f"{name}.nir"
-        shutil.copy(seeds["nir"], f)
-        with h5py.File(f, "r+") as h:
-            edit(h["node/nodes/neuron1"])
-        return f
-
-    def scale(key, factor):
-        def edit(g):
-            g[key][...] = g[key][()] * factor
-        return edit
-
-    def metadata_lam(g):
-        meta = g["metadata/ilif_deploy"]
-        entry = json.loads(meta[()])
-        entry["attrs"]["params"]["lam"] = 0.5
-        del g["metadata/ilif_deploy"]
-        g["metadata/ilif_deploy"] = json.dumps(entry)
-
-    for name, edit, field in [("tau", scale("nodes/v/tau", 10), "v/tau"),
-                              ("mpiu", scale("nodes/mpiu/scale", 0), "mpiu/scale"),
-                              ("ciu", scale("nodes/ciu/r", 2), "ciu/r"),
+    for name, edit, field in [("tau", scaled("nodes/v/tau", 10), "v/tau"),
+                              ("mpiu", scaled("nodes/mpiu/scale", 0), "mpiu/scale"),
+                              ("ciu", scaled("nodes/ciu/r", 2), "ciu/r"),
                               ("lam", metadata_lam, "v/tau")]:
         with pytest.raises(UserError, match=f"NIR node 'neuron1': {field} no longer matches the exact parameters"):
-            read_graph(edited(name, edit))
+            read_graph(edited_neuron1(seeds["nir"], tmp_path / f"{name}.nir", edit))
     read_graph(seeds["nir"])  # the unedited file still reads
 
 
@@ -253,17 +226,6 @@ def test_data_and_settings_that_are_not_what_they_claim(tmp_path):
     assert rc == 2 and "frac_bits must be an integer in [1, 22], got 0" in lines[0]  # not silently 16
 
 
-def _limited_file_size(limit: int):
-    """A preexec_fn: files the child writes stop at ``limit`` bytes (EFBIG), as on a full disk."""
-    import resource
-    import signal
-
-    def limit_it():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not a killed process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return limit_it
-
-
 @pytest.mark.parametrize("target", ["nir", "lava", "onnx", "ir"])
 def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, target):
     import subprocess
@@ -272,7 +234,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, ta
     out = tmp_path / f"m.{target}"
     r = subprocess.run([sys.executable, "-m", "ilif_deploy.cli.export", "example:digits_ilif", "--target", target,
                         "-o", str(out), "--check-samples", "0"], capture_output=True, text=True, timeout=300,
-                       preexec_fn=_limited_file_size(20_000))
+                       preexec_fn=file_size_limit(20_000))
     assert r.returncode == 2, r.stderr[-3000:]
     assert r.stderr.strip() == f"error: File too large: {out}"  # no traceback, no crash (exit 139 before)
     assert list(tmp_path.iterdir()) == []
@@ -337,25 +299,9 @@ def test_nir_fields_that_nir_itself_cannot_read_are_named(tmp_path):
     from ilif_deploy.converters.nir import read_graph
     from ilif_deploy.errors import UserError
 
-    def conv_file(name, key):
-        nodes = {"input": nir.Input(np.array([2, 8, 8])),
-                 "c": nir.Conv2d(input_shape=(8, 8), weight=np.ones((2, 2, 3, 3), np.float32), stride=1, padding=0,
-                                 dilation=1, groups=1, bias=np.zeros(2, np.float32)),
-                 "output": nir.Output(np.array([2, 6, 6]))}
-        nir.write(str(tmp_path / name), nir.NIRGraph(nodes, [("input", "c"), ("c", "output")], type_check=False))
-        with h5py.File(tmp_path / name, "r+") as h:
-            h[f"node/nodes/c/{key}"][...] = 0
-        return tmp_path / name
-
     # stride 0 ended in an OverflowError inside nir's shape inference
-    with pytest.raises(UserError, match=r"stride0.nir: NIR node 'c': stride must be >= 1, got \[0, 0\]"):
-        read_graph(conv_file("stride0.nir", "stride"))
-    nodes = {"input": nir.Input(np.array([4])), "fc": nir.Affine(np.ones((4, 4), np.float32), np.zeros(4, np.float32)),
-             "lif": nir.LIF(tau=np.full(7, 0.01, np.float32), r=np.ones(7, np.float32), v_leak=np.zeros(7, np.float32),
-                            v_threshold=np.ones(7, np.float32), v_reset=np.zeros(7, np.float32)),
-             "output": nir.Output(np.array([7]))}
-    nir.write(str(tmp_path / "mismatch.nir"), nir.NIRGraph(nodes, [("input", "fc"), ("fc", "lif"), ("lif", "output")],
-                                                          type_check=False))
+    with pytest.raises(UserError, match=r"stride0.nir: NIR node '0': stride must be >= 1, got \[0, 0\]"):
+        read_graph(zeroed_conv_nir(tmp_path / "stride0.nir", "stride"))
     with pytest.raises(UserError, match=r"mismatch.nir: NIR node 'lif' \(LIF\) has parameters for 7 neurons but "
                                         r"receives 4 values per step"):
-        read_graph(tmp_path / "mismatch.nir")
+        read_graph(mismatched_nir(tmp_path / "mismatch.nir"))

@@ -1,6 +1,11 @@
 """The graph zoo: small networks with every op kind, built by hand (the traced models are fixtures)."""
 from __future__ import annotations
 
+import json
+import shutil
+
+import h5py
+import nir
 import numpy as np
 
 from ilif_deploy import ir as N
@@ -150,8 +155,6 @@ SEED_KINDS = ("model", "ir", "nir", "lava", "netx", "npz", "npy", "netx_recurren
 def seed_files(d, graph) -> dict:
     """One valid file of every kind we read, written into folder ``d`` from the digits ILIF ``graph`` (and the
     recurrent zoo nets for netx dense_rec blocks and a recurrent .lava.h5): {kind: path}."""
-    import shutil
-
     from ilif_deploy.converters.lava import export_graph as lava_export
     from ilif_deploy.converters.netx import export_graph as netx_export
     from ilif_deploy.converters.nir import export_graph as nir_export
@@ -186,3 +189,73 @@ def corruptions(data: bytes, rng):
         b[pos] ^= 1 << rng.randrange(8)
         yield f"bit flip at {pos}", bytes(b)
     yield "random bytes", bytes(rng.randrange(256) for _ in range(min(n, 4096)))
+
+
+def hdf5_trick(h, trick: str, secret, other) -> None:
+    """Make the open HDF5 file ``h`` reach outside itself: ``external`` storage in the file ``secret``, an
+    external ``link`` to it, or a ``virtual`` dataset stitched from the file ``other``."""
+    if trick == "external":
+        h.create_dataset("stolen", shape=(1024,), dtype="u1", external=[(str(secret), 0, 1024)])
+    elif trick == "link":
+        h["elsewhere"] = h5py.ExternalLink(str(secret), "/x")
+    else:
+        layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
+        layout[:] = h5py.VirtualSource(str(other), "x", shape=(4,))
+        h.create_virtual_dataset("stitched", layout)
+
+
+def scaled(key: str, factor: float):
+    """An edit of a NIR node's HDF5 group: field ``key`` multiplied by ``factor``."""
+    def edit(g):
+        g[key][...] = g[key][()] * factor
+    return edit
+
+
+def metadata_lam(g) -> None:
+    """An edit of our NIR neuron's group: ``lam`` changed in its ilif_deploy metadata only."""
+    entry = json.loads(g["metadata/ilif_deploy"][()])
+    entry["attrs"]["params"]["lam"] = 0.5
+    del g["metadata/ilif_deploy"]
+    g["metadata/ilif_deploy"] = json.dumps(entry)
+
+
+def edited_neuron1(src, dst, edit):
+    """A copy of our NIR file ``src`` at ``dst`` with ``edit`` applied to node neuron1's group, as another
+    tool would (``dst`` returned)."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as h:
+        edit(h["node/nodes/neuron1"])
+    return dst
+
+
+def zeroed_conv_nir(path, key: str):
+    """A valid NIR Conv2d file (node '0') at ``path``, then its field ``key`` set to 0 by another tool."""
+    nodes = {"input": nir.Input(np.array([2, 8, 8])),
+             "0": nir.Conv2d(input_shape=(8, 8), weight=np.ones((2, 2, 3, 3), np.float32), stride=1, padding=0,
+                             dilation=1, groups=1, bias=np.zeros(2, np.float32)),
+             "output": nir.Output(np.array([2, 6, 6]))}
+    nir.write(str(path), nir.NIRGraph(nodes, [("input", "0"), ("0", "output")], type_check=False))
+    with h5py.File(path, "r+") as h:
+        h[f"node/nodes/0/{key}"][...] = 0
+    return path
+
+
+def mismatched_nir(path):
+    """A NIR file whose Affine of 4 feeds a LIF with parameters for 7 neurons."""
+    lif = nir.LIF(tau=np.full(7, 0.01, np.float32), r=np.ones(7, np.float32), v_leak=np.zeros(7, np.float32),
+                  v_threshold=np.ones(7, np.float32), v_reset=np.zeros(7, np.float32))
+    nodes = {"input": nir.Input(np.array([4])), "fc": nir.Affine(np.ones((4, 4), np.float32), np.zeros(4, np.float32)),
+             "lif": lif, "output": nir.Output(np.array([7]))}
+    nir.write(str(path), nir.NIRGraph(nodes, [("input", "fc"), ("fc", "lif"), ("lif", "output")], type_check=False))
+    return path
+
+
+def file_size_limit(limit: int):
+    """A preexec_fn: files the child writes stop at ``limit`` bytes (EFBIG), as on a full disk."""
+    import resource
+    import signal
+
+    def limit_it():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limit_it
