@@ -285,7 +285,14 @@ class Affine(Node):
         return x
 
 
+@node
 class _Pool(Node):
+    """What the pooling nodes share: window, stride and zero padding (pairs, H then W)."""
+
+    kernel: Pair = pair((2, 2), 1)
+    stride: Pair = pair((2, 2), 1)
+    padding: Pair = pair((0, 0), 0)
+
     def infer(self, in_shapes):
         x = super().infer(in_shapes)
         self.need(len(x) == 3, f"expects input [C, H, W], got {list(x)}")
@@ -298,9 +305,6 @@ class _Pool(Node):
 
 @node
 class AvgPool2d(_Pool):
-    kernel: Pair = pair((2, 2), 1)
-    stride: Pair = pair((2, 2), 1)
-    padding: Pair = pair((0, 0), 0)
     count_include_pad: bool = _typed(True, _flag)
     op: ClassVar[str] = "avgpool2d"
     linear: ClassVar[bool] = True
@@ -308,18 +312,12 @@ class AvgPool2d(_Pool):
 
 @node
 class SumPool2d(_Pool):
-    kernel: Pair = pair((2, 2), 1)
-    stride: Pair = pair((2, 2), 1)
-    padding: Pair = pair((0, 0), 0)
     op: ClassVar[str] = "sumpool2d"
     linear: ClassVar[bool] = True
 
 
 @node
 class MaxPool2d(_Pool):
-    kernel: Pair = pair((2, 2), 1)
-    stride: Pair = pair((2, 2), 1)
-    padding: Pair = pair((0, 0), 0)
     dilation: Pair = pair((1, 1), 1)
     op: ClassVar[str] = "maxpool2d"
 
