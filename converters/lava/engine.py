@@ -82,7 +82,6 @@ class FixedBounds:
         self.spec, self.quantized = spec, quantized
         self.row_sums = [_row_sum(s, m) for s, m in zip(spec.synapses, quantized.mantissas)]
         self.incoming = {lay.name: spec.incoming_indexed(lay.name) for lay in spec.layers + [spec.readout]}
-        self.recurrent = {k: [(i, s) for i, s in v if s.recurrent] for k, v in self.incoming.items()}
         self.bias_max = {k: float(np.abs(q.bias_int).max(initial=0)) for k, q in quantized.layers.items()}
 
     def batch(self, input_max: float):
