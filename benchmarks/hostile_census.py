@@ -18,7 +18,6 @@ import io
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,8 +37,9 @@ from ilif_deploy.converters.onnx import export_graph as onnx_export
 from ilif_deploy.examples import model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from zoo import (SEED_KINDS, conv_wrap_net, corruptions, edited_neuron1, file_size_limit, hdf5_trick,  # noqa: E402
-                 metadata_lam, mismatched_nir, scaled, seed_files, wrap_net, zeroed_conv_nir)  # the tests' own inputs
+from zoo import (NEURON1, SEED_KINDS, conv_wrap_net, corruptions, edited_copy, file_size_limit,  # noqa: E402
+                 hdf5_trick, metadata_lam, mismatched_nir, scaled, seed_files, wrap_net,
+                 zeroed_conv_nir)  # the tests' own inputs
 
 CLIS = {"export": export.main, "energy": energy.main, "simulate": simulate.main}
 
@@ -105,7 +105,7 @@ def named_cases(d: Path, seeds: dict):
         return ["--target", "ir", "-o", str(d / "o.ir.npz")]
 
     def nir_edit(name, edit):  # our NIR file with node neuron1 edited by another tool
-        return str(edited_neuron1(seeds["nir"], d / f"{name}.nir", edit))
+        return str(edited_copy(seeds["nir"], d / f"{name}.nir", edit, NEURON1))
 
     def foreign_nir(name, node):
         nodes = {"input": nir.Input(np.array([2, 8, 8])), "0": node, "output": nir.Output(np.array([2, 6, 6]))}
@@ -116,11 +116,8 @@ def named_cases(d: Path, seeds: dict):
     secret.write_bytes(b"SECRET!!" * 128)
 
     def outside(trick):  # our NIR file reaching outside itself
-        f = d / f"{trick}.nir"
-        shutil.copy(seeds["nir"], f)
-        with h5py.File(f, "r+") as h:
-            hdf5_trick(h, trick, secret, d / "other.h5")
-        return str(f)
+        return str(edited_copy(seeds["nir"], d / f"{trick}.nir",
+                               lambda h: hdf5_trick(h, trick, secret, d / "other.h5")))
 
     def wraps_counted(out):
         return "wrapped synaptic sums 0" not in out and "wrapped synaptic sums" in out

@@ -7,9 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-import shutil
 
-import h5py
 import nir
 import numpy as np
 import pytest
@@ -17,8 +15,8 @@ import torch
 
 from ilif_deploy.cli import energy, export
 from ilif_deploy.examples import model_path
-from zoo import (SEED_KINDS, corruptions, edited_neuron1, file_size_limit, hdf5_trick, metadata_lam, mismatched_nir,
-                 scaled, seed_files, zeroed_conv_nir)
+from zoo import (NEURON1, SEED_KINDS, corruptions, edited_copy, file_size_limit, hdf5_trick, metadata_lam,
+                 mismatched_nir, scaled, seed_files, zeroed_conv_nir)
 
 
 def _run(main, argv):
@@ -66,10 +64,8 @@ def test_hdf5_external_storage_links_and_virtual_datasets_are_refused(seeds, tmp
     secret.write_bytes(b"SECRET!!" * 128)
     for kind in ("nir", "lava"):
         for trick in ("external", "link", "virtual"):
-            f = tmp_path / f"{trick}.{seeds[kind].name}"
-            shutil.copy(seeds[kind], f)
-            with h5py.File(f, "r+") as h:
-                hdf5_trick(h, trick, secret, tmp_path / "other.h5")
+            f = edited_copy(seeds[kind], tmp_path / f"{trick}.{seeds[kind].name}",
+                            lambda h: hdf5_trick(h, trick, secret, tmp_path / "other.h5"))
             out = tmp_path / f"{trick}{kind}.ir.npz"
             rc, lines = _run(export.main, [str(f), "--target", "ir", "-o", str(out)])
             assert rc == 2 and len(lines) == 1 and f.name in lines[0] and "refused" in lines[0], lines
@@ -202,7 +198,7 @@ def test_own_nir_files_edited_by_another_tool_are_refused_by_name(seeds, tmp_pat
                               ("ciu", scaled("nodes/ciu/r", 2), "ciu/r"),
                               ("lam", metadata_lam, "v/tau")]:
         with pytest.raises(UserError, match=f"NIR node 'neuron1': {field} no longer matches the exact parameters"):
-            read_graph(edited_neuron1(seeds["nir"], tmp_path / f"{name}.nir", edit))
+            read_graph(edited_copy(seeds["nir"], tmp_path / f"{name}.nir", edit, NEURON1))
     read_graph(seeds["nir"])  # the unedited file still reads
 
 

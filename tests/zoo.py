@@ -219,12 +219,16 @@ def metadata_lam(g) -> None:
     g["metadata/ilif_deploy"] = json.dumps(entry)
 
 
-def edited_neuron1(src, dst, edit):
-    """A copy of our NIR file ``src`` at ``dst`` with ``edit`` applied to node neuron1's group, as another
+#: the HDF5 group of the first neuron layer in our NIR export of the digits model
+NEURON1 = "node/nodes/neuron1"
+
+
+def edited_copy(src, dst, edit, group: str = "/"):
+    """A copy of the HDF5 file ``src`` at ``dst`` with ``edit`` applied to its group ``group``, as another
     tool would (``dst`` returned)."""
     shutil.copy(src, dst)
     with h5py.File(dst, "r+") as h:
-        edit(h["node/nodes/neuron1"])
+        edit(h[group])
     return dst
 
 
