@@ -142,10 +142,10 @@ def _graph_reader(kind: str, load: Callable[[Path], Graph]):
     return read
 
 
-def _read_nir(path: Path, timesteps=None, dt=None, if_convention=None, nir_from=None) -> OpenedFile:
+def _read_nir(path: Path, timesteps=None, dt=None, if_convention=None, nir_from=None, reset=None) -> OpenedFile:
     from .nir import read_graph
 
-    g = read_graph(path, dt=dt, if_convention=if_convention, nir_from=nir_from)
+    g = read_graph(path, dt=dt, if_convention=if_convention, nir_from=nir_from, reset=reset)
     if timesteps:
         g.metadata["timesteps"] = int(timesteps)
     return OpenedFile("nir", path, g.validate())
@@ -176,7 +176,7 @@ READERS = {
                                                         "neuron", "timesteps", "input_shape", "trust_pickle")
                     + NEURON_OPTIONS),
     "ir": Reader("an IR graph file (.ir.npz)", _graph_reader("ir", Graph.load), ("timesteps",)),
-    "nir": Reader("a NIR file", _read_nir, ("timesteps", "dt", "if_convention", "nir_from")),
+    "nir": Reader("a NIR file", _read_nir, ("timesteps", "dt", "if_convention", "nir_from", "reset")),
     "lava": Reader("an ilif-deploy Lava network (.lava.h5)", _read_lava, ()),
     "netx": Reader("a lava-dl netx network (.net)", _read_netx, ("timesteps",)),
 }

@@ -39,6 +39,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from ilif_deploy import families
 from ilif_deploy import ir as N
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
@@ -97,10 +98,10 @@ def _recurrent_neuron(path, i: int, lay, name: str, params: ILIFParams, lam_c, w
             raise NetxError(f"{path}: layer {i}: a per-neuron bias after a decaying current of a recurrent layer "
                             f"is not expressible here")
         return N.RecurrentNeuron(name, params=params, weight=w.astype(np.float32), syn_lam=lam_c,
-                                 mem_shift=float(bias[0]), kind="lif")
+                                 mem_shift=float(bias[0]))
     return N.RecurrentNeuron(name, params=params, weight=w.astype(np.float32),
                              bias=None if bias is None else np.broadcast_to(bias, (n,)).astype(np.float32),
-                             syn_lam=0.0 if lam_c is None else lam_c, kind="lif")
+                             syn_lam=0.0 if lam_c is None else lam_c)
 
 
 def read_netx(path, timesteps=None) -> Graph:
@@ -147,7 +148,7 @@ def _read(path: Path, timesteps) -> Graph:
                 shift = float(np.asarray(lay["bias"][()]).reshape(-1)[0]) if "bias" in lay else 0.0
                 g.add(N.Affine(f"{name}.encode", scale=np.full(shape[0], scale, np.float32),
                                shift=np.full(shape[0], shift, np.float32), source="gain"), ["input"])
-                g.add(N.Neuron(name, params=params, kind="lif"), [f"{name}.encode"])
+                g.add(N.Neuron(name, params=params), [f"{name}.encode"])
                 prev = name
                 continue
             if prev is None:  # no input layer (e.g. the oxford tutorial): a flat input of inFeatures
@@ -196,7 +197,7 @@ def _read(path: Path, timesteps) -> Graph:
                     g.add(N.Affine(f"{name}.bias", scale=np.ones(c, np.float32),
                                    shift=np.broadcast_to(bias, (c,)).astype(np.float32), source="gain"), [prev])
                     prev = f"{name}.bias"
-            g.add(N.Neuron(name, params=params, kind="lif"), [prev])
+            g.add(N.Neuron(name, params=params), [prev])
             prev = name
             _infer(g, path)
         g.add(N.Output("output"), [prev])
@@ -236,14 +237,13 @@ class _Block:
         return "conv" if isinstance(self.syn, N.Conv2d) else "dense_rec" if self.weight_rec is not None else "dense"
 
 
-def _check_neuron(node) -> None:
-    p = node.params
-    if p.lam_u != 0.0 or p.lam_i != 0.0:
-        raise NetxError(f"'{node.name}' is an ILIF layer: netx has no such neuron (its neurons are "
-                        f"CUBA/LIF); export it as --target lava or nir")
-    if p.reset != "zero" or p.v_reset != 0.0 or p.compare != ">":
-        raise NetxError(f"'{node.name}': netx's CUBA neuron resets to 0 and fires on v > threshold; this "
-                        f"layer has reset={p.reset!r}, v_reset={p.v_reset:g}, compare={p.compare!r}")
+_CUBA = "netx's neurons are Loihi's CUBA LIF (reset to 0, fire on v > threshold); export it as --target lava or nir"
+#: what netx's CUBA neuron is: one spike on v > threshold, reset to 0, an optional decaying current (iDecay), a
+#: recurrent synapse (dense_rec); everything else is refused, naming the layer
+NETX = families.declare("netx", {"spike:>", "reset:zero", "synaptic_current", "recurrence", "learned_decay"}, {
+    "spike:>=": _CUBA, "spike:count": "netx's CUBA neuron sends one spike per step", "reset:subtract": _CUBA,
+    "reset:subtract_next": _CUBA, "reset:to_v_reset": _CUBA, "ciu": "netx has no ILIF neuron; " + _CUBA,
+    "mpiu": "netx has no ILIF neuron; " + _CUBA, "membrane_floor": "Loihi's CUBA neuron has no membrane floor"})
 
 
 def _block(syn, current, neuron, flatten: bool) -> _Block:
@@ -287,7 +287,7 @@ def _netx_layers(graph: Graph) -> List[_Block]:
         elif isinstance(node, N.SPIKING):
             if syn is None:
                 raise NetxError(f"'{node.name}': a neuron without a synapse before it")
-            _check_neuron(node)
+            NETX.check_node(node)
             blocks.append(_block(syn, current, node, flatten))
             syn, current, flatten = None, None, False
         else:

@@ -12,12 +12,17 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ilif_deploy import families
 from ilif_deploy import ir as N
 from ilif_deploy.ir.graph import Graph
 
 from .conventions import Conventions
 from .fanout import LINEAR_POOLS, WEIGHT_LAYERS, dense_macs, fanout_map, nonzero_fanout_map, pool_window_adds
 from .record import Activity
+
+#: every neuron feature has its compartments and update arithmetic declared with the families; spikes are
+#: counted as recorded (a multi-spike count of k is k events)
+ENERGY = families.declare("energy", families.all_but())
 
 
 
@@ -153,6 +158,7 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
         conv: counting conventions (default: the paper's).
         prices_neuron_updates: the energy model prices neuron updates (resolves ``neurons="auto"``).
     """
+    ENERGY.check_graph(graph)
     conv = conv or Conventions()
     plan = Plan(graph, conv)
     T, S = activity.timesteps, float(activity.samples)
@@ -297,19 +303,15 @@ def _count_neuron(row, node, activity, T, S, count_neurons):
     row.rate_per_step = [float(v) for v in c.reshape(T, -1).sum(1) / (S * n)]
     row.firing_rate = row.spikes / (n * T)
     row.continuous_rate = activity.continuous.get(row.name, float("nan")) / (S * n)
-    p = node.params
-    ciu, mpiu = float(p.ciu_enabled), float(p.mpiu_enabled)
-    comps = 1.0 + ciu + mpiu
+    comps = families.compartments(node)
     row.updates = n * T * comps
     row.active_updates = row.spikes * comps
     row.input_kind = "current"
-    row.note = f"{node.kind}: {int(comps)} compartment(s)" + (" (membrane, ciu, mpiu)" if comps == 3 else "")
-    if count_neurons:
-        # membrane: lam*m + I (1 MAC) per step, soft reset (1 AC) per spike;
-        # CIU: lam_i*(ciu + drive) (1 MAC) and x - relu(ciu) (1 AC) per step;
-        # MPIU: lam_u*(mpiu + S*mbar) (1 MAC) per step, + mbar and - sigmoid (2 ACs) and the
-        # sigmoid itself (a lookup, priced as 1 MAC) per spike.
-        # (a hard reset, reset="zero" from NIR imports, writes v_reset: no arithmetic)
-        soft = getattr(p, "reset", "subtract") == "subtract"
-        row.neuron_macs = n * T * comps + mpiu * row.spikes
-        row.neuron_acs = soft * row.spikes + ciu * n * T + mpiu * 2.0 * row.spikes
+    states = [s for s in families.state_names(node) if s != "ciu_drive"]
+    row.note = f"{families.family(node)}: {comps} compartment(s) ({', '.join(states)})"
+    if node.params.multi_spike:
+        row.note += "; multi-spike: a step's count of k spikes is k events (k x fan-out ACs downstream)"
+    if count_neurons:  # the arithmetic of one update, declared per feature with the neuron families
+        macs_step, acs_step, macs_spike, acs_spike = families.update_cost(node)
+        row.neuron_macs = n * T * macs_step + macs_spike * row.spikes
+        row.neuron_acs = n * T * acs_step + acs_spike * row.spikes

@@ -7,6 +7,7 @@ from typing import Dict
 
 import numpy as np
 
+from ilif_deploy import families
 from ilif_deploy import ir as N
 from ilif_deploy.ir.graph import Graph
 
@@ -20,9 +21,7 @@ FIXED_WEIGHT_BYTES, FIXED_STATE_BYTES = 1, 4
 LOIHI_COMPARTMENTS_PER_CORE, LOIHI_SYNAPSE_BYTES_PER_CORE, LOIHI_CORES_PER_CHIP = 1024, 128 * 1024, 128
 
 
-def _compartments(p) -> int:
-    """State variables per neuron: the membrane, plus the MPIU and the CIU where enabled (LIF: 1, ILIF: 3)."""
-    return 1 + int(p.mpiu_enabled) + int(p.ciu_enabled)
+STATIC = families.declare("static metrics", families.all_but())
 
 
 def _weight_stats(weight, bias, positions: int) -> dict:
@@ -47,6 +46,7 @@ def static_metrics(graph: Graph) -> Dict[str, dict]:
     parameters (threshold and decays, 4 bytes each) and ``state_bytes`` (4 per compartment: float32, or the
     24-bit fixed-point state held in 32 bits).  Totals add ``loihi_cores_min`` / ``loihi_chips_min``: an
     estimated lower bound on Loihi cores (:data:`LOIHI_COMPARTMENTS_PER_CORE`, :data:`LOIHI_SYNAPSE_BYTES_PER_CORE`)."""
+    STATIC.check_graph(graph)
     layers: Dict[str, dict] = {}
     for name in graph.topological_order():
         node = graph.nodes[name]
@@ -60,7 +60,7 @@ def static_metrics(graph: Graph) -> Dict[str, dict]:
                             "footprint_fixed_bytes": 0}  # folded into the weights on a chip
         elif isinstance(node, N.SPIKING):
             neurons = int(np.prod(node.shape))
-            k = _compartments(node.params) + (isinstance(node, N.RecurrentNeuron) and node.syn_lam != 0.0)
+            k = families.compartments(node)
             layers[name] = {"op": node.op, "parameters": 1 + k, "neurons": neurons, "compartments": neurons * k,
                             "footprint_float32_bytes": 4 * (1 + k),
                             "footprint_fixed_bytes": FIXED_STATE_BYTES * (1 + k), "state_bytes": 4 * neurons * k}

@@ -33,28 +33,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 from .errors import UserError
 
 CIU_SOURCES = ("synaptic", "net")
-#: "subtract": soft reset by v_th (ILIF, the contract); "zero": hard reset to v_reset (NIR's LIF/IF,
-#: snntorch's reset_mechanism="zero") -- added for networks imported from NIR.
-RESET_MODES = ("subtract", "zero")
+#: "subtract": soft reset by v_th at the spike (ILIF, the contract; SpikingJelly, sinabs);
+#: "subtract_next": the threshold is taken off at the *next* step, after the decay (snntorch's Leaky default,
+#: ``reset_delay=True``: U[t] = lam * U[t-1] + I[t] - S[t-1] * v_th, the membrane itself never reset);
+#: "zero": hard reset to ``v_reset`` (NIR's LIF/IF, snntorch's reset_mechanism="zero", Loihi's CUBA).
+RESET_MODES = ("subtract", "subtract_next", "zero")
 #: spike rule: ">=" (ILIF, the contract) or ">" (NIR's documented rule, snntorch's Heaviside).
 COMPARES = (">=", ">")
+#: (field, lowest, highest) of every number a neuron layer takes: the one domain check, whatever the source
+#: (a .pt, an .ir.npz, NIR, netx, a flag).  A decay outside [0, 1] grows or flips the state each step.
+DOMAIN = (("lam", 0.0, 1.0), ("lam_u", 0.0, 1.0), ("lam_i", 0.0, 1.0))
 
 
 @dataclass(frozen=True)
 class ILIFParams:
-    """Parameters of one ILIF neuron layer (scalars shared by all neurons of the layer).
+    """Parameters of one neuron layer (scalars shared by all neurons of the layer): the ILIF neuron and the
+    neurons of other tools it generalises.  Which of them a layer uses is its feature set
+    (:mod:`ilif_deploy.families`); the defaults of every field but ``lam`` are the ILIF contract.
 
     ``lam`` is the membrane decay per step (``1 - 1/tau``), ``lam_u``/``lam_i`` the decays of the
-    MPIU and CIU units per step, ``v_th`` the threshold.
+    MPIU and CIU units per step (0: the unit is off), ``v_th`` the threshold (> 0).
 
-    ``reset``, ``v_reset`` and ``compare`` exist for neurons imported from NIR (foreign LIF/IF):
-    their defaults ("subtract", 0.0, ">=") are the ILIF contract and leave its step untouched.
-    With ``reset="zero"`` the reset is ``mbar = (1 - S) * U + S * v_reset`` (hard reset).
+    ``reset``, ``v_reset`` and ``compare``: see :data:`RESET_MODES` and :data:`COMPARES`; with
+    ``reset="zero"`` the reset is ``mbar = (1 - S) * U + S * v_reset`` (hard reset).
+    ``multi_spike``: ``S = (U > 0) * trunc(U / v_th)`` spikes per step (sinabs' ``MultiSpike``; Speck), a
+    count, with the subtractive reset ``U - S * v_th``.  ``v_min``: a floor of the membrane after the reset,
+    ``relu(v - v_min) + v_min`` (sinabs' ``min_v_mem``); None: none.  ``learned_decay``: ``lam`` was trained
+    (PLIF: ``lam = 1 - sigmoid(w)``); a constant at inference, kept so reports and fine-tuning know.
     """
 
     lam: float
@@ -65,21 +75,41 @@ class ILIFParams:
     reset: str = "subtract"
     v_reset: float = 0.0
     compare: str = ">="
+    multi_spike: bool = False
+    v_min: Optional[float] = None
+    learned_decay: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (("ciu_source", CIU_SOURCES), ("reset", RESET_MODES), ("compare", COMPARES)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("lam", "v_th", "lam_u", "lam_i", "v_reset"):
+        for name in ("lam", "v_th", "lam_u", "lam_i", "v_reset") + (("v_min",) if self.v_min is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise UserError(f"ILIF parameter {name} must be a finite number, got {value!r}")
+                raise UserError(f"neuron parameter {name} must be a finite number, got {value!r}")
+        for name, lo, hi in DOMAIN:
+            if not lo <= getattr(self, name) <= hi:
+                raise UserError(f"neuron parameter {name} = {getattr(self, name):g} is outside [{lo:g}, {hi:g}] "
+                                f"(a decay per step)")
+        if not self.v_th > 0:
+            raise UserError(f"neuron parameter v_th = {self.v_th:g} must be > 0")
+        for name in ("multi_spike", "learned_decay"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"neuron parameter {name} must be true or false, got {getattr(self, name)!r}")
+        if self.v_min is not None and not self.v_min < self.v_th:
+            raise UserError(f"neuron parameter v_min = {self.v_min:g} must be below v_th = {self.v_th:g}")
+        if self.multi_spike and (self.reset != "subtract" or self.compare != ">=" or not self.is_lif):
+            raise UserError("multi_spike (several spikes per step) is defined with reset='subtract', the '>=' rule "
+                            "and no inhibitory units only")
+        if self.reset == "subtract_next" and self.mpiu_enabled:
+            raise UserError("reset='subtract_next' (snntorch's) has no reset membrane for the MPIU to take in: "
+                            "use it with lam_u = 0")
 
     @classmethod
     def from_tau(cls, tau: float, **kw: Any) -> "ILIFParams":
         """Build parameters from a membrane time constant ``tau`` in steps (``lam = 1 - 1/tau``)."""
-        if not tau > 0:
-            raise UserError(f"tau must be > 0 steps, got {tau}")
+        if not tau >= 1:
+            raise UserError(f"tau must be >= 1 step (a decay 1 - 1/tau in [0, 1]), got {tau}")
         return cls(lam=1.0 - 1.0 / tau, **kw)
 
     @property
@@ -97,13 +127,8 @@ class ILIFParams:
 
     @property
     def is_lif(self) -> bool:
-        """True when both inhibitory units are off: the neuron is a LIF (soft reset unless ``reset="zero"``)."""
+        """True when both inhibitory units are off (whatever the reset and spike rule)."""
         return not (self.mpiu_enabled or self.ciu_enabled)
-
-    @property
-    def is_standard(self) -> bool:
-        """True for the ILIF contract's reset and spike rule (soft reset, ">=")."""
-        return self.reset == "subtract" and self.compare == ">="
 
     def to_dict(self) -> dict:
         """Every parameter as a JSON-ready dict (the one serialised form, in every file format)."""
@@ -111,11 +136,12 @@ class ILIFParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ILIFParams":
-        """Inverse of :meth:`to_dict`; unknown or missing keys are refused by name."""
+        """Inverse of :meth:`to_dict`; unknown or missing keys are refused by name (fields added later take
+        their defaults, so files written before them read as they were meant)."""
         known = {f.name for f in fields(cls)}
         if not isinstance(d, dict) or set(d) - known or "lam" not in d:
             bad = sorted(set(d) - known) if isinstance(d, dict) else type(d).__name__
-            raise UserError(f"neuron parameters {bad or 'without lam'} are not ILIF parameters ({sorted(known)})")
+            raise UserError(f"neuron parameters {bad or 'without lam'} are not neuron parameters ({sorted(known)})")
         return cls(**d)
 
 
@@ -146,6 +172,8 @@ class ArrayOps:
     sigmoid: Callable[[Any], Any]
     zeros_like: Callable[[Any], Any]
     stack: Callable[[list], Any]
+    #: (a, b) -> (a > 0) * trunc(a / b) in a's dtype: the spike count of a multi-spike neuron (sinabs' MultiSpike)
+    count: Callable[[Any, float], Any] = None
 
 
 def zero_state(x: Any, ops: ArrayOps) -> ILIFState:
@@ -154,17 +182,26 @@ def zero_state(x: Any, ops: ArrayOps) -> ILIFState:
     return ILIFState(v=z, mpiu=z, ciu=z, ciu_drive=z)
 
 
+def _fired(v_pre: Any, p: ILIFParams, ops: ArrayOps) -> Any:
+    """0/1 of ``v_pre`` against the threshold by the layer's rule."""
+    if p.compare == ">=":
+        return ops.spike(v_pre - p.v_th)
+    return 1 - ops.spike(p.v_th - v_pre)  # U > v_th  <=>  not (v_th - U >= 0)
+
+
 def ilif_step(x: Any, state: ILIFState, p: ILIFParams, ops: ArrayOps, lam: Any = None) -> StepRecord:
-    """Advance one ILIF layer by one time step.
+    """Advance one neuron layer by one time step (every feature of :mod:`ilif_deploy.families` that the
+    parameters switch on, in the order the tools that define them compute it, so float results agree bit
+    for bit).
 
     Args:
         x: synaptic input current x[t] (float array, same units as ``p.v_th``).
         state: the state after step t-1 (use :func:`zero_state` for t = 1).
         p: layer parameters.
         ops: array operations (see :data:`NUMPY_OPS` and ``ilif_deploy.neurons.torch_ops``).
-        lam: overrides ``p.lam`` (a learnable tensor for IPLIF); ``None`` uses ``p.lam``.
+        lam: overrides ``p.lam`` (a learnable tensor for PLIF/IPLIF); ``None`` uses ``p.lam``.
     Returns:
-        a :class:`StepRecord` with the 0/1 spikes S[t] and the new state.
+        a :class:`StepRecord` with the spikes S[t] (0/1, or a count for ``multi_spike``) and the new state.
     """
     if p.ciu_enabled:
         ciu = p.lam_i * (state.ciu + state.ciu_drive)
@@ -173,20 +210,23 @@ def ilif_step(x: Any, state: ILIFState, p: ILIFParams, ops: ArrayOps, lam: Any =
         ciu = state.ciu
         u = x
     v_pre = (p.lam if lam is None else lam) * state.v + u
-    if p.compare == ">=":
-        spikes = ops.spike(v_pre - p.v_th)
-    else:  # U > v_th  <=>  not (v_th - U >= 0)
-        spikes = 1 - ops.spike(p.v_th - v_pre)
+    if p.reset == "subtract_next":  # snntorch: the previous step's spike, recomputed from the kept membrane
+        v_pre = v_pre - _fired(state.v, p, ops) * p.v_th
+    spikes = ops.count(v_pre, p.v_th) if p.multi_spike else _fired(v_pre, p, ops)
     if p.reset == "subtract":
         mbar = v_pre - spikes * p.v_th
-    else:  # written so that a spike leaves exactly v_reset and no spike exactly U
+    elif p.reset == "zero":  # written so that a spike leaves exactly v_reset and no spike exactly U
         mbar = (1 - spikes) * v_pre + spikes * p.v_reset
+    else:
+        mbar = v_pre
     if p.mpiu_enabled:
         mpiu = p.lam_u * (state.mpiu + spikes * mbar)
         v = mbar - spikes * ops.sigmoid(mpiu)
     else:
         mpiu = state.mpiu
         v = mbar
+    if p.v_min is not None:  # sinabs' floor, as it writes it (not max(v, v_min): the two round differently)
+        v = ops.relu(v - p.v_min) + p.v_min
     ciu_drive = spikes * (x if p.ciu_source == "synaptic" else u) if p.ciu_enabled else state.ciu_drive
     return StepRecord(spikes, ILIFState(v, mpiu, ciu, ciu_drive), u, v_pre)
 
@@ -219,8 +259,11 @@ def _numpy_ops() -> ArrayOps:
         e = np.exp(-np.abs(a))
         return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(a.dtype)
 
+    def count(a, b):
+        return ((a > 0) * np.trunc(a / np.asarray(b, a.dtype))).astype(a.dtype)
+
     return ArrayOps(spike=spike, relu=lambda a: np.maximum(a, 0).astype(a.dtype), sigmoid=sigmoid,
-                    zeros_like=np.zeros_like, stack=np.stack)
+                    zeros_like=np.zeros_like, stack=np.stack, count=count)
 
 
 NUMPY_OPS = _numpy_ops()

@@ -7,6 +7,7 @@ online use.  Gradients flow through every path (full BPTT, no detach on reset or
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Optional, Union
 
@@ -80,9 +81,15 @@ def as_surrogate(s: Union[None, str, dict, Surrogate]) -> Surrogate:
     raise TypeError(f"surrogate must be a Surrogate, 'sigmoid' or 'rectangle', got {type(s).__name__}")
 
 
+def spike_count(a: torch.Tensor, v_th: float) -> torch.Tensor:
+    """Spikes of a multi-spike neuron, ``(a > 0) * trunc(a / v_th)`` (sinabs' ``MultiSpike`` forward: the
+    threshold a tensor of a's dtype, as sinabs holds it, so the division rounds as there)."""
+    return (a > 0) * torch.div(a, torch.as_tensor(v_th, dtype=a.dtype, device=a.device), rounding_mode="trunc")
+
+
 def torch_ops(surrogate: Surrogate) -> ArrayOps:
     return ArrayOps(spike=surrogate, relu=torch.relu, sigmoid=torch.sigmoid, zeros_like=torch.zeros_like,
-                    stack=torch.stack)
+                    stack=torch.stack, count=spike_count)
 
 
 # --------------------------------------------------------------------------- modules
@@ -170,8 +177,7 @@ class IPLIF(ILIF):
 
     def step_params(self) -> ILIFParams:
         lam = float(self._lam().detach())
-        p = self.params
-        return ILIFParams(lam=lam, v_th=p.v_th, lam_u=p.lam_u, lam_i=p.lam_i, ciu_source=p.ciu_source)
+        return dataclasses.replace(self.params, lam=lam, learned_decay=True)
 
     def extra_repr(self) -> str:
         return f"tau={1.0 / float(torch.sigmoid(self.w)):.4g} (learnable), " + super().extra_repr().split(", ", 1)[1]

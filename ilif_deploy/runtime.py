@@ -15,8 +15,10 @@ import torch.nn.functional as F
 
 from . import ir as N
 from .errors import DataError, GraphError, UserError
+from .families import RUNTIME
 from .ir.graph import Graph
 from .neuron_step import ArrayOps, run_sequence
+from .neurons import spike_count
 
 
 def _heaviside(d: torch.Tensor) -> torch.Tensor:
@@ -24,7 +26,7 @@ def _heaviside(d: torch.Tensor) -> torch.Tensor:
 
 
 TORCH_INFERENCE_OPS = ArrayOps(spike=_heaviside, relu=torch.relu, sigmoid=torch.sigmoid, zeros_like=torch.zeros_like,
-                               stack=torch.stack)
+                               stack=torch.stack, count=spike_count)
 
 
 def _t(a: Optional[np.ndarray], like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -222,6 +224,7 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
     Returns:
         the output, or ``(output, {name: [T, B, ...] tensor})`` when ``record`` is given.
     """
+    RUNTIME.check_graph(graph)
     x = expand_input(graph, x, timesteps)
     keep = set(graph.nodes) if record is True else set(record or ())
     unknown = keep - set(graph.nodes)

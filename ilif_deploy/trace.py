@@ -216,7 +216,7 @@ METHODS = {"add": _add, "flatten": _reshape, "view": _reshape, "reshape": _resha
 
 
 def _neuron(path, m, shape, in_shape):
-    return N.Neuron(path, shape, params=m.step_params(), kind=m.kind)
+    return N.Neuron(path, shape, params=m.step_params())
 
 
 def _conv(path, m, shape, in_shape):

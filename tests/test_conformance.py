@@ -13,6 +13,7 @@ import torch
 from ilif_deploy import ir as N
 from ilif_deploy.converters import TARGETS, get_exporter, open_graph
 from ilif_deploy.converters.netx import NetxError
+from ilif_deploy.families import FeatureError
 from ilif_deploy.converters.nir import NIRExportError
 from ilif_deploy.runtime import run
 from zoo import random_frames
@@ -22,12 +23,12 @@ GRAPHS = ["digits_ilif", "digits_lif", "toy_resnet", "maxpool_net", "recurrent_n
 REFUSED = {("maxpool_net", "nir"): (NIRExportError, "'mp'.*NIR has no max pooling"),
            # netx writes Linear/Conv2d -> [current] -> hard-reset LIF layers (tests/test_netx_export.py); each zoo
            # graph holds a neuron or a bias netx has no form for, named in the refusal
-           **{(g, "netx"): (NetxError, message) for g, message in (
-               ("digits_ilif", "'neuron1' is an ILIF layer: netx has no such neuron"),
-               ("digits_lif", "'neuron1': netx's CUBA neuron resets to 0 and fires on v > threshold"),
-               ("toy_resnet", "'a' is an ILIF layer"), ("maxpool_net", "'a' is an ILIF layer"),
+           **{(g, "netx"): (NetxError if g == "recurrent_net" else FeatureError, message) for g, message in (
+               ("digits_ilif", r"netx: layer 'neuron1' \(ilif\) uses ciu"),
+               ("digits_lif", r"netx: layer 'neuron1' \(lif\) uses reset:subtract"),
+               ("toy_resnet", r"layer 'a' \(ilif\) uses ciu"), ("maxpool_net", r"layer 'a' \(ilif\) uses ciu"),
                ("recurrent_net", "'rec': a bias into its decaying current"),
-               ("resnet18", r"'layer1\.0\.relu1' is an ILIF layer"))}}
+               ("resnet18", r"layer 'layer1\.0\.relu1' \(ilif\) uses ciu"))}}
 SLOW = {("resnet18", "lava")}  # one sample takes ~25 s on Lava's CPU backend
 CASES = [pytest.param(g, t, marks=[pytest.mark.slow] if (g, t) in SLOW else [], id=f"{g}-{t}")
          for g in GRAPHS for t in TARGETS]

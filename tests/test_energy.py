@@ -258,7 +258,7 @@ def test_analytic_rate_estimate(digits_setup):
 
 # --------------------------------------------------------------------------- neurons, adds, BN, bias
 def _neuron_graph(params, kind):
-    neuron = N.Neuron(name="n", params=params, kind=kind)
+    neuron = N.Neuron(name="n", params=params)
     return chain_graph((6,), [neuron], T=4, encoding="direct")
 
 
@@ -291,7 +291,7 @@ def test_add_bn_bias_conventions():
     rng = np.random.default_rng(3)
     g = Graph(metadata={"timesteps": 2})
     g.add(N.Input(name="input", shape=(4,)))
-    g.add(N.Neuron(name="n1", shape=(4,), params=ILIFParams(lam=0.5, lam_u=0, lam_i=0), kind="lif"), ["input"])
+    g.add(N.Neuron(name="n1", shape=(4,), params=ILIFParams(lam=0.5, lam_u=0, lam_i=0)), ["input"])
     w = rng.normal(size=(4, 4)).astype(np.float32)
     g.add(N.Linear(name="fc", shape=(4,), weight=w, bias=np.ones(4, np.float32), folded=("bn_x",)), ["n1"])
     g.add(N.Add(name="add", shape=(4,)), ["fc", "n1"])
@@ -437,7 +437,7 @@ def test_vgg11_classifier_after_upsampling_pool_counts_distinct_synapses():
 
 def test_leaky_integrator_readout_and_hard_reset_neurons():
     rng = np.random.default_rng(2)
-    g = chain_graph((5,), [N.Neuron("n", params=ILIFParams(lam=0.5, lam_u=0, lam_i=0, reset="zero"), kind="lif"),
+    g = chain_graph((5,), [N.Neuron("n", params=ILIFParams(lam=0.5, lam_u=0, lam_i=0, reset="zero")),
                            N.Linear("fc", weight=rng.normal(size=(4, 5)).astype(np.float32)),
                            N.LeakyIntegrator("li", lam=0.9)], T=3, encoding="direct")
     x = rng.uniform(0, 3, size=(6, 5)).astype(np.float32)

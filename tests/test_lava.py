@@ -116,7 +116,7 @@ def test_artifact_roundtrip_without_running_lava(tmp_path):
     spec, graph = load(tmp_path / "toy.lava.h5")
     ref = build_netspec(g)
     assert [lay.name for lay in spec.layers] == ["a", "b", "c", "d", "e"]
-    assert spec.layer("d").params == ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0) and spec.layer("d").kind == "lif"
+    assert spec.layer("d").params == ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0) and spec.layer("d").kind == "neuron"
     for a, b in zip(spec.synapses, ref.synapses):
         assert (a.source, a.target, a.kind, a.delay, a.stride, a.padding) == \
                (b.source, b.target, b.kind, b.delay, b.stride, b.padding)
@@ -125,7 +125,8 @@ def test_artifact_roundtrip_without_running_lava(tmp_path):
     import h5py
     with h5py.File(tmp_path / "toy.lava.h5") as f:  # the layout docs/lava.md describes
         assert f["layer/0/type"][()] == b"input"
-        assert f["layer/3/neuron/compartments"][()].tolist() == [b"u", b"v", b"ciu", b"mpiu"]
+        assert f["layer/3/neuron/compartments"][()].tolist() == [b"u", b"v", b"ciu", b"ciu_drive", b"mpiu"]
+        assert f["layer/3/neuron/family"][()] == b"ilif" and f["layer/3/type"][()] == b"neuron"
         assert f["layer/6/type"][()] == b"readout"
 
 

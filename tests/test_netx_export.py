@@ -8,7 +8,8 @@ import torch
 
 from ilif_deploy import ir as N
 from ilif_deploy.cli import export
-from ilif_deploy.converters.netx import NetxError, export_graph, read_netx
+from ilif_deploy.converters.netx import export_graph, read_netx
+from ilif_deploy.families import FeatureError
 from ilif_deploy.ir import Graph
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import run
@@ -26,10 +27,10 @@ def _lif_net(seed: int = 0) -> Graph:
     integers hold the float network exactly."""
     rng = np.random.default_rng(seed)
     return chain_graph((8,), [N.Linear("fc1", weight=rng.integers(-1, 4, (6, 8)).astype(np.float32), bias=None),
-                              N.Neuron("n1", params=_lif(1.0), kind="lif"),
+                              N.Neuron("n1", params=_lif(1.0)),
                               N.Linear("fc2", weight=rng.integers(-1, 4, (4, 6)).astype(np.float32),
                                        bias=np.array([0.5, 0.0, 1.0, 0.25], np.float32)),
-                              N.Neuron("n2", params=_lif(0.5, 2.0), kind="lif")], T=T)
+                              N.Neuron("n2", params=_lif(0.5, 2.0))], T=T)
 
 
 def _spikes(seed: int = 1) -> np.ndarray:
@@ -80,9 +81,9 @@ def _conv_net() -> Graph:
     return chain_graph((2, 6, 6), [N.Conv2d("conv", weight=rng.integers(-1, 3, (3, 2, 3, 3)).astype(np.float32),
                                             bias=np.array([0.0, 1.0, 0.5], np.float32), stride=(2, 2),
                                             padding=(1, 1)),
-                                   N.Neuron("n1", params=_lif(1.0), kind="lif"), N.Flatten("flat"),
+                                   N.Neuron("n1", params=_lif(1.0)), N.Flatten("flat"),
                                    N.Linear("fc", weight=rng.integers(-1, 3, (4, 27)).astype(np.float32)),
-                                   N.Neuron("n2", params=_lif(0.5, 2.0), kind="lif")], T=T)
+                                   N.Neuron("n2", params=_lif(0.5, 2.0))], T=T)
 
 
 @pytest.mark.parametrize("make, blocks, layers", [
@@ -123,14 +124,14 @@ def test_what_netx_cannot_express_is_refused_by_name(tmp_path):
 
     g = _lif_net()
     g.nodes["n1"].params = ILIFParams(lam=0.5)  # the paper's neuron: both inhibitory units on
-    with pytest.raises(NetxError, match="'n1' is an ILIF layer: netx has no such neuron"):
+    with pytest.raises(FeatureError, match="netx: layer 'n1' \\(ilif\\) uses ciu .*netx has no ILIF neuron"):
         export_graph(g, tmp_path / "a.net")
     g = _lif_net()
     g.nodes["n2"].params = ILIFParams(lam=0.5, v_th=2.0, lam_u=0.0, lam_i=0.0)  # soft reset, '>='
-    with pytest.raises(NetxError, match="'n2': netx's CUBA neuron resets to 0 and fires on v > threshold"):
+    with pytest.raises(FeatureError, match=r"layer 'n2' \(lif\) uses reset:subtract .*netx's neurons are Loihi's"):
         export_graph(g, tmp_path / "b.net")
     err = io.StringIO()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         rc = export.main(["example:digits_lif", "--target", "netx", "-o", str(tmp_path / "c.net")])
-    assert rc == 2 and "'neuron1': netx's CUBA neuron resets to 0" in err.getvalue()  # the digits LIF: soft reset
+    assert rc == 2 and "layer 'neuron1' (lif) uses reset:subtract" in err.getvalue()  # the digits LIF: soft reset
     assert not (tmp_path / "c.net").exists()

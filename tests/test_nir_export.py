@@ -10,6 +10,7 @@ import torch
 
 import ilif_deploy
 from ilif_deploy import ir as N
+from ilif_deploy.errors import UserError
 from ilif_deploy.converters.nir import NIRExportError, export_graph, load_nir_model, read_graph, to_nir
 from ilif_deploy.converters.nir.conventions import DEFAULT_DT
 from ilif_deploy.converters.nir.export import MPIU_LINEAR_RESET, ilif_subgraph
@@ -169,10 +170,9 @@ def test_cli_prints_fidelity(tmp_path, capsys):
 
 
 def test_unexpressible_decay_is_named():
-    g = chain_graph((3,), [N.Neuron("growing", params=ILIFParams(lam=1.5, lam_u=0.0, lam_i=0.0))], T=2,
-                    encoding="direct")
-    with pytest.raises(NIRExportError, match="'growing'.*0 <= lam < 1"):
-        to_nir(g)
+    # a growing membrane is no neuron of any source: refused where the parameters are made, before any export
+    with pytest.raises(UserError, match=r"lam = 1.5 is outside \[0, 1\]"):
+        ILIFParams(lam=1.5, lam_u=0.0, lam_i=0.0)
 
 
 def test_edited_neuron_parameters_are_refused(tmp_path, digits_lif_graph):

@@ -36,7 +36,7 @@ def test_with_no_recurrent_weight_it_is_the_feed_forward_chain():
     ff.add(N.Affine("gain", (6,), scale=np.full(6, 0.75, np.float32), shift=np.zeros(6, np.float32), source="gain"),
            ["fc"])
     ff.add(N.LeakyIntegrator("syn", (6,), lam=0.5), ["gain"])
-    ff.add(N.Neuron("rec", (6,), params=g.nodes["rec"].params, kind="lif"), ["syn"])
+    ff.add(N.Neuron("rec", (6,), params=g.nodes["rec"].params), ["syn"])
     ff.add(g.nodes["read"], ["rec"])
     ff.add(g.nodes["output"], ["read"])
     x = torch.as_tensor((np.random.default_rng(1).random((12, 4, 5)) < 0.5).astype(np.float32))

@@ -187,7 +187,7 @@ def test_runtime_by_hand_on_a_tiny_graph():
 def test_summary_lists_nodes_and_neuron_settings(digits_ilif_graph):
     g = digits_ilif_graph
     text = g.summary()
-    for needle in ("conv1", "neuron2", "fc", "kind=ilif", "lam_u=1", "lam_i=0.03", "16x8x8", "timesteps=4"):
+    for needle in ("conv1", "neuron2", "fc", "family=ilif", "lam_u=1", "lam_i=0.03", "16x8x8", "timesteps=4"):
         assert needle in text
     df = g.summary_frame()
     assert list(df.columns) == ["name", "op", "inputs", "shape", "params", "settings"]
@@ -221,7 +221,7 @@ def test_nodes_are_checked_when_built():
         (lambda: ir.Input("input", (3,), encoding="morse"), "encoding must be one of direct, sequence, got 'morse'"),
         (lambda: ir.Output("out", readout="mean"), "readout must be one of sum, none"),
         (lambda: ir.Affine("bn", scale=np.ones(2), shift=np.ones(2), source="magic"), "source must be one of"),
-        (lambda: ir.Neuron("n", kind="hodgkin-huxley"), "kind must be one of ilif, lif, iplif"),
+        (lambda: ir.Neuron("n", params={"lam": 0.5}), "params must be ILIFParams, got dict"),
         (lambda: ir.LeakyIntegrator("li", lam=float("nan")), "lam must be a finite number"),
         (lambda: ir.Flatten("f", (0,)), "shape must be positive integers"),
     ]:

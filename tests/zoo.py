@@ -51,7 +51,7 @@ def toy_resnet(seed: int = 0, T: int = 3, C: int = 4, H: int = 6) -> Graph:
     g.add(N.Conv2d("down", (2 * C, h, h), weight=w(2 * C, C, 1, 1), stride=(2, 2)), ["c"])
     g.add(N.Conv2d("conv3", (2 * C, h, h), weight=w(2 * C, C, 3, 3), bias=w(2 * C) + 0.5, stride=(2, 2),
                    padding=(1, 1)), ["c"])
-    g.add(N.Neuron("d", (2 * C, h, h), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0), kind="lif"), ["conv3"])
+    g.add(N.Neuron("d", (2 * C, h, h), params=ILIFParams(lam=0.5, lam_u=0.0, lam_i=0.0)), ["conv3"])
     g.add(N.Conv2d("conv4", (2 * C, h, h), weight=w(2 * C, 2 * C, 3, 3), padding=(1, 1)), ["d"])
     g.add(N.Add("add2", (2 * C, h, h)), ["conv4", "down"])
     g.add(N.Neuron("e", (2 * C, h, h), params=p), ["add2"])
@@ -108,7 +108,7 @@ def recurrent_lif_net(syn_lam: float = 0.5, T: int = 16) -> Graph:
         N.RecurrentNeuron("rec", params=ILIFParams(lam=1.0, v_th=3.0, **lif),
                           weight=rng.integers(-2, 3, (6, 6)).astype(np.float32), syn_lam=syn_lam),
         N.Linear("fc2", weight=rng.integers(-1, 4, (4, 6)).astype(np.float32)), N.LeakyIntegrator("cur", lam=syn_lam),
-        N.Neuron("n2", params=ILIFParams(lam=0.5, v_th=2.0, **lif), kind="lif")], T=T)
+        N.Neuron("n2", params=ILIFParams(lam=0.5, v_th=2.0, **lif))], T=T)
 
 
 def golden_net(golden, case: str):
@@ -145,7 +145,7 @@ def hard_reset_lif_net() -> Graph:
     """Spikes (16) -> Linear -> LIF (hard reset, '>'): a network netx can express (the netx seed file)."""
     lif = ILIFParams(lam=0.5, v_th=2.0, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=0.0, compare=">")
     return chain_graph((16,), [N.Linear("fc", weight=np.random.default_rng(1).integers(-2, 4, (8, 16)).astype(
-        np.float32)), N.Neuron("n", params=lif, kind="lif")], T=4)
+        np.float32)), N.Neuron("n", params=lif)], T=4)
 
 
 #: the file kinds of :func:`seed_files`, each read by a CLI in the corruption suite and the census

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ilif_deploy.errors import UserError
+from ilif_deploy.families import all_but, declare
 from ilif_deploy.neuron_step import ilif_step, zero_state
 from ilif_deploy.runtime import TORCH_INFERENCE_OPS
 
@@ -35,6 +36,10 @@ from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, Fixe
                     ilif_step_fixed, quantize_input, quantize_spec, sigmoid_lut,
                     state_bound, torch_fixed_ops, wrap, zero_fixed_state)
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
+
+#: the engine runs every feature Lava runs, with the same step functions (float: ilif_step; fixed: ilif_step_fixed)
+ENGINE_FLOAT = declare("torch engine (float)", all_but())
+ENGINE_FIXED = declare("torch engine (fixed point)", all_but())
 
 MODES = ("fixed", "float")
 EXACT_LIMIT = 2 ** 53  # every integer below this is exact in float64, and so is every sum that stays below
@@ -83,11 +88,16 @@ class FixedBounds:
         self.row_sums = [_row_sum(s, m) for s, m in zip(spec.synapses, quantized.mantissas)]
         self.incoming = {lay.name: spec.incoming_indexed(lay.name) for lay in spec.layers + [spec.readout]}
         self.bias_max = {k: float(np.abs(q.bias_int).max(initial=0)) for k, q in quantized.layers.items()}
+        #: per synapse the largest message of a non-graded source: 1 (a spike), or a multi-spike layer's largest
+        #: count (its saturated membrane over its threshold)
+        self.message_max = [float(STATE_MAX // max(quantized.layers[s.source].vth_int, 1)) if s.counts else 1.0
+                            for s in spec.synapses]
 
     def batch(self, input_max: float):
         """For graded input up to ``input_max`` (integer LSBs; spikes: 1): the largest |sum| of every synapse,
         and per neuron layer whether :func:`.fixed.state_bound` proves its state stays in range."""
-        bounds = {i: self.row_sums[i] * (input_max if s.graded else 1.0) for i, s in enumerate(self.spec.synapses)}
+        bounds = {i: self.row_sums[i] * (input_max if s.graded else self.message_max[i])
+                  for i, s in enumerate(self.spec.synapses)}
         in_range = {}
         for name, q in self.quantized.layers.items():
             a = sum(bounds[i] for i, _ in self.incoming[name])
@@ -116,6 +126,7 @@ class TorchEngine:
             raise UserError(f"mode must be one of {list(MODES)}, got {mode!r}")
         if spec.timesteps < 1:
             raise UserError("the network description has no number of time steps T")
+        (ENGINE_FIXED if mode == "fixed" else ENGINE_FLOAT).check(spec.neuron_views())
         self.spec, self.mode, self.device = spec, mode, torch.device(device)
         self.quantized = (quantized or quantize_spec(spec, fixed)) if mode == "fixed" else None
         self.compile = bool(compile) and mode == "fixed"
@@ -131,8 +142,8 @@ class TorchEngine:
             self.ops = replace(torch_fixed_ops(), table=lambda _, idx: lut[idx])
             self.layers = {k: replace(q, bias_int=torch.as_tensor(q.bias_int, **dev))
                            for k, q in self.quantized.layers.items()}
-            dtypes = [_exact_dtype(r, INPUT_MAX if s.graded else 1, s.target)
-                      for r, s in zip(self.bounds.row_sums, spec.synapses)]
+            dtypes = [_exact_dtype(r, INPUT_MAX if s.graded else m, s.target)
+                      for r, s, m in zip(self.bounds.row_sums, spec.synapses, self.bounds.message_max)]
             arrays = self.quantized.mantissas
         else:
             dtypes, arrays = [torch.float64] * len(spec.synapses), [s.weight for s in spec.synapses]
@@ -212,7 +223,7 @@ class TorchEngine:
                 x = syn
             rec = ilif_step(x, state, lay.params, TORCH_INFERENCE_OPS)
             state, prev = rec.state, rec.spikes
-            out.append(rec.spikes.to(torch.uint8))
+            out.append(rec.spikes.to(spike_dtype(lay.params.multi_spike)))
         return torch.stack(out)
 
     @torch.no_grad()
@@ -290,8 +301,13 @@ def fixed_sequence(a_in: torch.Tensor, state, layer, ops, feedback=None):
     for t in range(a_in.shape[0]):
         step = ilif_step_fixed(a_in[t] if feedback is None else feedback(a_in[t], before), state, layer, ops, syn)
         state, syn, before, over = step.state, step.syn, step.spikes, over + step.overflows
-        out.append(step.spikes.to(torch.uint8))
+        out.append(step.spikes.to(spike_dtype(layer.multi_spike)))
     return torch.stack(out), over
+
+
+def spike_dtype(multi_spike: bool) -> torch.dtype:
+    """How a layer's spikes are kept: 0/1 in a byte, a multi-spike layer's counts in 32 bits."""
+    return torch.int32 if multi_spike else torch.uint8
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,11 +14,12 @@ Format (one LSB of state = 2**-frac_bits of a float unit; every state a signed 2
     syn      = decay(syn, decay_syn) + x; x = syn    a synaptic current (CubaLIF), when decay_syn > 0
     ciu      = decay(ciu + ciu_drive, decay_i)       decays are 12-bit fractions d / 4096, on magnitudes
     u        = x - max(ciu, 0)                       (the inhibited current I[t])
-    v_pre    = decay(v, decay_lam) + u
-    S        = v_pre >= vth_int                      ('>' with strict)
-    mbar     = v_pre - S * vth_int                   (hard reset: S ? v_reset_int : v_pre)
+    v_pre    = decay(v, decay_lam) + u               (subtract_next: - (v >= vth_int) * vth_int, snntorch's)
+    S        = v_pre >= vth_int                      ('>' with strict; multi_spike: v_pre > 0 ? v_pre // vth_int : 0)
+    mbar     = v_pre - S * vth_int                   (hard reset: S ? v_reset_int : v_pre; subtract_next: v_pre)
     mpiu     = decay(mpiu + S * mbar, decay_u)
     v        = mbar - S * lut[mpiu]                  sigmoid(mpiu) from a 1024-entry table
+    v        = max(v, v_min_int)                     a membrane floor (v_min_int not None)
     ciu_drive= S * (x or u)
 
 Every value that leaves the signed 24-bit range is saturated and counted (``overflows``).
@@ -136,6 +137,10 @@ class FixedLayer:
     strict: bool = False
     #: decay of a synaptic current between the input and the neuron (12 bits; 0: no such current)
     decay_syn: int = 0
+    #: the neuron features beyond ILIF's (see ILIFParams): snntorch's late reset, spike counts, a membrane floor
+    subtract_next: bool = False
+    multi_spike: bool = False
+    v_min_int: Optional[int] = None
     #: proven (by :func:`state_bound`) that no value can leave the 24-bit range: saturation is skipped,
     #: which changes no result (every clamp would be a no-op) and saves most of the step's work
     in_range: bool = False
@@ -151,7 +156,9 @@ class FixedLayer:
                    mpiu_on=params.mpiu_enabled, ciu_from_net=params.ciu_source == "net",
                    bias_int=np.round(np.asarray(bias, np.float64) * one).astype(np.int64),
                    hard_reset=params.reset == "zero", v_reset_int=int(round(params.v_reset * one)),
-                   strict=params.compare == ">", decay_syn=int(round(syn_lam * DECAY_ONE)))
+                   strict=params.compare == ">", decay_syn=int(round(syn_lam * DECAY_ONE)),
+                   subtract_next=params.reset == "subtract_next", multi_spike=params.multi_spike,
+                   v_min_int=None if params.v_min is None else int(round(params.v_min * one)))
 
     @property
     def lut(self) -> np.ndarray:
@@ -167,6 +174,7 @@ class FixedOps:
     relu: Callable[[Any], Any]
     as_int: Callable[[Any], Any]  # bool/any integer array -> int64
     table: Callable[["FixedLayer", Any], Any]  # the layer's sigmoid table at idx
+    count: Callable[[Any, int], Any]  # (v, vth) -> v // vth where v > 0, else 0: a multi-spike neuron's spikes
 
 
 def _decay_numpy(v, d: int):
@@ -174,7 +182,8 @@ def _decay_numpy(v, d: int):
 
 
 NUMPY_FIXED = FixedOps(decay=_decay_numpy, clip=np.clip, relu=lambda x: np.maximum(x, 0),
-                       as_int=lambda x: np.asarray(x).astype(np.int64), table=lambda layer, idx: layer.lut[idx])
+                       as_int=lambda x: np.asarray(x).astype(np.int64), table=lambda layer, idx: layer.lut[idx],
+                       count=lambda v, vth: np.where(v > 0, v // vth, 0))
 
 
 @functools.lru_cache(maxsize=None)
@@ -193,7 +202,8 @@ def torch_fixed_ops() -> FixedOps:
         return torch.div(v * d, DECAY_ONE, rounding_mode="trunc")
 
     return FixedOps(decay=decay, clip=torch.clamp, relu=lambda x: torch.clamp(x, min=0),
-                    as_int=lambda x: x.to(torch.int64), table=table)
+                    as_int=lambda x: x.to(torch.int64), table=table,
+                    count=lambda v, vth: torch.where(v > 0, torch.div(v, vth, rounding_mode="floor"), 0))
 
 
 class FixedStep(NamedTuple):
@@ -241,10 +251,17 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
         u = sat(x - ops.relu(ciu))
     else:
         ciu, u = state.ciu, x
+    def fired(v):
+        return ops.as_int(v > layer.vth_int if layer.strict else v >= layer.vth_int)
+
     v_pre = sat(decay(state.v, layer.decay_lam) + u)
-    spikes = ops.as_int(v_pre > layer.vth_int if layer.strict else v_pre >= layer.vth_int)
+    if layer.subtract_next:
+        v_pre = sat(v_pre - fired(state.v) * layer.vth_int)
+    spikes = ops.count(v_pre, layer.vth_int) if layer.multi_spike else fired(v_pre)
     if layer.hard_reset:
         mbar = v_pre - spikes * (v_pre - layer.v_reset_int)
+    elif layer.subtract_next:
+        mbar = v_pre
     else:
         mbar = v_pre - spikes * layer.vth_int
     if layer.mpiu_on:
@@ -253,6 +270,8 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
         v = sat(mbar - spikes * ops.table(layer, idx))
     else:
         mpiu, v = state.mpiu, mbar
+    if layer.v_min_int is not None:
+        v = ops.relu(v - layer.v_min_int) + layer.v_min_int
     drive = sat(spikes * (u if layer.ciu_from_net else x)) if layer.ciu_on else state.ciu_drive
     return FixedStep(spikes, ILIFState(v=v, mpiu=mpiu, ciu=ciu, ciu_drive=drive), sum(counts[1:], counts[0]), u,
                      syn if layer.decay_syn else None)
@@ -273,11 +292,11 @@ def state_bound(layer: FixedLayer, x_bound: float, timesteps: int) -> float:
         if layer.ciu_on:
             ciu = lam_i * (ciu + drive)
         u = x_bound + ciu
-        v_pre = lam * v + u
+        v_pre = lam * v + u + (layer.vth_int if layer.subtract_next else 0)
         mbar = max(v_pre, abs(layer.v_reset_int)) if layer.hard_reset else v_pre
         if layer.mpiu_on:
             mpiu = lam_u * (mpiu + mbar)
-        v = mbar + sig
+        v = max(mbar + sig, abs(layer.v_min_int or 0))
         drive = u if layer.ciu_from_net else x_bound
         worst = max(worst, ciu, u, v_pre, mpiu, v, drive)
     return worst * (1 + 1e-12) + 1  # margin for the float arithmetic of the bound itself

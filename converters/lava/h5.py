@@ -10,14 +10,17 @@ Every array is stored once, in the precision it is used in (version 3)::
                          with the torch runtime on it
     /fixed               attrs frac_bits, input_frac_bits, weight_bits: the fixed-point format of the mantissas
     /layer/0             type="input", shape [C, H, W], encoding
-    /layer/<i>           type="ilif" | "lif" | "iplif" | "maxpool" (a neuron layer) ... and last "readout"
+    /layer/<i>           type="neuron" | "maxpool" (a neuron layer) ... and last "readout" (files before version 4:
+                         the neuron's source module, "ilif" | "lif" | "iplif", for "neuron")
         name, shape, depth (connections from the input), a_exp (the layer's weight exponent)
-        neuron/          type="ILIF", attrs params (JSON of every ILIFParams field) and syn_lam (decay of a
-                         synaptic current, 0: none), compartments
+        neuron/          type="ILIF", family (its label, :mod:`ilif_deploy.families`), attrs params (JSON of every
+                         ILIFParams field) and syn_lam (decay of a synaptic current, 0: none), compartments (the
+                         names of its state variables)
         synapse/<j>/     source (layer name or "input"; its own name: a recurrent synapse), kind ("dense" |
                          "conv" | "sparse"), in_shape,
                          out_shape, stride, padding, dilation, groups, delay (extra steps), graded (analog input),
-                         mantissa (int8 or int16: signed weight_bits mantissas m; Lava's Dense takes 2 m)
+                         counts (spike counts of a multi-spike layer; version 4), mantissa (int8 or int16:
+                         signed weight_bits mantissas m; Lava's Dense takes 2 m)
 
 Versions 1 and 2 stored float64 weights and biases per synapse (2.3x the float32 weights for ResNet-18);
 they are still read.  Writing needs only h5py (no Lava).
@@ -32,6 +35,7 @@ from typing import Optional, Tuple, Union
 import h5py
 import numpy as np
 
+from ilif_deploy import families
 from ilif_deploy.atomic import write_hdf5_atomic
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
@@ -41,8 +45,9 @@ from .fixed import FixedPoint, quantize_spec
 from .netspec import INPUT, OUTPUT, Layer, NetSpec, Synapse, build_netspec
 
 FORMAT = "ilif-deploy-lava"
-VERSION = 3
-COMPARTMENTS = ["u", "v", "ciu", "mpiu"]
+VERSION = 4
+#: the layer types of files before version 4 (the neuron's source module) and what they are now
+_LEGACY_TYPES = {"ilif": "neuron", "lif": "neuron", "iplif": "neuron"}
 
 
 class LavaFileError(UserError):
@@ -75,7 +80,9 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
                 g["a_exp"] = q.readout_exp if layer is spec.readout else q.layers[layer.name].a_exp
                 if layer.params is not None:
                     n = g.create_group("neuron")
-                    n["type"], n["compartments"] = "ILIF", COMPARTMENTS
+                    view = next(v for v in spec.neuron_views() if v.name == layer.name)
+                    n["type"], n["family"] = "ILIF", families.family(view)
+                    n["compartments"] = ["u", *families.state_names(view)]
                     n.attrs["params"] = json.dumps(layer.params.to_dict())
                     n.attrs["syn_lam"] = layer.syn_lam
                 syn = g.create_group("synapse")
@@ -87,7 +94,7 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
                                      compression="gzip")
                     for k in ("in_shape", "out_shape", "stride", "padding", "dilation"):
                         h[k] = np.asarray(getattr(s, k))
-                    h["groups"], h["delay"], h["graded"] = s.groups, s.delay, int(s.graded)
+                    h["groups"], h["delay"], h["graded"], h["counts"] = s.groups, s.delay, int(s.graded), int(s.counts)
             f.create_dataset("ir_graph", data=np.frombuffer(graph.to_bytes(), dtype=np.uint8))
 
     write_hdf5_atomic(path, fill)
@@ -97,7 +104,7 @@ def _same_structure(path, stored: NetSpec, built: NetSpec) -> None:
     """The layers and synapses listed in the file are the ones its IR graph builds (else it was edited)."""
     def shape_of(spec):
         return ([(lay.name, lay.kind, tuple(lay.shape), lay.depth) for lay in spec.layers + [spec.readout]],
-                [(s.source, s.target, s.kind, tuple(s.in_shape), tuple(s.out_shape), s.delay, s.graded)
+                [(s.source, s.target, s.kind, tuple(s.in_shape), tuple(s.out_shape), s.delay, s.graded, s.counts)
                  for s in spec.synapses])
 
     a, b = shape_of(stored), shape_of(built)
@@ -137,6 +144,7 @@ def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
             for i in range(1, n):
                 g = layers_g[str(i)]
                 kind = _str(g["type"][()])
+                kind = _LEGACY_TYPES.get(kind, kind)
                 name = _str(g["name"][()])
                 shape = tuple(int(v) for v in g["shape"][()])
                 if "a_exp" in g:
@@ -164,7 +172,8 @@ def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
                                             out_shape=tup("out_shape"), stride=tup("stride"),
                                             padding=tup("padding"), dilation=tup("dilation"),
                                             groups=int(h["groups"][()]), delay=int(h["delay"][()]),
-                                            graded=bool(h["graded"][()])))
+                                            graded=bool(h["graded"][()]),
+                                            counts=bool(h["counts"][()]) if "counts" in h else False))
             ir_bytes = f["ir_graph"][()].tobytes()
         except KeyError as e:
             raise LavaFileError(f"{path}: missing entry {e}") from None

@@ -40,10 +40,16 @@ import torch
 
 from ilif_deploy import ir as N
 from ilif_deploy.errors import GraphError
+from ilif_deploy.families import NeuronView, all_but, declare
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.ir.lowering import fold_batchnorm
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import apply_node
+
+#: Lava runs every neuron feature: the float model calls the shared ilif_step, the fixed one ilif_step_fixed (where
+#: the MPIU's sigmoid is a table: an approximation, measured), spike counts travel as graded messages
+LAVA_FLOAT = declare("lava (float)", all_but())
+LAVA_FIXED = declare("lava (fixed point)", all_but())
 
 #: largest fused dense matrix (entries) before the builder refuses (float64: 8 bytes each)
 DENSE_LIMIT = 1 << 25
@@ -67,6 +73,7 @@ class Synapse:
     groups: int = 1
     delay: int = 0  # extra steps beyond the one every connection adds
     graded: bool = False  # analog input (direct encoding) instead of 0/1 spikes
+    counts: bool = False  # spike counts of a multi-spike layer (graded messages of integers, weighted as spikes)
 
     @property
     def recurrent(self) -> bool:
@@ -76,13 +83,14 @@ class Synapse:
 
 @dataclass
 class Layer:
-    """A neuron layer (or the readout, ``params is None``) and the constant current into it."""
+    """A neuron layer (or the readout, ``params is None``) and the constant current into it; ``kind`` is its
+    role: "neuron", "maxpool" (the threshold unit of a max-pool of spikes) or "readout"."""
 
     name: str
     shape: Tuple[int, ...]
     params: Optional[ILIFParams]
     bias: np.ndarray
-    kind: str = "ilif"
+    kind: str = "neuron"
     depth: int = 0
     #: decay per step of the synaptic current i[t] = syn_lam * i[t-1] + a[t] (a CubaLIF's); 0: no such current
     syn_lam: float = 0.0
@@ -110,6 +118,11 @@ class NetSpec:
 
     def incoming(self, name: str) -> List[Synapse]:
         return [s for s in self.synapses if s.target == name]
+
+    def neuron_views(self) -> List[NeuronView]:
+        """Every neuron layer as :mod:`ilif_deploy.families` reads it (for the Lava and engine feature checks)."""
+        recurrent = {s.target for s in self.synapses if s.recurrent}
+        return [NeuronView(lay.name, lay.params, lay.syn_lam, lay.name in recurrent) for lay in self.layers]
 
     def incoming_indexed(self, name: str) -> List[Tuple[int, Synapse]]:
         """``(index in synapses, synapse)`` of every synapse into ``name``: per-synapse arrays (the
@@ -251,6 +264,9 @@ def _maxpool_synapse(graph: Graph, node: "N.MaxPool2d") -> Synapse:
     if not isinstance(snode, N.SPIKING + (N.MaxPool2d,)):
         raise GraphError(f"max-pool '{node.name}' reads '{src}' ({snode.op}), not spikes: only a max-pool of spikes "
                          f"has an exact Lava form (sum-pool + threshold)")
+    if isinstance(snode, N.SPIKING) and snode.params.multi_spike:
+        raise GraphError(f"max-pool '{node.name}' reads the spike counts of '{src}' (multi-spike): the Lava form of "
+                         f"a max-pool (sum-pool + threshold) holds for 0/1 spikes only")
     c, kh, kw = snode.shape[0], node.kernel[0], node.kernel[1]
     return Synapse(source=src, target=node.name, kind="conv", weight=np.ones((c, 1, kh, kw)),
                    in_shape=tuple(snode.shape), out_shape=tuple(node.shape), stride=tuple(node.stride),
@@ -308,7 +324,8 @@ def _recurrent_synapse(node: "N.RecurrentNeuron", gain: np.ndarray) -> Tuple[Syn
     n = node.weight.shape[0]
     w = node.weight.astype(np.float64) * gain.reshape(-1, 1)
     bias = np.zeros(n) if node.bias is None else node.bias.astype(np.float64)
-    return Synapse(source=node.name, target=node.name, kind="dense", weight=w, in_shape=(n,), out_shape=(n,)), bias
+    return Synapse(source=node.name, target=node.name, kind="dense", weight=w, in_shape=(n,), out_shape=(n,),
+                   counts=node.params.multi_spike), bias
 
 
 def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
@@ -354,9 +371,11 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
         for source in sources:
             in_shape = tuple(graph.nodes[source].shape)
             graded = isinstance(graph.nodes[source], N.Input)
+            counts = isinstance(graph.nodes[source], N.SPIKING) and graph.nodes[source].params.multi_spike
             paths = _paths(graph, source, end, order)
             common = dict(source=INPUT if graded else source, target=target, in_shape=in_shape,
-                          out_shape=tuple(tnode.shape), delay=tdepth - depth[source] - 1, graded=graded)
+                          out_shape=tuple(tnode.shape), delay=tdepth - depth[source] - 1, graded=graded,
+                          counts=counts)
             conv = _plain_conv(graph, paths[0], in_shape) if len(paths) == 1 else None
             if conv is not None and np.prod(in_shape) * np.prod(tnode.shape) <= dense_conv_limit:
                 conv = None
@@ -378,7 +397,7 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
         depth[target] = tdepth
         spiking = isinstance(tnode, N.SPIKING)
         layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=tnode.params if spiking else None,
-                               bias=bias, kind=tnode.kind if spiking else "readout", depth=tdepth, syn_lam=syn_lam)
+                               bias=bias, kind="neuron" if spiking else "readout", depth=tdepth, syn_lam=syn_lam)
     out_name = graph.output_node.name
     readout = layers.pop(out_name)
     for s in synapses:

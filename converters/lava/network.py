@@ -12,6 +12,7 @@ model rounds the incoming current to float32 like the torch runtime) and ``"fixe
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -21,7 +22,7 @@ from ilif_deploy.errors import UserError
 
 from .compat import require_lava
 from .fixed import PORT_BITS, FixedPoint, QuantizedNet, quantize_input, quantize_spec, wrap
-from .netspec import INPUT, OUTPUT, NetSpec, Synapse
+from .netspec import INPUT, LAVA_FIXED, LAVA_FLOAT, OUTPUT, NetSpec, Synapse
 
 MODES = {"float": "floating_pt", "fixed": "fixed_pt"}
 
@@ -216,7 +217,7 @@ def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: l
         from lava.proc.dense.process import Dense
         from lava.proc.sparse.process import Sparse
 
-    bits = 24 if syn.graded else 0
+    bits = 24 if syn.graded or syn.counts else 0  # analog values and spike counts travel as graded messages
     out_l = lava_shape(syn.out_shape)
     if syn.kind == "conv":
         conn = Conv(weight=w_lava, input_shape=lava_shape(syn.in_shape), padding=syn.padding[::-1],
@@ -276,6 +277,7 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
     require_lava()
     if mode not in MODES:
         raise UserError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    (LAVA_FIXED if mode == "fixed" else LAVA_FLOAT).check(spec.neuron_views())
     if spec.timesteps < 1:
         raise UserError("the network description has no number of time steps T")
     import tempfile
@@ -322,17 +324,12 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
             dst = LIF(shape=shape_l, du=1.0, dv=1.0 - p.lam, vth=p.v_th, bias_mant=to_lava(layer.bias, layer.shape),
                       name=layer.name)
         else:
-            p = layer.params
             fx = None
             if mode == "fixed":
                 q = quantized.layers[layer.name]
-                fx = dict(frac_bits=q.frac_bits, a_exp=q.a_exp, bias_int=to_lava(q.bias_int, layer.shape),
-                          vth_int=q.vth_int, v_reset_int=q.v_reset_int, decay_lam=q.decay_lam, decay_u=q.decay_u,
-                          decay_i=q.decay_i, decay_syn=q.decay_syn)
-            dst = ILIF(shape=shape_l, lam=p.lam, v_th=p.v_th, lam_u=p.lam_u, lam_i=p.lam_i,
-                       ciu_source=p.ciu_source, reset=p.reset, v_reset=p.v_reset, compare=p.compare,
-                       bias=to_lava(layer.bias, layer.shape), syn_lam=layer.syn_lam, delay=layer.depth, period=T,
-                       fixed=fx, name=layer.name)
+                fx = dataclasses.replace(q, bias_int=to_lava(np.broadcast_to(q.bias_int, layer.shape), layer.shape))
+            dst = ILIF(shape=shape_l, params=layer.params, bias=to_lava(layer.bias, layer.shape),
+                       syn_lam=layer.syn_lam, delay=layer.depth, period=T, fixed=fx, name=layer.name)
         key = OUTPUT if layer is spec.readout else layer.name
         if layer is not spec.readout:
             neurons[layer.name] = dst
@@ -343,8 +340,10 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
         if hasattr(dst, "wraps"):
             counted[key].append(dst)
     if record:
-        for name, proc in neurons.items():
-            proc.s_out.connect(recorder(name, proc.s_out.shape, "uint8").a_in)
+        for layer in spec.layers:  # 0/1 spikes in a byte; a multi-spike layer's counts need more
+            proc = neurons[layer.name]
+            proc.s_out.connect(recorder(layer.name, proc.s_out.shape,
+                                        "int32" if layer.params.multi_spike else "uint8").a_in)
     return LavaNetwork(spec=spec, mode=mode, samples=samples, source=src, neurons=neurons, recorders=recorders,
                        workdir=workdir, fp=fp, quantized=quantized, readout_scale=readout_scale,
                        connections=connections, fast_conv=fast_conv, counted=counted)
@@ -370,8 +369,7 @@ def run_layer(x: np.ndarray, params, mode: str = "float") -> Dict[str, np.ndarra
     T, n = x.shape
     src = Source(data=np.ascontiguousarray(x.T.astype(np.float64)))
     dense = Dense(weights=np.eye(n), num_message_bits=24)
-    neu = ILIF(shape=(n,), lam=params.lam, v_th=params.v_th, lam_u=params.lam_u, lam_i=params.lam_i,
-               ciu_source=params.ciu_source, delay=1, period=T)
+    neu = ILIF(shape=(n,), params=params, delay=1, period=T)
     sink = Sink(shape=(n,), buffer=T + 1)
     src.s_out.connect(dense.s_in)
     dense.a_out.connect(neu.a_in)

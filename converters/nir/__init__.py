@@ -58,22 +58,25 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
 
 
 def read_graph(path: Union[str, os.PathLike], dt: Optional[float] = None, if_convention: Optional[str] = None,
-               nir_from: Optional[str] = None) -> Graph:
+               nir_from: Optional[str] = None, reset: Optional[str] = None) -> Graph:
     """IR graph of the NIR file at ``path``.
 
     ``dt`` (seconds, default 1e-4) and ``if_convention`` ("euler" | "per_step", default "euler") say how a
-    foreign file's time constants and IF gains are discretised; ``nir_from`` names the tool that wrote it
+    foreign file's time constants and IF gains are discretised, ``reset`` ("subtract" | "zero" | "to-v-reset") how
+    its neurons reset; ``nir_from`` names the tool that wrote it
     (:data:`~ilif_deploy.converters.nir.conventions.NIR_PRESETS`: snntorch, spikingjelly, norse, sinabs,
-    rockpool) and sets both, each overridden when given.  See :func:`ilif_deploy.converters.nir.importer.from_nir`.
+    rockpool) and sets them as that tool means them (sinabs: multi-spike IAF), each overridden when given.  A reset
+    no one said is an assumption: read as NIR says, with a warning.  ilif-deploy's own files ignore all of these.
+    See :func:`ilif_deploy.converters.nir.importer.from_nir`.
     """
     from .conventions import reading_conventions
 
-    dt, if_convention = reading_conventions(nir_from, dt, if_convention)
+    reading = reading_conventions(nir_from, dt, if_convention, reset)
     if not os.path.exists(path):
         raise NIRImportError(f"NIR file not found: {path}")
     ng = read_nir(path)
     try:
-        g = from_nir(ng, dt=dt, if_convention=if_convention)
+        g = from_nir(ng, reading=reading)
     except NIRImportError as e:  # a NIR file's content is wrong: name the file (the Python API's callers too)
         raise NIRImportError(f"{path}: {e}") from None
     if nir_from and g.metadata.get("source") == "nir":

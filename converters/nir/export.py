@@ -27,6 +27,7 @@ from typing import Dict, Optional, Tuple
 import nir
 import numpy as np
 
+from ilif_deploy import families
 from ilif_deploy import ir as N
 from ilif_deploy.errors import GraphError
 from ilif_deploy.ir.graph import Graph
@@ -151,6 +152,26 @@ def recurrent_subgraph(node: N.RecurrentNeuron, dt: float, metadata: Optional[di
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata or {})
 
 
+#: NIR has one spike rule and one reset (reset to v_reset, ">"); what a layer does beyond them is written as the
+#: nearest NIR neuron plus the exact parameters in metadata (read back exactly here), and said in words
+NIR_EXPORT = families.declare("nir", families.all_but())
+
+
+def conventions(p: ILIFParams) -> dict:
+    """What the standard NIR neuron of a layer leaves out, in words (the node's metadata)."""
+    reset = {"subtract": "soft: subtract v_th at the spike (NIR v_reset ignored)",
+             "subtract_next": "snntorch's: subtract v_th at the next step, after the decay (NIR v_reset ignored)",
+             "zero": f"hard: to v_reset = {p.v_reset}"}[p.reset]
+    out = {"discretisation": "forward Euler, lam = 1 - dt/tau, input gain r*dt/tau = 1", "reset": reset,
+           "threshold": ("S = (U > 0) * trunc(U / v_th) spikes per step (multi-spike; sinabs reads nir.IF so)"
+                         if p.multi_spike else f"S = U {p.compare} v_th")}
+    if p.v_min is not None:
+        out["membrane_floor"] = f"v = relu(v - v_min) + v_min, v_min = {p.v_min}"
+    if p.learned_decay:
+        out["learned_decay"] = "lam was trained (PLIF); a constant here"
+    return out
+
+
 def _pool_args(node) -> dict:
     return {"kernel_size": np.array(node.kernel), "stride": np.array(node.stride), "padding": np.array(node.padding)}
 
@@ -206,19 +227,14 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
     if isinstance(node, N.Neuron):
         p = node.params
         entry["dt"] = dt
-        entry["conventions"] = {
-            "discretisation": "forward Euler, lam = 1 - dt/tau, input gain r*dt/tau = 1",
-            "reset": ("soft: subtract v_th (NIR v_reset ignored)" if p.reset == "subtract"
-                      else f"hard: to v_reset = {p.v_reset}"),
-            "threshold": f"S = U {p.compare} v_th",
-        }
+        entry["conventions"] = conventions(p)
         if p.is_lif:
             return lif_node(p, node.shape, dt, metadata=_meta(entry))
         entry["conventions"]["linear_realisation"] = (
             f"MPIU as a constant extra reset {MPIU_LINEAR_RESET} per spike; CIU driven by v_th per spike")
         return ilif_subgraph(p, node.shape, dt, metadata=_meta(entry))
     if isinstance(node, N.RecurrentNeuron):
-        entry["dt"] = dt
+        entry["dt"], entry["conventions"] = dt, conventions(node.params)
         return recurrent_subgraph(node, dt, metadata=_meta(entry))
     if isinstance(node, N.LeakyIntegrator):
         s = node.shape
@@ -265,6 +281,7 @@ def _folded_nodes(graph: Graph, pool_name: str, flat: str, lin: str, dt: float) 
 def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     """The IR ``graph`` as a type-checked NIR graph (``dt``: step in seconds for NIR time constants)."""
     graph.validate()
+    NIR_EXPORT.check_graph(graph)
     folded = {}
     for pool, (flat, lin) in _pool_folds(graph).items():
         folded.update(_folded_nodes(graph, pool, flat, lin, dt))

@@ -39,7 +39,8 @@ from ilif_deploy.errors import GraphError, UserError
 from ilif_deploy.ir.graph import Graph, infer_shape
 from ilif_deploy.neuron_step import ILIFParams
 
-from .conventions import DEFAULT_DT, IF_CONVENTIONS, META_FORMAT, META_KEY, META_VERSION, decay_from_tau
+from .conventions import (DEFAULT_DT, IF_CONVENTIONS, META_FORMAT, META_KEY, META_VERSION, ConventionWarning, Reading,
+                          decay_from_tau)
 from .upstream import group_weight, topological_names
 
 #: input gains r*dt/tau within this of 1 are taken as exactly 1 (float32 rounding of r = tau/dt)
@@ -245,6 +246,7 @@ class _Chain:
 
     def __init__(self, name: str):
         self.name, self.nodes = name, []
+        self.spiking = False  # holds a foreign spiking neuron (whose reset the reading decides)
 
     def add(self, node: N.Node) -> "_Chain":
         self.nodes.append(node)
@@ -260,12 +262,13 @@ class _Chain:
         return self
 
 
-def _neuron(name: str, lam: float, v_th: float, v_reset: float) -> N.Neuron:
-    p = ILIFParams(lam=lam, v_th=v_th, lam_u=0.0, lam_i=0.0, reset="zero", v_reset=v_reset, compare=">")
-    return N.Neuron(name, params=p, kind="lif")
+def _neuron(c: _Chain, s, rd: Reading, lam: float, integrate_and_fire: bool = False) -> N.Neuron:
+    """A foreign spiking neuron (LIF/IF/CubaLIF) as ``rd`` reads it (reset, spike rule, floor)."""
+    c.spiking = True
+    return N.Neuron(c.name, params=rd.neuron(lam, _positive(c, s, "v_threshold"), s("v_reset"), integrate_and_fire))
 
 
-def _conv(c: _Chain, node: nir.Conv2d, s, dt, if_dt) -> _Chain:
+def _conv(c: _Chain, node: nir.Conv2d, s, rd) -> _Chain:
     w = np.asarray(node.weight, np.float32)
     pad = node.padding
     if isinstance(pad, str):
@@ -280,7 +283,7 @@ def _conv(c: _Chain, node: nir.Conv2d, s, dt, if_dt) -> _Chain:
                           padding=_pair(pad), dilation=_pair(node.dilation), groups=int(node.groups)))
 
 
-def _scale(c: _Chain, node: nir.Scale, s, dt, if_dt) -> _Chain:
+def _scale(c: _Chain, node: nir.Scale, s, rd) -> _Chain:
     sc = np.asarray(node.scale, np.float32)
     per_channel = sc.reshape(sc.shape[0], -1) if sc.ndim > 1 else sc.reshape(-1, 1)
     if not np.all(per_channel == per_channel[:, :1]):
@@ -299,14 +302,21 @@ def _positive(c: _Chain, s, field: str) -> float:
     return v
 
 
-def _lif(c: _Chain, node: nir.LIF, s, dt, if_dt) -> _Chain:
+def _lif(c: _Chain, node: nir.LIF, s, rd) -> _Chain:
     tau, r = s("tau"), _positive(c, s, "r")
-    lam = decay_from_tau(c.name, "tau", tau, dt)
-    c.gain("input_gain", r * dt / tau, s("v_leak") * dt / tau)
-    return c.add(_neuron(c.name, lam, _positive(c, s, "v_threshold"), s("v_reset")))
+    if rd.lif_decay == "exp":  # sinabs: v = exp(-1/tau) v + r I, tau in steps, computed in float32 as sinabs does
+        if not tau > 0:
+            raise UserError(f"NIR node '{c.name}': tau = {tau:g} steps must be > 0")
+        lam = float(np.exp(np.float32(-1.0) / np.float32(tau)))
+        c.gain("input_gain", r, s("v_leak"))
+    else:
+        lam = decay_from_tau(c.name, "tau", tau, rd.dt)
+        c.gain("input_gain", r * rd.dt / tau, s("v_leak") * rd.dt / tau)
+    return c.add(_neuron(c, s, rd, lam))
 
 
-def _cuba(c: _Chain, node, s, dt, if_dt) -> _Chain:
+def _cuba(c: _Chain, node, s, rd) -> _Chain:
+    dt = rd.dt
     tau_syn, tau_mem, r = s("tau_syn"), s("tau_mem"), _positive(c, s, "r")
     lam_syn, lam_mem = decay_from_tau(c.name, "tau_syn", tau_syn, dt), decay_from_tau(c.name, "tau_mem", tau_mem, dt)
     c.gain("w_in", s("w_in") * dt / tau_syn)
@@ -314,52 +324,61 @@ def _cuba(c: _Chain, node, s, dt, if_dt) -> _Chain:
     c.gain("input_gain", r * dt / tau_mem, s("v_leak") * dt / tau_mem)
     if isinstance(node, nir.CubaLI):
         return c.add(N.LeakyIntegrator(c.name, lam=lam_mem))
-    return c.add(_neuron(c.name, lam_mem, _positive(c, s, "v_threshold"), s("v_reset")))
+    return c.add(_neuron(c, s, rd, lam_mem))
 
 
-def _li(c: _Chain, node: nir.LI, s, dt, if_dt) -> _Chain:
+def _li(c: _Chain, node: nir.LI, s, rd) -> _Chain:
     tau, r = s("tau"), _positive(c, s, "r")
-    c.gain("input_gain", r * dt / tau, s("v_leak") * dt / tau)
-    return c.add(N.LeakyIntegrator(c.name, lam=decay_from_tau(c.name, "tau", tau, dt)))
+    c.gain("input_gain", r * rd.dt / tau, s("v_leak") * rd.dt / tau)
+    return c.add(N.LeakyIntegrator(c.name, lam=decay_from_tau(c.name, "tau", tau, rd.dt)))
 
 
-def _pool(c: _Chain, node, s, dt, if_dt) -> _Chain:
+def _pool(c: _Chain, node, s, rd) -> _Chain:
     cls = N.AvgPool2d if isinstance(node, nir.AvgPool2d) else N.SumPool2d
     return c.add(cls(c.name, kernel=_pair(node.kernel_size), stride=_pair(node.stride), padding=_pair(node.padding)))
 
 
-def _nested(c: _Chain, node, s, dt, if_dt) -> _Chain:
+def _nested(c: _Chain, node, s, rd) -> _Chain:
     raise NIRImportError(f"NIR node '{c.name}': nested NIR graphs from other tools are not supported (a recurrent "
                          "layer is read when the file has its loop flat, as snntorch 0.9's RLeaky export does)")
 
 
-#: NIR node type -> ``fn(chain, node, scalar, dt, if_dt)`` adding the IR nodes that stand for it
+def _threshold(c: _Chain, node, s, rd) -> _Chain:
+    """A stateless threshold, ``S = x > threshold``: the same whatever the reading (no membrane to reset)."""
+    th = s("threshold")
+    if not th > 0:
+        raise UserError(f"NIR node '{c.name}': threshold = {th:g} must be > 0")
+    return c.add(N.Neuron(c.name, params=ILIFParams(lam=0.0, v_th=th, lam_u=0.0, lam_i=0.0, reset="zero",
+                                                    compare=">")))
+
+
+#: NIR node type -> ``fn(chain, node, scalar, reading)`` adding the IR nodes that stand for it
 FOREIGN = {
-    nir.Input: lambda c, node, s, dt, if_dt: c.add(N.Input(c.name, _shape_of(node) or ())),
-    nir.Output: lambda c, node, s, dt, if_dt: c.add(N.Output(c.name)),
-    nir.Affine: lambda c, node, s, dt, if_dt: c.add(N.Linear(c.name, weight=np.asarray(node.weight, np.float32),
-                                                            bias=np.asarray(node.bias, np.float32))),
-    nir.Linear: lambda c, node, s, dt, if_dt: c.add(N.Linear(c.name, weight=np.asarray(node.weight, np.float32))),
+    nir.Input: lambda c, node, s, rd: c.add(N.Input(c.name, _shape_of(node) or ())),
+    nir.Output: lambda c, node, s, rd: c.add(N.Output(c.name)),
+    nir.Affine: lambda c, node, s, rd: c.add(N.Linear(c.name, weight=np.asarray(node.weight, np.float32),
+                                                     bias=np.asarray(node.bias, np.float32))),
+    nir.Linear: lambda c, node, s, rd: c.add(N.Linear(c.name, weight=np.asarray(node.weight, np.float32))),
     nir.Conv2d: _conv, nir.AvgPool2d: _pool, nir.SumPool2d: _pool,
-    nir.Flatten: lambda c, node, s, dt, if_dt: c.add(N.Flatten(c.name, start_dim=int(node.start_dim),
-                                                              end_dim=int(node.end_dim))),
+    nir.Flatten: lambda c, node, s, rd: c.add(N.Flatten(c.name, start_dim=int(node.start_dim),
+                                                       end_dim=int(node.end_dim))),
     nir.Scale: _scale, nir.LIF: _lif, nir.CubaLIF: _cuba, nir.CubaLI: _cuba, nir.LI: _li,
-    nir.IF: lambda c, node, s, dt, if_dt: c.gain("input_gain", _positive(c, s, "r") * if_dt).add(
-        _neuron(c.name, 1.0, _positive(c, s, "v_threshold"), s("v_reset"))),
-    nir.I: lambda c, node, s, dt, if_dt: c.gain("input_gain", _positive(c, s, "r") * if_dt).add(
+    nir.IF: lambda c, node, s, rd: c.gain("input_gain", _positive(c, s, "r") * rd.if_dt).add(
+        _neuron(c, s, rd, 1.0, integrate_and_fire=True)),
+    nir.I: lambda c, node, s, rd: c.gain("input_gain", _positive(c, s, "r") * rd.if_dt).add(
         N.LeakyIntegrator(c.name, lam=1.0)),
-    nir.Threshold: lambda c, node, s, dt, if_dt: c.add(_neuron(c.name, 0.0, s("threshold"), 0.0)),
+    nir.Threshold: _threshold,
     nir.NIRGraph: _nested,
 }
 
 
-def _foreign_chain(name: str, node: nir.NIRNode, dt: float, if_dt: float) -> _Chain:
+def _foreign_chain(name: str, node: nir.NIRNode, rd: Reading) -> _Chain:
     rule = FOREIGN.get(type(node))
     if rule is None:
         raise NIRImportError(f"NIR node '{name}': type {type(node).__name__} is not supported (supported: "
                              f"{', '.join(t.__name__ for t in FOREIGN if t is not nir.NIRGraph)})")
     try:
-        return rule(_Chain(name), node, lambda f: _scalar(name, node, f), dt, if_dt)
+        return rule(_Chain(name), node, lambda f: _scalar(name, node, f), rd)
     except NIRImportError:
         raise
     except UserError as e:
@@ -407,16 +426,15 @@ def _fold_recurrent(name: str, chain: "_Chain", syn: nir.NIRNode) -> None:
             raise NIRImportError(f"NIR node '{name}': its parts ({[type(n).__name__ for n in chain.nodes]}) do not "
                                  f"fold into a recurrent layer")
     bias = getattr(syn, "bias", None)
-    chain.nodes = [N.RecurrentNeuron(name, params=neuron.params, kind=neuron.kind, weight=np.asarray(syn.weight),
+    chain.nodes = [N.RecurrentNeuron(name, params=neuron.params, weight=np.asarray(syn.weight),
                                      bias=None if bias is None else np.asarray(bias).reshape(-1),
                                      in_scale=gains["in"][0], in_shift=gains["in"][1], syn_lam=syn_lam,
                                      mem_scale=gains["mem"][0], mem_shift=gains["mem"][1])]
 
 
-def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
-    if if_convention not in IF_CONVENTIONS:
-        raise UserError(f"if_convention must be one of {IF_CONVENTIONS}, got {if_convention!r}")
-    if_dt = dt if if_convention == "euler" else 1.0
+def _from_foreign(g: nir.NIRGraph, rd: Reading) -> Graph:
+    if rd.if_convention not in IF_CONVENTIONS:
+        raise UserError(f"if_convention must be one of {IF_CONVENTIONS}, got {rd.if_convention!r}")
     recurrent, original = _recurrent_synapses(g), g.nodes
     if recurrent:  # the recurrent synapses become part of their neuron layer: what is left is feed-forward
         loops = set(recurrent.values())
@@ -431,10 +449,10 @@ def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
     if len(inputs) != 1 or len(outputs) != 1:
         raise NIRImportError(f"NIR graph must have exactly one Input and one Output node, has "
                              f"{len(inputs)} ({inputs}) and {len(outputs)} ({outputs})")
-    out = Graph(metadata={"timesteps": None, "source": "nir", "nir_dt": dt, "nir_if_convention": if_convention})
+    out = Graph(metadata={"timesteps": None, "source": "nir", "nir_dt": rd.dt, "nir_if_convention": rd.if_convention})
     chains: Dict[str, _Chain] = {}
     for name in order:
-        chain = _foreign_chain(name, g.nodes[name], dt, if_dt)
+        chain = _foreign_chain(name, g.nodes[name], rd)
         if name in recurrent:
             _fold_recurrent(name, chain, original[recurrent[name]])
         chains[name] = chain
@@ -460,6 +478,14 @@ def _from_foreign(g: nir.NIRGraph, dt: float, if_convention: str) -> Graph:
             node.shape = infer_shape(node, shapes)
     for name in order:
         _check_neuron_count(name, g.nodes[name], chains[name])
+    spiking = [name for name in order if chains[name].spiking]
+    if spiking:
+        out.metadata["nir_reset"] = rd.describe()
+        if rd.reset is None:
+            warnings.warn(f"{rd.tool or 'this NIR file'} does not record how its neurons reset ({len(spiking)} "
+                          f"layer(s), e.g. '{spiking[0]}'): read as NIR says, to v_reset; pass --reset subtract if "
+                          f"they reset by subtraction (snntorch's Leaky does by default), --reset zero or "
+                          f"--reset to-v-reset to say it is hard", ConventionWarning, stacklevel=3)
     return out.validate()
 
 
@@ -477,7 +503,8 @@ def _check_neuron_count(name: str, node: nir.NIRNode, chain: "_Chain") -> None:
 
 
 # ----------------------------------------------------------------------------- entry point
-def from_nir(g: nir.NIRGraph, dt: Optional[float] = None, if_convention: str = "euler") -> Graph:
+def from_nir(g: nir.NIRGraph, dt: Optional[float] = None, if_convention: str = "euler",
+             reading: Optional[Reading] = None) -> Graph:
     """IR graph of a NIR graph: exact for ilif-deploy's own files, NIR semantics for foreign ones.
 
     Args:
@@ -487,8 +514,11 @@ def from_nir(g: nir.NIRGraph, dt: Optional[float] = None, if_convention: str = "
             Own files use the ``dt`` they were written with.
         if_convention: how a foreign ``nir.IF``/``nir.I``'s ``r`` is read: "euler" (``v += dt*r*I``,
             the NIR equation; SpikingJelly) or "per_step" (``v += r*I``; Norse, BindsNET write r = 1).
+        reading: everything about a foreign file's neurons at once (:func:`.conventions.reading_conventions`:
+            a tool's preset, its reset, spike rule and floor); replaces ``dt`` and ``if_convention``.  Without it
+            spiking neurons reset as NIR says (to v_reset), with a :class:`ConventionWarning`.
     """
     header = _header(g)
     if header is not None:
         return _from_own(g, header)
-    return _from_foreign(g, DEFAULT_DT if dt is None else float(dt), if_convention)
+    return _from_foreign(g, reading or Reading(dt=DEFAULT_DT if dt is None else float(dt), if_convention=if_convention))

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ilif_deploy import families
 from ilif_deploy.errors import GraphError, UserError
 from ilif_deploy.ir import nodes as N
 from ilif_deploy.ir.graph import Graph
@@ -29,6 +30,8 @@ OPSET = 18
 #: ONNX IR version written (9 is what opset 18 needs; older readers accept it)
 IR_VERSION = 9
 BATCH = "batch"
+#: every neuron feature is written op for op as ilif_step computes it (.neuron); the learned decay is a constant
+ONNX = families.declare("onnx", families.all_but())
 
 
 class UnsupportedNodeError(GraphError):
@@ -156,6 +159,7 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
         if node.op not in SUPPORTED_OPS or type(node) is not N.NODE_TYPES.get(node.op):
             raise _unsupported(node, "not an IR node type the exporter knows")
     graph.validate()
+    ONNX.check_graph(graph)
     T = int(timesteps or graph.timesteps or 0)
     if T < 1:
         raise UserError("the ONNX export needs the number of time steps: the graph records no 'timesteps' "
@@ -189,15 +193,15 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
         if isinstance(node, N.SPIKING):
             x, kind = ins[0]
             if functions and isinstance(node, N.Neuron):
-                fn = layer_function(name, node.kind, node.params, kind == "static", T, sigmoid, opset)
+                fn = layer_function(name, node.family, node.params, kind == "static", T, sigmoid, opset)
                 layer_functions.append(fn)
                 out = b.op(fn.name, [x], name, domain=FUNCTION_DOMAIN, overload=fn.overload,
-                           doc=params_doc(name, node.kind, node.params))
+                           doc=params_doc(name, node.family, node.params))
             else:  # a recurrent layer is unrolled like a neuron, with the recurrent Gemm at every step
                 step = recurrent_input(b, node) if isinstance(node, N.RecurrentNeuron) else None
-                out = emit_layer(b, name, node.kind, node.params, x, kind == "static", T, name, sigmoid, step)
+                out = emit_layer(b, name, node.family, node.params, x, kind == "static", T, name, sigmoid, step)
             values[name] = (out, "merged")
-            neurons_meta[name] = json.loads(params_doc(name, node.kind, node.params))
+            neurons_meta[name] = json.loads(params_doc(name, node.family, node.params))
             if record_spikes:
                 spike_outputs.append((out, name, node.shape))
         elif isinstance(node, N.LeakyIntegrator):

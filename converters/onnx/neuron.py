@@ -33,10 +33,16 @@ from ilif_deploy.neuron_step import ILIFParams
 from .builder import OnnxBuilder
 
 
-def params_doc(name: str, kind: str, p: ILIFParams) -> str:
-    """The ILIF parameters as a JSON string (node doc_strings and model metadata)."""
-    return json.dumps({"neuron": name, "kind": kind, **p.to_dict(), "tau_steps": p.tau,
+def params_doc(name: str, family: str, p: ILIFParams) -> str:
+    """The neuron parameters as a JSON string (node doc_strings and model metadata)."""
+    return json.dumps({"neuron": name, "family": family, **p.to_dict(), "tau_steps": p.tau,
                        "mpiu_enabled": p.mpiu_enabled, "ciu_enabled": p.ciu_enabled})
+
+
+def _fire(b: OnnxBuilder, p: ILIFParams, v: str, v_th: str, name: str, doc: str = "") -> str:
+    """``v >= v_th`` or ``v > v_th`` by the layer's rule (bool); equal to the runtime's ``(v - v_th) >= 0`` and
+    ``not (v_th - v >= 0)`` in IEEE arithmetic."""
+    return b.op("GreaterOrEqual" if p.compare == ">=" else "Greater", [v, v_th], name, doc=doc)
 
 
 SIGMOIDS = ("exp", "op")
@@ -58,7 +64,7 @@ def _sigmoid(b: OnnxBuilder, a: str, name: str, how: str) -> str:
     return b.op("Reciprocal", [b.op("Add", [e, one], f"{name}/plus_1")], name)
 
 
-def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: List[str],
+def emit_neuron(b: OnnxBuilder, name: str, family: str, p: ILIFParams, steps_in: List[str],
                 sigmoid: str = "exp", step_input=None) -> List[str]:
     """Append the unrolled dynamics of neuron layer ``name``; ``steps_in`` holds the input current
     tensor of each step (``[B, ...]``); returns the spike tensor (0/1 float32) of each step.
@@ -66,7 +72,7 @@ def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: L
     previous_spikes)``, if given, makes the current of step t from x and the spikes of step t - 1 (None at
     t = 1): a recurrent layer."""
     T = len(steps_in)
-    doc = params_doc(name, kind, p)
+    doc = params_doc(name, family, p)
     lam = b.scalar(f"{name}/lam", p.lam)
     v_th = b.scalar(f"{name}/v_th", p.v_th)
     lam_u = b.scalar(f"{name}/lam_u", p.lam_u) if p.mpiu_enabled else None
@@ -97,16 +103,25 @@ def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: L
         else:
             leak = b.op("Mul", [lam, m], f"{s_}/leak")
             v_pre = b.op("Add", [leak, current], f"{s_}/v_pre")
-        # NIR-imported neurons may fire on ">" (ILIF's contract is ">=")
-        fire = b.op("GreaterOrEqual" if p.compare == ">=" else "Greater", [v_pre, v_th], f"{s_}/fire", doc=doc)
-        spike = b.op("Cast", [fire], f"{s_}/spikes", to=1)  # 1 = FLOAT
+            if p.reset == "subtract_next":  # snntorch: last step's spike, from the kept membrane, taken off now
+                fired = b.op("Cast", [_fire(b, p, m, v_th, f"{s_}/fired_before")], f"{s_}/spiked_before", to=1)
+                v_pre = b.op("Sub", [v_pre, b.op("Mul", [fired, v_th], f"{s_}/late_reset")], f"{s_}/v_pre_reset")
+        if p.multi_spike:  # (U > 0) * trunc(U / v_th); for U > 0 trunc is floor (ONNX has no Trunc)
+            positive = b.op("Cast", [b.op("Greater", [v_pre, b.scalar("zero", 0.0)], f"{s_}/positive")],
+                            f"{s_}/positive_f", to=1)
+            count = b.op("Floor", [b.op("Div", [v_pre, v_th], f"{s_}/ratio")], f"{s_}/floor")
+            spike = b.op("Mul", [positive, count], f"{s_}/spikes", doc=doc)
+        else:
+            spike = b.op("Cast", [_fire(b, p, v_pre, v_th, f"{s_}/fire", doc)], f"{s_}/spikes", to=1)  # 1 = FLOAT
         spikes.append(spike)
         if last:
             break  # the states after the last step are never read
-        # without an MPIU the reset potential is the new state: name it m, as everywhere
-        mbar_name = f"{s_}/mbar" if p.mpiu_enabled else f"{s_}/v"
+        # without an MPIU (or floor) the reset potential is the new state: name it m, as everywhere
+        mbar_name = f"{s_}/mbar" if p.mpiu_enabled or p.v_min is not None else f"{s_}/v"
         if p.reset == "subtract":
             mbar = b.op("Sub", [v_pre, b.op("Mul", [spike, v_th], f"{s_}/reset")], mbar_name)
+        elif p.reset == "subtract_next":  # the membrane is kept; the threshold comes off at the next step
+            mbar = b.op("Identity", [v_pre], mbar_name)
         else:  # hard reset of NIR-imported neurons, as ilif_step: (1 - S) * U + S * v_reset
             keep = b.op("Sub", [b.scalar("one", 1.0), spike], f"{s_}/no_spike")
             v_reset = b.scalar(f"{name}/v_reset", p.v_reset)
@@ -118,9 +133,14 @@ def emit_neuron(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, steps_in: L
                 gate = b.op("Add", [mpiu, gate], f"{s_}/mpiu_in")
             mpiu = b.op("Mul", [lam_u, gate], f"{s_}/mpiu")
             sig = _sigmoid(b, mpiu, f"{s_}/mpiu_sigmoid", sigmoid)
-            m = b.op("Sub", [mbar, b.op("Mul", [spike, sig], f"{s_}/mpiu_inhibit")], f"{s_}/v")
+            m = b.op("Sub", [mbar, b.op("Mul", [spike, sig], f"{s_}/mpiu_inhibit")],
+                     f"{s_}/v" if p.v_min is None else f"{s_}/v_unfloored")
         else:
             m = mbar
+        if p.v_min is not None:  # relu(v - v_min) + v_min, as ilif_step (sinabs' floor)
+            v_min = b.scalar(f"{name}/v_min", p.v_min)
+            m = b.op("Add", [b.op("Relu", [b.op("Sub", [m, v_min], f"{s_}/above_floor")], f"{s_}/floor_relu"),
+                             v_min], f"{s_}/v")
         if p.ciu_enabled:
             source = x if p.ciu_source == "synaptic" else current
             drive = b.op("Mul", [spike, source], f"{s_}/ciu_drive")
@@ -177,11 +197,11 @@ def emit_leaky_integrator(b: OnnxBuilder, name: str, lam: float, x: str, static:
     return _join(b, name, ys, name)
 
 
-def emit_layer(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, x: str, static: bool, T: int,
+def emit_layer(b: OnnxBuilder, name: str, family: str, p: ILIFParams, x: str, static: bool, T: int,
                out: str, sigmoid: str = "exp", step_input=None) -> str:
     """A whole neuron layer: input ``x`` (``[T*B, ...]`` step-major, or ``[B, ...]`` fed at every
     step when ``static``) -> spikes ``[T*B, ...]`` in tensor ``out``."""
-    spikes = emit_neuron(b, name, kind, p, _steps(b, name, x, static, T), sigmoid, step_input)
+    spikes = emit_neuron(b, name, family, p, _steps(b, name, x, static, T), sigmoid, step_input)
     return _join(b, name, spikes, out)
 
 
@@ -189,7 +209,7 @@ def emit_layer(b: OnnxBuilder, name: str, kind: str, p: ILIFParams, x: str, stat
 FUNCTION_DOMAIN = "ilif_deploy"
 
 
-def layer_function(name: str, kind: str, p: ILIFParams, static: bool, T: int, sigmoid: str, opset: int):
+def layer_function(name: str, family: str, p: ILIFParams, static: bool, T: int, sigmoid: str, opset: int):
     """The neuron layer as an ONNX model-local function ``ilif_deploy.<KIND>`` (overload = layer
     name) whose body is the standard-op step above; onnxruntime inlines it, Netron shows one node
     per layer that opens into its steps.  Constants become Constant nodes (functions have no
@@ -197,15 +217,15 @@ def layer_function(name: str, kind: str, p: ILIFParams, static: bool, T: int, si
     from onnx import helper
 
     fb = OnnxBuilder()
-    emit_layer(fb, name, kind, p, "x", static, T, "spikes", sigmoid)
+    emit_layer(fb, name, family, p, "x", static, T, "spikes", sigmoid)
     consts = [helper.make_node("Constant", [], [k], name=k, value=v) for k, v in fb.initializers.items()]
     for c in consts:  # value tensors keep their own name field; clear it for a clean Constant
         c.attribute[0].t.name = ""
-    return helper.make_function(FUNCTION_DOMAIN, op_type(kind), ["x"], ["spikes"], consts + fb.nodes,
-                                [helper.make_opsetid("", opset)], doc_string=params_doc(name, kind, p),
+    return helper.make_function(FUNCTION_DOMAIN, op_type(family), ["x"], ["spikes"], consts + fb.nodes,
+                                [helper.make_opsetid("", opset)], doc_string=params_doc(name, family, p),
                                 overload=name)
 
 
-def op_type(kind: str) -> str:
-    """Function op type for a neuron kind ("ilif" -> "ILIF")."""
-    return kind.upper() if kind.isidentifier() else "ILIF"
+def op_type(family: str) -> str:
+    """Function op type for a neuron family ("ilif" -> "ILIF", "multi-spike if" -> "MULTI_SPIKE_IF")."""
+    return "".join(c if c.isalnum() else "_" for c in family).upper()

@@ -10,14 +10,14 @@ from typing import Callable, Optional
 
 from .. import __version__, parallel
 from ..atomic import DISK_ERRORS
-from ..converters.nir.conventions import NIR_PRESETS
+from ..converters.nir.conventions import NIR_PRESETS, RESETS, ConventionWarning
 from ..data import PRESETS, DataWarning
 from ..errors import DataError, UserError
 
 #: the model-file options every tool takes, as ``open_file`` keywords
 MODEL_OPTIONS = ("arch", "arch_module", "dataset", "num_classes", "in_channels", "neuron", "tau", "v_th", "lam_u",
                  "lam_i", "ciu_source", "timesteps", "input_shape", "trust_pickle", "dt", "if_convention", "nir_from",
-                 "max_memory")
+                 "reset", "max_memory")
 
 
 def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
@@ -56,8 +56,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="one sample's shape, channel first, e.g. 3,32,32 (default: the model file's setting)")
     r = p.add_argument_group("NIR files from other tools (how their continuous-time neurons are stepped)")
     r.add_argument("--nir-from", choices=sorted(NIR_PRESETS),
-                   help="the tool that wrote the file: sets --dt and --if-convention as it means them (" + "; ".join(
-                       f"{k}: dt {v['dt']:g} s, {v['if_convention']}" for k, v in sorted(NIR_PRESETS.items())) + ")")
+                   help="the tool that wrote the file: sets --dt, --if-convention and --reset as it means them (" +
+                        "; ".join(f"{k}: dt {v['dt']:g} s, {v['if_convention']}, reset "
+                                  f"{v['reset'] or 'not recorded'}" + (", multi-spike IAF" if v.get('multi_spike')
+                                                                       else "")
+                                  for k, v in sorted(NIR_PRESETS.items())) + ")")
+    r.add_argument("--reset", choices=RESETS,
+                   help="how the file's neurons reset (NIR records only v_reset): subtract (by the threshold; "
+                        "snntorch's Leaky default, taken off at the next step as snntorch does), zero, or "
+                        "to-v-reset (the file's v_reset, what NIR says); without it a file whose tool does not "
+                        "record its reset is read to v_reset with a warning")
     r.add_argument("--dt", type=float, help="simulation step in seconds for NIR time constants (decay 1 - dt/tau; "
                                             "default 1e-4, snntorch's)")
     r.add_argument("--if-convention", choices=["euler", "per_step"],
@@ -167,6 +175,7 @@ def run_cli(main: Callable[[], int]) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", DataWarning)
+            warnings.simplefilter("always", ConventionWarning)
             warnings.showwarning = _one_line_warning
             code = main()
         sys.stdout.flush()

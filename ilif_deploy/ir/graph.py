@@ -15,7 +15,9 @@ from ..errors import GraphError
 from . import nodes as N
 
 GRAPH_FORMAT = "ilif-deploy-graph"
-GRAPH_VERSION = 1
+#: 2: neuron families (the neuron's ``kind`` gone, derived from its parameters; multi-spike, membrane floor,
+#: snntorch's reset, learned decay).  Version 1 files read as they were meant (:func:`nodes._legacy_kind`).
+GRAPH_VERSION = 2
 
 
 def infer_shape(node: N.Node, in_shapes: List[Tuple[int, ...]]) -> Tuple[int, ...]:
@@ -186,6 +188,9 @@ class Graph:
 
     def to_bytes(self) -> bytes:
         """The ``.npz`` file :meth:`save` writes, as bytes (a ``.lava.h5`` embeds it)."""
+        from ..families import GRAPH_FILE
+
+        GRAPH_FILE.check_graph(self)
         header = {"format": GRAPH_FORMAT, "version": GRAPH_VERSION, "metadata": self.metadata,
                   "edges": [list(e) for e in self.edges], "nodes": []}
         arrays = {}
@@ -208,8 +213,9 @@ class Graph:
                 header = json.loads(bytes(data["__header__"]).decode())
                 if not isinstance(header, dict) or header.get("format") != GRAPH_FORMAT:
                     raise GraphError(f"format={header.get('format') if isinstance(header, dict) else None!r}")
-                if header.get("version") != GRAPH_VERSION:
-                    raise GraphError(f"version {header.get('version')!r}; this ilif-deploy reads {GRAPH_VERSION}")
+                if header.get("version") not in range(1, GRAPH_VERSION + 1):
+                    raise GraphError(f"version {header.get('version')!r}; this ilif-deploy reads versions 1 to "
+                                     f"{GRAPH_VERSION} (a newer ilif-deploy wrote it?)")
                 nodes = [N.node_from_dict(e, {k: data[v] for k, v in e.pop("arrays", {}).items()})
                          for e in header["nodes"]]
                 g = cls(metadata=dict(header["metadata"]), edges=[tuple(e) for e in header["edges"]])

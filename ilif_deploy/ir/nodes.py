@@ -24,7 +24,6 @@ Pair = Tuple[int, int]
 ENCODINGS = ("direct", "sequence")
 READOUTS = ("sum", "none")
 AFFINE_SOURCES = ("batchnorm", "gain", "scale")
-NEURON_KINDS = ("ilif", "lif", "iplif")
 
 
 # ----------------------------------------------------------------------------- typed fields
@@ -167,6 +166,8 @@ def node_from_dict(entry: dict, arrays: Dict[str, np.ndarray]) -> Node:
         raise GraphError(f"node '{name}' has unknown op {op!r} (known: {', '.join(NODE_TYPES)})")
     known = {f.name: f for f in fields(cls)[2:]}
     kw = {**entry.get("attrs", {}), **arrays}
+    if op in ("neuron", "recurrent_neuron") and "kind" in kw:
+        _legacy_kind(kw)
     unknown = sorted(set(kw) - set(known))
     if unknown:
         raise GraphError(f"node '{name}' ({op}): unknown field(s) {unknown} (known: {sorted(known)})")
@@ -179,6 +180,16 @@ def node_from_dict(entry: dict, arrays: Dict[str, np.ndarray]) -> Node:
         return cls(name, tuple(entry.get("shape", ())), **kw)
     except TypeError as e:  # a required field is missing
         raise GraphError(f"node '{name}' ({op}): {e}") from None
+
+
+def _legacy_kind(kw: dict) -> None:
+    """Files written before the neuron families (graph format 1, NIR metadata 2, .lava.h5) name the source module
+    in ``kind`` ("ilif", "lif", "iplif"); the parameters say everything but that IPLIF's decay was learned."""
+    kind = kw.pop("kind")
+    if kind not in ("ilif", "lif", "iplif"):
+        raise GraphError(f"unknown neuron kind {kind!r} in a file of an older layout (known: ilif, lif, iplif)")
+    if kind == "iplif" and isinstance(kw.get("params"), dict):
+        kw["params"] = {**kw["params"], "learned_decay": True}
 
 
 node = dataclass(eq=False, kw_only=True)
@@ -377,24 +388,39 @@ class Add(Node):
         return tuple(in_shapes[0])
 
 
-@node
-class Neuron(Node):
-    """A layer of ILIF neurons (LIF when both inhibitory units are off).
+class _Spiking:
+    """What the spiking nodes share: their dynamics are ``params`` (see :mod:`ilif_deploy.neuron_step`), what
+    they use of them is their feature set and family (:mod:`ilif_deploy.families`)."""
 
-    ``kind`` is what the source module was ("ilif", "lif", "iplif"); the dynamics are fully
-    given by ``params`` (an :class:`ILIFParams`, see :mod:`ilif_deploy.neuron_step`)."""
+    def _check_params(self) -> None:
+        self.need(isinstance(self.params, ILIFParams), f"params must be ILIFParams, got {type(self.params).__name__}")
+
+    @property
+    def family(self) -> str:
+        from ..families import family
+        return family(self)
+
+    @property
+    def features(self):
+        from ..families import features
+        return features(self)
+
+
+@node
+class Neuron(_Spiking, Node):
+    """A layer of spiking neurons: ILIF, and every family it generalises (LIF, PLIF, IF, sinabs' IAF, ...);
+    the dynamics are ``params``, its family and features derive from them."""
 
     params: ILIFParams = field(default_factory=lambda: ILIFParams.from_tau(1.1))
-    kind: str = choice("ilif", NEURON_KINDS)
     op: ClassVar[str] = "neuron"
 
     def check(self):
         super().check()
-        self.need(isinstance(self.params, ILIFParams), f"params must be ILIFParams, got {type(self.params).__name__}")
+        self._check_params()
         return self
 
     def attrs(self) -> dict:
-        return {"kind": self.kind, "tau": self.params.tau, **self.params.to_dict()}
+        return {"family": self.family, "tau": self.params.tau, **self.params.to_dict()}
 
 
 @node
@@ -410,7 +436,7 @@ class LeakyIntegrator(Node):
 
 
 @node
-class RecurrentNeuron(Node):
+class RecurrentNeuron(_Spiking, Node):
     """A layer of neurons with a recurrent synapse from its own spikes of the step before (snntorch
     ``RLeaky``, a NIR cycle through a neuron such as the NIR paper's braille RNN).  Per step t, from zero
     state (``s[-1] = 0``)::
@@ -430,12 +456,11 @@ class RecurrentNeuron(Node):
     syn_lam: float = number(0.0, minimum=0.0)
     mem_scale: float = number(1.0)
     mem_shift: float = number(0.0)
-    kind: str = choice("lif", NEURON_KINDS)
     op: ClassVar[str] = "recurrent_neuron"
 
     def check(self):
         super().check()
-        self.need(isinstance(self.params, ILIFParams), f"params must be ILIFParams, got {type(self.params).__name__}")
+        self._check_params()
         n = self.weight.shape[0]
         self.need(self.weight.shape == (n, n), f"the recurrent weight must be square, got {list(self.weight.shape)}")
         self.need(self.bias is None or self.bias.shape == (n,), "bias shape does not match the recurrent weight")
@@ -448,8 +473,8 @@ class RecurrentNeuron(Node):
         return (n,)
 
     def attrs(self) -> dict:
-        return {k: v for k, v in super().attrs().items() if k != "params"} | {"tau": self.params.tau,
-                                                                              **self.params.to_dict()}
+        return {k: v for k, v in super().attrs().items() if k != "params"} | {
+            "family": self.family, "tau": self.params.tau, **self.params.to_dict()}
 
 
 NODE_TYPES = {cls.op: cls for cls in (Input, Output, Conv2d, Linear, Affine, AvgPool2d, SumPool2d, MaxPool2d,
