@@ -175,10 +175,9 @@ class Backend:
         missing = sorted(features(node) - self.supports)
         if not missing:
             return
-        feat = missing[0]
-        why = self.refuses.get(feat, "not declared by this backend")
-        raise FeatureError(f"{self.name}: layer '{node.name}' ({family(node)}) uses {feat} "
-                           f"({FEATURES[feat].doc}): {why}")
+        whys = list(dict.fromkeys(self.refuses.get(f, "not declared by this backend") for f in missing))
+        uses = ", ".join(f"{f} ({FEATURES[f].doc})" for f in missing)
+        raise FeatureError(f"{self.name}: layer '{node.name}' ({family(node)}) uses {uses}: {'; '.join(whys)}")
 
     def check(self, nodes: Iterable) -> None:
         """:meth:`check_node` on every spiking node of ``nodes`` (IR nodes or :class:`NeuronView` s; nodes
