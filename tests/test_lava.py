@@ -256,6 +256,20 @@ def test_lif_is_ilif_with_units_off(lava):
     assert r["spikes"].sum() > 50 and np.all(r["mpiu"] == 0) and np.all(r["ciu"] == 0)
 
 
+def test_the_neuron_process_holds_state_in_vars_and_constants_in_proc_params(lava):
+    """Lava's own LIFReset keeps constants in proc_params; so does ours: its Vars are the state and two counters
+    (29 Vars before the neuron families, 21 of them constants), its models read the project's ILIFParams and
+    FixedLayer themselves."""
+    from ilif_deploy.converters.lava.process import ILIF
+
+    p = ILIFParams.from_tau(1.1, v_min=-1.0)
+    proc = ILIF(shape=(3,), params=p, bias=0.5, period=4)
+    assert sorted(v.name for v in proc.vars.members) == ["ciu", "ciu_drive", "mpiu", "overflows", "syn", "u", "v",
+                                                          "wraps"]
+    assert proc.proc_params["params"] is p and proc.proc_params["fixed"].v_min_int == -(1 << 16)
+    assert proc.proc_params["bias"].tolist() == [0.5] * 3 and proc.proc_params["period"] == 4
+
+
 def test_maxpool_net_float_is_spike_exact(lava):
     from ilif_deploy.converters.lava import simulate
 

@@ -13,6 +13,7 @@ import dataclasses
 import warnings
 
 import nir
+import numpy as np
 import pytest
 import torch
 
@@ -78,10 +79,36 @@ def test_snntorch_leaky_zero_reset_same_spikes_over_many_steps(inputs, tmp_path)
     assert torch.equal(out, out_ref)
 
 
+def test_snntorch_leaky_subtract_read_with_reset_subtract_gives_snntorchs_spikes(inputs, tmp_path, capsys):
+    """snntorch's default Leaky resets by subtraction, at the next step after the decay (``mem = beta * mem +
+    input - reset * threshold``, ``reset`` the previous step's spike); its NIR export does not say so.  Read with
+    ``--reset subtract`` (snntorch's subtract, from --nir-from snntorch) every spike of every layer is
+    snntorch's own; without it the reading is an assumption, said in a warning line."""
+    from ilif_deploy.cli import energy
+
+    net = _snn_net("subtract")
+    path = _export_snn(net, tmp_path / "snn_sub.nir")
+    g = read_graph(path, nir_from="snntorch", reset="subtract")
+    assert {n.params.reset for n in g.of_type(N.Neuron)} == {"subtract_next"} and g.metadata["nir_reset"] == \
+        "subtract (subtract_next)"
+    hidden_ref, out_ref = _run_snn(net, inputs)
+    out, rec = ilif_deploy.run(g, inputs, record=["1", "3"])
+    assert 0.1 < hidden_ref.mean().item() < 0.9 and out_ref.sum().item() > 50
+    assert torch.equal(rec["1"], hidden_ref) and torch.equal(out, out_ref)
+    np.savez(tmp_path / "x.npz", x=inputs.transpose(0, 1).numpy())
+    args = [str(path), "--nir-from", "snntorch", "-T", str(T), "--data", str(tmp_path / "x.npz"), "--no-progress"]
+    assert energy.main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: snntorch does not record how its neurons reset" in err and "--reset subtract" in err
+    assert energy.main(args + ["--reset", "subtract"]) == 0
+    assert "does not record" not in capsys.readouterr().err
+
+
 def test_snntorch_leaky_subtract_is_read_as_reset_to_zero(inputs, tmp_path):
     net = _snn_net("subtract")
     path = _export_snn(net, tmp_path / "snn_sub.nir")
-    g = read_graph(path)
+    with pytest.warns(UserWarning, match="does not record how its neurons reset"):
+        g = read_graph(path)
     _, out_ref = _run_snn(net, inputs)
     out = ilif_deploy.run(g, inputs)
     # the file says reset-to-zero; snntorch's own importer rebuilds exactly that, and so do we
