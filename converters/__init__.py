@@ -109,18 +109,18 @@ class OpenedFile:
 NEURON_OPTIONS = ("tau", "v_th", "lam_u", "lam_i", "ciu_source")
 
 
-def _read_model(path: Path, arch=None, arch_module=None, dataset=None, num_classes=None, in_channels=None, neuron=None,
-                timesteps=None, input_shape=None, trust_pickle=None, **neuron_options) -> OpenedFile:
+def _read_model(path: Path, arch=None, arch_module=None, args=None, dataset=None, num_classes=None, in_channels=None,
+                neuron=None, timesteps=None, input_shape=None, trust_pickle=None, **neuron_options) -> OpenedFile:
     from ilif_deploy.architectures import load_arch_module
     from ilif_deploy.model_files import load_model
     from ilif_deploy.trace import trace
 
     if arch_module:
         load_arch_module(arch_module)
-    kw = {k: v for k, v in (("neuron", neuron), ("in_channels", in_channels)) if v is not None}
+    kw = {k: v for k, v in (("neuron", neuron), ("in_channels", in_channels), ("timesteps", timesteps)) if v is not None}
     neuron_kwargs = {k: v for k, v in neuron_options.items() if v is not None}
     model = load_model(path, arch=arch, num_classes=num_classes, trust_pickle=bool(trust_pickle), dataset=dataset,
-                       **kw, **({"neuron_kwargs": neuron_kwargs} if neuron_kwargs else {}))
+                       args_file=args, **kw, **({"neuron_kwargs": neuron_kwargs} if neuron_kwargs else {}))
     settings = model.ilif_settings
     T, shape = timesteps or settings.get("timesteps"), input_shape or settings.get("input_shape")
     if not T or not shape:
@@ -172,8 +172,9 @@ class Reader:
 
 
 READERS = {
-    "model": Reader("a torch model file", _read_model, ("arch", "arch_module", "dataset", "num_classes", "in_channels",
-                                                        "neuron", "timesteps", "input_shape", "trust_pickle")
+    "model": Reader("a torch model file", _read_model, ("arch", "arch_module", "args", "dataset", "num_classes",
+                                                        "in_channels", "neuron", "timesteps", "input_shape",
+                                                        "trust_pickle")
                     + NEURON_OPTIONS),
     "ir": Reader("an IR graph file (.ir.npz)", _graph_reader("ir", Graph.load), ("timesteps",)),
     "nir": Reader("a NIR file", _read_nir, ("timesteps", "dt", "if_convention", "nir_from", "reset")),

@@ -193,6 +193,8 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
             _count_neuron(row, node, activity, T, S, count_neurons)
             if isinstance(node, N.RecurrentNeuron):
                 _count_recurrent(row, node, activity, conv, T, S)
+        elif isinstance(node, N.ReLU):
+            row.note = "ANN activation: a comparison per value, no synaptic ops (its output costs MACs downstream)"
         elif isinstance(node, N.LeakyIntegrator):
             row.neurons = int(elems)
             row.updates = elems * T

@@ -24,6 +24,7 @@ from torch import nn
 from .architectures import ARCHITECTURES, DEFAULT_SETTINGS, build
 from .atomic import atomic_path
 from .errors import ModelFileError, UserError
+from .neurons import ReLU
 
 MODEL_FORMAT = "ilif-deploy-model"
 MODEL_VERSION = 1
@@ -159,7 +160,7 @@ def _check_state(model: nn.Module, sd: dict, path: Path, arch: str) -> None:
 
 
 def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_classes: Optional[int] = None,
-               trust_pickle: bool = False, dataset: Optional[str] = None, **kw) -> nn.Module:
+               trust_pickle: bool = False, dataset: Optional[str] = None, args_file=None, **kw) -> nn.Module:
     """Load a model file into a multi-step ``nn.Module`` in eval mode.
 
     Accepts our own format, the authors' checkpoints (``{'net': state_dict}``, needs ``arch`` and
@@ -173,13 +174,24 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
     ``in_channels=2``, ``neuron_kwargs={"tau": 2.0}``, merged into the stored ones for our own format)
     except the run settings ``timesteps``, ``input_shape`` and ``encoding``, which override the rest.
     The returned module has ``ilif_settings`` (dict with those three) and ``forward([T, B, ...])``.
+
+    An authors' checkpoint with the ``args.txt`` train.py wrote beside it (or ``args_file``) needs none of these:
+    architecture, neuron, tau, T and dataset come from that file (:mod:`ilif_deploy.run_args`); what is given
+    explicitly wins, with a warning where it contradicts the file, and what was taken is recorded in
+    ``ilif_settings["run_args"]`` (so in the graph's metadata).
     """
     from .data import preset
 
-    pre = preset(dataset) if dataset else None
     path = Path(path)
     overrides = {k: kw.pop(k) for k in SETTING_KEYS if k in kw}
     obj = _torch_load(path, trust_pickle)
+    run_args = None
+    if isinstance(obj, dict) and obj.get("format") != MODEL_FORMAT and not isinstance(obj, nn.Module):
+        arch, dataset, run_args = _with_run_args(path, args_file, arch, dataset, num_classes, kw, overrides)
+    elif args_file is not None:
+        raise ModelFileError(f"{path}: --args (a train.py args.txt) applies to the authors' checkpoints; this file "
+                             f"stores its own settings")
+    pre = preset(dataset) if dataset else None
     if isinstance(obj, nn.Module):  # only reachable with trust_pickle=True
         model, settings = obj, dict(getattr(obj, "ilif_settings", None) or {})
     elif isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT:
@@ -217,6 +229,29 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
     if pre:
         settings.update(input_shape=list(pre.input_shape), timesteps=pre.timesteps, encoding=pre.encoding,
                         dataset=pre.name)
+    if any(isinstance(m, ReLU) for m in model.modules()):
+        settings["timesteps"] = 1  # an ANN (train.py's relu baseline) runs once per sample
     settings.update(overrides)
+    if run_args:
+        settings["run_args"] = run_args
     model.ilif_settings = settings
     return model.eval()
+
+
+def _with_run_args(path: Path, args_file, arch, dataset, num_classes, kw: dict, overrides: dict):
+    """``(arch, dataset, taken)`` of a checkpoint with a train.py ``args.txt`` (``kw``/``overrides`` updated in
+    place with its neuron, tau, T and vggsnn's input size); unchanged and None without one."""
+    from .run_args import find_args, load_options, merge, read_args
+
+    found = find_args(path, args_file)
+    if found is None:
+        return arch, dataset, None
+    options, taken = load_options(read_args(found), str(found))
+    merged = merge(options, {"arch": arch, "dataset": dataset, "neuron": kw.get("neuron"),
+                             "neuron_kwargs": kw.get("neuron_kwargs"), "timesteps": overrides.get("timesteps"),
+                             "in_size": kw.get("in_size")}, str(found))
+    for key in ("neuron", "neuron_kwargs", "in_size"):
+        if merged.get(key) is not None:
+            kw[key] = merged[key]
+    overrides["timesteps"] = merged["timesteps"]
+    return merged["arch"], merged["dataset"], {"file": str(found), **taken}

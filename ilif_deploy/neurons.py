@@ -182,3 +182,27 @@ class IPLIF(ILIF):
     def extra_repr(self) -> str:
         return f"tau={1.0 / float(torch.sigmoid(self.w)):.4g} (learnable), " + super().extra_repr().split(", ", 1)[1]
 
+
+
+class PLIF(IPLIF):
+    """The authors' PLIF (``-neuron_model PLIF``: SpikingJelly's ``ParametricLIFNode`` with ``decay_input=False``,
+    soft reset, v_th = 1): a soft-reset LIF whose decay ``1 - sigmoid(w)`` is learned, one scalar ``w`` per layer
+    (state_dict key ``<layer>.w``), initialised from ``init_tau`` as ``w = -ln(init_tau - 1)``.  Exactly
+    :class:`IPLIF` with both inhibitory units off; its step computes ``v * (1 - sigmoid(w)) + x`` as SpikingJelly
+    does."""
+
+    kind = "plif"
+
+    def __init__(self, init_tau: float = 2.0, v_th: float = 1.0, surrogate: Union[None, str, Surrogate] = None):
+        super().__init__(init_tau=init_tau, v_th=v_th, lam_u=0.0, lam_i=0.0, surrogate=surrogate)
+
+    def extra_repr(self) -> str:
+        return f"tau={1.0 / float(torch.sigmoid(self.w)):.4g} (learnable), v_th={self.params.v_th:g}, " \
+               f"surrogate={self.surrogate}"
+
+
+class ReLU(nn.ReLU):
+    """The authors' ANN baseline (``-neuron_model relu``, run at T = 1): a plain ReLU where the neuron layers
+    were, so an ANN trained with their code loads under the same architecture and key names."""
+
+    kind = "relu"

@@ -160,6 +160,7 @@ EXECUTORS = {
     N.MaxPool2d: _per_sample(lambda n, z: F.max_pool2d(z, n.kernel, n.stride, n.padding, n.dilation)),
     N.AdaptiveAvgPool2d: _per_sample(lambda n, z: F.adaptive_avg_pool2d(z, n.output_size)),
     N.Flatten: _flatten,
+    N.ReLU: lambda node, inputs, **_: torch.relu(inputs[0]),
 }
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from . import ir as N
-from .errors import TraceError
+from .errors import TraceError, UserError
 from .ir.graph import Graph
 from .ir.lowering import fold_batchnorm
 from .neurons import ILIF
@@ -93,6 +93,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
         raise TraceError(f"timesteps must be an integer >= 1, got {timesteps!r}")
     if encoding not in N.nodes.ENCODINGS:
         raise TraceError(f"encoding must be one of {', '.join(N.nodes.ENCODINGS)}, got {encoding!r}")
+    check = getattr(model, "check_input", None)
+    if callable(check):  # an architecture that knows which inputs its code takes says so before anything runs
+        try:
+            check(tuple(int(s) for s in input_shape))
+        except UserError as e:
+            raise TraceError(str(e)) from None
     was_training = model.training
     model.eval()
     try:
@@ -107,8 +113,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
     spec = getattr(model, "arch_spec", None)
     if spec is not None:  # what it was built as, so every artifact and report can say so
         graph.metadata["arch"] = json.loads(json.dumps(spec, default=list))
-    if getattr(model, "ilif_settings", {}).get("dataset"):
-        graph.metadata["dataset"] = model.ilif_settings["dataset"]
+    for key in ("dataset", "run_args"):  # the preset, and what a train.py args.txt said
+        if getattr(model, "ilif_settings", {}).get(key):
+            graph.metadata[key] = model.ilif_settings[key]
     return (fold_batchnorm(graph, copy=False) if fold_bn else graph).validate()
 
 
@@ -264,6 +271,7 @@ def _flatten(path, m, shape, in_shape):
 MODULES = {
     ILIF: _neuron, nn.Conv2d: _conv, nn.BatchNorm1d: _batchnorm, nn.BatchNorm2d: _batchnorm,
     nn.AvgPool2d: _pool, nn.MaxPool2d: _pool, nn.Flatten: _flatten,
+    nn.ReLU: lambda path, m, shape, in_shape: N.ReLU(path, shape),
     nn.Linear: lambda path, m, shape, in_shape: N.Linear(path, shape, weight=_np(m.weight), bias=_np(m.bias)),
     nn.AdaptiveAvgPool2d: lambda path, m, shape, in_shape: N.AdaptiveAvgPool2d(path, shape,
                                                                              output_size=tuple(shape[1:])),

@@ -36,14 +36,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 def make_authors_checkpoint(path: Path, arch: str = "spiking_resnet18", seed: int = 0, num_classes: int = 10,
-                            in_channels: int = 3, frames=(4, 8, 32)) -> Path:
-    """Write an authors'-format checkpoint ``{'net': state_dict}`` of ``arch`` with random weights and
-    BN statistics calibrated on ``frames`` = (T, batch, size) random inputs so that every neuron layer
-    has realistic activity (~30 % firing).  The module and key names are the authors' own."""
+                            in_channels: int = 3, frames=(4, 8, 32), **build_kwargs) -> Path:
+    """Write a checkpoint of ``arch`` as the authors' train.py saves it (``{'net': state_dict, 'optimizer',
+    'lr_scheduler', 'epoch', 'max_test_acc'}``) with random weights and BN statistics calibrated on ``frames`` =
+    (T, batch, size) random inputs so that every neuron layer has realistic activity (~30 % firing).  The module
+    and key names are the authors' own; ``build_kwargs`` (``neuron="plif"``, ``in_size=``) go to the builder."""
     from ilif_deploy.architectures import build
 
     torch.manual_seed(seed)
-    model = build(arch, num_classes=num_classes, in_channels=in_channels)
+    model = build(arch, num_classes=num_classes, in_channels=in_channels, **build_kwargs)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None  # cumulative average over the calibration batches
@@ -54,7 +55,10 @@ def make_authors_checkpoint(path: Path, arch: str = "spiking_resnet18", seed: in
     with torch.no_grad():
         for _ in range(2):
             model(torch.rand(T, B, in_channels, size, size))
-    torch.save({"net": model.state_dict(), "acc": 0.0, "epoch": 0}, path)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=200)
+    torch.save({"net": model.state_dict(), "optimizer": optimizer.state_dict(), "lr_scheduler": scheduler.state_dict(),
+                "epoch": 0, "max_test_acc": 0.0}, path)
     return path
 
 

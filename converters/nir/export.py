@@ -245,6 +245,9 @@ def node_to_nir(node: N.Node, in_shape: Tuple[int, ...], dt: float) -> nir.NIRNo
     if isinstance(node, N.MaxPool2d):
         raise NIRExportError(f"node '{node.name}' (maxpool2d): NIR has no max pooling; use average pooling "
                              "or export to another target")
+    if isinstance(node, N.ReLU):
+        raise NIRExportError(f"node '{node.name}' (relu): an ANN activation; NIR describes spiking networks (its "
+                             f"graph runs in the runtime, ONNX and the energy report)")
     raise NIRExportError(f"node '{node.name}': op {node.op!r} has no NIR mapping")
 
 

@@ -126,6 +126,7 @@ SYNAPSES = {
     N.SumPool2d: _sum_pool,
     N.MaxPool2d: _pool("MaxPool", dilations=lambda n: list(n.dilation)),
     N.AdaptiveAvgPool2d: _adaptive_pool,
+    N.ReLU: lambda b, node, x, in_shape: b.op("Relu", [x], node.name),
     N.Flatten: lambda b, node, x, in_shape: b.op("Reshape", [x, b.shape_const(f"{node.name}/shape",
                                                                              [-1, *node.shape])], node.name),
 }

@@ -11,13 +11,15 @@ from typing import Callable, Optional
 from .. import __version__, parallel
 from ..atomic import DISK_ERRORS
 from ..converters.nir.conventions import NIR_PRESETS, RESETS, ConventionWarning
+from ..run_args import SettingsWarning
 from ..data import PRESETS, DataWarning
+from ..architectures import NEURON_KINDS
 from ..errors import DataError, UserError
 
 #: the model-file options every tool takes, as ``open_file`` keywords
-MODEL_OPTIONS = ("arch", "arch_module", "dataset", "num_classes", "in_channels", "neuron", "tau", "v_th", "lam_u",
-                 "lam_i", "ciu_source", "timesteps", "input_shape", "trust_pickle", "dt", "if_convention", "nir_from",
-                 "reset", "max_memory")
+MODEL_OPTIONS = ("arch", "arch_module", "args", "dataset", "num_classes", "in_channels", "neuron", "tau", "v_th",
+                 "lam_u", "lam_i", "ciu_source", "timesteps", "input_shape", "trust_pickle", "dt", "if_convention",
+                 "nir_from", "reset", "max_memory")
 
 
 def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
@@ -39,10 +41,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", choices=list(PRESETS),
                    help="the paper's setting: input shape, T, classes and encoding of " + ", ".join(
                        f"{p.name} ({'x'.join(map(str, p.input_shape))}, T={p.timesteps}, {p.num_classes} classes, "
-                       f"{p.encoding})" for p in PRESETS.values()) + "; each overridable by the flags below")
+                       f"{p.encoding})" for p in PRESETS.values()) + "; each overridable by the flags below (CIFAR "
+                       "at T=6, train.py's default and the paper's headline and energy table; the paper also reports "
+                       "T=4: -T 4)")
     g.add_argument("--num-classes", type=int, help="number of classes of a bare checkpoint")
     g.add_argument("--in-channels", type=int, help="input channels of a bare checkpoint (2 for DVS data)")
-    g.add_argument("--neuron", choices=["ilif", "lif", "iplif"], help="neuron kind of a bare checkpoint (default ilif)")
+    g.add_argument("--neuron", choices=list(NEURON_KINDS),
+                   help="neuron of a bare checkpoint, as train.py's -neuron_model: ilif (default), lif, plif (learned "
+                        "decay), relu (their ANN baseline, run at T = 1); iplif: ILIF with PLIF's learned decay")
+    g.add_argument("--args", metavar="ARGS_TXT",
+                   help="the args.txt train.py wrote for the checkpoint (default: args.txt beside it, if there): "
+                        "architecture, neuron, tau, T and dataset come from it; flags given override it, with a "
+                        "warning where they contradict it"),
     n = p.add_argument_group("neuron settings (checkpoints store none; default: the paper's tau=1.1, v_th=1, "
                              "lam_u=1, lam_i=0.03, ciu_source=synaptic)")
     n.add_argument("--tau", type=float, help="membrane time constant in steps (lam = 1 - 1/tau)")
@@ -176,6 +186,7 @@ def run_cli(main: Callable[[], int]) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always", DataWarning)
             warnings.simplefilter("always", ConventionWarning)
+            warnings.simplefilter("always", SettingsWarning)
             warnings.showwarning = _one_line_warning
             code = main()
         sys.stdout.flush()

@@ -8,6 +8,7 @@
 ``file.npy``                               frames ``[N, ...]``, memory-mapped (read a batch at a time), no labels
 ``cifar-10-batches-py/``                   the CIFAR-10 python folder (``test_batch`` or ``data_batch_1..5``)
 ``cifar-100-python/``                      the CIFAR-100 python folder (``test`` or ``train``; fine labels)
+a folder of ``0.pt`` ... (or its ``test/``)  the authors' DVSCIFAR10-pt: per-sample ``(frames [T, C, H, W], label)``
 a folder with ``NMNIST/``, ``DVSGesture/``  tonic's datasets, as tonic's downloads unpack them
 or ``CIFAR10DVS/``
 a folder of class folders                  images (``root/<class>/*.png|jpg|...``), classes in sorted order
@@ -106,6 +107,53 @@ def _events(name: str, recording, n: int, labels, timesteps: Optional[int], sens
                            pre)
 
 
+#: largest per-sample .pt file read (a DVS-CIFAR10 sample of 10 frames of 2 x 128 x 128 float32 is 1.3 MB)
+MAX_PT_SAMPLE_BYTES = 64 << 20
+
+
+def _pt_folder(path: Path, split: str, channels: int, timesteps: Optional[int], pre: Preprocess,
+               samples: Optional[int]) -> Optional[Dataset]:
+    """The authors' ``DVSCIFAR10-pt`` layout (their ``DVSCifar10``): a folder -- or its ``test/``/``train/`` -- of
+    per-sample files ``0.pt``, ``1.pt``, ... each ``torch.save((frames [T, C, H, W], label))``.  Loaded with
+    ``weights_only=True``; each file's size, structure and shapes are checked before its frames are used."""
+    folder = path / split if (path / split).is_dir() else path
+    numbered = {int(f.stem): f for f in folder.glob("*.pt") if f.stem.isdigit()}
+    if not numbered:
+        return None
+    n = len(numbered)
+    missing = [i for i in range(n) if i not in numbered]
+    if missing:
+        raise DataError(f"{folder}: {n} numbered .pt samples but {missing[0]}.pt is missing (the files are 0.pt .. "
+                        f"{n - 1}.pt, as the authors' DVSCifar10 reads them)")
+    n = min(n, samples) if samples else n
+
+    def load(i: int):
+        import torch
+
+        f = numbered[i]
+        if not f.is_file() or f.stat().st_size > MAX_PT_SAMPLE_BYTES:
+            raise DataError(f"{f}: not a regular file of at most {MAX_PT_SAMPLE_BYTES >> 20} MB")
+        try:
+            item = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:  # a pickle beyond tensors, a damaged archive
+            raise DataError(f"{f}: not a (frames, label) sample ({type(e).__name__}: {str(e)[:80]})") from None
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], torch.Tensor)):
+            raise DataError(f"{f}: holds {type(item).__name__}, not the (frames, label) pair of DVSCIFAR10-pt")
+        frames, label = item
+        if frames.dim() != 4 or frames.shape[1] != channels or (timesteps and frames.shape[0] != timesteps):
+            raise DataError(f"{f}: frames of shape {list(frames.shape)}, the network takes [T={timesteps or 'T'}, "
+                            f"{channels}, H, W]")
+        label = torch.as_tensor(label).reshape(-1)
+        if label.numel() != 1 or label.dtype.is_floating_point and label[0] != label[0].round():
+            raise DataError(f"{f}: label {label.tolist()[:3]} is not one class number")
+        return frames.to(torch.float32).numpy(), int(label[0])
+
+    first, _ = load(0)
+    labels = [load(i)[1] for i in range(n)]
+    return FunctionDataset(f"DVSCIFAR10-pt {folder} ({n} samples)", n, lambda i: load(i)[0], first.shape[1:],
+                           first.shape[0], np.asarray(labels), pre)
+
+
 def open_data(spec: str, *, input_shape=None, timesteps: Optional[int] = None, dataset: Optional[str] = None,
               split: str = "test", x_key: str = "x", y_key: str = "y", normalize: Optional[str] = None,
               scale: Optional[float] = None, resize: Optional[int] = None, sensor: Optional[Tuple[int, int]] = None,
@@ -144,6 +192,9 @@ def open_data(spec: str, *, input_shape=None, timesteps: Optional[int] = None, d
         found = _cifar(path, split)
         if found:
             return CifarDataset(*found, replace(pre, scale=pre.scale or 1 / 255)).take(samples)
+        pt = _pt_folder(path, split, (input_shape or (2,))[0], timesteps, event_pre, samples)
+        if pt is not None:
+            return pt
         from .events import structured, tonic_dataset
 
         tonic = tonic_dataset(path, split)

@@ -424,6 +424,14 @@ class Neuron(_Spiking, Node):
 
 
 @node
+class ReLU(Node):
+    """``max(x, 0)``: the activation of an ANN (the authors' ``-neuron_model relu`` baseline, run at T = 1), where a
+    spiking network has its neuron layers.  Stateless and analog: the layers after it cost MACs."""
+
+    op: ClassVar[str] = "relu"
+
+
+@node
 class LeakyIntegrator(Node):
     """Non-spiking leaky integrator ``y[t] = lam * y[t-1] + x[t]`` (y[0] = 0), state per element.
 
@@ -478,7 +486,7 @@ class RecurrentNeuron(_Spiking, Node):
 
 
 NODE_TYPES = {cls.op: cls for cls in (Input, Output, Conv2d, Linear, Affine, AvgPool2d, SumPool2d, MaxPool2d,
-                                      AdaptiveAvgPool2d, Flatten, Add, Neuron, LeakyIntegrator, RecurrentNeuron)}
+                                      AdaptiveAvgPool2d, Flatten, Add, Neuron, LeakyIntegrator, RecurrentNeuron, ReLU)}
 
 #: the node types that output spikes (0/1): neuron layers, recurrent or not
 SPIKING = (Neuron, RecurrentNeuron)
