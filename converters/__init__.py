@@ -117,7 +117,8 @@ def _read_model(path: Path, arch=None, arch_module=None, args=None, dataset=None
 
     if arch_module:
         load_arch_module(arch_module)
-    kw = {k: v for k, v in (("neuron", neuron), ("in_channels", in_channels), ("timesteps", timesteps)) if v is not None}
+    given = (("neuron", neuron), ("in_channels", in_channels), ("timesteps", timesteps))
+    kw = {k: v for k, v in given if v is not None}
     neuron_kwargs = {k: v for k, v in neuron_options.items() if v is not None}
     model = load_model(path, arch=arch, num_classes=num_classes, trust_pickle=bool(trust_pickle), dataset=dataset,
                        args_file=args, **kw, **({"neuron_kwargs": neuron_kwargs} if neuron_kwargs else {}))
