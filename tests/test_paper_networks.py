@@ -19,7 +19,7 @@ import ilif_deploy as D
 from conftest import make_authors_checkpoint
 from ilif_deploy import ir as N
 from ilif_deploy import layers as L
-from ilif_deploy.architectures import VGG11_CFG
+from ilif_deploy.paper_models import VGG11_CFG
 from ilif_deploy.cli import export as export_cli
 from ilif_deploy.converters import get_exporter, open_graph
 from ilif_deploy.converters.lava import load as load_lava
