@@ -11,6 +11,7 @@ Public API (names kept stable for the converters, the energy module, examples an
 Exporters, file readers (:func:`ilif_deploy.converters.open_graph`) and energy reports live in the
 subpackages ``ilif_deploy.converters`` and ``ilif_deploy.energy``; this core imports neither.
 """
+from . import paper_models  # noqa: F401  (registers the authors' architectures)
 from .architectures import ARCHITECTURES, build, register_arch
 from .errors import DataError, GraphError, ModelFileError, TraceError, UserError
 from .ir import Graph

@@ -1,7 +1,7 @@
 """The architecture registry, the neuron layers a network is built with, and the digits example net.
 
 The authors' ten architectures (under their state_dict key names) are in :mod:`ilif_deploy.paper_models`, which
-registers them when this module is imported.
+registers them when ``ilif_deploy`` is imported.
 
 All models are multi-step: ``forward(x)`` takes ``[T, B, ...]`` and returns per-step outputs
 ``[T, B, classes]``; neuron state is reset on every call (neurons keep no state between calls).
@@ -133,5 +133,3 @@ def digits_convnet(num_classes: int = 10, neuron: str = "ilif", neuron_kwargs: O
                    channels=(16, 32)) -> nn.Module:
     return DigitsConvNet(num_classes, neuron, neuron_kwargs, tuple(channels))
 
-
-from . import paper_models  # noqa: E402,F401  (registers the authors' architectures)

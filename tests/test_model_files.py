@@ -38,7 +38,7 @@ def test_authors_resnet18_checkpoint_loads_strictly(authors_resnet18_path):
     assert "conv1.bias" not in sd and "layer1.0.shortcut.weight" not in sd
     model = load_model(authors_resnet18_path, arch="spiking_resnet18", num_classes=10)
     assert model.linear.out_features == 10
-    assert model.ilif_settings["timesteps"] == 4
+    assert model.ilif_settings["timesteps"] == 6  # train.py's default
 
 
 def test_dataparallel_prefix_is_stripped(tmp_path):
