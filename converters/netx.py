@@ -240,7 +240,9 @@ class _Block:
 _CUBA = "netx's neurons are Loihi's CUBA LIF (reset to 0, fire on v > threshold); export it as --target lava or nir"
 #: what netx's CUBA neuron is: one spike on v > threshold, reset to 0, an optional decaying current (iDecay), a
 #: recurrent synapse (dense_rec); everything else is refused, naming the layer
-NETX = families.declare("netx", {"spike:>", "reset:zero", "synaptic_current", "recurrence", "learned_decay"}, {
+NETX = families.declare("netx", {"spike:>", "reset:zero", "synaptic_current", "recurrence", "learned_decay",
+                                 "charge:lam"}, {
+    "charge:decay_input": _CUBA, "charge:leak": _CUBA,
     "spike:>=": _CUBA, "spike:count": "netx's CUBA neuron sends one spike per step", "reset:subtract": _CUBA,
     "reset:subtract_next": _CUBA, "reset:to_v_reset": _CUBA, "ciu": "netx has no ILIF neuron; " + _CUBA,
     "mpiu": "netx has no ILIF neuron; " + _CUBA, "membrane_floor": "Loihi's CUBA neuron has no membrane floor"})

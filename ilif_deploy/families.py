@@ -85,6 +85,13 @@ FEATURES: Dict[str, Feature] = {f.name: f for f in (
     Feature("spike:>", "one spike when U > v_th", lambda n: _p(n).compare == ">", group="spike"),
     Feature("spike:count", "(U > 0) * trunc(U / v_th) spikes per step (multi-spike, sinabs' IAF)",
             lambda n: _p(n).multi_spike, group="spike", fields=("multi_spike",), cost=(1.0, 0.0, 0.0, 0.0)),
+    Feature("charge:lam", "U = lam * v + I", lambda n: _p(n).charge == "lam", group="charge", fields=("charge",)),
+    # the core MAC becomes a division or a gain, plus the subtractions around it
+    Feature("charge:decay_input", "U = v + (I - (v - rest)) / tau (SpikingJelly's decay_input=True)",
+            lambda n: _p(n).charge == "decay_input", group="charge", fields=("charge_tau", "charge_gain"),
+            cost=(0.0, 2.0, 0.0, 0.0)),
+    Feature("charge:leak", "U = v - (v - rest) / tau + I (SpikingJelly 2.0's decay_input=False)",
+            lambda n: _p(n).charge == "leak", group="charge", cost=(0.0, 2.0, 0.0, 0.0)),
     Feature("reset:subtract", "soft reset: v_th taken off at the spike", lambda n: _p(n).reset == "subtract",
             group="reset", fields=("reset",), cost=(0.0, 0.0, 0.0, 1.0)),
     Feature("reset:subtract_next", "v_th taken off at the next step, after the decay (snntorch's Leaky)",

@@ -45,6 +45,12 @@ CIU_SOURCES = ("synaptic", "net")
 RESET_MODES = ("subtract", "subtract_next", "zero")
 #: spike rule: ">=" (ILIF, the contract) or ">" (NIR's documented rule, snntorch's Heaviside).
 COMPARES = (">=", ">")
+#: how the membrane takes in its input, with r the rest level (v_reset under a hard reset, else 0) and g = 1 / tau
+#: ("/ charge_tau") or a gain ("* charge_gain", PLIF's sigmoid(w)), written as SpikingJelly computes them:
+#: "lam": U = lam * v + I (ILIF; SpikingJelly 0.0.0.0.12's decay_input=False; snntorch);
+#: "decay_input": U = v + (I - (v - r)) g (SpikingJelly's default decay_input=True, NIR's LIF equation);
+#: "leak": U = v - (v - r) g + I (SpikingJelly 2.0's decay_input=False).
+CHARGES = ("lam", "decay_input", "leak")
 #: (field, lowest, highest) of every number a neuron layer takes: the one domain check, whatever the source
 #: (a .pt, an .ir.npz, NIR, netx, a flag).  A decay outside [0, 1] grows or flips the state each step.
 DOMAIN = (("lam", 0.0, 1.0), ("lam_u", 0.0, 1.0), ("lam_i", 0.0, 1.0))
@@ -78,12 +84,17 @@ class ILIFParams:
     multi_spike: bool = False
     v_min: Optional[float] = None
     learned_decay: bool = False
+    charge: str = "lam"
+    charge_tau: Optional[float] = None
+    charge_gain: Optional[float] = None
 
     def __post_init__(self) -> None:
-        for name, allowed in (("ciu_source", CIU_SOURCES), ("reset", RESET_MODES), ("compare", COMPARES)):
+        for name, allowed in (("ciu_source", CIU_SOURCES), ("reset", RESET_MODES), ("compare", COMPARES),
+                              ("charge", CHARGES)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("lam", "v_th", "lam_u", "lam_i", "v_reset") + (("v_min",) if self.v_min is not None else ()):
+        optional = tuple(k for k in ("v_min", "charge_tau", "charge_gain") if getattr(self, k) is not None)
+        for name in ("lam", "v_th", "lam_u", "lam_i", "v_reset") + optional:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise UserError(f"neuron parameter {name} must be a finite number, got {value!r}")
@@ -101,9 +112,30 @@ class ILIFParams:
         if self.multi_spike and (self.reset != "subtract" or self.compare != ">=" or not self.is_lif):
             raise UserError("multi_spike (several spikes per step) is defined with reset='subtract', the '>=' rule "
                             "and no inhibitory units only")
+        self._check_charge()
         if self.reset == "subtract_next" and self.mpiu_enabled:
             raise UserError("reset='subtract_next' (snntorch's) has no reset membrane for the MPIU to take in: "
                             "use it with lam_u = 0")
+
+    def _check_charge(self) -> None:
+        given = [k for k in ("charge_tau", "charge_gain") if getattr(self, k) is not None]
+        if self.charge == "lam":
+            if given:
+                raise UserError(f"{given[0]} belongs to charge='decay_input' or 'leak', not 'lam'")
+            return
+        if len(given) != 1:
+            raise UserError(f"charge={self.charge!r} needs exactly one of charge_tau (divide by it) and charge_gain "
+                            f"(multiply by it), got {given or 'neither'}")
+        g = 1.0 / self.charge_tau if self.charge_tau is not None else self.charge_gain
+        if not 0.0 < g <= 1.0 or abs(self.lam - (1.0 - g)) > 1e-6:
+            raise UserError(f"charge={self.charge!r}: the leak {g:g} per step must be in (0, 1] and equal "
+                            f"1 - lam (lam = {self.lam:g})")
+
+    @property
+    def rest(self) -> float:
+        """The level the membrane leaks toward under ``charge="decay_input"``/``"leak"``: SpikingJelly's v_reset
+        under a hard reset, 0 under a soft one."""
+        return self.v_reset if self.reset == "zero" else 0.0
 
     @classmethod
     def from_tau(cls, tau: float, **kw: Any) -> "ILIFParams":
@@ -209,7 +241,12 @@ def ilif_step(x: Any, state: ILIFState, p: ILIFParams, ops: ArrayOps, lam: Any =
     else:
         ciu = state.ciu
         u = x
-    v_pre = (p.lam if lam is None else lam) * state.v + u
+    if p.charge == "lam":
+        v_pre = (p.lam if lam is None else lam) * state.v + u
+    else:  # SpikingJelly's charges, operation for operation
+        d = u - (state.v - p.rest) if p.charge == "decay_input" else state.v - p.rest
+        d = d / p.charge_tau if p.charge_tau is not None else d * p.charge_gain
+        v_pre = state.v + d if p.charge == "decay_input" else state.v - d + u
     if p.reset == "subtract_next":  # snntorch: the previous step's spike, recomputed from the kept membrane
         v_pre = v_pre - _fired(state.v, p, ops) * p.v_th
     spikes = ops.count(v_pre, p.v_th) if p.multi_spike else _fired(v_pre, p, ops)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Callable, Dict, Tuple
 
@@ -30,11 +31,14 @@ BASE = dict(lam=0.5, v_th=1.0, lam_u=0.0, lam_i=0.0, reset="zero", compare=">")
 VARIANTS = {
     "spike:>=": dict(compare=">="),
     "spike:>": {},
+    "charge:lam": {},
+    "charge:decay_input": dict(charge="decay_input", charge_tau=2.0),
+    "charge:leak": dict(charge="leak", charge_gain=0.5, v_reset=0.25),
     "spike:count": dict(compare=">=", reset="subtract", multi_spike=True),
     "reset:subtract": dict(reset="subtract"),
     "reset:subtract_next": dict(reset="subtract_next"),
     "reset:zero": {},
-    "reset:to_v_reset": dict(v_reset=0.25),
+    "reset:to_v_reset": dict(v_reset=0.5),
     "ciu": dict(lam_i=0.5),
     "mpiu": dict(lam_u=0.5),
     "membrane_floor": dict(v_min=-0.125),
@@ -53,7 +57,7 @@ def _weights(rng, shape, scale=1.0):
 
 def example(feature: str, params_cls=ILIFParams, extra: dict = None) -> N.Node:
     """The network of ``feature`` (its neuron parameters BASE + VARIANTS[feature] + ``extra``)."""
-    rng = np.random.default_rng(sorted(VARIANTS).index(feature) if feature in VARIANTS else 99)
+    rng = np.random.default_rng(zlib.crc32(feature.encode()))  # a seed of its own, whatever else is declared
     variant = dict(VARIANTS.get(feature, {}), **(extra or {}))
     node_kind, syn_lam = variant.pop("node", "neuron"), variant.pop("syn_lam", 0.0)
     p = params_cls(**{**BASE, **variant})
@@ -213,7 +217,7 @@ def matrix(progress: Callable[[str], None] = lambda _: None) -> Dict[Tuple[str, 
 
 
 #: features that change nothing against BASE (they are BASE, or a constant at inference) or change the node
-UNOBSERVABLE = ("spike:>", "reset:zero", "learned_decay", "synaptic_current", "recurrence")
+UNOBSERVABLE = ("spike:>", "reset:zero", "charge:lam", "learned_decay", "synaptic_current", "recurrence")
 
 
 def base_twin(graph):

@@ -14,7 +14,9 @@ Format (one LSB of state = 2**-frac_bits of a float unit; every state a signed 2
     syn      = decay(syn, decay_syn) + x; x = syn    a synaptic current (CubaLIF), when decay_syn > 0
     ciu      = decay(ciu + ciu_drive, decay_i)       decays are 12-bit fractions d / 4096, on magnitudes
     u        = x - max(ciu, 0)                       (the inhibited current I[t])
-    v_pre    = decay(v, decay_lam) + u               (subtract_next: - (v >= vth_int) * vth_int, snntorch's)
+    v_pre    = decay(v, decay_lam) + u               (subtract_next: - (v >= vth_int) * vth_int, snntorch's;
+                                                      decay_input: v + decay(u - (v - rest), decay_in); leak:
+                                                      v - decay(v - rest, decay_in) + u, SpikingJelly's)
     S        = v_pre >= vth_int                      ('>' with strict; multi_spike: v_pre > 0 ? v_pre // vth_int : 0)
     mbar     = v_pre - S * vth_int                   (hard reset: S ? v_reset_int : v_pre; subtract_next: v_pre)
     mpiu     = decay(mpiu + S * mbar, decay_u)
@@ -141,6 +143,10 @@ class FixedLayer:
     subtract_next: bool = False
     multi_spike: bool = False
     v_min_int: Optional[int] = None
+    #: SpikingJelly's charges (ILIFParams.charge): the leak per step 1/tau as 12 bits, the rest level in state LSBs
+    charge: str = "lam"
+    decay_in: int = 0
+    rest_int: int = 0
     #: proven (by :func:`state_bound`) that no value can leave the 24-bit range: saturation is skipped,
     #: which changes no result (every clamp would be a no-op) and saves most of the step's work
     in_range: bool = False
@@ -158,7 +164,9 @@ class FixedLayer:
                    hard_reset=params.reset == "zero", v_reset_int=int(round(params.v_reset * one)),
                    strict=params.compare == ">", decay_syn=int(round(syn_lam * DECAY_ONE)),
                    subtract_next=params.reset == "subtract_next", multi_spike=params.multi_spike,
-                   v_min_int=None if params.v_min is None else int(round(params.v_min * one)))
+                   v_min_int=None if params.v_min is None else int(round(params.v_min * one)),
+                   charge=params.charge, decay_in=int(round((1.0 - params.lam) * DECAY_ONE)),
+                   rest_int=int(round(params.rest * one)))
 
     @property
     def lut(self) -> np.ndarray:
@@ -254,7 +262,12 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
     def fired(v):
         return ops.as_int(v > layer.vth_int if layer.strict else v >= layer.vth_int)
 
-    v_pre = sat(decay(state.v, layer.decay_lam) + u)
+    if layer.charge == "lam":
+        v_pre = sat(decay(state.v, layer.decay_lam) + u)
+    elif layer.charge == "decay_input":
+        v_pre = sat(state.v + ops.decay(sat(u - (state.v - layer.rest_int)), layer.decay_in))
+    else:
+        v_pre = sat(state.v - ops.decay(state.v - layer.rest_int, layer.decay_in) + u)
     if layer.subtract_next:
         v_pre = sat(v_pre - fired(state.v) * layer.vth_int)
     spikes = ops.count(v_pre, layer.vth_int) if layer.multi_spike else fired(v_pre)
@@ -292,7 +305,8 @@ def state_bound(layer: FixedLayer, x_bound: float, timesteps: int) -> float:
         if layer.ciu_on:
             ciu = lam_i * (ciu + drive)
         u = x_bound + ciu
-        v_pre = lam * v + u + (layer.vth_int if layer.subtract_next else 0)
+        v_pre = lam * v + u + (layer.vth_int if layer.subtract_next else 0) + 2 * abs(layer.rest_int) + (
+            v if layer.charge != "lam" else 0)  # SpikingJelly's charges: v plus at most |u| + |v| + |rest| more
         mbar = max(v_pre, abs(layer.v_reset_int)) if layer.hard_reset else v_pre
         if layer.mpiu_on:
             mpiu = lam_u * (mpiu + mbar)

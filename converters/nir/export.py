@@ -77,7 +77,10 @@ def lif_node(p: ILIFParams, shape, dt: float, metadata: Optional[dict] = None) -
         return nir.IF(r=_full(shape, 1.0 / dt), v_threshold=_full(shape, p.v_th), v_reset=_full(shape, p.v_reset),
                       metadata=metadata or {})
     tau = tau_from_lam(p.lam, dt)
-    return nir.LIF(tau=_full(shape, tau), r=_full(shape, tau / dt), v_leak=_full(shape, 0.0),
+    # NIR's LIF leaks toward v_leak and scales its input by dt/tau: SpikingJelly's decay_input charge is exactly
+    # that (r = 1); the other charges take the input unscaled (r = tau/dt)
+    r = 1.0 if p.charge == "decay_input" else tau / dt
+    return nir.LIF(tau=_full(shape, tau), r=_full(shape, r), v_leak=_full(shape, p.rest if p.charge != "lam" else 0.0),
                    v_threshold=_full(shape, p.v_th), v_reset=_full(shape, p.v_reset), metadata=metadata or {})
 
 
@@ -162,7 +165,10 @@ def conventions(p: ILIFParams) -> dict:
     reset = {"subtract": "soft: subtract v_th at the spike (NIR v_reset ignored)",
              "subtract_next": "snntorch's: subtract v_th at the next step, after the decay (NIR v_reset ignored)",
              "zero": f"hard: to v_reset = {p.v_reset}"}[p.reset]
-    out = {"discretisation": "forward Euler, lam = 1 - dt/tau, input gain r*dt/tau = 1", "reset": reset,
+    charge = {"lam": "forward Euler, lam = 1 - dt/tau, input gain r*dt/tau = 1",
+              "decay_input": "forward Euler: U = v + (I - (v - v_leak)) dt/tau (SpikingJelly's decay_input; r = 1)",
+              "leak": "forward Euler: U = v - (v - v_leak) dt/tau + I (SpikingJelly 2.0's decay_input=False)"}
+    out = {"discretisation": charge[p.charge], "reset": reset,
            "threshold": ("S = (U > 0) * trunc(U / v_th) spikes per step (multi-spike; sinabs reads nir.IF so)"
                          if p.multi_spike else f"S = U {p.compare} v_th")}
     if p.v_min is not None:

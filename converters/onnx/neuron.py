@@ -39,6 +39,21 @@ def params_doc(name: str, family: str, p: ILIFParams) -> str:
                        "mpiu_enabled": p.mpiu_enabled, "ciu_enabled": p.ciu_enabled})
 
 
+def _sj_charge(b: OnnxBuilder, p: ILIFParams, name: str, s_: str, m: Optional[str], current: str) -> str:
+    """SpikingJelly's charges as ilif_step computes them (``m`` None: the membrane is 0 at the first step, written
+    out as a zero tensor so every operation rounds as there): decay_input ``v + (I - (v - rest)) g``, leak
+    ``v - (v - rest) g + I``, g = ``/ charge_tau`` or ``* charge_gain``."""
+    v = m if m is not None else b.op("Sub", [current, current], f"{s_}/v0")  # +0 (x - x), as zeros_like
+    rest = b.scalar(f"{name}/rest", p.rest)
+    below = b.op("Sub", [v, rest], f"{s_}/above_rest")
+    d = b.op("Sub", [current, below], f"{s_}/drive") if p.charge == "decay_input" else below
+    d = (b.op("Div", [d, b.scalar(f"{name}/charge_tau", p.charge_tau)], f"{s_}/charge") if p.charge_tau is not None
+         else b.op("Mul", [d, b.scalar(f"{name}/charge_gain", p.charge_gain)], f"{s_}/charge"))
+    if p.charge == "decay_input":
+        return b.op("Add", [v, d], f"{s_}/v_pre")
+    return b.op("Add", [b.op("Sub", [v, d], f"{s_}/leaked"), current], f"{s_}/v_pre")
+
+
 def _fire(b: OnnxBuilder, p: ILIFParams, v: str, v_th: str, name: str, doc: str = "") -> str:
     """``v >= v_th`` or ``v > v_th`` by the layer's rule (bool); equal to the runtime's ``(v - v_th) >= 0`` and
     ``not (v_th - v >= 0)`` in IEEE arithmetic."""
@@ -98,11 +113,14 @@ def emit_neuron(b: OnnxBuilder, name: str, family: str, p: ILIFParams, steps_in:
                 ciu = b.op("Mul", [lam_i, acc], f"{s_}/ciu")
                 clamp = b.op("Relu", [ciu], f"{s_}/ciu_relu")
                 current = b.op("Sub", [x, clamp], f"{s_}/u")
-        if m is None:
+        if p.charge != "lam":
+            v_pre = _sj_charge(b, p, name, s_, m, current)
+        elif m is None:
             v_pre = current
         else:
             leak = b.op("Mul", [lam, m], f"{s_}/leak")
             v_pre = b.op("Add", [leak, current], f"{s_}/v_pre")
+        if m is not None:
             if p.reset == "subtract_next":  # snntorch: last step's spike, from the kept membrane, taken off now
                 fired = b.op("Cast", [_fire(b, p, m, v_th, f"{s_}/fired_before")], f"{s_}/spiked_before", to=1)
                 v_pre = b.op("Sub", [v_pre, b.op("Mul", [fired, v_th], f"{s_}/late_reset")], f"{s_}/v_pre_reset")
