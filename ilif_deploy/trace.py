@@ -1,7 +1,17 @@
 """torch module -> IR graph, with torch.fx.
 
 The model is traced symbolically with neurons and stateless layers as leaves, shapes are
-propagated with one example input ``[T, 2, *input_shape]``, and each fx node becomes an IR node.
+propagated with one example input, and each fx node becomes an IR node.  Networks are written in
+several ways, all read here:
+
+- multi-step (``[T, B, ...]`` in and out): this project's layers, plain torch layers on time folded into
+  the batch by the user (``x.flatten(0, 1)`` ... ``.view(T, B, ...)``/``unflatten``), SpikingJelly's
+  ``SeqToANNContainer``/``MultiStepContainer`` and ``layer.*`` with ``step_mode='m'``;
+- single-step (``[B, ...]`` per call, the neurons keeping their state between calls): SpikingJelly's
+  ``clock_driven`` API as the authors use it, its single-step mode, snntorch with ``init_hidden=True``; the
+  per-step graph is the IR's, which then runs the neurons over T itself.
+
+The neuron modules of other libraries are read by :mod:`ilif_deploy.foreign_neurons`.
 Evaluation semantics: dropout and identities disappear, BatchNorm uses its running statistics and
 stays an :class:`~ilif_deploy.ir.Affine` node, so the graph computes exactly what the module does;
 folding it into the weights is a lowering step (:mod:`ilif_deploy.ir.lowering`) of the targets that
@@ -10,6 +20,7 @@ need it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 
 import json
@@ -22,6 +33,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from . import foreign_neurons as foreign
 from . import ir as N
 from .errors import TraceError, UserError
 from .ir.graph import Graph
@@ -33,7 +45,8 @@ PASSTHROUGH_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if _module_rule(m) is not None or isinstance(m, PASSTHROUGH_MODULES):
+        if (_module_rule(m) is not None or isinstance(m, PASSTHROUGH_MODULES) or foreign.is_neuron(m)
+                or foreign.is_passthrough(m) or foreign.is_container(m)):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -74,7 +87,7 @@ def _flatten_dims(in_shape: Sequence[int], out_shape: Sequence[int]):
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding: str = "direct",
-          fold_bn: bool = False) -> Graph:
+          fold_bn: bool = False, step_mode: str = "auto") -> Graph:
     """Trace ``model`` into an IR graph.
 
     Args:
@@ -86,6 +99,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
         fold_bn: fold BatchNorm into the preceding conv/linear (:func:`ilif_deploy.ir.lowering.fold_batchnorm`):
             exact in real arithmetic, not always in float32.  Off by default: the graph then computes what
             the module computes, bit for bit (every BN an Affine node run with torch's own kernel).
+        step_mode: "multi" (``forward`` takes ``[T, B, *input_shape]``), "single" (``forward`` takes one step
+            ``[B, *input_shape]``, the neurons keep their state; the graph then steps them T times) or "auto"
+            (default): single when the network's neurons step once per call (snntorch, SpikingJelly's single-step
+            neurons), else multi.  The module's own state is left as it was (the tracer probes a copy).
     Raises:
         TraceError: naming the module path and type (or function) that cannot be expressed.
     """
@@ -99,10 +116,13 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
             check(tuple(int(s) for s in input_shape))
         except UserError as e:
             raise TraceError(str(e)) from None
+    step = _step_mode(model, step_mode)
     was_training = model.training
     model.eval()
     try:
-        graph = _trace_eval(model, tuple(int(s) for s in input_shape), int(timesteps), encoding)
+        probe = copy.deepcopy(model) if any(foreign.is_neuron(m) and not isinstance(m, ILIF)
+                                            for m in model.modules()) else model  # their state changes when run
+        graph = _trace_eval(probe, tuple(int(s) for s in input_shape), int(timesteps), encoding, step)
     finally:
         model.train(was_training)
     # what the module itself holds, counted as torch stores it (parameters and buffers such as BN's running
@@ -123,7 +143,31 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
 PROBE_STEPS = 7
 
 
-def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: str) -> Graph:
+def _step_mode(model: nn.Module, requested: str) -> str:
+    """"multi" or "single" for ``model`` (see :func:`trace`), refusing a network that mixes them."""
+    if requested not in ("auto", "multi", "single"):
+        raise TraceError(f"step_mode must be auto, multi or single, got {requested!r}")
+    modes = {}
+    for path, m in model.named_modules():
+        nm = foreign.neuron_module(path, m)
+        if nm is not None:
+            modes.setdefault(nm.step, path)
+    if len(modes) > 1:
+        raise TraceError(f"the network mixes single-step neurons ('{modes['single']}') and multi-step ones "
+                         f"('{modes['multi']}'): make them all one kind (SpikingJelly: functional.set_step_mode)")
+    found = next(iter(modes), "multi")
+    if requested == "auto":
+        return found
+    if modes and requested != found:
+        raise TraceError(f"step_mode={requested!r}, but neuron '{modes[found]}' steps {found}")
+    return requested
+
+
+#: the batch size the tracer probes with
+PROBE_BATCH = 2
+
+
+def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: str, step: str) -> Graph:
     try:
         fx_graph = _Tracer().trace(model)
     except Exception as e:  # fx raises many types for data-dependent control flow
@@ -132,7 +176,8 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
     # T and B differ (and differ from channel sizes as far as possible) so shapes can be told apart.
     # The graph is the same for every T, so a long T is probed with 7 steps: -T 1000000 costs no more.
     probe_t = timesteps if timesteps <= PROBE_STEPS else PROBE_STEPS
-    example = torch.rand(probe_t, 2, *input_shape)
+    B = PROBE_BATCH
+    example = torch.rand(B, *input_shape) if step == "single" else torch.rand(probe_t, B, *input_shape)
     try:
         # torch's ShapeProp prints the traceback itself (traceback.print_exc) before raising; the error
         # below says what went wrong in one line, so its print is captured
@@ -142,50 +187,86 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
         while e.__cause__ is not None:  # ShapeProp wraps the module's own error
             e = e.__cause__
         last = str(e).strip().splitlines()
+        per = "one step [B, ...]" if step == "single" else "[T, B, ...]"
         raise TraceError(f"{type(model).__name__} does not take input of shape {', '.join(map(str, input_shape))} "
-                         f"per step ({type(e).__name__}: {last[0] if last else ''}); check --input-shape") from None
+                         f"per sample as {per} ({type(e).__name__}: {last[0] if last else ''}); check "
+                         f"--input-shape (and step_mode)") from None
     modules = dict(model.named_modules())
     g = Graph(metadata={"timesteps": timesteps, "source": type(model).__name__})
     alias: Dict[str, str] = {}  # fx node name -> IR node name
+    layout: Dict[str, str] = {}  # fx node name -> "sequence" [T, B, ...], "merged" [T*B, ...] or "step" [B, ...]
 
-    def shape_of(n: fx.Node) -> tuple:
-        meta = n.meta.get("tensor_meta")
+    def meta_of(n) -> object:
+        meta = n.meta.get("tensor_meta") if isinstance(n, fx.Node) else None
+        several = isinstance(meta, (tuple, list)) and not hasattr(meta, "shape")  # TensorMetadata is a NamedTuple
+        if several and n.op == "call_module" and foreign.is_neuron(modules[n.target]):
+            return meta[0]  # a neuron returning (spikes, membrane): it stands for its spikes
+        return meta
+
+    def per_sample(n: fx.Node) -> tuple:
+        """The per-sample shape of ``n``'s tensor, its layout recorded."""
+        meta = meta_of(n)
         if meta is None or not hasattr(meta, "shape"):
             raise TraceError(f"'{n.name}' does not produce a single tensor")
-        return tuple(meta.shape)
+        full = tuple(meta.shape)
+        if step == "single" and full[:1] == (B,):
+            layout[n.name] = "step"
+            return full[1:]
+        if step == "multi" and full[:2] == (probe_t, B):
+            layout[n.name] = "sequence"
+            return full[2:]
+        if step == "multi" and full[:1] == (probe_t * B,):
+            layout[n.name] = "merged"
+            return full[1:]
+        want = "[B, ...]" if step == "single" else "[T, B, ...] (or time merged into the batch, [T*B, ...])"
+        raise TraceError(f"'{n.target}' returns shape {list(full)}: {want} expected (B = {B}"
+                         f"{'' if step == 'single' else f', T = {probe_t}'} while tracing)")
 
     def src(n) -> str:
         if not isinstance(n, fx.Node):
             raise TraceError(f"constant operand {n!r} is not supported (only tensor-tensor ops)")
+        if n.name not in alias:
+            raise TraceError(f"'{n.name}' is used as a tensor but is a shape or a number")
         return alias[n.name]
 
     for n in fx_graph.nodes:
         if n.op == "placeholder":
             if g.of_type(N.Input):
-                raise TraceError(f"the model takes more than one input ('{n.name}'); one input tensor is supported")
+                raise TraceError(f"the model takes more than one input ('{n.name}'); one input tensor is supported "
+                                 f"(snntorch: build the neurons with init_hidden=True)")
             g.add(N.Input(name="input", shape=input_shape, encoding=encoding))
             alias[n.name] = "input"
             continue
         if n.op == "output":
             out = n.args[0]
+            if isinstance(out, (tuple, list)) and out and isinstance(out[0], fx.Node):
+                out = out[0]  # (spikes, membrane) of a last snntorch layer: the spikes are the output
             if not isinstance(out, fx.Node):
-                raise TraceError("the model must return a single tensor [T, B, ...], not "
-                                 f"{type(out).__name__}")
-            g.add(N.Output(name="output", shape=shape_of(out)[2:]), [src(out)])
+                raise TraceError("the model must return a single tensor, not " f"{type(out).__name__}")
+            g.add(N.Output(name="output", shape=per_sample(out)), [src(out)])
             continue
-        full = shape_of(n)
-        if full[:2] != (probe_t, 2):
-            raise TraceError(f"'{n.target}' returns shape {list(full)}: time and batch axes [T, B] "
-                             f"must come first and stay ({probe_t}, 2)")
-        shape = full[2:]
+        if meta_of(n) is None:
+            continue  # a shape or a number (x.shape[0], x.size(1)): only reshapes read them
+        shape = per_sample(n)
         if n.op == "call_module":
             m = modules[n.target]
-            if isinstance(m, PASSTHROUGH_MODULES):
+            if isinstance(m, PASSTHROUGH_MODULES) or foreign.is_passthrough(m):
                 alias[n.name] = src(n.args[0])
                 continue
-            node = _module_node(n.target, m, shape, shape_of(n.args[0])[2:])
-            g.add(node, [src(n.args[0])])
-            alias[n.name] = node.name
+            in_node = n.args[0]
+            in_shape = per_sample(in_node)
+            nm = foreign.neuron_module(n.target, m)
+            if nm is not None and step == "multi" and layout[in_node.name] != "sequence":
+                raise TraceError(f"neuron '{n.target}' receives time merged into the batch ([T*B, ...]): unfold it "
+                                 f"first (x.view(T, B, ...) or x.unflatten(0, (T, B)))")
+            nodes = (_neuron_nodes(n.target, nm, shape) if nm is not None else
+                     _container_nodes(n.target, m, in_shape) if foreign.is_container(m) else
+                     [_module_node(n.target, m, shape, in_shape)])
+            prev = src(in_node)
+            for node in nodes:
+                g.add(node, [prev])
+                prev = node.name
+            alias[n.name] = prev
         else:
             rule = (FUNCTIONS.get(n.target) if n.op == "call_function" else
                     METHODS.get(n.target) if n.op == "call_method" else None)
@@ -193,7 +274,7 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
                 what = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
                 raise TraceError(f"unsupported {n.op.replace('_', ' ')} '{what}' at '{n.name}'. "
                                  f"Supported: {supported_text()}")
-            node = rule(n, shape, shape_of)
+            node = rule(n, shape, per_sample)
             if node is None:  # the value passes through unchanged
                 alias[n.name] = src(n.args[0])
                 continue
@@ -202,28 +283,68 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
     return g
 
 
+def _neuron_nodes(path: str, nm: "foreign.NeuronModule", shape: tuple) -> list:
+    """The IR node(s) of a neuron module: a Neuron; a synaptic current before it (snntorch Synaptic); or a
+    RecurrentNeuron (snntorch RLeaky)."""
+    if nm.recurrent is not None:
+        w, b = nm.recurrent
+        if len(shape) != 1:
+            raise TraceError(f"module '{path}': a recurrent layer takes vectors, got per-sample shape {list(shape)}")
+        if w is None:  # one-to-one: x * V as a diagonal matrix (exact: every other term adds 0)
+            w, b = np.diag(np.broadcast_to(b, shape).astype(np.float32)), None
+        return [N.RecurrentNeuron(path, shape, params=nm.params, weight=w, bias=b)]
+    nodes = [N.LeakyIntegrator(f"{path}.syn", shape, lam=nm.syn_lam)] if nm.syn_lam is not None else []
+    return nodes + [N.Neuron(path, shape, params=nm.params)]
+
+
+def _container_nodes(path: str, m: nn.Module, in_shape: tuple) -> list:
+    """A SpikingJelly container's children, each applied per sample (the shapes found by running each child on
+    one zero sample)."""
+    nodes, shape = [], tuple(in_shape)
+    for name, child in m.named_children():
+        with torch.no_grad():
+            out = child(torch.zeros(1, *shape))
+        out_shape = tuple(out.shape[1:])
+        if isinstance(child, PASSTHROUGH_MODULES) or foreign.is_passthrough(child):
+            continue
+        nm = foreign.neuron_module(f"{path}.{name}", child)
+        nodes += (_neuron_nodes(f"{path}.{name}", nm, out_shape) if nm is not None else
+                  [_module_node(f"{path}.{name}", child, out_shape, shape)])
+        shape = out_shape
+    return nodes
+
+
 def _add(n: fx.Node, shape: tuple, shape_of) -> N.Node:
     if n.kwargs:
         raise TraceError(f"'{n.name}': add with keyword arguments {list(n.kwargs)} is not supported")
     return N.Add(n.name, shape)
 
 
-def _reshape(n: fx.Node, shape: tuple, shape_of) -> Optional[N.Node]:
-    dims = _flatten_dims(shape_of(n.args[0])[2:], shape)
+def _reshape(n: fx.Node, shape: tuple, per_sample) -> Optional[N.Node]:
+    """A reshape that changes only the layout (time folded into or out of the batch) passes through; one that
+    flattens each sample is a Flatten; anything else mixes samples or steps and is refused."""
+    dims = _flatten_dims(per_sample(n.args[0]), shape)
     if dims is False:
-        raise TraceError(f"'{n.name}' ({n.target}) reshapes {list(shape_of(n.args[0]))} to {list(shape_of(n))}: "
-                         "only per-sample flattening is supported")
+        raise TraceError(f"'{n.name}' ({n.target}) reshapes each sample from {list(per_sample(n.args[0]))} to "
+                         f"{list(shape)}: only flattening a sample, or folding time into the batch and back, is "
+                         f"supported")
     return None if dims is None else N.Flatten(n.name, shape, start_dim=dims[0], end_dim=dims[1])
 
 
+def _getitem(n: fx.Node, shape: tuple, per_sample) -> Optional[N.Node]:
+    """``(spikes, membrane)[0]`` of a neuron passes through; anything else taken from a tensor is refused."""
+    source, index = n.args
+    if index == 0 and isinstance(source, fx.Node) and source.meta.get("tensor_meta") is not None:
+        return None
+    raise TraceError(f"'{n.name}': indexing a tensor or a neuron's membrane is not supported (only a neuron's "
+                     f"spikes, element 0 of (spikes, membrane))")
+
+
 #: torch functions and tensor methods -> IR node (None: the value passes through)
-FUNCTIONS = {operator.add: _add, torch.add: _add, torch.flatten: _reshape}
-METHODS = {"add": _add, "flatten": _reshape, "view": _reshape, "reshape": _reshape,
-           "contiguous": lambda n, shape, shape_of: None}
-
-
-def _neuron(path, m, shape, in_shape):
-    return N.Neuron(path, shape, params=m.step_params())
+FUNCTIONS = {operator.add: _add, torch.add: _add, torch.flatten: _reshape, torch.unflatten: _reshape,
+             operator.getitem: _getitem}
+METHODS = {"add": _add, "flatten": _reshape, "view": _reshape, "reshape": _reshape, "unflatten": _reshape,
+           "contiguous": lambda n, shape, per_sample: None}
 
 
 def _conv(path, m, shape, in_shape):
@@ -267,9 +388,10 @@ def _flatten(path, m, shape, in_shape):
     return N.Flatten(path, shape, start_dim=dims[0] if dims else 0, end_dim=dims[1] if dims else 0)
 
 
-#: torch module type -> IR node builder ``(path, module, shape, in_shape)``; subclasses match too
+#: torch module type -> IR node builder ``(path, module, shape, in_shape)``; subclasses match too (neurons:
+#: :mod:`ilif_deploy.foreign_neurons`)
 MODULES = {
-    ILIF: _neuron, nn.Conv2d: _conv, nn.BatchNorm1d: _batchnorm, nn.BatchNorm2d: _batchnorm,
+    nn.Conv2d: _conv, nn.BatchNorm1d: _batchnorm, nn.BatchNorm2d: _batchnorm,
     nn.AvgPool2d: _pool, nn.MaxPool2d: _pool, nn.Flatten: _flatten,
     nn.ReLU: lambda path, m, shape, in_shape: N.ReLU(path, shape),
     nn.Linear: lambda path, m, shape, in_shape: N.Linear(path, shape, weight=_np(m.weight), bias=_np(m.bias)),
@@ -285,7 +407,7 @@ def _module_rule(m: nn.Module):
 def supported_text() -> str:
     """What the tracer accepts, from its tables (for error messages)."""
     names = lambda xs: ", ".join(getattr(x, "__name__", str(x)) for x in xs)  # noqa: E731
-    return (f"modules {names(MODULES)} (ILIF covers LIF/IPLIF), {names(PASSTHROUGH_MODULES)}; "
+    return (f"modules {names(MODULES)}, {names(PASSTHROUGH_MODULES)}; neurons {foreign.known_text()}; "
             f"functions {names(dict.fromkeys(FUNCTIONS))}; tensor methods {names(METHODS)}")
 
 
