@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up ilif-deploy in ./.venv on a fresh machine (Python 3.11, CPU only). Safe to re-run.
 #   --test   also install what only the tests need beyond requirements.txt: Debian's chromium, for the
-#            browser test of the HTML report (as root with apt-get, e.g. in CI; elsewhere it says how).
+#            browser test of the HTML report (as root with apt-get, e.g. in CI; elsewhere it says how), and
+#            SpikingJelly 2.0.0 and 0.0.0.0.12 (networks written with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
@@ -25,4 +26,14 @@ VPY=.venv/bin/python
 "$VPY" -m pip install --quiet -r requirements-lava.txt
 "$VPY" -m pip install --quiet --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 "$VPY" -m pip install --quiet --no-deps -e .
+if [ "${1:-}" = "--test" ]; then
+    # SpikingJelly for the tests of networks written with it, in the two versions users have: 2.0.0
+    # (activation_based) in the venv, and 0.0.0.0.12 (clock_driven, the authors' API) in a folder of its own
+    # (same package name; its tests run it in a subprocess).  --no-deps: both pin torchvision, which replaces the
+    # CPU torch; 2.0.0 needs loguru at import, nothing else of its list.
+    "$VPY" -m pip install --quiet --no-deps spikingjelly==2.0.0 loguru==0.7.3
+    if [ ! -d .venv/spikingjelly-0.0.0.0.12/spikingjelly ]; then
+        "$VPY" -m pip install --quiet --no-deps --target .venv/spikingjelly-0.0.0.0.12 spikingjelly==0.0.0.0.12
+    fi
+fi
 echo "ilif-deploy is set up in .venv"

@@ -90,6 +90,21 @@ def lava():
 
 
 @pytest.fixture(scope="session")
+def spikingjelly():
+    """SpikingJelly 2.0's activation_based API (scripts/setup.sh --test installs it); without it: skipped locally, a
+    failure in CI."""
+    try:
+        from spikingjelly.activation_based import functional, layer, neuron
+    except ImportError as e:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"SpikingJelly 2.0 is not installed ({e})")
+    return neuron, layer, functional
+
+
+#: SpikingJelly 0.0.0.0.12 (the authors' clock_driven API), installed apart by scripts/setup.sh --test
+SPIKINGJELLY_012 = ROOT / ".venv" / "spikingjelly-0.0.0.0.12"
+
+
+@pytest.fixture(scope="session")
 def netx(lava):
     """lava-dl's netx module (scripts/setup.sh installs lava-dl); without it: skipped locally, a failure in CI."""
     from ilif_deploy.converters.lava.compat import LavaUnavailable, require_netx

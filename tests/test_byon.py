@@ -1,0 +1,191 @@
+"""Bring your own network: what researchers write -- plain torch layers around this project's neurons with time
+folded into the batch, single-step loops, snntorch and SpikingJelly (2.0 here; 0.0.0.0.12, the authors' API, in
+test_byon_spikingjelly012.py) -- traced into the graph, whose spikes equal the module's own at every step."""
+from __future__ import annotations
+
+
+import pytest
+import torch
+from torch import nn
+
+import ilif_deploy as D
+from ilif_deploy import ir as N
+from ilif_deploy.errors import TraceError
+
+T = 8
+
+
+def _module_spikes(net, x, names, single: bool, reset):
+    """The module's own spikes of the modules ``names`` ``{name: [T, B, ...]}`` and its output, stepping it over
+    ``x`` ``[T, B, ...]`` one call per step (``single``) or in one call."""
+    mods = dict(net.named_modules())
+    seen = {k: [] for k in names}
+    hooks = [mods[k].register_forward_hook(lambda m, i, o, k=k: seen[k].append(o[0] if isinstance(o, tuple) else o))
+             for k in names]
+    reset(net)
+    with torch.no_grad():
+        if single:
+            outs = [net(x[t]) for t in range(x.shape[0])]
+            out = torch.stack([o[0] if isinstance(o, tuple) else o for o in outs])
+        else:
+            out = net(x)
+    for h in hooks:
+        h.remove()
+    reset(net)
+    return {k: torch.stack(v) if single else v[0] for k, v in seen.items()}, out
+
+
+def _check(net, shape, names, single, reset, seed=0, scale=1.0, encoding="direct", **trace_kw):
+    """Trace ``net`` and compare the graph's spikes with the module's on random input over T steps."""
+    g = D.trace(net, shape, T, encoding=encoding, **trace_kw)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand((T, 4, *shape) if encoding == "sequence" else (4, *shape), generator=gen) * scale
+    xt = x if encoding == "sequence" else x.unsqueeze(0).expand(T, *x.shape).contiguous()
+    ref, out = _module_spikes(net, xt, names, single, reset)
+    got_out, rec = D.run(g, xt, record=list(names))
+    rates = {k: float((v > 0).float().mean()) for k, v in ref.items()}
+    assert all(0.02 < r < 0.98 for r in rates.values()), rates  # every layer fires: the comparison means something
+    for k in names:
+        assert torch.equal(rec[k], ref[k]), k
+    assert torch.equal(got_out, out)
+    return g
+
+
+# ------------------------------------------------------------------ plain torch around this project's neurons
+class Folded(nn.Module):
+    """Multi-step, written with plain torch layers: time folded into the batch around them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.lif1 = D.ILIF(tau=2.0)
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+        self.lif2 = D.LIF(tau=2.0, v_th=0.5)
+
+    def forward(self, x):  # [T, B, C, H, W]
+        T_, B = x.shape[:2]
+        y = self.bn(self.conv(x.flatten(0, 1))).unflatten(0, (T_, B))
+        s = self.pool(self.lif1(y).flatten(0, 1)).flatten(1)
+        return self.lif2(self.fc(s).view(T_, B, -1))
+
+
+def test_plain_torch_layers_with_time_folded_into_the_batch():
+    torch.manual_seed(0)
+    net = Folded().eval()
+    with torch.no_grad():
+        net.bn.bias.fill_(0.6)
+    g = _check(net, (2, 8, 8), ["lif1", "lif2"], False, lambda n: None, scale=2.0, encoding="sequence")
+    assert [n.op for n in g.nodes.values()] == ["input", "conv2d", "affine", "neuron", "avgpool2d", "flatten",
+                                                "linear", "neuron", "output"]
+
+
+def test_a_neuron_on_time_merged_into_the_batch_is_refused():
+    class Wrong(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lif = D.LIF()
+
+        def forward(self, x):
+            return self.lif(x.flatten(0, 1)).view(x.shape)
+
+    with pytest.raises(TraceError, match="neuron 'lif' receives time merged into the batch"):
+        D.trace(Wrong(), (4,), T)
+
+
+# ------------------------------------------------------------------ snntorch, single-step
+def _snn_reset(net):
+    from snntorch import utils
+
+    utils.reset(net)
+
+
+@pytest.mark.parametrize("mechanism", ["subtract", "zero"])
+def test_snntorch_single_step_network(mechanism):
+    """snntorch as its tutorials write it: nn.Sequential with init_hidden=True neurons, ``spk, mem = net(x)`` once
+    per step; the default subtract reset (the threshold taken off at the next step) and reset to zero."""
+    import snntorch as snn
+
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.MaxPool2d(2),
+                        snn.Leaky(beta=0.8, init_hidden=True, reset_mechanism=mechanism),
+                        nn.Flatten(), nn.Linear(6 * 4 * 4, 10),
+                        snn.Leaky(beta=0.9, threshold=0.6, init_hidden=True, output=True, reset_mechanism=mechanism))
+    g = _check(net, (1, 8, 8), ["2", "5"], True, _snn_reset, scale=2.0)
+    reset = {n.params.reset for n in g.of_type(N.Neuron)}
+    assert reset == {"subtract_next" if mechanism == "subtract" else "zero"}
+
+
+def test_snntorch_synaptic_and_rleaky():
+    import snntorch as snn
+
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(12, 20), snn.Synaptic(alpha=0.6, beta=0.8, init_hidden=True),
+                        nn.Linear(20, 16), snn.RLeaky(beta=0.7, linear_features=16, init_hidden=True),
+                        nn.Linear(16, 5), snn.Leaky(beta=0.9, init_hidden=True, output=True))
+    with torch.no_grad():
+        net[3].recurrent.weight.mul_(2.0)  # a recurrence strong enough to change spikes
+    g = _check(net, (12,), ["1", "3", "5"], True, _snn_reset, scale=1.5)
+    assert [n.op for n in g.nodes.values()] == ["input", "linear", "leaky_integrator", "neuron", "linear",
+                                                "recurrent_neuron", "linear", "neuron", "output"]
+
+
+def test_snntorch_settings_no_family_declares_are_refused_by_name():
+    import snntorch as snn
+
+    for neuron, message in [(snn.Leaky(beta=0.5), "init_hidden=False"),
+                            (snn.Leaky(beta=0.5, init_hidden=True, reset_delay=False), "reset_delay=False"),
+                            (snn.Synaptic(alpha=0.5, beta=0.5, init_hidden=True, reset_mechanism="zero"),
+                             "zeroes the next step's whole membrane"),
+                            (snn.Leaky(beta=0.5, init_hidden=True, graded_spikes_factor=2.0),
+                             "graded_spikes_factor")]:
+        with pytest.raises(TraceError, match=f"module '1' \\(snntorch.*{message}"):
+            D.trace(nn.Sequential(nn.Linear(4, 4), neuron), (4,), T)
+
+
+# ------------------------------------------------------------------ SpikingJelly 2.0 (activation_based)
+def _sj_net(neuron, layer, multi: bool, node=None, **kw):
+    mode = "m" if multi else "s"
+    make = node or neuron.LIFNode
+    return nn.Sequential(layer.Conv2d(2, 8, 3, padding=1, step_mode=mode), layer.BatchNorm2d(8, step_mode=mode),
+                         make(step_mode=mode, **kw), layer.AvgPool2d(2, step_mode=mode),
+                         layer.Flatten(step_mode=mode), layer.Linear(8 * 4 * 4, 10, step_mode=mode),
+                         make(step_mode=mode, **kw))
+
+
+@pytest.mark.parametrize("kind, kw", [("LIFNode", {}), ("LIFNode", {"decay_input": False, "v_reset": None}),
+                                      ("IFNode", {}), ("ParametricLIFNode", {"init_tau": 3.0})])
+@pytest.mark.parametrize("multi", [False, True])
+def test_spikingjelly_2_networks_single_and_multi_step(spikingjelly, kind, kw, multi):
+    neuron, layer, functional = spikingjelly
+    torch.manual_seed(3)
+    net = _sj_net(neuron, layer, multi, getattr(neuron, kind), **kw).eval()
+    # both layers fire, neither always: decay_input divides the input by tau, an IF integrates it all
+    bias, high = (0.2, 0.08) if kind == "IFNode" else (1.5, 0.25) if kw.get("decay_input", True) else (0.6, 0.15)
+    with torch.no_grad():
+        net[1].bias.fill_(bias)
+        nn.init.uniform_(net[5].weight, -0.05, high)
+    _check(net, (2, 8, 8), ["2", "6"], not multi, functional.reset_net, scale=2.0, encoding="sequence")
+
+
+def test_spikingjelly_2_seq_to_ann_container(spikingjelly):
+    neuron, layer, functional = spikingjelly
+    torch.manual_seed(4)
+    net = nn.Sequential(layer.SeqToANNContainer(nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8)),
+                        neuron.LIFNode(step_mode="m", tau=1.5),
+                        layer.SeqToANNContainer(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8 * 4 * 4, 10)),
+                        neuron.LIFNode(step_mode="m", tau=1.5)).eval()
+    with torch.no_grad():
+        net[0][1].bias.fill_(1.0)
+        nn.init.uniform_(net[2][2].weight, -0.06, 0.08)
+    g = _check(net, (2, 8, 8), ["1", "3"], False, functional.reset_net, scale=2.0, encoding="sequence")
+    assert [n.name for n in g.nodes.values()][1:4] == ["0.0", "0.1", "1"]
+
+
+def test_spikingjelly_settings_no_family_declares_are_refused(spikingjelly):
+    neuron, layer, functional = spikingjelly
+    with pytest.raises(TraceError, match="v_reset=0.5: SpikingJelly starts the membrane at v_reset"):
+        D.trace(nn.Sequential(nn.Linear(4, 4), neuron.LIFNode(v_reset=0.5)), (4,), T)
+    with pytest.raises(TraceError, match="mixes single-step neurons .* and multi-step ones"):
+        D.trace(nn.Sequential(neuron.LIFNode(step_mode="s"), D.LIF()), (4,), T)
