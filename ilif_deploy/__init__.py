@@ -2,27 +2,43 @@
 
 Public API (names kept stable for the converters, the energy module, examples and outside checks):
 
-- :class:`ILIF`, :class:`LIF`, :class:`IPLIF`: multi-step torch neurons ``[T, ...] -> [T, ...]``.
-- :func:`load_model`, :func:`save`: model files (safe loading by default).
-- :func:`trace`: torch module -> :class:`Graph` (the intermediate representation).
+- :class:`ILIF`, :class:`LIF`, :class:`PLIF`, :class:`IPLIF`: multi-step torch neurons ``[T, ...] -> [T, ...]``.
+- :func:`load_model`, :func:`save`: model files (safe loading by default; ``example:NAME`` for a bundled model).
+- :func:`trace`: torch module -> :class:`Graph` (the intermediate representation), for networks written with
+  this project's layers, plain torch, snntorch or SpikingJelly, multi-step or single-step.
 - :func:`run`: executes a graph in torch, ``[T, B, ...] -> [T, B, ...]``.
 - :class:`UserError` and its family: what the command-line tools print as one line.
 
 Exporters, file readers (:func:`ilif_deploy.converters.open_graph`) and energy reports live in the
-subpackages ``ilif_deploy.converters`` and ``ilif_deploy.energy``; this core imports neither.
+subpackages ``ilif_deploy.converters`` and ``ilif_deploy.energy``; this core imports neither.  Names are
+imported on first use, so ``import ilif_deploy`` (and a tool's ``--help``) does not load torch.
 """
-from . import paper_models  # noqa: F401  (registers the authors' architectures)
-from .architectures import ARCHITECTURES, build, register_arch
-from .errors import DataError, GraphError, ModelFileError, TraceError, UserError
-from .ir import Graph
-from .model_files import load_model, save
-from .neuron_step import ILIFParams, ilif_step
-from .neurons import ILIF, IPLIF, LIF, rectangle, sigmoid
-from .runtime import logits, run
-from .trace import trace
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["ILIF", "LIF", "IPLIF", "ILIFParams", "ilif_step", "rectangle", "sigmoid", "load_model", "save",
-           "build", "register_arch", "ARCHITECTURES", "trace", "TraceError", "Graph", "GraphError", "run", "logits",
-           "ModelFileError", "UserError", "DataError", "__version__"]
+#: public name -> the module that defines it
+_PUBLIC = {
+    "ILIF": "neurons", "LIF": "neurons", "PLIF": "neurons", "IPLIF": "neurons", "rectangle": "neurons",
+    "sigmoid": "neurons", "ILIFParams": "neuron_step", "ilif_step": "neuron_step", "load_model": "model_files",
+    "save": "model_files", "build": "architectures", "register_arch": "architectures", "trace": "trace",
+    "Graph": "ir", "run": "runtime", "logits": "runtime", "TraceError": "errors", "GraphError": "errors",
+    "ModelFileError": "errors", "UserError": "errors", "DataError": "errors",
+}
+__all__ = sorted(_PUBLIC) + ["ARCHITECTURES", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "ARCHITECTURES":  # the registry with the built-in architectures in it
+        from .architectures import load_builtins
+
+        return load_builtins()
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    raise AttributeError(f"module 'ilif_deploy' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -21,7 +21,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from .architectures import ARCHITECTURES, DEFAULT_SETTINGS, build
+from .architectures import DEFAULT_SETTINGS, build, known
 from .atomic import atomic_path
 from .errors import ModelFileError, UserError
 from .neurons import ReLU
@@ -215,7 +215,7 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
         if arch is None:
             raise ModelFileError(f"{path} is a bare checkpoint (state_dict without architecture): pass "
                                  f"arch=NAME (CLI --arch) and num_classes=N; known architectures: "
-                                 f"{', '.join(sorted(ARCHITECTURES))}")
+                                 f"{', '.join(known())}")
         if pre:
             kw.setdefault("in_channels", pre.input_shape[0])
         if num_classes is not None or pre:
