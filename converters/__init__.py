@@ -186,14 +186,9 @@ READERS = {
 
 def resolve(path) -> Path:
     """``path`` as a file: ``example:NAME`` names a bundled example model (``example:digits_ilif``)."""
-    from ilif_deploy.examples import PREFIX, model_path
+    from ilif_deploy.model_files import resolve_example
 
-    if not str(path).startswith(PREFIX):
-        return Path(path)
-    try:
-        return model_path(str(path)[len(PREFIX):])
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    return resolve_example(path)
 
 
 def _looks_like_onnx(p: Path) -> bool:

@@ -43,11 +43,24 @@ def register_arch(name: str, input_shape, timesteps: int, encoding: str = "direc
 
 def load_arch_module(module: str) -> None:
     """Import ``module`` (the user's own code, e.g. ``--arch-module mypkg.nets``) so that its
-    :func:`register_arch` calls run."""
+    :func:`register_arch` calls run.  As ``python -m`` does, the current folder is searched first (a console
+    script's path holds only its own folder), then the installed packages."""
+    import os
+    import sys
+
+    here = os.getcwd()
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
     try:
         importlib.import_module(module)
     except ImportError as e:
-        raise UserError(f"--arch-module {module}: cannot import it ({e})") from None
+        raise UserError(f"--arch-module {module}: cannot import it ({e}); looked in the current folder {here} "
+                        f"and the installed packages (run from the folder that holds {module.split('.')[0]}"
+                        f"{'/' if '.' in module else '.py'}, or install it)") from None
+    finally:
+        if added:
+            sys.path.remove(here)
 
 
 def load_builtins() -> Dict[str, Callable]:

@@ -81,6 +81,19 @@ def _check_zip_crcs(path: Path) -> None:
         raise ModelFileError(f"{path}: damaged: record {bad.split('/', 1)[-1]!r} fails its CRC-32 check")
 
 
+def resolve_example(path) -> Path:
+    """``path`` as a file: ``example:NAME`` names a bundled example model (``example:digits_ilif``), from any
+    folder; anything else is the path it says."""
+    from .examples import PREFIX, model_path
+
+    if not str(path).startswith(PREFIX):
+        return Path(path)
+    try:
+        return model_path(str(path)[len(PREFIX):])
+    except ValueError as e:
+        raise ModelFileError(str(e)) from None
+
+
 def _torch_load(path: Path, trust_pickle: bool):
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
@@ -163,7 +176,8 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
                trust_pickle: bool = False, dataset: Optional[str] = None, args_file=None, **kw) -> nn.Module:
     """Load a model file into a multi-step ``nn.Module`` in eval mode.
 
-    Accepts our own format, the authors' checkpoints (``{'net': state_dict}``, needs ``arch`` and
+    Accepts ``example:NAME`` (a bundled model), our own format, the authors' checkpoints (``{'net': state_dict}``,
+    needs ``arch`` and
     ``num_classes``), a bare state_dict (needs ``arch``), and, with ``trust_pickle=True`` only, a
     whole pickled module.  Graph files of every kind (``.ir.npz``, NIR, Lava) are read by
     :func:`ilif_deploy.converters.open_graph`.
@@ -182,7 +196,7 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
     """
     from .data import preset
 
-    path = Path(path)
+    path = resolve_example(path)
     overrides = {k: kw.pop(k) for k in SETTING_KEYS if k in kw}
     obj = _torch_load(path, trust_pickle)
     run_args = None

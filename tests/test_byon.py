@@ -189,3 +189,41 @@ def test_spikingjelly_settings_no_family_declares_are_refused(spikingjelly):
         D.trace(nn.Sequential(nn.Linear(4, 4), neuron.LIFNode(v_reset=0.5)), (4,), T)
     with pytest.raises(TraceError, match="mixes single-step neurons .* and multi-step ones"):
         D.trace(nn.Sequential(neuron.LIFNode(step_mode="s"), D.LIF()), (4,), T)
+
+
+# ------------------------------------------------------------------ the front door
+def test_arch_module_is_found_in_the_current_folder_as_python_m_does(tmp_path):
+    """``ilif-export ... --arch-module mynets`` run (the console script, whose path holds only its own folder) in
+    the folder that holds mynets.py: imported from there; a name that is nowhere says where it looked."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "mynets.py").write_text(
+        "from torch import nn\nimport ilif_deploy\n\n\n@ilif_deploy.register_arch('my_mlp', input_shape=(4,), "
+        "timesteps=3)\ndef my_mlp():\n    return nn.Sequential(nn.Linear(4, 3), ilif_deploy.LIF())\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    make = "import ilif_deploy, mynets; ilif_deploy.save(ilif_deploy.build('my_mlp'), 'm.pt')"
+    subprocess.run([sys.executable, "-c", make], cwd=tmp_path, env=env, check=True, capture_output=True)
+    tool = str(Path(sys.executable).parent / "ilif-export")
+    res = subprocess.run([tool, "m.pt", "--arch-module", "mynets", "--target", "ir", "-o", "g.ir.npz"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert D.Graph.load(tmp_path / "g.ir.npz").nodes["0"].weight.shape == (3, 4)
+    res = subprocess.run([tool, "m.pt", "--arch-module", "yournets", "--target", "ir", "-o", "h.ir.npz"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and f"looked in the current folder {tmp_path}" in res.stderr, res.stderr
+
+
+def test_the_readmes_python_block_runs_from_any_folder(tmp_path, monkeypatch):
+    """example: names work in load_model and open_graph, so the README's block needs no path into the checkout."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"### Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert scope["acc"] > 0.9 and (tmp_path / "digits.onnx").is_file()
