@@ -113,7 +113,7 @@ def _read_model(path: Path, arch=None, arch_module=None, args=None, dataset=None
                 neuron=None, timesteps=None, input_shape=None, trust_pickle=None, **neuron_options) -> OpenedFile:
     from ilif_deploy.architectures import load_arch_module
     from ilif_deploy.model_files import load_model
-    from ilif_deploy.trace import trace
+    from ilif_deploy.tracing import trace
 
     if arch_module:
         load_arch_module(arch_module)

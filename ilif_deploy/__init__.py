@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "ILIF": "neurons", "LIF": "neurons", "PLIF": "neurons", "IPLIF": "neurons", "rectangle": "neurons",
     "sigmoid": "neurons", "ILIFParams": "neuron_step", "ilif_step": "neuron_step", "load_model": "model_files",
-    "save": "model_files", "build": "architectures", "register_arch": "architectures", "trace": "trace",
+    "save": "model_files", "build": "architectures", "register_arch": "architectures", "trace": "tracing",
     "Graph": "ir", "run": "runtime", "logits": "runtime", "TraceError": "errors", "GraphError": "errors",
     "ModelFileError": "errors", "UserError": "errors", "DataError": "errors",
 }

@@ -1,6 +1,6 @@
 """Neuron modules of other libraries and of the authors' code, each read once into the neuron families.
 
-The tracer (:mod:`ilif_deploy.trace`) treats every module this table knows as a leaf and asks it for the layer's
+The tracer (:mod:`ilif_deploy.tracing`) treats every module this table knows as a leaf and asks it for the layer's
 :class:`~ilif_deploy.neuron_step.ILIFParams`, whether the module steps once per call ("single") or takes a whole
 sequence (``[T, B, ...]``, "multi"), and for snntorch's ``Synaptic``/``RLeaky`` their synaptic current or recurrent
 synapse.  Classes are matched by their exact qualified name (a subclass may change the step, so it is not taken
