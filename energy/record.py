@@ -133,7 +133,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     n, sequence = len(data), data.encoding == "sequence"
     T = timesteps or data.timesteps or graph.timesteps
     if not T:
-        raise UserError("the graph records no 'timesteps': pass timesteps=")
+        raise UserError("the graph records no 'timesteps': pass timesteps= (command line: -T/--timesteps)")
     names = set(watch if watch is not None else watched_nodes(graph))
     neurons = {k for k in names if isinstance(graph.nodes[k], N.SPIKING)}
     acc: Dict[str, torch.Tensor] = {}
@@ -218,7 +218,7 @@ def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None)
         raise UserError(f"--rate must be a firing probability per neuron and step in [0, 1], got {rate}")
     T = timesteps or graph.timesteps
     if not T:
-        raise UserError("the graph records no 'timesteps': pass --timesteps")
+        raise UserError("the graph records no 'timesteps': pass timesteps= (command line: -T/--timesteps)")
     act = Activity(timesteps=int(T), samples=1, rate=float(rate))
     # Propagate "spiking" through ops that keep spikes binary; everything else is analog.
     for name in graph.topological_order():

@@ -37,6 +37,11 @@ def __getattr__(name: str):
         return load_builtins()
     if name in _PUBLIC:
         return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    try:  # a submodule (ilif_deploy.layers, ilif_deploy.ir, ...), as an eager package would have it
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module 'ilif_deploy' has no attribute {name!r}")
 
 

@@ -191,7 +191,8 @@ def expand_input(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Op
     T = timesteps or graph.timesteps
     if tuple(x.shape[1:]) == shape:
         if not T:
-            raise DataError("input has no time axis and the graph records no 'timesteps': pass timesteps=")
+            raise DataError("input has no time axis and the graph records no 'timesteps': pass timesteps= (command "
+                            "line: -T/--timesteps)")
         return x.unsqueeze(0).expand(T, *x.shape).contiguous()
     if tuple(x.shape[2:]) == shape:
         if timesteps and x.shape[0] != timesteps:

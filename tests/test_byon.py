@@ -227,3 +227,46 @@ def test_the_readmes_python_block_runs_from_any_folder(tmp_path, monkeypatch):
     scope = {}
     exec(compile(block, "README.md", "exec"), scope)
     assert scope["acc"] > 0.9 and (tmp_path / "digits.onnx").is_file()
+
+
+def test_the_main_job_without_lava_runs_the_rest_and_names_what_it_skipped(tmp_path, monkeypatch, capsys):
+    """A plain ``pip install .`` has no Lava: every other step still runs, one last line says what was skipped."""
+    from ilif_deploy.examples import main_job
+
+    monkeypatch.setattr(main_job, "lava_installed", lambda: False)
+    assert main_job.main(["--out", str(tmp_path), "--samples", "5"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("main job: skipped 2 step(s) that run Lava") and "lava-nc==0.10.0" in last
+    assert {"digits_ilif.lava.h5", "digits_ilif.onnx", "energy.html"} <= {p.name for p in tmp_path.iterdir()}
+    assert not (tmp_path / "simulate_float.json").exists()
+
+
+def test_the_readmes_snntorch_model_keeps_its_accuracy_on_lava(tmp_path, lava):
+    """examples/byon_snntorch.py (the README's section): the traced graph has the module's accuracy, Lava float runs
+    it spike for spike; snntorch's NIR route reads the reset as zero and loses accuracy."""
+    import json
+
+    from ilif_deploy.cli import export, simulate
+    from ilif_deploy.examples import byon_snntorch
+
+    assert byon_snntorch.main(["--out", str(tmp_path)]) == 0
+    acc = json.loads((tmp_path / "accuracy.json").read_text())
+    assert acc["graph"] == acc["module"] > 0.9 and acc["nir_without_reset"] < acc["module"]
+    assert export.main([str(tmp_path / "snn.ir.npz"), "--target", "lava", "-o", str(tmp_path / "snn.lava.h5")]) == 0
+    assert simulate.main([str(tmp_path / "snn.lava.h5"), "--data", "digits", "--samples", "60", "--mode", "float",
+                          "--json", str(tmp_path / "sim.json")]) == 0
+    sim = json.loads((tmp_path / "sim.json").read_text())
+    assert sim["overall_spike_agreement"] == 1.0 and sim["prediction_agreement"] == 1.0
+
+
+def test_the_readmes_bring_your_own_network_block_runs(tmp_path, monkeypatch, spikingjelly):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## Bring your own network.*?```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    for name, family in (("mine", "ilif"), ("folded", "ilif"), ("snn", "lif"), ("sj", "lif")):
+        g = D.Graph.load(tmp_path / f"{name}.ir.npz")
+        assert g.timesteps == 6 and g.of_type(N.Neuron)[0].family == family, name

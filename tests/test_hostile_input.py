@@ -104,7 +104,7 @@ def test_huge_network_arguments_allocate_nothing_before_the_check(tmp_path):
 def test_flags_and_declared_sizes_that_ask_too_much(tmp_path):
     for argv, message in [(["-T", "0"], "--timesteps/-T must be a whole number >= 1, got 0"),
                           (["--num-classes", "-1"], "--num-classes must be a whole number >= 1"),
-                          (["--input-shape", "3,9,9"], "does not take input of shape 3, 9, 9 per step"),
+                          (["--input-shape", "3,9,9"], "does not take input of shape 3, 9, 9 per sample"),
                           (["--max-memory", "0.000001"], "more than the limit of")]:
         rc, lines = _run(export.main, ["example:digits_ilif", "--target", "ir", "-o", str(tmp_path / "o.ir.npz"),
                                        *argv])

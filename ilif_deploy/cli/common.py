@@ -99,12 +99,20 @@ def _samples(text: str) -> Optional[int]:
         raise argparse.ArgumentTypeError(f"expected a number of samples or 'all', got {text!r}") from None
 
 
+class _Given(argparse.Action):
+    """Stores the value and notes that it was given (``args.<dest>_given``), so a default can be told apart."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits", samples: Optional[int] = None,
                   batch_size: Optional[int] = None, batch_help: str = "samples per runtime call") -> None:
     """Where the data comes from and how it is preprocessed (ilif_deploy.data.open_data); ``--batch-size``
     where the tool runs the data in batches (default ``batch_size``)."""
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=default,
+    g.add_argument("--data", default=default, action=_Given,
                    help="digits | file.npz (frames x[, y], or events x, y, t, p) | file.npy | a CIFAR-10/100 python "
                         "folder | a folder with tonic's NMNIST/, DVSGesture/ or CIFAR10DVS/ | a folder of class "
                         f"folders of images (default {default})")
@@ -140,8 +148,11 @@ def open_dataset(args: argparse.Namespace, graph):
                    x_key=args.x_key, y_key=args.y_key, normalize=args.normalize, scale=args.scale, resize=args.resize,
                    sensor=args.sensor_size, samples=args.samples)
     if ds.frame_shape != tuple(graph.input_shape):
-        raise DataError(f"{ds.name}: frames of {'x'.join(map(str, ds.frame_shape))}, the network takes "
-                        f"{'x'.join(map(str, graph.input_shape))} per step (--resize, --dataset, --input-shape)")
+        given = getattr(args, "data_given", False)
+        frames, takes = ("x".join(map(str, s)) for s in (ds.frame_shape, graph.input_shape))
+        raise DataError(f"{'' if given else 'no --data given, so the default was read: '}{ds.name}: frames of "
+                        f"{frames}, the network takes {takes} per step "
+                        f"({'--resize, --dataset, --input-shape' if given else 'pass --data'})")
     return ds
 
 

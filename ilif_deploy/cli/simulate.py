@@ -20,7 +20,7 @@ def build_parser():
     p.add_argument("--mode", choices=["float", "fixed"], default="float",
                    help="Lava's floating_pt or fixed_pt (Loihi-style integer) models")
     p.add_argument("--engine", choices=["lava", "torch"], default="lava",
-                   help="lava (the reference; ~1 ms per sample-step on tiny nets, far more on ResNets) or torch "
+                   help="lava (the reference; 1-14 ms per sample-step on tiny nets, seconds on ResNets) or torch "
                         "(batched, the same arithmetic bit for bit: for whole test sets)")
     p.add_argument("--verify", type=int, default=0, metavar="K",
                    help="(--engine torch) also run the first K samples on Lava and report the engine's agreement")
