@@ -206,14 +206,18 @@ def _looks_like_onnx(p: Path) -> bool:
 
 def file_kind(path) -> str:
     """The kind of file at ``path`` (a key of :data:`READERS`), read from its content."""
+    from ilif_deploy.bounded import check_zip, input_file
+
     p = resolve(path)
-    if p.is_dir() or not p.exists():
-        raise UserError(f"{p} is a folder, not a model file" if p.is_dir() else f"model file not found: {p}")
+    if not p.exists() and not p.is_symlink():
+        raise UserError(f"model file not found: {p}")
+    input_file(p, "the model file")
     with open(p, "rb") as fh:
         head = fh.read(8)
     if not head:
         raise UserError(f"{p} is empty (0 bytes)")
     if head.startswith(b"PK\x03\x04"):
+        check_zip(p)
         try:
             names = zipfile.ZipFile(p).namelist()
         except (zipfile.BadZipFile, OSError, ValueError) as e:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ilif_deploy.errors import UserError
 
 
@@ -23,23 +25,28 @@ def check_self_contained(path) -> None:
     is not HDF5 at all passes: the format's own reader then says what it is."""
     import h5py
 
-    path = Path(path)
+    from ilif_deploy.bounded import input_file, refuse_declared
+
+    path = input_file(path)
     try:
         f = h5py.File(path, "r")
     except OSError:
         return  # not HDF5 (or unreadable): the format's own reader says what it is
     with f:
         try:
-            _walk(path, f)
+            declared, where = _walk(path, f)
+            refuse_declared(path, declared, f"its datasets (the largest {where})" if where else "")
         except (RuntimeError, OSError, KeyError, ValueError) as e:  # h5py on a damaged index (local heap, B-tree)
             raise UserError(f"{path}: damaged HDF5 structure ({type(e).__name__}: {e})") from None
 
 
-def _walk(path: Path, f) -> None:
+def _walk(path: Path, f):
+    """Refuse what reads outside the file; return the bytes its datasets declare (read into memory by every
+    reader, whatever the file stores) and the largest dataset's name."""
     import h5py
 
     stack = [f]
-    seen = 0
+    seen, declared, largest = 0, 0, (0, "")
     while stack:
         group = stack.pop()
         for name in group:
@@ -66,6 +73,11 @@ def _walk(path: Path, f) -> None:
                 if obj.is_virtual:
                     raise UnsafeHDF5(f"{path}: dataset {where} is a virtual dataset made of other files; "
                                      f"refused (a file must hold its own data)")
+                size = int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize if obj.shape else \
+                    obj.dtype.itemsize
+                declared += size
+                largest = max(largest, (size, where))
+    return declared, largest[1]
 
 
 #: no NIR, Lava or netx file of a real network comes near this many groups and datasets

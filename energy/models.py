@@ -97,6 +97,10 @@ PRESETS = {
 }
 
 
+#: an energy model file is a few prices: a file this large is not one
+MAX_MODEL_FILE_BYTES = 1 << 20
+
+
 def load_energy_model(spec: Union[str, Path, EnergyModel, dict, None] = "paper") -> EnergyModel:
     """An :class:`EnergyModel` from a preset name, a JSON/YAML file, a dict or a model (returned as is)."""
     if spec is None:
@@ -111,7 +115,12 @@ def load_energy_model(spec: Union[str, Path, EnergyModel, dict, None] = "paper")
     path = Path(key)
     if not path.exists():
         raise UserError(f"unknown energy model {key!r}: use one of {', '.join(PRESETS)} or a .json/.yaml file")
-    text = path.read_text()
+    from ilif_deploy.bounded import input_file
+
+    input_file(path, "the energy model file")
+    if path.stat().st_size > MAX_MODEL_FILE_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes, more than an energy model file holds")
+    text = path.read_text(errors="replace")
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml  # type: ignore

@@ -3,41 +3,36 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import io
 import os
+import shutil
 import signal
+import stat
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 from .errors import UserError
 
 
 #: longest file name most file systems take (ext4, xfs, btrfs, tmpfs)
 NAME_MAX = 255
+#: every temporary file lives in a folder of its own beside its destination, marked by this file (holding the
+#: writer's PID): a killed write's leftovers are recognised by the marker, never by a name a user file could have
+TEMP_PREFIX, TEMP_MARKER = ".ilif-deploy-tmp-", "ilif-deploy-temp"
 
 
-#: room kept in a temp name for ``.PID.`` (Linux PIDs have at most 7 digits) and mkstemp's 8 characters
-_PID_ROOM, _RANDOM_ROOM = 9, 8
-
-
-def _temp_stem(path: Path) -> str:
-    """``.NAME`` -- shortened (the same for every writer) so that ``.NAME.PID.XXXXXXXX.tmpSUFFIX`` fits
-    NAME_MAX for a legal 255-character destination name."""
-    room = NAME_MAX - 1 - _PID_ROOM - _RANDOM_ROOM - len(f".tmp{path.suffix}")
-    return f".{path.name[:max(room, 1)]}"
-
-
-def _remove_stale(path: Path) -> None:
-    """Temp files of earlier writes of ``path`` whose process is gone (killed by SIGKILL or a crash)."""
-    stem = _temp_stem(path)
-    for old in path.parent.glob(f"{glob.escape(stem)}.*.tmp{glob.escape(path.suffix)}"):
-        pid = old.name[len(stem) + 1:].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                old.unlink()
+def _remove_stale(folder: Path) -> None:
+    """Temp folders of earlier writes into ``folder`` whose process is gone (killed by SIGKILL or a crash)."""
+    for old in folder.glob(f"{TEMP_PREFIX}*"):
+        marker = old / TEMP_MARKER
+        if not (old.is_dir() and not old.is_symlink() and marker.is_file()):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(marker.read_text().strip())
+            if pid != os.getpid() and not _alive(pid):
+                shutil.rmtree(old)
 
 
 def _alive(pid: int) -> bool:
@@ -50,45 +45,129 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# ----------------------------------------------------------------------------- the one output gate
+class _Run:
+    """The files one command reads and writes, so that no output is an input or another output."""
+
+    def __init__(self):
+        self.inputs: Dict[tuple, str] = {}
+        self.outputs: Dict[tuple, str] = {}  # claimed before the work starts (claim_outputs)
+
+
+_RUN: Optional[_Run] = None
+
+
+@contextlib.contextmanager
+def run_scope() -> Iterator[None]:
+    """Within the block (one command of a CLI), every input read (:func:`note_input`) and output written is
+    remembered, and an output that is an input, or another output, is refused."""
+    global _RUN
+    outer, _RUN = _RUN, _Run()
+    try:
+        yield
+    finally:
+        _RUN = outer
+
+
+def _keys(path: Path) -> Tuple[tuple, ...]:
+    """What identifies a file: its resolved path, and its device and inode where it exists (a hard link)."""
+    real = Path(os.path.realpath(path))
+    try:
+        st = real.stat()
+        return (("path", str(real)), ("inode", st.st_dev, st.st_ino))
+    except OSError:
+        return (("path", str(real)),)
+
+
+def _kind(mode: int) -> Optional[str]:
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return None
+
+
+def note_input(path: Union[str, os.PathLike], what: str = "an input") -> None:
+    """Remember ``path`` as read by this command (nothing outside a :func:`run_scope`)."""
+    if _RUN is None:
+        return
+    for key in _keys(Path(path)):
+        if key in _RUN.outputs:
+            raise UserError(f"{path} is {_RUN.outputs[key]} of this command and {what}: writing it would destroy "
+                            f"what is read; name another output")
+        _RUN.inputs.setdefault(key, what)
+
+
+def check_destination(path: Union[str, os.PathLike]) -> Path:
+    """The one output gate: ``path`` (symlinks followed) is a new file or a regular file, never a device, FIFO,
+    socket or folder, and never an input of this command.  Returns the path to write."""
+    path = Path(path)
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    with contextlib.suppress(FileNotFoundError):
+        kind = _kind(real.stat().st_mode)
+        if kind is not None:
+            raise UserError(f"{path} is {kind}: outputs are written to regular files (give a file name)")
+    if _RUN is not None:
+        for key in _keys(real):
+            if key in _RUN.inputs:
+                raise UserError(f"{path} is {_RUN.inputs[key]} of this command: writing there would destroy it; "
+                                f"name another output")
+    return real
+
+
+def claim_outputs(outputs: Dict[str, Optional[Union[str, os.PathLike]]]) -> None:
+    """Before any work: every output a command was asked to write (``{"-o": path, "--json": path, ...}``, None:
+    not asked) passes the gate, no two name the same file, and none is read later (:func:`note_input`)."""
+    seen: Dict[tuple, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        real = check_destination(path)
+        for key in _keys(real):
+            if key in seen:
+                raise UserError(f"{path} is named by {seen[key]} and by {flag}: give each output its own file")
+            seen[key] = flag
+    if _RUN is not None:
+        _RUN.outputs.update({key: f"the {flag} output" for key, flag in seen.items()})
+
+
 @contextlib.contextmanager
 def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
-    The temporary file keeps the destination's suffix, because some writers (numpy, h5py, onnx)
-    look at it.  On any exception (SIGTERM too, under the CLIs) the temporary file is removed and
-    ``path`` is left untouched; temp files left by a killed earlier write are removed.  A symlinked
-    destination is written through (the link stays a link); an existing file keeps its permission bits.
+    ``path`` passes the output gate (:func:`check_destination`) first.  The temporary file keeps the destination's
+    name (some writers -- numpy, h5py, onnx -- look at its suffix) inside a marked temp folder beside it.  On any
+    exception (SIGTERM and SIGHUP too, under the CLIs) the temporary folder is removed and ``path`` is left
+    untouched; temp folders of a killed earlier write are removed.  A symlinked destination is written through
+    (the link stays a link); an existing file keeps its permission bits.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path} is a folder: give a file name to write")
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
+    path = check_destination(path)
     if path.parent and not path.parent.exists():
         raise UserError(f"output folder does not exist: {path.parent}")
     if len(path.name) > NAME_MAX:
         raise UserError(f"{path.name[:40]}...: a file name of {len(path.name)} characters (at most {NAME_MAX})")
-    _remove_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_stem(path)}.{os.getpid()}.", suffix=f".tmp{path.suffix}",
-                               dir=path.parent or ".")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    if path.exists():
-        mode = path.stat().st_mode & 0o7777
-    else:  # mkstemp makes the file owner-only; give the result the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(tmp_path, mode)
+    folder = path.parent if str(path.parent) else Path(".")
+    _remove_stale(folder)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=folder))
     try:
+        (tmp_dir / TEMP_MARKER).write_text(str(os.getpid()))
+        tmp_path = tmp_dir / path.name
+        if path.exists():
+            mode = path.stat().st_mode & 0o7777
+        else:  # the permissions a plain open() would give
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        tmp_path.touch(mode=0o600)
+        os.chmod(tmp_path, mode)
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
         if isinstance(e, OSError) and e.filename is None and e.errno in DISK_ERRORS:
             raise OSError(e.errno, e.strerror, str(path)) from e  # a full disk names the file it could not write
         raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 #: write errors that are the disk's, not the program's: full, over quota, over the file-size limit, read-only
@@ -103,7 +182,7 @@ def write_text_atomic(path: Union[str, os.PathLike], text: str) -> None:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the handlers in force before.
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them to the handlers in force before.
 
     Why: h5py keeps its objects in a weak-value registry, and a KeyboardInterrupt raised inside that
     registry's callback is printed as "Exception ignored" and lost: 28 of 30 Ctrl-Cs sent during a 2 s
@@ -113,7 +192,8 @@ def _signals_held() -> Iterator[None]:
         yield
         return
     got = []
-    before = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    before = {s: signal.signal(s, lambda signum, frame: got.append(signum))
+              for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:

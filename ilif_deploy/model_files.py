@@ -95,8 +95,12 @@ def resolve_example(path) -> Path:
 
 
 def _torch_load(path: Path, trust_pickle: bool):
-    if not path.exists():
+    from .bounded import check_zip, input_file
+
+    if not path.exists() and not path.is_symlink():
         raise ModelFileError(f"model file not found: {path}")
+    input_file(path, "the model file")
+    check_zip(path)
     _check_zip_crcs(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)

@@ -34,7 +34,9 @@ class SettingsWarning(UserWarning):
 def read_args(path) -> Dict[str, object]:
     """The ``Namespace(...)`` line of a train.py ``args.txt`` as a dict of literals; ModelFileError names what
     is wrong (not a Namespace line, a value that is not a literal)."""
-    path = Path(path)
+    from .bounded import input_file
+
+    path = input_file(path, "the args.txt")
     try:
         if path.stat().st_size > MAX_ARGS_BYTES:
             raise ModelFileError(f"{path}: {path.stat().st_size} bytes, more than an args.txt of train.py holds "

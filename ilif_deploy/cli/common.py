@@ -169,32 +169,46 @@ def load_graph(args: argparse.Namespace, path=None):
     return open_input(args, path).graph
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character written as its escape (``\\n``, ``\\x1b``, ``\\x00``): names
+    taken from files (a state_dict key, a NIR node) can neither forge more lines nor drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {printable(message)}", file=sys.stderr)
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that ``finally`` blocks (temp-file cleanup) run."""
+    """SIGTERM or SIGHUP, raised in the main thread so that ``finally`` blocks (temp-file cleanup) run."""
+
+
+#: signals that end a run cleanly (temp files removed, one line said)
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _terminate_as_exception():
-    """Make SIGTERM an exception (the default would end the process without cleanup); returns the
-    previous handler, or None where signals cannot be set (not the main thread)."""
+    """Make SIGTERM and SIGHUP exceptions (the default would end the process without cleanup); returns the
+    previous handlers (empty where signals cannot be set: not the main thread)."""
     def handler(signum, frame):
         raise Terminated()
 
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        return {s: signal.signal(s, handler) for s in ENDING_SIGNALS}
     except ValueError:
-        return None
+        return {}
 
 
 def run_cli(main: Callable[[], int]) -> int:
-    """Run a tool: a :class:`UserError` (or a file-system error naming a file) becomes one line on
-    stderr and exit code 2; a closed output pipe ends quietly; anything else keeps its traceback."""
+    """Run a tool: the whole command, parsing its arguments included (so the signal handlers are in place
+    from the start, and a command's inputs and outputs are checked against each other: :func:`claim_outputs`).
+    A :class:`UserError` (or a file-system error naming a file) becomes one line on stderr, control characters
+    escaped, and exit code 2; a closed output pipe ends quietly; anything else keeps its traceback."""
+    from ..atomic import run_scope
+
     previous = _terminate_as_exception()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), run_scope():
             warnings.simplefilter("always", DataWarning)
             warnings.simplefilter("always", ConventionWarning)
             warnings.simplefilter("always", SettingsWarning)
@@ -206,7 +220,7 @@ def run_cli(main: Callable[[], int]) -> int:
         print("terminated", file=sys.stderr)
         return 143
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader (e.g. `| head`) went away: nothing left to say, and nobody to say it to
@@ -216,12 +230,20 @@ def run_cli(main: Callable[[], int]) -> int:
         if e.filename is None and e.errno not in DISK_ERRORS:
             raise
         where = f": {e.filename}" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        print(f"error: {printable(e.strerror or e)}{printable(where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         parallel.leave()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def claim_outputs(**flags) -> None:
+    """The outputs a command was asked to write, by flag (``output=args.output, json=args.json``): checked by
+    the output gate before any work (:func:`ilif_deploy.atomic.claim_outputs`)."""
+    from ..atomic import claim_outputs as claim
+
+    claim({("-o" if k == "output" else f"--{k.replace('_', '-')}"): v for k, v in flags.items()})

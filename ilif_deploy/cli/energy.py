@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_data_args, add_model_args, open_dataset, open_input, parser, run_cli
+from .common import add_data_args, add_model_args, claim_outputs, open_dataset, open_input, parser, run_cli
 
 
 def build_parser():
@@ -70,7 +70,12 @@ def provenance(path, argv, data, rep) -> dict:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    return run_cli(lambda: _run(argv))
+
+
+def _run(argv) -> int:
     args = build_parser().parse_args(argv)
+    claim_outputs(csv=args.csv, json=args.json, html=args.html, markdown=args.markdown)
 
     def go() -> int:
         import torch
@@ -140,7 +145,7 @@ def main(argv=None) -> int:
                 print(f"wrote {getattr(args, flag)}")
         return 0
 
-    return run_cli(go)
+    return go()
 
 
 if __name__ == "__main__":

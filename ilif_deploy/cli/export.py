@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_data_args, add_model_args, open_dataset, open_input, parser, run_cli
+from .common import add_data_args, add_model_args, claim_outputs, open_dataset, open_input, parser, run_cli
 
 
 def build_parser():
@@ -32,7 +32,12 @@ def build_parser():
 
 
 def main(argv=None) -> int:
+    return run_cli(lambda: _run(argv))
+
+
+def _run(argv) -> int:
     args = build_parser().parse_args(argv)
+    claim_outputs(output=args.output, json=args.json)
 
     def go() -> int:
         from ..atomic import write_text_atomic
@@ -55,7 +60,7 @@ def main(argv=None) -> int:
             write_text_atomic(args.json, json.dumps(info, indent=2, default=str))
         return 0
 
-    return run_cli(go)
+    return go()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import json
 import sys
 import warnings
 
-from .common import add_data_args, add_model_args, open_dataset, open_input, parser, run_cli
+from .common import add_data_args, add_model_args, claim_outputs, open_dataset, open_input, parser, run_cli
 
 
 def build_parser():
@@ -41,7 +41,12 @@ def build_parser():
 
 
 def main(argv=None) -> int:
+    return run_cli(lambda: _run(argv))
+
+
+def _run(argv) -> int:
     args = build_parser().parse_args(argv)
+    claim_outputs(json=args.json)
 
     def go() -> int:
         from .. import parallel
@@ -103,7 +108,7 @@ def main(argv=None) -> int:
             write_text_atomic(args.json, json.dumps(rep.to_dict(), indent=2))
         return 0
 
-    return run_cli(go)
+    return go()
 
 
 if __name__ == "__main__":

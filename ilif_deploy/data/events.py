@@ -29,8 +29,12 @@ def frames_by_count(events: np.ndarray, timesteps: int, sensor: Tuple[int, int])
     N // T events each, the last slice taking the remainder -- SpikingJelly's ``split_by='number'``, the
     authors' preprocessing (tonic's own ``ToFrame(n_event_bins=T)`` drops the remainder instead) -- each
     slice accumulated by tonic's ``ToFrame``.  ``sensor`` is (W, H)."""
+    from .readers import MAX_FRAME_PIXELS
+
     ToFrame = _tonic("tonic.transforms").ToFrame
     w, h = sensor
+    if w * h > MAX_FRAME_PIXELS:
+        raise DataError(f"a {w}x{h} sensor makes frames of more than {MAX_FRAME_PIXELS:,} pixels (--sensor-size W,H)")
     if len(events) and (events["x"].max() >= w or events["y"].max() >= h or events["x"].min() < 0
                         or events["y"].min() < 0):
         raise DataError(f"events at x up to {events['x'].max()}, y up to {events['y'].max()} lie outside the "
@@ -92,6 +96,8 @@ def npz_recordings(path: Path, f) -> Tuple[Callable[[int], np.ndarray], int, Opt
     if sample.shape != (n_events,) or (n_events and sample.min() < 0):
         raise DataError(f"{path}: 'sample' must give a recording index >= 0 for every event")
     n = int(sample.max()) + 1 if n_events else 1
+    if n > n_events + 1:  # every recording holds events: an index beyond their count is not a recording
+        raise DataError(f"{path}: 'sample' reaches recording {n - 1:,} with {n_events:,} events in all")
     labels = np.asarray(f["label"]).astype(np.int64).reshape(-1) if "label" in f else None
     if labels is not None and len(labels) != n:
         raise DataError(f"{path}: {len(labels)} labels for {n} recordings")

@@ -29,6 +29,8 @@ from .npy import NpyRows
 from .presets import DatasetPreset, normalization, preset
 from .safe_pickle import load_batch
 
+#: the largest frame read or made (pixels): 4096 x 4096, far beyond any network's input
+MAX_FRAME_PIXELS = 4096 * 4096
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SPLITS = ("test", "train")
 
@@ -87,6 +89,9 @@ def _image_folder(path: Path, channels: int, pre: Preprocess) -> Optional[Datase
 
     def load(i: int) -> np.ndarray:
         with Image.open(files[i][0]) as im:
+            if im.size[0] * im.size[1] > MAX_FRAME_PIXELS:  # checked from the header, before decoding
+                raise DataError(f"{files[i][0]}: an image of {im.size[0]}x{im.size[1]} pixels, more than "
+                                f"{MAX_FRAME_PIXELS:,} (not a frame a network takes); not decoded")
             a = np.asarray(im.convert(mode), dtype=np.uint8)
         return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
@@ -102,6 +107,9 @@ def _events(name: str, recording, n: int, labels, timesteps: Optional[int], sens
     if not timesteps:
         raise DataError(f"{name}: event recordings become T frames: pass --timesteps (or a --dataset preset)")
     w, h = sensor
+    if w * h > MAX_FRAME_PIXELS:
+        raise DataError(f"{name}: a {w}x{h} sensor makes frames of more than {MAX_FRAME_PIXELS:,} pixels "
+                        f"(--sensor-size W,H)")
     return FunctionDataset(f"{name} (events -> {timesteps} frames of equal event count)", n,
                            lambda i: frames_by_count(recording(i), timesteps, sensor), (2, h, w), timesteps, labels,
                            pre)
@@ -208,6 +216,11 @@ def open_data(spec: str, *, input_shape=None, timesteps: Optional[int] = None, d
         raise DataError(f"{path}: a folder, but no CIFAR batches, tonic dataset (NMNIST/, DVSGesture/, CIFAR10DVS/) "
                         f"or class folders of images in it")
     # arrays hold [N, *frame] or [N, T, *frame]; a frame has the network's rank (a vector for a NIR RNN)
+    from ..bounded import check_zip, input_file
+
+    input_file(path, "the data")
+    if path.suffix != ".npy":
+        check_zip(path)
     frame_dims = len(input_shape) if input_shape else 3
     if path.suffix == ".npy":
         return ArrayDataset(str(path), NpyRows(path), preprocess=pre, frame_dims=frame_dims).take(samples)

@@ -208,6 +208,10 @@ class Graph:
     @classmethod
     def load(cls, path: Union[str, os.PathLike, BinaryIO]) -> "Graph":
         """Read a graph written by :meth:`save`; raises GraphError naming the file for foreign or corrupt ones."""
+        if isinstance(path, (str, os.PathLike)):
+            from ..bounded import check_zip, input_file
+
+            check_zip(input_file(path, "the graph file"))
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(bytes(data["__header__"]).decode())
