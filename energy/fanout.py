@@ -59,10 +59,12 @@ def coverage_1d(size: int, kernel: int, stride: int, padding: int, dilation: int
     pairs read it: the 1-D fan-out of a sliding window, borders and padding included."""
     out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
     cov = np.zeros(size)
-    o = np.arange(max(out, 0))
-    for k in range(kernel):
-        i = o * stride - padding + k * dilation
-        np.add.at(cov, i[(i >= 0) & (i < size)], 1)
+    for o in range(max(out, 0)):  # per output position the taps that land inside: O(out), not O(kernel)
+        start = o * stride - padding  # input position of tap 0
+        k_lo = -(start // dilation) if start < 0 else 0  # the first tap at or after position 0
+        k_hi = min(kernel - 1, (size - 1 - start) // dilation)
+        if k_hi >= k_lo:
+            cov[start + k_lo * dilation:start + k_hi * dilation + 1:dilation] += 1
     return cov
 
 

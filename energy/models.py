@@ -58,8 +58,9 @@ class EnergyModel:
             if f.name in ("name", "reference"):
                 continue
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v:
-                raise UserError(f"energy model {self.name!r}: {f.name} must be a number >= 0 (pJ), got {v!r}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < float("inf"):
+                raise UserError(f"energy model {self.name!r}: {f.name} must be a finite number >= 0 (pJ), got "
+                                f"{v!r}")
 
     @property
     def prices_updates(self) -> bool:

@@ -16,6 +16,19 @@ from .conventions import Conventions
 from .count import Row
 from .models import EnergyModel, energy_pj
 
+#: what a spreadsheet reads as the start of a formula in a text cell (OWASP's list for CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(frame):
+    """``frame`` with every text cell a spreadsheet would run as a formula (a layer named ``=SUM(...)`` in a file)
+    prefixed with ``'``, so it is shown as text; numbers are left as they are."""
+    out = frame.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return out
+
 
 def _num(v: float) -> str:
     """4 decimals, or n/a where a quantity does not exist (e.g. continuous firing without data)."""
@@ -134,7 +147,7 @@ class Report:
         """The per-layer table; provenance as leading ``# key: value`` lines (pandas: ``comment="#"``);
         floats to 10 significant digits (counts averaged over samples carry float noise beyond that)."""
         head = "".join(f"# {line}\n" for line in self.provenance_lines())
-        text = head + self.frame.to_csv(index=False, float_format="%.10g")
+        text = head + formula_safe(self.frame).to_csv(index=False, float_format="%.10g")
         if path is not None:
             write_text_atomic(path, text)
         return text

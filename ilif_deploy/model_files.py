@@ -13,6 +13,7 @@ loaded only with ``trust_pickle=True``, because unpickling runs arbitrary code.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from pathlib import Path
@@ -94,12 +95,30 @@ def resolve_example(path) -> Path:
         raise ModelFileError(str(e)) from None
 
 
+def _not_a_graph_file(path: Path) -> None:
+    """A file of another kind given to load_model is named as what it is and what reads it (torch would call an
+    HDF5 file "pickled Python objects" and advise trusting it)."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        raise ModelFileError(f"{path} is an HDF5 file (a NIR graph, a .lava.h5 or a lava-dl netx network), not a torch "
+                             f"model: read it with ilif_deploy.converters.open_graph, or give it to any ilif-* tool")
+    if zipfile.is_zipfile(path):
+        with contextlib.suppress(zipfile.BadZipFile, OSError):
+            if "__header__.npy" in zipfile.ZipFile(path).namelist():
+                raise ModelFileError(f"{path} is an ilif-deploy graph file (.ir.npz), not a torch model: read it with "
+                                     f"ilif_deploy.Graph.load or open_graph, or give it to any ilif-* tool")
+
+
 def _torch_load(path: Path, trust_pickle: bool):
     from .bounded import check_zip, input_file
 
     if not path.exists() and not path.is_symlink():
         raise ModelFileError(f"model file not found: {path}")
     input_file(path, "the model file")
+    _not_a_graph_file(path)
     check_zip(path)
     _check_zip_crcs(path)
     try:
@@ -132,6 +151,26 @@ def _check_fields(path: Path, obj: dict) -> None:
         raise ModelFileError(f"{path}: unknown field(s) {unknown}")
     if any(not isinstance(k, str) for k in obj["arch_kwargs"]):
         raise ModelFileError(f"{path}: arch_kwargs keys must be names")
+
+
+def _check_settings(path: Path, settings: dict) -> dict:
+    """The run settings a file stores, as what they are: T a whole number of steps (2.7 is not 2), the input
+    shape whole positive sizes, the encoding one of the known ones."""
+    from .ir.nodes import ENCODINGS
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    T, shape = settings.get("timesteps"), settings.get("input_shape")
+    if T is not None and not whole(T):
+        raise ModelFileError(f"{path}: settings.timesteps must be a whole number of steps >= 1, got {T!r}")
+    if shape is not None and not (isinstance(shape, (list, tuple)) and 1 <= len(shape) <= 3
+                                  and all(whole(s) for s in shape)):
+        raise ModelFileError(f"{path}: settings.input_shape must be 1 to 3 whole sizes >= 1, got {shape!r}")
+    if settings.get("encoding", "direct") not in ENCODINGS:
+        raise ModelFileError(f"{path}: settings.encoding must be one of {', '.join(ENCODINGS)}, got "
+                             f"{settings.get('encoding')!r}")
+    return settings
 
 
 def _strip_prefix(sd: dict) -> dict:
@@ -225,7 +264,7 @@ def load_model(path: Union[str, os.PathLike], arch: Optional[str] = None, num_cl
             raise ModelFileError(f"{path}: the model has {arch_kwargs['num_classes']} classes, dataset {pre.name} "
                                  f"{pre.num_classes}")
         model = _build_for(path, name, arch_kwargs, obj["state_dict"])
-        settings = dict(obj.get("settings", {}))
+        settings = _check_settings(path, dict(obj.get("settings", {})))
     elif isinstance(obj, dict) and ("net" in obj or all(isinstance(v, torch.Tensor) for v in obj.values())):
         sd = obj["net"] if "net" in obj else obj
         if not isinstance(sd, dict):

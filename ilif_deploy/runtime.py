@@ -228,12 +228,15 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
     """
     RUNTIME.check_graph(graph)
     x = expand_input(graph, x, timesteps)
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise DataError("the input holds non-finite values (inf or nan)")
     keep = set(graph.nodes) if record is True else set(record or ())
     unknown = keep - set(graph.nodes)
     if unknown:
         raise UserError(f"cannot record unknown node(s) {sorted(unknown)}")
     order = graph.topological_order()
-    remaining = {n: len(graph.consumers_of(n)) for n in order}
+    inputs_of, consumers_of = graph.adjacency()
+    remaining = {n: len(consumers_of[n]) for n in order}
     values: Dict[str, torch.Tensor] = {}
     recorded: Dict[str, torch.Tensor] = {}
     for name in order:
@@ -241,12 +244,15 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
         if isinstance(node, N.Input):
             out = x
         else:
-            preds = graph.inputs_of(name)
+            preds = inputs_of[name]
             ins = [values[p] for p in preds]
             if synapse_dtype is not None:
                 stateful = isinstance(node, N.SPIKING + (N.LeakyIntegrator, N.Output))
                 ins = [v.to(torch.float32 if stateful else synapse_dtype) for v in ins]
             out = apply_node(node, ins, compile_neurons=compile_neurons)
+            if not isinstance(node, N.SPIKING) and out.is_floating_point() and not bool(torch.isfinite(out).all()):
+                raise DataError(f"node '{name}' ({node.op}) computes non-finite values (inf or nan) from finite "
+                                f"inputs: its parameters overflow float32 (a BatchNorm variance of 0, a huge gain?)")
             for p in preds:  # free activations as soon as their last consumer ran
                 remaining[p] -= 1
                 if remaining[p] == 0 and p not in keep:

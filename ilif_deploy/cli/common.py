@@ -22,8 +22,48 @@ MODEL_OPTIONS = ("arch", "arch_module", "args", "dataset", "num_classes", "in_ch
                  "nir_from", "reset", "max_memory")
 
 
+def ranged(kind: type, lo: float, hi: float, open_low: bool = False):
+    """An argparse type: a ``kind`` (int or float) in [lo, hi] (``open_low``: above lo), finite; a float flag
+    given a whole number takes it, an int flag refuses a fraction (2.7 steps is not 2)."""
+    def convert(text: str):
+        try:
+            value = kind(text) if kind is float else int(text, 10)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got "
+                                             f"{text!r}") from None
+        low_ok = value > lo if open_low else value >= lo
+        if not (low_ok and value <= hi):  # also refuses nan (no comparison holds)
+            raise argparse.ArgumentTypeError(f"{value!r} is outside {'(' if open_low else '['}{lo:g}, {hi:g}]")
+        return value
+    return convert
+
+
+def ranged_tuple(lo: int, hi: int, lengths):
+    """An argparse type: comma-separated integers in [lo, hi], as many as one of ``lengths``."""
+    one = ranged(int, lo, hi)
+
+    def convert(text: str):
+        values = tuple(one(v.strip()) for v in text.split(","))
+        if len(values) not in lengths:
+            raise argparse.ArgumentTypeError(f"expected {' or '.join(map(str, lengths))} comma-separated integers, "
+                                             f"got {len(values)}")
+        return values
+    return convert
+
+
+#: the largest sizes the flags take (far beyond any network or data set; a value past them is a typo or an attack)
+MAX_SIDE, MAX_COUNT = 65536, 1_000_000
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that says a bad command line in one line (its usage block is what --help is for)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
+
+
 def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
+    p = _OneLineParser(prog=prog, description=description, epilog=epilog)
     p.add_argument("--version", action="version", version=f"{prog} (ilif-deploy) {__version__}")
     return p
 
@@ -44,8 +84,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                        f"{p.encoding})" for p in PRESETS.values()) + "; each overridable by the flags below (CIFAR "
                        "at T=6, train.py's default and the paper's headline and energy table; the paper also reports "
                        "T=4: -T 4)")
-    g.add_argument("--num-classes", type=int, help="number of classes of a bare checkpoint")
-    g.add_argument("--in-channels", type=int, help="input channels of a bare checkpoint (2 for DVS data)")
+    g.add_argument("--num-classes", type=ranged(int, 1, MAX_COUNT), help="number of classes of a bare checkpoint")
+    g.add_argument("--in-channels", type=ranged(int, 1, MAX_SIDE),
+                   help="input channels of a bare checkpoint (2 for DVS data)")
     g.add_argument("--neuron", choices=list(NEURON_KINDS),
                    help="neuron of a bare checkpoint, as train.py's -neuron_model: ilif (default), lif, plif (learned "
                         "decay), relu (their ANN baseline, run at T = 1); iplif: ILIF with PLIF's learned decay")
@@ -55,14 +96,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "warning where they contradict it"),
     n = p.add_argument_group("neuron settings (checkpoints store none; default: the paper's tau=1.1, v_th=1, "
                              "lam_u=1, lam_i=0.03, ciu_source=synaptic)")
-    n.add_argument("--tau", type=float, help="membrane time constant in steps (lam = 1 - 1/tau)")
-    n.add_argument("--v-th", type=float, help="firing threshold")
-    n.add_argument("--lam-u", type=float, help="MPIU decay per step (0: no MPIU)")
-    n.add_argument("--lam-i", type=float, help="CIU decay per step (0: no CIU)")
+    n.add_argument("--tau", type=ranged(float, 1.0, 1e9), help="membrane time constant in steps, >= 1 "
+                                                                 "(lam = 1 - 1/tau)")
+    n.add_argument("--v-th", type=ranged(float, 0.0, 1e9, open_low=True), help="firing threshold (> 0)")
+    n.add_argument("--lam-u", type=ranged(float, 0.0, 1.0), help="MPIU decay per step in [0, 1] (0: no MPIU)")
+    n.add_argument("--lam-i", type=ranged(float, 0.0, 1.0), help="CIU decay per step in [0, 1] (0: no CIU)")
     n.add_argument("--ciu-source", choices=["synaptic", "net"], help="what drives the CIU: synaptic (the authors' "
                                                                       "code) or net (the paper's Eq. 15)")
-    g.add_argument("--timesteps", "-T", type=int, help="time steps T (default: the model file's setting)")
-    g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
+    g.add_argument("--timesteps", "-T", type=ranged(int, 1, MAX_COUNT),
+                   help="time steps T (default: the model file's setting)")
+    g.add_argument("--input-shape", type=ranged_tuple(1, MAX_SIDE, (1, 2, 3)),
                    help="one sample's shape, channel first, e.g. 3,32,32 (default: the model file's setting)")
     r = p.add_argument_group("NIR files from other tools (how their continuous-time neurons are stepped)")
     r.add_argument("--nir-from", choices=sorted(NIR_PRESETS),
@@ -76,12 +119,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "snntorch's Leaky default, taken off at the next step as snntorch does), zero, or "
                         "to-v-reset (the file's v_reset, what NIR says); without it a file whose tool does not "
                         "record its reset is read to v_reset with a warning")
-    r.add_argument("--dt", type=float, help="simulation step in seconds for NIR time constants (decay 1 - dt/tau; "
-                                            "default 1e-4, snntorch's)")
+    r.add_argument("--dt", type=ranged(float, 0.0, 1e3, open_low=True),
+                   help="simulation step in seconds for NIR time constants (decay 1 - dt/tau; default 1e-4, "
+                        "snntorch's)")
     r.add_argument("--if-convention", choices=["euler", "per_step"],
                    help="how nir.IF's r is read: euler (v += dt r I, the NIR equation; default) or per_step "
                         "(v += r I: Norse, sinabs, BindsNET)")
-    g.add_argument("--max-memory", type=float, metavar="GB",
+    g.add_argument("--max-memory", type=ranged(float, 0.0, 1e6, open_low=True), metavar="GB",
                    help="refuse a network whose activations for one sample over T steps exceed this (default: "
                         "half of this machine's memory)")
     g.add_argument("--trust-pickle", action="store_true", default=None,
@@ -94,9 +138,12 @@ def _samples(text: str) -> Optional[int]:
     if text == "all":
         return None
     try:
-        return int(text)
+        n = int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of samples or 'all', got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"the number of samples must be >= 1 (or 'all'), got {n}")
+    return n
 
 
 class _Given(argparse.Action):
@@ -123,14 +170,17 @@ def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits",
     g.add_argument("--y-key", default="y", help="(.npz) array of labels (default y)")
     g.add_argument("--normalize", help="per-channel (x - mean) / std: cifar10 | cifar100 | imagenet | MEAN,STD | "
                                        "M1,M2,M3/S1,S2,S3 | none (default: the --dataset preset's, else none)")
-    g.add_argument("--scale", type=float, help="multiply raw values first (default: 1/255 for uint8 images, else 1)")
-    g.add_argument("--resize", type=int, help="resize every frame to N x N (default: the preset's, e.g. 48 for "
-                                              "dvs-cifar10 events)")
-    g.add_argument("--sensor-size", type=lambda s: tuple(int(v) for v in s.split(",")), metavar="W,H",
+    g.add_argument("--scale", type=ranged(float, -1e30, 1e30),
+                   help="multiply raw values first (default: 1/255 for uint8 images, else 1)")
+    g.add_argument("--resize", type=ranged(int, 1, 4096),
+                   help="resize every frame to N x N (default: the preset's, e.g. 48 for dvs-cifar10 events)")
+    g.add_argument("--sensor-size", type=ranged_tuple(1, 4096, (2,)), metavar="W,H",
                    help="(events) the sensor's width and height (default: the preset's, else the events' extent)")
-    g.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
+    g.add_argument("--threads", type=ranged(int, 1, 4 * (os.cpu_count() or 1)),
+                   help="torch intra-op threads (default: torch's own choice; at most 4 per CPU)")
     if batch_size:
-        g.add_argument("--batch-size", "--batch", type=int, default=batch_size, dest="batch_size",
+        g.add_argument("--batch-size", "--batch", type=ranged(int, 1, MAX_COUNT), default=batch_size,
+                       dest="batch_size",
                        help=f"{batch_help} (default {batch_size})")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_data_args, add_model_args, claim_outputs, open_dataset, open_input, parser, run_cli
+from .common import (add_data_args, add_model_args, claim_outputs, open_dataset, open_input, parser, ranged,
+                     run_cli)
 
 
 def build_parser():
@@ -12,7 +13,8 @@ def build_parser():
                               "on real data (all numbers per inference).")
     add_model_args(p)
     add_data_args(p, batch_size=32)  # --data none: an analytic estimate at --rate
-    p.add_argument("--rate", type=float, help="with --data none: assumed firing rate per neuron and step, in [0, 1]")
+    p.add_argument("--rate", type=ranged(float, 0.0, 1.0),
+                   help="with --data none: assumed firing rate per neuron and step, in [0, 1]")
     p.add_argument("--energy-model", default="paper",
                    help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | "
                         "a .json/.yaml file with e_ac_pj, e_mac_pj, ... (default paper: 0.9/4.6 pJ)")

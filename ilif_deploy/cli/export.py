@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_data_args, add_model_args, claim_outputs, open_dataset, open_input, parser, run_cli
+from .common import (add_data_args, add_model_args, claim_outputs, open_dataset, open_input, parser, ranged,
+                     run_cli)
 
 
 def build_parser():
@@ -23,7 +24,7 @@ def build_parser():
                    help="(ir, nir, onnx) write the graph with BatchNorm folded into the weights (exact in real "
                         "arithmetic, not always in float32; the report says how many spikes moved). Lava always "
                         "folds. Default: BN kept as its own node, bit-exact with the module")
-    p.add_argument("--check-samples", type=int, default=8,
+    p.add_argument("--check-samples", type=ranged(int, 0, 10_000), default=8,
                    help="inputs on which a lowered graph (--fold-bn, Lava) is compared with the exact one (default 8)")
     p.add_argument("--json", help="write what was exported (and measured) as JSON to this file")
     add_data_args(p, default=None)

@@ -5,7 +5,8 @@ import json
 import sys
 import warnings
 
-from .common import add_data_args, add_model_args, claim_outputs, open_dataset, open_input, parser, run_cli
+from .common import (MAX_COUNT, add_data_args, add_model_args, claim_outputs, open_dataset, open_input, parser,
+                     ranged, run_cli)
 
 
 def build_parser():
@@ -22,18 +23,18 @@ def build_parser():
     p.add_argument("--engine", choices=["lava", "torch"], default="lava",
                    help="lava (the reference; 1-14 ms per sample-step on tiny nets, seconds on ResNets) or torch "
                         "(batched, the same arithmetic bit for bit: for whole test sets)")
-    p.add_argument("--verify", type=int, default=0, metavar="K",
+    p.add_argument("--verify", type=ranged(int, 0, MAX_COUNT), default=0, metavar="K",
                    help="(--engine torch) also run the first K samples on Lava and report the engine's agreement")
     p.add_argument("--device", default="cpu", help="(--engine torch) torch device (default cpu)")
     p.add_argument("--compile", action="store_true",
                    help="(--engine torch, --mode fixed) fuse each neuron layer's steps with torch.compile: the same "
                         "integers, ~1.5x faster on ResNet-18; needs a C++ compiler, compiles for seconds per layer")
     p.add_argument("--json", help="write the report as JSON to this file")
-    p.add_argument("--frac-bits", type=int,
+    p.add_argument("--frac-bits", type=ranged(int, 1, 22),
                    help="(fixed) fractional bits of the 24-bit neuron state (default: the file's, else 16)")
-    p.add_argument("--input-frac-bits", type=int,
+    p.add_argument("--input-frac-bits", type=ranged(int, 0, 23),
                    help="(fixed) fractional bits of analog input values (default: the file's, else 8)")
-    p.add_argument("--dense-conv-limit", type=int,
+    p.add_argument("--dense-conv-limit", type=ranged(int, 0, 1 << 31),
                    help="(model and graph files) write plain convs with at most this many matrix entries as Dense "
                         "(default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,6 +1,7 @@
 """The intermediate graph: nodes + edges, validation, topological order, summary, save/load."""
 from __future__ import annotations
 
+import collections
 import io
 import json
 import math
@@ -71,6 +72,15 @@ class Graph:
     def consumers_of(self, name: str) -> List[str]:
         return [t for s, t in self.edges if s == name]
 
+    def adjacency(self) -> Tuple[Dict[str, List[str]], Dict[str, List[str]]]:
+        """``(inputs, consumers)`` of every node at once (O(edges); the single-node queries are O(edges) each)."""
+        inputs: Dict[str, List[str]] = {n: [] for n in self.nodes}
+        consumers: Dict[str, List[str]] = {n: [] for n in self.nodes}
+        for s, t in self.edges:
+            inputs[t].append(s)
+            consumers[s].append(t)
+        return inputs, consumers
+
     def of_type(self, cls) -> List[N.Node]:
         return [n for n in self.nodes.values() if isinstance(n, cls)]
 
@@ -105,12 +115,12 @@ class Graph:
         indeg = {n: 0 for n in self.nodes}
         for s, t in self.edges:
             indeg[t] += 1
-        order, ready = [], [n for n in self.nodes if indeg[n] == 0]
+        order, ready = [], collections.deque(n for n in self.nodes if indeg[n] == 0)
         consumers: Dict[str, List[str]] = {n: [] for n in self.nodes}
         for s, t in self.edges:
             consumers[s].append(t)
         while ready:
-            n = ready.pop(0)
+            n = ready.popleft()
             order.append(n)
             for c in consumers[n]:
                 indeg[c] -= 1
@@ -135,19 +145,20 @@ class Graph:
                 if end not in self.nodes:
                     raise GraphError(f"edge ({s} -> {t}) refers to unknown node '{end}'")
         self.input_node, self.output_node  # exactly one of each
+        inputs, consumers = self.adjacency()  # once: O(edges), not O(nodes x edges)
         for name, node in self.nodes.items():
-            if isinstance(node, N.Input) and self.inputs_of(name):
+            if isinstance(node, N.Input) and inputs[name]:
                 raise GraphError(f"input node '{name}' has incoming edges")
-            if isinstance(node, N.Output) and self.consumers_of(name):
+            if isinstance(node, N.Output) and consumers[name]:
                 raise GraphError(f"output node '{name}' has outgoing edges")
-            if not isinstance(node, N.Output) and not self.consumers_of(name):
+            if not isinstance(node, N.Output) and not consumers[name]:
                 raise GraphError(f"node '{name}' ({node.op}) is not connected to anything downstream")
             if node.name != name:
                 raise GraphError(f"node '{node.name}' is stored under the name '{name}'")
             node.check()
         for name in self.topological_order():
             node = self.nodes[name]
-            expect = infer_shape(node, [tuple(self.nodes[p].shape) for p in self.inputs_of(name)])
+            expect = infer_shape(node, [tuple(self.nodes[p].shape) for p in inputs[name]])
             if tuple(node.shape) != tuple(expect):
                 raise GraphError(f"node '{name}' ({node.op}): recorded shape {list(node.shape)}, "
                                  f"its inputs give {list(expect)}")
@@ -220,7 +231,8 @@ class Graph:
                 if header.get("version") not in range(1, GRAPH_VERSION + 1):
                     raise GraphError(f"version {header.get('version')!r}; this ilif-deploy reads versions 1 to "
                                      f"{GRAPH_VERSION} (a newer ilif-deploy wrote it?)")
-                nodes = [N.node_from_dict(e, {k: data[v] for k, v in e.pop("arrays", {}).items()})
+                nodes = [N.node_from_dict(*_first_release(e, data)) if header["version"] == 1 and "arrays" not in e
+                         else N.node_from_dict(e, {k: data[v] for k, v in e.pop("arrays", {}).items()})
                          for e in header["nodes"]]
                 g = cls(metadata=dict(header["metadata"]), edges=[tuple(e) for e in header["edges"]])
         except GraphError as e:
@@ -230,6 +242,20 @@ class Graph:
         for n in nodes:
             g.add(n)
         return g.validate()
+
+
+def _first_release(entry: dict, data) -> tuple:
+    """A node entry of the first release's layout (version 1 before ``arrays``): arrays referenced from the
+    attributes as ``{"array": key}``, neuron parameters as ``{"ilif": {...}}``, unset fields stored as null."""
+    attrs, arrays = {}, {}
+    for k, v in (entry.get("attrs") or {}).items():
+        if isinstance(v, dict) and set(v) == {"array"}:
+            arrays[k] = data[v["array"]]
+        elif isinstance(v, dict) and set(v) == {"ilif"}:
+            attrs[k] = v["ilif"]
+        elif v is not None:
+            attrs[k] = v
+    return {**entry, "attrs": attrs}, arrays
 
 
 def _fmt(v) -> str:

@@ -293,6 +293,8 @@ class Affine(Node):
         self.need(self.scale.shape == (c,) and self.shift.shape == (c,),
                   f"scale/shift must have one value per channel ({c}), have {self.scale.shape}/{self.shift.shape}")
         self.need(self.bn_stats is None or self.bn_stats.shape == (4, c), "bn_stats must be [4, channels]")
+        self.need(self.bn_stats is None or bool((self.bn_stats[1].astype(np.float64) + self.eps > 0).all()),
+                  "a BatchNorm running variance + eps must be > 0 (it divides by its square root)")
         return x
 
 
@@ -442,6 +444,11 @@ class LeakyIntegrator(Node):
     lam: float = number()
     op: ClassVar[str] = "leaky_integrator"
 
+    def check(self):
+        super().check()
+        self.need(0.0 <= self.lam <= 1.0, f"lam = {self.lam:g} is outside [0, 1] (a decay per step)")
+        return self
+
 
 @node
 class RecurrentNeuron(_Spiking, Node):
@@ -461,7 +468,7 @@ class RecurrentNeuron(_Spiking, Node):
     bias: Optional[np.ndarray] = array(1, optional=True)
     in_scale: float = number(1.0)
     in_shift: float = number(0.0)
-    syn_lam: float = number(0.0, minimum=0.0)
+    syn_lam: float = number(0.0, minimum=0.0)  # at most 1: checked with the weight
     mem_scale: float = number(1.0)
     mem_shift: float = number(0.0)
     op: ClassVar[str] = "recurrent_neuron"
@@ -470,6 +477,7 @@ class RecurrentNeuron(_Spiking, Node):
         super().check()
         self._check_params()
         n = self.weight.shape[0]
+        self.need(self.syn_lam <= 1.0, f"syn_lam = {self.syn_lam:g} is outside [0, 1] (a decay per step)")
         self.need(self.weight.shape == (n, n), f"the recurrent weight must be square, got {list(self.weight.shape)}")
         self.need(self.bias is None or self.bias.shape == (n,), "bias shape does not match the recurrent weight")
         return self
