@@ -9,13 +9,11 @@ kind (or target) is refused by name instead of being dropped.
 from __future__ import annotations
 
 import importlib
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
-import numpy as np
 
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
@@ -269,33 +267,14 @@ def open_file(path, **options) -> OpenedFile:
     return opened
 
 
-def default_memory_limit() -> float:
-    """Half of this machine's physical memory, in bytes (the default of ``--max-memory``)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2 ** 30
-
-
-def activation_bytes(graph: Graph, batch: int = 1) -> int:
-    """What running ``graph`` holds at least: every node's output over T steps for ``batch`` samples, in
-    float64 (the analytic energy estimate and Lava's synapses use float64), in bytes."""
-    per_step = sum(int(np.prod(node.shape, dtype=np.float64)) for node in graph.nodes.values() if node.shape)
-    return int(per_step * max(int(graph.timesteps or 1), 1) * batch * 8)
-
-
 def check_memory(graph: Graph, max_memory: Optional[float], what: str) -> None:
-    """Refuse a graph whose activations for one sample would exceed ``max_memory`` GB (default: half the
-    machine's memory) before anything that size is allocated: a small file can declare 10**9 neurons."""
-    limit = default_memory_limit() if max_memory is None else float(max_memory) * 2 ** 30
-    if max_memory is not None and not max_memory > 0:
-        raise OptionError(f"--max-memory must be > 0 GB, got {max_memory}")
-    need = activation_bytes(graph)
-    if need > limit:
-        big = max(graph.nodes.values(), key=lambda n: float(np.prod(n.shape or (0,), dtype=np.float64)))
-        raise UserError(f"{what}: one sample over T={graph.timesteps or 1} steps needs about {need / 2 ** 30:,.1f} "
-                        f"GB of activations (largest: '{big.name}' with {float(np.prod(big.shape)):,.0f} values per "
-                        f"step), more than the limit of {limit / 2 ** 30:,.1f} GB (--max-memory GB)")
+    """Set the memory limit for the command's runs (``max_memory`` GB; default half the machine's memory,
+    :mod:`ilif_deploy.limits`) and refuse a graph whose activations for one sample alive at once, in float64
+    (Lava's synapses, the analytic estimate), would exceed it: a small file can declare 10**9 neurons."""
+    from ilif_deploy.limits import check_run, set_memory_limit
+
+    set_memory_limit(max_memory)
+    check_run(graph, int(graph.timesteps or 1), 1, itemsize=8, what=what)
 
 
 #: options that count something, with their flags: each must be a whole number >= 1 when given

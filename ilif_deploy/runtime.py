@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from . import ir as N
 from .errors import DataError, GraphError, UserError
 from .families import RUNTIME
+from .limits import check_run
 from .ir.graph import Graph
 from .neuron_step import ArrayOps, run_sequence
 from .neurons import spike_count
@@ -228,6 +229,7 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
     """
     RUNTIME.check_graph(graph)
     x = expand_input(graph, x, timesteps)
+    check_run(graph, x.shape[0], x.shape[1], itemsize=8 if synapse_dtype == torch.float64 else x.element_size())
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise DataError("the input holds non-finite values (inf or nan)")
     keep = set(graph.nodes) if record is True else set(record or ())

@@ -177,12 +177,9 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
     # The graph is the same for every T, so a long T is probed with 7 steps: -T 1000000 costs no more.
     probe_t = timesteps if timesteps <= PROBE_STEPS else PROBE_STEPS
     B = PROBE_BATCH
-    example = torch.rand(B, *input_shape) if step == "single" else torch.rand(probe_t, B, *input_shape)
+    shape = (B, *input_shape) if step == "single" else (probe_t, B, *input_shape)
     try:
-        # torch's ShapeProp prints the traceback itself (traceback.print_exc) before raising; the error
-        # below says what went wrong in one line, so its print is captured
-        with contextlib.redirect_stderr(io.StringIO()):
-            ShapeProp(gm).propagate(example)
+        _propagate_shapes(gm, shape)
     except Exception as e:
         while e.__cause__ is not None:  # ShapeProp wraps the module's own error
             e = e.__cause__
@@ -197,7 +194,10 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
     layout: Dict[str, str] = {}  # fx node name -> "sequence" [T, B, ...], "merged" [T*B, ...] or "step" [B, ...]
 
     def meta_of(n) -> object:
-        meta = n.meta.get("tensor_meta") if isinstance(n, fx.Node) else None
+        meta = n.meta.get("tensor_meta", n.meta.get("val")) if isinstance(n, fx.Node) else None
+        if not hasattr(meta, "shape") and not (isinstance(meta, (tuple, list)) and meta
+                                               and all(hasattr(m, "shape") for m in meta)):
+            meta = None  # a shape or a number (x.shape[0], x.size(1)): no tensor
         several = isinstance(meta, (tuple, list)) and not hasattr(meta, "shape")  # TensorMetadata is a NamedTuple
         if several and n.op == "call_module" and foreign.is_neuron(modules[n.target]):
             return meta[0]  # a neuron returning (spikes, membrane): it stands for its spikes
@@ -281,6 +281,27 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
             g.add(node, [src(a) for a in (n.args if isinstance(node, N.Add) else n.args[:1])])
             alias[n.name] = n.name
     return g
+
+
+def _propagate_shapes(gm: fx.GraphModule, shape: tuple) -> None:
+    """Every node's output shape for an input of ``shape``, in ``node.meta``: with fake tensors (no memory is
+    allocated, so a network far larger than the machine is still traced, and refused by --max-memory before it
+    runs); a module fake tensors cannot run (code that reads values) is probed with a real tensor instead."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            FakeTensorProp(gm, mode).propagate(mode.from_tensor(torch.empty(shape)))
+        return
+    except Exception:  # noqa: BLE001 - data-dependent code: probe for real, below
+        for n in gm.graph.nodes:
+            n.meta.pop("val", None)
+    # torch's ShapeProp prints the traceback itself (traceback.print_exc) before raising; the caller's error says
+    # what went wrong in one line, so its print is captured
+    with contextlib.redirect_stderr(io.StringIO()):
+        ShapeProp(gm).propagate(torch.rand(shape))
 
 
 def _neuron_nodes(path: str, nm: "foreign.NeuronModule", shape: tuple) -> list:
