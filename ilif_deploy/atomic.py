@@ -51,7 +51,8 @@ class _Run:
 
     def __init__(self):
         self.inputs: Dict[tuple, str] = {}
-        self.outputs: Dict[tuple, str] = {}  # claimed before the work starts (claim_outputs)
+        # (flag, path as typed), claimed before the work starts (claim_outputs)
+        self.outputs: Dict[tuple, Tuple[str, Union[str, os.PathLike]]] = {}
 
 
 _RUN: Optional[_Run] = None
@@ -93,8 +94,9 @@ def note_input(path: Union[str, os.PathLike], what: str = "an input") -> None:
         return
     for key in _keys(Path(path)):
         if key in _RUN.outputs:
-            raise UserError(f"{path} is {_RUN.outputs[key]} of this command and {what}: writing it would destroy "
-                            f"what is read; name another output")
+            flag, out = _RUN.outputs[key]
+            raise UserError(f"{out} (the {flag} output of this command) is the same file as {what} {path}: writing "
+                            f"it would destroy what is read; name another output")
         _RUN.inputs.setdefault(key, what)
 
 
@@ -118,17 +120,17 @@ def check_destination(path: Union[str, os.PathLike]) -> Path:
 def claim_outputs(outputs: Dict[str, Optional[Union[str, os.PathLike]]]) -> None:
     """Before any work: every output a command was asked to write (``{"-o": path, "--json": path, ...}``, None:
     not asked) passes the gate, no two name the same file, and none is read later (:func:`note_input`)."""
-    seen: Dict[tuple, str] = {}
+    seen: Dict[tuple, Tuple[str, Union[str, os.PathLike]]] = {}
     for flag, path in outputs.items():
         if path is None:
             continue
         real = check_destination(path)
         for key in _keys(real):
             if key in seen:
-                raise UserError(f"{path} is named by {seen[key]} and by {flag}: give each output its own file")
-            seen[key] = flag
+                raise UserError(f"{path} is named by {seen[key][0]} and by {flag}: give each output its own file")
+            seen[key] = (flag, path)
     if _RUN is not None:
-        _RUN.outputs.update({key: f"the {flag} output" for key, flag in seen.items()})
+        _RUN.outputs.update(seen)
 
 
 @contextlib.contextmanager

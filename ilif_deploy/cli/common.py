@@ -269,6 +269,9 @@ def run_cli(main: Callable[[], int]) -> int:
     except Terminated:
         print("terminated", file=sys.stderr)
         return 143
+    except SystemExit as e:  # argparse's --help, --version and one-line errors: main(argv) returns, never exits
+        sys.stdout.flush()
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except UserError as e:
         print(f"error: {printable(e)}", file=sys.stderr)
         return 2
