@@ -15,6 +15,7 @@ from ..run_args import SettingsWarning
 from ..data import PRESETS, DataWarning
 from ..architectures import NEURON_KINDS
 from ..errors import DataError, UserError
+from .launch import Terminated, terminate_as_exception
 
 #: the model-file options every tool takes, as ``open_file`` keywords
 MODEL_OPTIONS = ("arch", "arch_module", "args", "dataset", "num_classes", "in_channels", "neuron", "tau", "v_th",
@@ -229,26 +230,6 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"warning: {printable(message)}", file=sys.stderr)
 
 
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP, raised in the main thread so that ``finally`` blocks (temp-file cleanup) run."""
-
-
-#: signals that end a run cleanly (temp files removed, one line said)
-ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-def _terminate_as_exception():
-    """Make SIGTERM and SIGHUP exceptions (the default would end the process without cleanup); returns the
-    previous handlers (empty where signals cannot be set: not the main thread)."""
-    def handler(signum, frame):
-        raise Terminated()
-
-    try:
-        return {s: signal.signal(s, handler) for s in ENDING_SIGNALS}
-    except ValueError:
-        return {}
-
-
 def run_cli(main: Callable[[], int]) -> int:
     """Run a tool: the whole command, parsing its arguments included (so the signal handlers are in place
     from the start, and a command's inputs and outputs are checked against each other: :func:`claim_outputs`).
@@ -256,7 +237,7 @@ def run_cli(main: Callable[[], int]) -> int:
     escaped, and exit code 2; a closed output pipe ends quietly; anything else keeps its traceback."""
     from ..atomic import run_scope
 
-    previous = _terminate_as_exception()
+    previous = terminate_as_exception()
     try:
         with warnings.catch_warnings(), run_scope():
             warnings.simplefilter("always", DataWarning)
