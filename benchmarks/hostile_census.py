@@ -290,28 +290,54 @@ def _edit_ir(src: Path, dst: Path) -> str:
     return str(dst)
 
 
+def boundary_rows(verbose: bool):
+    """The boundary families (benchmarks/hostile_boundaries.py), each case a child process: rows, and the
+    largest peak RSS of a case whose inputs are under 1 MB."""
+    from hostile_boundaries import SMALL_INPUT, boundary_cases, judge, judge_signal, nir_valid, signal_cases
+
+    rows, peak = [], (0, "")
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = boundary_cases(Path(tmp))
+        print(f"{len(cases)} boundary cases, each a child process", file=sys.stderr)
+        for d, case in cases:
+            o = judge(case, d)
+            rows.append((case.family, case.what, o.verdict, o.first))
+            if o.input_bytes < SMALL_INPUT and o.rss > peak[0]:
+                peak = (o.rss, case.what)
+            if verbose:
+                print(f"  {o.seconds:5.1f} s {o.rss / 2**20:6.0f} MB  {o.verdict:18s} {case.what}", file=sys.stderr)
+        for d, case, old, target in signal_cases(Path(tmp)):
+            o = judge_signal(case, d, old, target, nir_valid)
+            rows.append((case.family, case.what, o.verdict, o.first))
+    return rows, peak
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--verbose", action="store_true", help="print every case and its first line")
+    ap.add_argument("--only", choices=("named", "boundaries"), help="run one part of the census")
     args = ap.parse_args()
     by_category, by_verdict, rows = {}, Counter(), []
+    peak = (0, "")
+    if args.only != "named":
+        rows, peak = boundary_rows(args.verbose)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         seeds = seed_files(d, open_graph("example:digits_ilif"))
-        for case in named_cases(d, seeds):
+        for case in (named_cases(d, seeds) if args.only != "boundaries" else []):
             if case is None:
                 continue
             category, what, (cli, argv, *extra), expect, names, *counted = case
             result = run_child(argv, preexec=extra[0]) if cli == "child" else run_in_process(cli, argv)
             v = verdict(result, expect, names, counted[0] if counted else None)
             rows.append((category, what, v, result[1]))
-        for i, delay in enumerate((0.3, 0.8)):
+        for i, delay in enumerate((0.3, 0.8) if args.only != "boundaries" else ()):
             argv = ["ilif_deploy.cli.export", "example:resnet18", "--target", "nir", "-o", str(d / f"int{i}.nir"),
                     "--check-samples", "0"]
             result = run_child(argv, interrupt_after=2.5 + delay)
             rows.append(("outputs", f"Ctrl-C during a NIR export ({2.5 + delay:.1f} s in)",
                          verdict(result, "interrupt", []), result[1]))
-        for kind in SEED_KINDS:
+        for kind in (SEED_KINDS if args.only != "boundaries" else ()):
             for i, (what, blob) in enumerate(corruptions(seeds[kind].read_bytes(), random.Random(kind))):
                 f = d / f"case{i}{seeds[kind].name}"
                 f.write_bytes(blob)
@@ -333,6 +359,8 @@ def main() -> int:
     for category, c in by_category.items():
         print(f"  {category:22s} " + ", ".join(f"{v} {n}" for v, n in c.most_common()))
     print(f"temp files left beside destinations: {len(left)}")
+    if peak[0]:
+        print(f"largest peak RSS of a case with inputs under 1 MB: {peak[0] / 2**20:,.0f} MB ({peak[1]})")
     return 0
 
 

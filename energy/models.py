@@ -149,7 +149,10 @@ def _from_dict(data: dict, where: str) -> EnergyModel:
         raise UserError(f"{where}: missing field(s) {sorted(missing)} (pJ per accumulate / multiply-accumulate)")
     data = dict(data)
     data.setdefault("name", "custom")
-    return EnergyModel(**data)
+    try:
+        return EnergyModel(**data)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
 
 
 def energy_pj(model: EnergyModel, row, count_neurons: bool) -> dict:

@@ -104,7 +104,11 @@ def check_destination(path: Union[str, os.PathLike]) -> Path:
     """The one output gate: ``path`` (symlinks followed) is a new file or a regular file, never a device, FIFO,
     socket or folder, and never an input of this command.  Returns the path to write."""
     path = Path(path)
+    if len(path.name) > NAME_MAX:
+        raise UserError(f"{path.name[:40]}...: a file name of {len(path.name)} characters (at most {NAME_MAX})")
     real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if str(real.parent) and not real.parent.exists():
+        raise UserError(f"output folder does not exist: {real.parent}")
     with contextlib.suppress(FileNotFoundError):
         kind = _kind(real.stat().st_mode)
         if kind is not None:
@@ -144,10 +148,6 @@ def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     (the link stays a link); an existing file keeps its permission bits.
     """
     path = check_destination(path)
-    if path.parent and not path.parent.exists():
-        raise UserError(f"output folder does not exist: {path.parent}")
-    if len(path.name) > NAME_MAX:
-        raise UserError(f"{path.name[:40]}...: a file name of {len(path.name)} characters (at most {NAME_MAX})")
     folder = path.parent if str(path.parent) else Path(".")
     _remove_stale(folder)
     tmp_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=folder))

@@ -22,6 +22,8 @@ from .atomic import note_input
 from .errors import UserError
 
 MIB = 1 << 20
+#: the largest frame read or made (pixels): 4096 x 4096, far beyond any network's input
+MAX_FRAME_PIXELS = 4096 * 4096
 #: a file may declare arrays of at most WORTH_FACTOR x its size + WORTH_FLOOR bytes: compressed weights of real
 #: networks stay far below (gzip'd int8 mantissas: ~2x), a file declaring more is not a network of ours
 WORTH_FACTOR, WORTH_FLOOR = 64, 128 * MIB

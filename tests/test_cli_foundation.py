@@ -1,5 +1,4 @@
 """Console scripts and the digits training example."""
-import os
 import shutil
 import subprocess
 import sys
@@ -71,8 +70,9 @@ def _tool(name):
     (["ilif-export", "{ir}", "--target", "lava", "--fold-bn"],
      "--fold-bn does not apply to the lava target; it applies to --target ir and --target nir and --target onnx"),
     (["ilif-export", "{ir}", "--target", "onnx", "--tau", "2"], "--tau does not apply to an IR graph file"),
-    (["ilif-export", "{tmp}", "--target", "ir"], "{tmp} is a folder, not a model file"),
-    (["ilif-export", "example:digits_ilif", "--target", "ir", "-o", "{tmp}"], "{tmp} is a folder: give a file name"),
+    (["ilif-export", "{tmp}", "--target", "ir"], "{tmp} is a folder: the model file must be a regular file"),
+    (["ilif-export", "example:digits_ilif", "--target", "ir", "-o", "{tmp}"],
+     "{tmp} is a folder: outputs are written to regular files"),
     (["ilif-energy", "example:digits_ilif", "--data", "{tmp}"], "{tmp}: a folder, but no CIFAR batches, tonic dataset"),
     (["ilif-export", "example:nope", "--target", "ir"], "no bundled example model 'nope'; bundled: example:"),
 ])
@@ -90,12 +90,12 @@ def test_inapplicable_flags_and_folders_are_one_line(tmp_path, digits_ilif_graph
 
 
 @pytest.mark.parametrize("tool", ["ilif-export", "ilif-energy", "ilif-simulate"])
-def test_version_and_closed_pipe(tool):
+def test_version_and_closed_pipe(tool, tmp_path):
     import ilif_deploy
 
     res = subprocess.run([_tool(tool), "--version"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == f"{tool} (ilif-deploy) {ilif_deploy.__version__}"
-    args = {"ilif-export": ["--target", "ir", "--summary", "-o", os.devnull],
+    args = {"ilif-export": ["--target", "ir", "--summary", "-o", str(tmp_path / "g.ir.npz")],
             "ilif-energy": ["--data", "none", "--rate", "0.1"],
             "ilif-simulate": ["--samples", "1", "--no-progress"]}[tool]
     proc = subprocess.Popen([_tool(tool), "example:digits_ilif", *args], stdout=subprocess.PIPE,

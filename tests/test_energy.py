@@ -341,7 +341,7 @@ def test_energy_models_presets_and_files(tmp_path):
     with pytest.raises(ValueError, match="unknown energy-model field"):
         energy.load_energy_model(str(f))
     f.write_text(json.dumps({"e_ac_pj": -1, "e_mac_pj": 2.0}))
-    with pytest.raises(ValueError, match="e_ac_pj must be a number >= 0"):
+    with pytest.raises(ValueError, match="e_ac_pj must be a finite number >= 0"):
         energy.load_energy_model(str(f))
     with pytest.raises(ValueError, match="unknown energy model"):
         energy.load_energy_model("nope")

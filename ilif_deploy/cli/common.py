@@ -23,9 +23,10 @@ MODEL_OPTIONS = ("arch", "arch_module", "args", "dataset", "num_classes", "in_ch
                  "nir_from", "reset", "max_memory")
 
 
-def ranged(kind: type, lo: float, hi: float, open_low: bool = False):
+def ranged(kind: type, lo: float, hi: float, open_low: bool = False, what: str = ""):
     """An argparse type: a ``kind`` (int or float) in [lo, hi] (``open_low``: above lo), finite; a float flag
-    given a whole number takes it, an int flag refuses a fraction (2.7 steps is not 2)."""
+    given a whole number takes it, an int flag refuses a fraction (2.7 steps is not 2).  ``what`` the value is
+    ("a firing probability") is said with a refusal."""
     def convert(text: str):
         try:
             value = kind(text) if kind is float else int(text, 10)
@@ -34,7 +35,8 @@ def ranged(kind: type, lo: float, hi: float, open_low: bool = False):
                                              f"{text!r}") from None
         low_ok = value > lo if open_low else value >= lo
         if not (low_ok and value <= hi):  # also refuses nan (no comparison holds)
-            raise argparse.ArgumentTypeError(f"{value!r} is outside {'(' if open_low else '['}{lo:g}, {hi:g}]")
+            raise argparse.ArgumentTypeError(f"{value!r} is outside {'(' if open_low else '['}{lo:g}, {hi:g}]"
+                                             + (f" ({what})" if what else ""))
         return value
     return convert
 
@@ -54,6 +56,8 @@ def ranged_tuple(lo: int, hi: int, lengths):
 
 #: the largest sizes the flags take (far beyond any network or data set; a value past them is a typo or an attack)
 MAX_SIDE, MAX_COUNT = 65536, 1_000_000
+#: more samples than any data set holds (ImageNet's training set: 1.3 million)
+MAX_SAMPLES = 1_000_000_000
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -142,8 +146,9 @@ def _samples(text: str) -> Optional[int]:
         n = int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of samples or 'all', got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"the number of samples must be >= 1 (or 'all'), got {n}")
+    if not 1 <= n <= MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"the number of samples must be in [1, {MAX_SAMPLES:,}] (or 'all'), got "
+                                         f"{n:,}")
     return n
 
 

@@ -13,7 +13,7 @@ def build_parser():
                               "on real data (all numbers per inference).")
     add_model_args(p)
     add_data_args(p, batch_size=32)  # --data none: an analytic estimate at --rate
-    p.add_argument("--rate", type=ranged(float, 0.0, 1.0),
+    p.add_argument("--rate", type=ranged(float, 0.0, 1.0, what="a firing probability per neuron and step"),
                    help="with --data none: assumed firing rate per neuron and step, in [0, 1]")
     p.add_argument("--energy-model", default="paper",
                    help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | "

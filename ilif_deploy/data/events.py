@@ -7,6 +7,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
+from ..bounded import MAX_FRAME_PIXELS
 from ..errors import DataError
 
 #: tonic's dataset classes we read, by the folder name tonic gives them
@@ -29,7 +30,6 @@ def frames_by_count(events: np.ndarray, timesteps: int, sensor: Tuple[int, int])
     N // T events each, the last slice taking the remainder -- SpikingJelly's ``split_by='number'``, the
     authors' preprocessing (tonic's own ``ToFrame(n_event_bins=T)`` drops the remainder instead) -- each
     slice accumulated by tonic's ``ToFrame``.  ``sensor`` is (W, H)."""
-    from .readers import MAX_FRAME_PIXELS
 
     ToFrame = _tonic("tonic.transforms").ToFrame
     w, h = sensor

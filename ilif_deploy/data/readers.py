@@ -28,9 +28,8 @@ from .dataset import ArrayDataset, Dataset, FunctionDataset, Preprocess, digits,
 from .npy import NpyRows
 from .presets import DatasetPreset, normalization, preset
 from .safe_pickle import load_batch
+from ..bounded import MAX_FRAME_PIXELS
 
-#: the largest frame read or made (pixels): 4096 x 4096, far beyond any network's input
-MAX_FRAME_PIXELS = 4096 * 4096
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SPLITS = ("test", "train")
 

@@ -231,17 +231,30 @@ class Graph:
                 if header.get("version") not in range(1, GRAPH_VERSION + 1):
                     raise GraphError(f"version {header.get('version')!r}; this ilif-deploy reads versions 1 to "
                                      f"{GRAPH_VERSION} (a newer ilif-deploy wrote it?)")
-                nodes = [N.node_from_dict(*_first_release(e, data)) if header["version"] == 1 and "arrays" not in e
-                         else N.node_from_dict(e, {k: data[v] for k, v in e.pop("arrays", {}).items()})
-                         for e in header["nodes"]]
+                try:
+                    nodes = [N.node_from_dict(*_first_release(e, data)) if header["version"] == 1
+                             and "arrays" not in e
+                             else N.node_from_dict(e, {k: data[v] for k, v in e.pop("arrays", {}).items()})
+                             for e in header["nodes"]]
+                except GraphError as e:
+                    raise _InvalidContent(e) from None
                 g = cls(metadata=dict(header["metadata"]), edges=[tuple(e) for e in header["edges"]])
+        except _InvalidContent as e:  # our format, read; a value in it is out of its domain
+            raise GraphError(f"{_where(path)}: {e.args[0]}") from None
         except GraphError as e:
             raise GraphError(f"{_where(path)}: not an ilif-deploy graph file ({e})") from None
         except Exception as e:  # zip/CRC/JSON/key errors of a truncated or foreign file
             raise GraphError(f"{_where(path)}: not an ilif-deploy graph file ({type(e).__name__}: {e})") from None
-        for n in nodes:
-            g.add(n)
-        return g.validate()
+        try:
+            for n in nodes:
+                g.add(n)
+            return g.validate()
+        except GraphError as e:
+            raise GraphError(f"{_where(path)}: {e}") from None
+
+
+class _InvalidContent(Exception):
+    """A graph file of our format whose content is invalid (told apart from a file that is not ours)."""
 
 
 def _first_release(entry: dict, data) -> tuple:
