@@ -88,9 +88,10 @@ def inventory(folder: Path) -> dict:
 #: straight from this (torch-loaded) census would start from our RSS; forked from this launcher (a few MB) its
 #: peak is its own.  It sends the tool's pid through the pipe argv[1] and writes "exit-code peak-KB" to argv[2].
 LAUNCHER = r"""
-import os, sys
+import os, signal, sys
 pid = os.fork()
-if pid == 0:
+if pid == 0:  # as a shell starts a program: a signal before exec takes its default action
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execv(sys.argv[3], sys.argv[3:])
 os.write(int(sys.argv[1]), b"%d\n" % pid)
 _, status, usage = os.wait4(pid, 0)
@@ -206,10 +207,14 @@ def judge_signal(case: Case, cwd: Path, old: bytes, target: Path, valid: Callabl
     at = case.signal_at[0]
     content_ok = target.read_bytes() == old or valid(target)
     temp_left = [p for p in cwd.iterdir() if p.name.startswith(".ilif-deploy-tmp-")]
+    ours = [line for line in err.splitlines() if 'File "' in line and "ilif_deploy" in line
+            and "__editable__" not in line]
     if not content_ok:
         v = "file lost"
     elif rc is None:
         v = "hang"
+    elif ("Traceback (most recent call last)" in err or "Fatal Python error" in err) and not ours:
+        v = "Python start-up"  # the interpreter's own start (site, imports) before the first line of ours
     elif "Traceback (most recent call last)" in err:
         v = "traceback"
     elif temp_left:

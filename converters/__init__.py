@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
 
-from ilif_deploy.errors import UserError
+from ilif_deploy.errors import GraphError, UserError
 from ilif_deploy.ir.graph import Graph
 
 
@@ -262,7 +262,14 @@ def open_file(path, **options) -> OpenedFile:
     max_memory = options.pop("max_memory", None)
     _refuse(options, reader.options, f"{reader.what} ({path})", {r.what: r.options for r in READERS.values()})
     _check_counts(options)
-    opened = reader.read(path, **{k: v for k, v in options.items() if k in reader.options})
+    try:
+        opened = reader.read(path, **{k: v for k, v in options.items() if k in reader.options})
+    except GraphError as e:
+        # the graph a file describes is invalid: every reader's refusal names the file (the node check that
+        # raised it knows only the node)
+        if path.name not in str(e):
+            raise GraphError(f"{path}: {e}") from None
+        raise
     check_memory(opened.graph, max_memory, str(path))
     return opened
 

@@ -35,7 +35,9 @@ def check_self_contained(path) -> None:
     with f:
         try:
             declared, where = _walk(path, f)
-            refuse_declared(path, declared, f"its datasets (the largest {where})" if where else "")
+            refuse_declared(path, declared, "its datasets", where)
+        except UserError:
+            raise
         except (RuntimeError, OSError, KeyError, ValueError) as e:  # h5py on a damaged index (local heap, B-tree)
             raise UserError(f"{path}: damaged HDF5 structure ({type(e).__name__}: {e})") from None
 

@@ -63,12 +63,13 @@ def worth(path: Union[str, os.PathLike]) -> int:
     return WORTH_FACTOR * os.stat(path).st_size + WORTH_FLOOR
 
 
-def refuse_declared(path, declared: int, where: str = "") -> None:
-    """InputError when ``declared`` bytes exceed what ``path`` is worth."""
+def refuse_declared(path, declared: int, what: str = "its arrays", largest: str = "") -> None:
+    """InputError when ``declared`` bytes (``what`` declares them; ``largest``: the name of the largest) exceed
+    what ``path`` is worth."""
     limit = worth(path)
     if declared > limit:
-        raise InputError(f"{path}: {where or 'its arrays'} declare{'s' if where else ''} {declared:,} bytes, more "
-                         f"than a file of {os.stat(path).st_size:,} bytes may ask for ({limit:,}); not read")
+        raise InputError(f"{path}: {what} declare {declared:,} bytes{f' (the largest: {largest})' if largest else ''}"
+                         f", more than a file of {os.stat(path).st_size:,} bytes may ask for ({limit:,}); not read")
 
 
 def check_zip(path: Union[str, os.PathLike]) -> None:
@@ -81,8 +82,8 @@ def check_zip(path: Union[str, os.PathLike]) -> None:
             infos = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise InputError(f"{path}: a damaged zip archive ({e})") from None
-    names = [i.filename for i in infos]
-    dup = next((n for n in names if names.count(n) > 1), None)
+    seen: set = set()
+    dup = next((i.filename for i in infos if i.filename in seen or seen.add(i.filename)), None)
     if dup is not None:
         raise InputError(f"{path}: the record {dup!r} is in the archive twice (one reader takes one copy, another "
                          f"the other); not read")

@@ -65,10 +65,9 @@ def read_args(path) -> Dict[str, object]:
 def find_args(checkpoint, args_file=None) -> Optional[Path]:
     """``args_file`` if given (it must exist), else ``args.txt`` beside ``checkpoint`` if there is one."""
     if args_file is not None:
-        p = Path(args_file)
-        if not p.is_file():
-            raise ModelFileError(f"--args {args_file}: no such file")
-        return p
+        from .bounded import input_file
+
+        return input_file(args_file, "the --args file")
     beside = Path(checkpoint).parent / ARGS_FILE
     return beside if beside.is_file() else None
 

@@ -230,10 +230,16 @@ def _npz(path: Path, x_key: str, y_key: str, pre: Preprocess, timesteps, sensor,
          frame_dims: int = 3) -> Dataset:
     from .events import event_sensor, looks_like_events, npz_recordings
 
+    if not zipfile.is_zipfile(path):  # np.load would take any other file for a pickle and say so
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if head == b"\x89HDF\r\n\x1a\n":
+            raise DataError(f"{path} is an HDF5 file (a NIR graph, a .lava.h5 or a netx network: a model, not data)")
+        raise DataError(f"{path}: not a .npz archive (it starts with {head!r})")
     try:
         f = np.load(path, allow_pickle=False)
         keys = list(f.keys())
-    except Exception as e:  # not a zip, truncated, ...
+    except Exception as e:  # truncated, damaged directory, ...
         raise DataError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
     with f:
         try:
@@ -245,6 +251,8 @@ def _npz(path: Path, x_key: str, y_key: str, pre: Preprocess, timesteps, sensor,
                 raise DataError(f"{path}: no array {x_key!r} (found {keys}; choose with --x-key/--y-key)")
             x = f[x_key]
             y = f[y_key] if y_key in f else None
+        except DataError:
+            raise
         except ValueError as e:  # object arrays need pickles: refused
             raise DataError(f"{path}: {e}") from None
         except (OSError, EOFError, zipfile.BadZipFile) as e:  # a damaged member (CRC, truncated)
