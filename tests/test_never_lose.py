@@ -281,3 +281,60 @@ def test_a_file_of_another_kind_is_named_with_what_reads_it(work):
     export.main([str(work / "m.pt"), "--target", "ir", "-o", str(work / "g.ir.npz")])
     with pytest.raises(ModelFileError, match="is an ilif-deploy graph file"):
         D.load_model(work / "g.ir.npz")
+
+
+# ------------------------------------------------------------------ signals before the tool is imported
+@pytest.mark.parametrize("raised, code, line", [(KeyboardInterrupt, 130, "interrupted"),
+                                                ("terminated", 143, "terminated")])
+def test_a_signal_while_the_tool_imports_ends_in_one_line(monkeypatch, capsys, raised, code, line):
+    """The console scripts' entry point handles signals before importing the tool (torch, numpy): a Ctrl-C or
+    SIGTERM during that import is one line and its exit code, not a traceback."""
+    import importlib
+
+    from ilif_deploy.cli import launch
+
+    def importing(name):
+        raise launch.Terminated() if raised == "terminated" else raised()
+
+    import signal
+
+    monkeypatch.setattr(importlib, "import_module", importing)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        assert launch.launch("export") == code
+    finally:  # launch leaves the defaults for the process's last moments; pytest keeps its own
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert capsys.readouterr().err.strip() == line
+
+
+# ------------------------------------------------------------------ graph queries stay O(degree) and right
+def test_edge_index_follows_every_change_of_the_edge_list():
+    import copy
+
+    from ilif_deploy.converters import open_graph
+
+    g = open_graph("example:digits_ilif")
+
+    def brute(graph):
+        return ({n: [s for s, t in graph.edges if t == n] for n in graph.nodes},
+                {n: [t for s, t in graph.edges if s == n] for n in graph.nodes})
+
+    def agrees(graph):
+        ins, outs = brute(graph)
+        return all(graph.inputs_of(n) == ins[n] and graph.consumers_of(n) == outs[n] for n in graph.nodes)
+
+    assert agrees(g)
+    g.edges.append(("conv1", "fc"))
+    assert "conv1" in g.inputs_of("fc") and agrees(g)
+    g.edges[-1] = ("bn1", "fc")
+    assert agrees(g)
+    del g.edges[-1]
+    assert agrees(g)
+    g.edges += [("input", "output")]
+    assert agrees(g)
+    g.edges = [e for e in g.edges if e != ("input", "output")]
+    assert agrees(g) and g.inputs_of("output") == ["fc"]
+    h = copy.deepcopy(g)
+    h.edges.pop()
+    assert agrees(h) and agrees(g) and g.inputs_of("output") == ["fc"] and h.inputs_of("output") == []
