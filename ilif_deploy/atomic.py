@@ -183,13 +183,17 @@ def write_text_atomic(path: Union[str, os.PathLike], text: str) -> None:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them to the handlers in force before.
 
-    Why: h5py keeps its objects in a weak-value registry, and a KeyboardInterrupt raised inside that
+    For code that calls back into Python from C or C++ where an exception raised by a signal handler is lost
+    or fatal.  h5py keeps its objects in a weak-value registry, and a KeyboardInterrupt raised inside that
     registry's callback is printed as "Exception ignored" and lost: 28 of 30 Ctrl-Cs sent during a 2 s
-    h5py write ended in exit 0 (0 of 30 with this hold).  Building a file in memory takes about 0.3 s
-    per 10 MB (1.0 s for a 32 MB NIR file), so a signal waits that long at most."""
+    h5py write ended in exit 0 (0 of 30 with this hold).  torch's fake-tensor dispatch calls Python from C++:
+    a KeyboardInterrupt raised there aborts the process (``terminate called after throwing an instance of
+    'pybind11::error_already_set'``, SIGABRT) or is turned into an error and swallowed (exit 0); 2 and 1 of
+    150 Ctrl-Cs during a ResNet-18 export.  Building a file in memory takes about 0.3 s per 10 MB (1.0 s for a
+    32 MB NIR file), so a signal waits that long at most."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -215,7 +219,7 @@ def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.BytesIO]
     with no errno, and with some h5py builds a segfault on close), and it swallows a Ctrl-C.  In
     memory neither can happen, and a full disk becomes an ``OSError`` naming ``path``."""
     buf = io.BytesIO()
-    with _signals_held():
+    with signals_held():
         fill(buf)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -290,9 +290,11 @@ def _propagate_shapes(gm: fx.GraphModule, shape: tuple) -> None:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 
+    from .atomic import signals_held
+
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stderr(io.StringIO()), signals_held():  # torch calls Python from C++ here
             FakeTensorProp(gm, mode).propagate(mode.from_tensor(torch.empty(shape)))
         return
     except Exception:  # noqa: BLE001 - data-dependent code: probe for real, below
