@@ -338,3 +338,28 @@ def test_edge_index_follows_every_change_of_the_edge_list():
     h = copy.deepcopy(g)
     h.edges.pop()
     assert agrees(h) and agrees(g) and g.inputs_of("output") == ["fc"] and h.inputs_of("output") == []
+
+
+def test_a_large_nir_graph_skips_nirs_quadratic_check_and_is_still_checked(tmp_path):
+    """Above NIR_TYPE_CHECK_MAX_NODES nir's own type check (O(edges x nodes)) is not run: the shapes are still
+    checked, by ilif-deploy's inference, naming the node that does not fit."""
+    import nir
+
+    from ilif_deploy.converters import open_graph
+    from ilif_deploy.converters.nir.upstream import NIR_TYPE_CHECK_MAX_NODES
+    from ilif_deploy.errors import UserError
+
+    n = NIR_TYPE_CHECK_MAX_NODES + 10
+    nodes, edges, prev = {"input": nir.Input(np.array([4]))}, [], "input"
+    for i in range(n):
+        nodes[f"a{i}"] = nir.Affine(np.eye(4, dtype=np.float32), np.zeros(4, np.float32))
+        edges.append((prev, f"a{i}"))
+        prev = f"a{i}"
+    nodes["output"] = nir.Output(np.array([4]))
+    nir.write(str(tmp_path / "long.nir"), nir.NIRGraph(nodes, edges + [(prev, "output")], type_check=False))
+    g = open_graph(tmp_path / "long.nir")
+    assert len(g.nodes) == n + 2 and g.inputs_of("a1") == ["a0"]
+    nodes[f"a{n - 1}"] = nir.Affine(np.ones((4, 3), np.float32), np.zeros(4, np.float32))  # takes 3, given 4
+    nir.write(str(tmp_path / "bad.nir"), nir.NIRGraph(nodes, edges + [(prev, "output")], type_check=False))
+    with pytest.raises(UserError, match=f"bad.nir.*a{n - 1}"):
+        open_graph(tmp_path / "bad.nir")

@@ -41,7 +41,7 @@ from ilif_deploy.neuron_step import ILIFParams
 
 from .conventions import (DEFAULT_DT, IF_CONVENTIONS, META_FORMAT, META_KEY, META_VERSION, ConventionWarning, Reading,
                           decay_from_tau)
-from .upstream import group_weight, topological_names
+from .upstream import edge_index, group_weight, topological_names, type_check_affordable
 
 #: input gains r*dt/tau within this of 1 are taken as exactly 1 (float32 rounding of r = tau/dt)
 GAIN_TOLERANCE = 1e-6
@@ -84,18 +84,20 @@ def read_nir(path) -> nir.NIRGraph:
     check_self_contained(path)
     _check_conv_fields(path)
     try:
-        return nir.read(str(path))
+        unchecked = nir.read(str(path), type_check=False)
     except FileNotFoundError:
         raise
     except OSError as e:
         raise NIRImportError(f"{path}: not a NIR (HDF5) file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - nir raises what its parsing meets
+        raise NIRImportError(f"{path}: not a readable NIR graph ({type(e).__name__}: {e})") from None
+    if not type_check_affordable(unchecked):
+        return unchecked
+    try:
+        return nir.read(str(path))
     except (ValueError, AssertionError, KeyError, TypeError, ArithmeticError) as e:
-        try:
-            g = nir.read(str(path), type_check=False)
-        except Exception:
-            raise NIRImportError(f"{path}: not a readable NIR graph ({type(e).__name__}: {e})") from None
         warnings.warn(f"{path}: NIR type check failed ({e}); read without it", stacklevel=2)
-        return g
+        return nir.read(str(path), type_check=False)
 
 
 def _header(g: nir.NIRGraph) -> Optional[dict]:
@@ -394,11 +396,11 @@ def _recurrent_synapses(g: nir.NIRGraph) -> Dict[str, str]:
     square) takes input from that neuron only and feeds only it: a recurrent layer (snntorch RLeaky, the
     NIR paper's braille RNN)."""
     found = {}
+    inputs, consumers = edge_index(g.edges)
     for src, dst in g.edges:
         syn = g.nodes.get(src)
         if isinstance(syn, (nir.Affine, nir.Linear)) and isinstance(g.nodes.get(dst), RECURRENT_NEURONS):
-            ins = [a for a, b in g.edges if b == src]
-            outs = [b for a, b in g.edges if a == src]
+            ins, outs = inputs.get(src, []), consumers.get(src, [])
             w = np.asarray(syn.weight)
             if ins == [dst] and outs == [dst] and w.ndim == 2 and w.shape[0] == w.shape[1]:
                 found[dst] = src
@@ -451,12 +453,13 @@ def _from_foreign(g: nir.NIRGraph, rd: Reading) -> Graph:
                              f"{len(inputs)} ({inputs}) and {len(outputs)} ({outputs})")
     out = Graph(metadata={"timesteps": None, "source": "nir", "nir_dt": rd.dt, "nir_if_convention": rd.if_convention})
     chains: Dict[str, _Chain] = {}
+    node_inputs = edge_index(g.edges)[0]
     for name in order:
         chain = _foreign_chain(name, g.nodes[name], rd)
         if name in recurrent:
             _fold_recurrent(name, chain, original[recurrent[name]])
         chains[name] = chain
-        preds = [s for s, t in g.edges if t == name]
+        preds = node_inputs.get(name, [])
         srcs: List[str] = [chains[p].nodes[-1].name for p in preds]
         if len(srcs) > 1:  # NIR sums all inputs of a node
             out.add(N.Add(name=f"{name}.sum"), srcs)
