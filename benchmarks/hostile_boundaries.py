@@ -577,6 +577,16 @@ def boundary_cases(root: Path) -> List[tuple]:
     add(d, "time", "a chain of 30,000 nodes (validated in O(edges))", "energy", ["long.ir.npz", "--data", "none",
                                                                                   "--rate", "0.1"], "accept")
     d = folder()
+    nodes, edges, prev = {"input": nir.Input(np.array([4]))}, [], "input"
+    for i in range(5000):
+        nodes[f"a{i}"] = nir.Affine(np.eye(4, dtype=np.float32), np.zeros(4, np.float32))
+        edges.append((prev, f"a{i}"))
+        prev = f"a{i}"
+    nodes["output"] = nir.Output(np.array([4]))
+    nir.write(str(d / "long.nir"), nir.NIRGraph(nodes, edges + [(prev, "output")], type_check=False))
+    add(d, "time", "a NIR chain of 5,000 nodes (read in O(edges))", "export", ["long.nir", *ex], "accept",
+        writes=["o.ir.npz"], check=_readable(lambda p: open_graph(p / "o.ir.npz")))
+    d = folder()
     _ir_edit(seeds["ir"], d / "pool.ir.npz",
              lambda h, a: _node(h, "pool")["attrs"].update(kernel=[10 ** 9, 10 ** 9], stride=[10 ** 9, 10 ** 9]))
     add(d, "time", "an average pool of kernel 10^9 x 10^9", "energy", ["pool.ir.npz", "--data", "none", "--rate",
