@@ -18,11 +18,9 @@ import io
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -56,12 +54,9 @@ def run_in_process(cli: str, argv):
     return rc, lines, "\n".join(warned) + out.getvalue()
 
 
-def run_child(argv, preexec=None, interrupt_after=None):
+def run_child(argv, preexec=None):
     p = subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=preexec)
-    if interrupt_after is not None:
-        time.sleep(interrupt_after)
-        p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=600)
     if "Traceback" in err:
         return "traceback", err.strip().splitlines()[-1:], out
@@ -72,22 +67,16 @@ def run_child(argv, preexec=None, interrupt_after=None):
 
 def verdict(result, expect: str, names, counted=None) -> str:
     rc, lines, out = result
-    if expect == "interrupt" and rc == "crash" and lines == [f"signal {int(signal.SIGINT)}"]:
-        return "clear error"  # interrupted while Python was still importing, before the tool's own handler
     if rc in ("traceback", "crash"):
         return rc
     if rc == 2:
         if len(lines) == 1 and all(n in lines[0] for n in names):
             return "clear error"
         return "one-liner naming nothing" if len(lines) == 1 else "traceback"
-    if rc == 130:
-        return "clear error" if expect == "interrupt" else "traceback"
     if rc != 0:
         return "traceback"
     if expect == "count":
         return "counted" if counted and counted(out) else "silent wrong result"
-    if expect == "interrupt":
-        return "accepted bad input"  # the Ctrl-C was swallowed
     return "valid run" if expect in ("either", "accept") else "accepted bad input"
 
 
@@ -199,7 +188,7 @@ def named_cases(d: Path, seeds: dict):
         ("memory", "channels=[20000, 20000] in a 45 KB model", ("export", [model_edit("huge", lambda m: m[
          "arch_kwargs"].update(channels=[20000, 20000])), *ir_out()]), "refuse", ["huge.pt"]),
         ("memory", "NIR declaring 10^9 neurons, --data none", ("energy", [str(huge_nir), "--data", "none", "--rate",
-         "0.1", "-T", "2", "--max-memory", "4"]), "refuse", ["1,000,000,000"]),
+         "0.1", "-T", "2", "--max-memory", "4"]), "refuse", ["huge.nir", "--max-memory"]),
         ("memory", "-T 1000000", ("export", [ex, "-T", "1000000", "--max-memory", "8", *ir_out()]), "refuse",
          ["T=1000000"]),
         ("traceback", "truncated .ir.npz", ("export", [_write(d / "trunc.ir.npz", seeds["ir"].read_bytes()[:300]),
@@ -331,12 +320,6 @@ def main() -> int:
             result = run_child(argv, preexec=extra[0]) if cli == "child" else run_in_process(cli, argv)
             v = verdict(result, expect, names, counted[0] if counted else None)
             rows.append((category, what, v, result[1]))
-        for i, delay in enumerate((0.3, 0.8) if args.only != "boundaries" else ()):
-            argv = ["ilif_deploy.cli.export", "example:resnet18", "--target", "nir", "-o", str(d / f"int{i}.nir"),
-                    "--check-samples", "0"]
-            result = run_child(argv, interrupt_after=2.5 + delay)
-            rows.append(("outputs", f"Ctrl-C during a NIR export ({2.5 + delay:.1f} s in)",
-                         verdict(result, "interrupt", []), result[1]))
         for kind in (SEED_KINDS if args.only != "boundaries" else ()):
             for i, (what, blob) in enumerate(corruptions(seeds[kind].read_bytes(), random.Random(kind))):
                 f = d / f"case{i}{seeds[kind].name}"

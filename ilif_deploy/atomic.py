@@ -6,14 +6,13 @@ import errno
 import io
 import os
 import shutil
-import signal
 import stat
 import tempfile
-import threading
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 from .errors import UserError
+from .signals import signals_held
 
 
 #: longest file name most file systems take (ext4, xfs, btrfs, tmpfs)
@@ -180,33 +179,6 @@ def write_text_atomic(path: Union[str, os.PathLike], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them to the handlers in force before.
-
-    For code that calls back into Python from C or C++ where an exception raised by a signal handler is lost
-    or fatal.  h5py keeps its objects in a weak-value registry, and a KeyboardInterrupt raised inside that
-    registry's callback is printed as "Exception ignored" and lost: 28 of 30 Ctrl-Cs sent during a 2 s
-    h5py write ended in exit 0 (0 of 30 with this hold).  torch's fake-tensor dispatch calls Python from C++:
-    a KeyboardInterrupt raised there aborts the process (``terminate called after throwing an instance of
-    'pybind11::error_already_set'``, SIGABRT) or is turned into an error and swallowed (exit 0); 2 and 1 of
-    150 Ctrl-Cs during a ResNet-18 export.  Building a file in memory takes about 0.3 s per 10 MB (1.0 s for a
-    32 MB NIR file), so a signal waits that long at most."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got = []
-    before = {s: signal.signal(s, lambda signum, frame: got.append(signum))
-              for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
-        for s in dict.fromkeys(got):
-            signal.raise_signal(s)
 
 
 def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.BytesIO], None],

@@ -1,13 +1,15 @@
 """The console scripts' entry points: signals are handled from the first line, before the tool (torch, numpy)
 is imported, so that a Ctrl-C or SIGTERM at any moment ends the run with one line and no traceback.
 
-Only the standard library is imported here: the window in which a signal meets Python's own defaults is the
-interpreter's start-up, before any of our code runs."""
+Only the standard library (and ilif_deploy.signals, which uses only it) is imported here: the window in which a
+signal meets Python's own defaults is the interpreter's start-up, before any of our code runs."""
 from __future__ import annotations
 
 import importlib
 import signal
 import sys
+
+from ..signals import signals_held
 
 
 class Terminated(BaseException):
@@ -37,7 +39,8 @@ def launch(tool: str) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         try:
-            main = importlib.import_module(f"ilif_deploy.cli.{tool}").main
+            with signals_held():  # numpy's import turns an exception raised inside it into an ImportError
+                main = importlib.import_module(f"ilif_deploy.cli.{tool}").main
             return main()
         finally:
             # after the tool's own handling: a late signal ends the process by default, never as a traceback
