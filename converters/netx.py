@@ -130,7 +130,10 @@ def _read(path: Path, timesteps) -> Graph:
             order = sorted(layers, key=int)
         except ValueError:
             raise NetxError(f"{path}: layer groups must be numbered 0, 1, ...") from None
-        g = Graph(metadata={"timesteps": int(timesteps) if timesteps else None, "source": "netx"})
+        from .lava.fixed import LOIHI_INTEGERS  # numpy only: no Lava import
+
+        g = Graph(metadata={"timesteps": int(timesteps) if timesteps else None, "source": "netx",
+                            "fixed_point": {**LOIHI_INTEGERS, "from": "the netx file (Loihi's own integers)"}})
         prev, shape = None, None
         for idx in order:
             lay = layers[idx]

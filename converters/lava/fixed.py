@@ -72,6 +72,21 @@ class FixedPoint:
                 raise UserError(f"fixed point: {name} must be an integer in [{lo}, {hi}], got {v!r}")
 
 
+#: the format of a file that holds Loihi's own integers (lava-dl netx): weights and thresholds are integers whose
+#: Loihi scale is 2**6 (``a_in << 6``, ``vth << 6``, ``bias << 6`` in Lava's fixed-point LIF), input frames integers
+LOIHI_INTEGERS = {"frac_bits": 6, "input_frac_bits": 0}
+
+
+def native_format(metadata: dict) -> Optional[FixedPoint]:
+    """The fixed-point format the file a graph was read from holds its numbers in (``metadata["fixed_point"]``,
+    set by the reader: a netx file's are Loihi's integers), or None for a float network (ilif-deploy then
+    chooses its format)."""
+    f = metadata.get("fixed_point")
+    if not f:
+        return None
+    return FixedPoint(frac_bits=int(f["frac_bits"]), input_frac_bits=int(f["input_frac_bits"]))
+
+
 @functools.lru_cache(maxsize=None)
 def sigmoid_lut(frac_bits: int) -> np.ndarray:
     """Sigmoid of the MPIU as a table: entry i holds sigmoid(z_i) * 2**frac_bits (state units) for the

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ilif_deploy import ir as N
-from ilif_deploy.errors import GraphError
+from ilif_deploy.errors import GraphError, UserError
 from ilif_deploy.families import NeuronView, all_but, declare
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.ir.lowering import fold_batchnorm
@@ -338,8 +338,13 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
     BatchNorm is folded into the weights first (:func:`ilif_deploy.ir.lowering.fold_batchnorm`; the
     caller's graph is not changed): Lava's synapses compute the folded graph, in float64.
 
-    Raises GraphError naming the node when an op cannot be expressed with Lava connections.
+    Raises GraphError naming the node when an op cannot be expressed with Lava connections, and UserError
+    when the graph has no number of time steps (a netx file keeps none: a Lava network runs T steps per sample).
     """
+    if not graph.timesteps or graph.timesteps < 1:
+        where = f" (read from a {graph.metadata['source']} file, which keeps none)" if graph.metadata.get("source") \
+            else ""
+        raise UserError(f"the network has no number of time steps T{where}: give -T N")
     graph = fold_batchnorm(graph.validate())
     layers: Dict[str, Layer] = {}
     synapses: List[Synapse] = []
