@@ -3,10 +3,12 @@
 
     .venv/bin/python benchmarks/netx_fixed_conformance.py [FILE.net ...] [-T 16] [--samples 3]
 
-Without files: every ``.net`` of ../shared/interop/netx.  Input: random spikes (p = 0.3) for a network that takes
-spikes; for one whose input layer is a neuron (netx drives it through its bias), random integer frames, which
-netx's caller turns into the bias with the input layer's transform (``weight * x + bias``) and our reading does
-in the graph.  Prints, per file and format, the spikes compared, the mismatches and the saturated states.
+Without files: every ``.net`` of ../shared/interop/netx.  Input: random spikes (p = 0.03 per step) for a
+network that takes spikes; for one whose input layer is a neuron (netx drives it through its bias), random
+integer frames, which netx's caller turns into the bias with the input layer's transform (``weight * x +
+bias``) and our reading does in the graph.  netx runs with ``reset_interval = T`` (its way of running one sample
+of T steps through its pipeline).  Prints, per file and format, the values compared, the mismatches and the
+saturated states.
 """
 from __future__ import annotations
 
@@ -18,50 +20,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def netx_spikes(path: Path, x: np.ndarray, graph, T: int) -> dict:
-    """{layer name: spikes [T, *shape] (IR layout)} of lava-dl's netx running ``path`` on one sample ``x``
-    ([T, *input_shape] spikes, or [*input_shape] integer frame for an input neuron) in Lava fixed_pt."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-
-    from ilif_deploy.converters.lava.compat import require_netx
-    from ilif_deploy.converters.lava.network import from_lava, to_lava
-
-    netx = require_netx()
-    net = netx.hdf5.Network(net_config=str(path))
-    names = [n.name for n in graph.nodes.values() if n.op in ("neuron", "recurrent_neuron")]
-    input_neuron = "layer0" in graph.nodes and "layer0.encode" in graph.nodes
-    lag = len(net.layers) - (1 if input_neuron else 0)
-    steps = T + lag + 1
-    if input_neuron:
-        enc = graph.nodes["layer0.encode"]
-        frame = np.rint(x * enc.scale.reshape(-1, *[1] * (x.ndim - 1)) + enc.shift.reshape(-1, *[1] * (x.ndim - 1)))
-        net.in_layer.neuron.bias_mant.init = to_lava(frame, frame.shape).astype(np.int32)
-        src = None
-    else:
-        frames = to_lava(np.concatenate([x, np.zeros((steps - T,) + x.shape[1:], x.dtype)]), x.shape[1:])
-        src = Source(data=np.moveaxis(frames, 0, -1))
-        src.s_out.connect(net.inp)
-    sinks = []
-    for layer in net.layers:
-        sink = Sink(shape=layer.out.shape, buffer=steps)
-        layer.out.connect(sink.a_in)
-        sinks.append(sink)
-    try:
-        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        got = [np.moveaxis(s.data.get(), -1, 0) for s in sinks]
-    finally:
-        net.stop()
-    out = {}
-    for i, (name, g) in enumerate(zip(names, got)):
-        shape = tuple(graph.nodes[name].shape)
-        delay = i if input_neuron else i + 1
-        out[name] = from_lava(g[delay:delay + T], shape).reshape(T, *shape)
-    return out
+sys.path.insert(0, str(ROOT / "tests"))
+from netx_reference import netx_spikes  # noqa: E402 - the tests' own reference run
 
 
 def main() -> int:
@@ -69,6 +29,9 @@ def main() -> int:
     ap.add_argument("files", nargs="*", type=Path)
     ap.add_argument("-T", type=int, default=16)
     ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--no-lava-build", dest="lava_build", action="store_false",
+                    help="skip running our own Lava build of each network")
+    ap.add_argument("--rate", type=float, default=0.03, help="input spike probability per step")
     args = ap.parse_args()
     from ilif_deploy.converters.lava.engine import TorchEngine
     from ilif_deploy.converters.lava.fixed import FixedPoint, native_format
@@ -81,26 +44,37 @@ def main() -> int:
         graph = read_netx(path, timesteps=args.T)
         spec = build_netspec(graph)
         input_neuron = "layer0.encode" in graph.nodes
+        cases = []  # (engine input [T, *shape], netx's spikes), the same for every format
+        for _ in range(args.samples):
+            if input_neuron:
+                frame = rng.integers(0, 4, graph.input_shape).astype(np.float32)
+                cases.append((np.broadcast_to(frame, (args.T, *graph.input_shape)).copy(),
+                               netx_spikes(path, frame, graph, args.T)))
+            else:
+                x = (rng.random((args.T, *graph.input_shape)) < args.rate).astype(np.float32)
+                cases.append((x, netx_spikes(path, x, graph, args.T)))
+        fired = sum(int(v.sum()) for _, ref in cases for v in ref.values())
         for label, fp in (("ilif-deploy default (16, 8)", FixedPoint()),
                           ("the file's own (6, 0)", native_format(graph.metadata))):
             engine = TorchEngine(spec, "fixed", fp)
             compared = mismatched = saturated = 0
-            for _ in range(args.samples):
-                if input_neuron:
-                    frame = rng.integers(0, 4, graph.input_shape).astype(np.float32)
-                    x = np.broadcast_to(frame, (args.T, *graph.input_shape)).copy()
-                    ref = netx_spikes(path, frame, graph, args.T)
-                else:
-                    x = (rng.random((args.T, *graph.input_shape)) < 0.3).astype(np.float32)
-                    ref = netx_spikes(path, x, graph, args.T)
+            for x, ref in cases:
                 r = engine.run(torch.as_tensor(x)[:, None])
                 for name, want in ref.items():
                     got = r.spikes[name][:, 0].numpy()
                     compared += int(want.size)
                     mismatched += int((got != want).sum())
                 saturated += sum(r.overflows.values())
-            print(f"{path.name:28s} {label:32s} spikes compared {compared:>9,}  mismatched {mismatched:>7,}  "
-                  f"saturated states {saturated:,}", flush=True)
+            print(f"{path.name:28s} {label:28s} values compared {compared:>9,} (netx spikes {fired:>7,})  "
+                  f"mismatched {mismatched:>6,}  saturated states {saturated:,}", flush=True)
+        if args.lava_build:  # our own Lava build of the network, in the file's format, against our torch engine
+            from ilif_deploy.converters.lava import simulate
+
+            rep = simulate(graph, x=np.stack([x for x, _ in cases]), mode="fixed", engine="torch",
+                           verify=len(cases), progress=False)
+            v = rep.details["verify"]
+            print(f"{path.name:28s} our Lava build vs torch engine: spike mismatches {v['spike_mismatches']}, "
+                  f"saturated states {sum(rep.details['overflows'].values())}", flush=True)
     return 0
 
 

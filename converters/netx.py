@@ -144,6 +144,7 @@ def _read(path: Path, timesteps) -> Graph:
                 shape = tuple(int(s) for s in lay["shape"][()])
                 g.add(N.Input("input", shape, encoding="sequence"))
                 if "neuron" not in lay:  # only the input's shape: spikes come in as they are
+                    g.metadata["input_kind"] = "spikes"
                     prev = "input"
                     continue
                 lam_c, params, _ = _neuron(path, i, lay, name)
@@ -159,6 +160,7 @@ def _read(path: Path, timesteps) -> Graph:
                 if shape is None:
                     raise NetxError(f"{path}: the first layer ({kind}) gives no input size")
                 g.add(N.Input("input", shape, encoding="sequence"))
+                g.metadata["input_kind"] = "spikes"  # a synapse first: netx feeds it spikes
                 prev = "input"
             if kind == "flatten":
                 g.add(N.Flatten(name), [prev])

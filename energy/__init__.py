@@ -60,7 +60,7 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             conventions: Union[None, str, dict, Conventions] = None,
             memory: Union[None, str, float] = None, batch_size: int = 32, device: str = "cpu",
             progress: bool = True, name: Optional[str] = None, data_name: str = "",
-            compile_neurons=False) -> Report:
+            compile_neurons=False, input: Optional[str] = None) -> Report:
     """Count operations and energy of ``graph`` on data ``x`` (or, with ``x=None``, at an assumed
     firing ``rate`` per neuron and step).
 
@@ -70,6 +70,8 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             (direct encoding) or ``[N, T, *input_shape]``, a torch Dataset; None with ``rate``.
         labels: optional ``[N]`` class labels, to report accuracy next to the energy.
         rate: assumed firing probability per neuron and step (analytic estimate; needs ``x=None``).
+        input: with ``rate``: the input is ``"spikes"`` (firing at ``rate``: accumulates) or ``"analog"`` (dense
+            frames: multiply-accumulates); default: what the file says the network takes, else analog.
         energy_model: preset name (``paper``, ``horowitz-fp32|fp16|int32|int8``, ``loihi``), a
             JSON/YAML file, a dict of :class:`EnergyModel` fields, or a model.
         conventions: :class:`Conventions`, a dict of its fields, or a preset name (``paper``, ``neurobench``,
@@ -90,10 +92,12 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
     if x is None:
         if rate is None:
             raise UserError("give data x, or rate= for an analytic estimate without data")
-        act = assumed_activity(graph, rate)
+        act = assumed_activity(graph, rate, input=input)
     else:
         if rate is not None:
             raise UserError("give either data x or rate=, not both")
+        if input is not None:
+            raise UserError("input= is for an estimate without data (with data, the input is what the data is)")
         act = record_activity(graph, x, labels, batch_size=batch_size, device=device, progress=progress,
                               watch=plan.watch(), compile_neurons=compile_neurons)
         data_name = data_name or (x.describe() if isinstance(x, Dataset) else "")
@@ -106,7 +110,8 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
     rep = Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
                  conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,
                  accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none",
-                 meta={"graph": graph.metadata, "static": static_metrics(graph)})
+                 meta={"graph": graph.metadata, "static": static_metrics(graph),
+                       **({"assumed_input": act.input} if x is None else {})})
     return attach_preset_metrics(rep, conventions if isinstance(conventions, str) else None)
 
 

@@ -39,6 +39,7 @@ class Activity:
     continuous: Dict[str, float] = field(default_factory=dict)
     correct: Optional[int] = None
     rate: Optional[float] = None
+    input: Optional[str] = None  # an analytic estimate's assumed input: "spikes" or "analog"
     #: the data had a time axis (a different frame per step), so the input is not repeated
     sequence: bool = False
 
@@ -211,22 +212,39 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     return act.reduce(device) if size > 1 else act
 
 
-def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None) -> Activity:
+#: what an analytic estimate may assume the network's input is
+INPUT_KINDS = ("spikes", "analog")
+
+
+def input_kind(graph: Graph) -> str:
+    """What the network takes when no data says it: the reader's word (``metadata["input_kind"]``: a netx network
+    without an input neuron takes spikes), else analog."""
+    kind = graph.metadata.get("input_kind", "analog")
+    return kind if kind in INPUT_KINDS else "analog"
+
+
+def assumed_activity(graph: Graph, rate: float, timesteps: Optional[int] = None,
+                     input: Optional[str] = None) -> Activity:
     """Activity for an analytic estimate: every neuron spikes with probability ``rate`` per step,
-    analog nodes are dense (one sample)."""
+    analog nodes are dense (one sample).  ``input``: ``"spikes"`` (the input also spikes at ``rate``: each
+    costs its fan-out in accumulates) or ``"analog"`` (dense frames: multiply-accumulates); default
+    :func:`input_kind`."""
     if not 0.0 <= rate <= 1.0:
         raise UserError(f"--rate must be a firing probability per neuron and step in [0, 1], got {rate}")
+    input = input or input_kind(graph)
+    if input not in INPUT_KINDS:
+        raise UserError(f"--input must be one of {', '.join(INPUT_KINDS)}, got {input!r}")
     T = timesteps or graph.timesteps
     if not T:
         raise UserError("the graph records no 'timesteps': pass timesteps= (command line: -T/--timesteps)")
-    act = Activity(timesteps=int(T), samples=1, rate=float(rate))
+    act = Activity(timesteps=int(T), samples=1, rate=float(rate), input=input)
     # Propagate "spiking" through ops that keep spikes binary; everything else is analog.
     for name in graph.topological_order():
         node = graph.nodes[name]
         if isinstance(node, N.Output):
             continue
         preds = graph.inputs_of(name)
-        if isinstance(node, N.SPIKING):
+        if isinstance(node, N.SPIKING) or (isinstance(node, N.Input) and input == "spikes"):
             spiking = True
         elif isinstance(node, (N.Flatten, N.MaxPool2d)) and preds:
             spiking = act.binary[preds[0]]

@@ -353,14 +353,15 @@ class QuantizedNet:
 def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[List[np.ndarray]] = None,
                   exponents: Optional[dict] = None) -> QuantizedNet:
     """Quantise every layer of ``spec`` (a :class:`~ilif_deploy.converters.lava.netspec.NetSpec`) with
-    one exponent per target layer (format ``fp``, default :class:`FixedPoint`); ``mantissas``/``exponents``
+    one exponent per target layer (format ``fp``; default: the format of the file the network was read from,
+    :func:`native_format` -- a netx file's Loihi integers -- else :class:`FixedPoint`); ``mantissas``/``exponents``
     (as stored in a ``.lava.h5``) are taken as they are instead of being recomputed from the float weights.
 
     A layer that sums the analog input with spikes (a recurrent layer right after the input) shares one
     exponent between them, but an input message carries 2**input_frac_bits per float unit and a spike 1: its
     graded synapses are quantised as spike synapses and shift their sum right by ``input_frac_bits``
     (``post_shifts``; Lava's Dense ``weight_exp``), or their mantissas would round to 0."""
-    fp = fp or FixedPoint()
+    fp = fp or native_format(spec.metadata) or FixedPoint()
     mants: List[Optional[np.ndarray]] = [None] * len(spec.synapses)
     layers, readout_exp = {}, 0
     post = [0] * len(spec.synapses)

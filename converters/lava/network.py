@@ -138,10 +138,17 @@ class LavaNetwork:
             raise ValueError(f"input [n={n}, T={x.shape[1]}] does not fit the network built for "
                              f"{self.samples} samples of T={T} steps")
         data = self.encode(x)
+        live = np.array([n * T])
         if self._started:
             self.source.data.set(data)  # slow (Lava moves Vars value by value); build for all samples instead
+            for p in self.neurons.values():
+                if hasattr(p, "live_steps") and int(p.live_steps.get()[0]) != n * T:
+                    p.live_steps.set(live)
         else:
             self.source.data.init = data  # before compiling, a Var's initial value is set directly
+            for p in self.neurons.values():
+                if hasattr(p, "live_steps"):
+                    p.live_steps.init = live
         self._run(self.period)
         result = {}
         for k, (rec, path) in self.recorders.items():
@@ -329,7 +336,8 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
                 q = quantized.layers[layer.name]
                 fx = dataclasses.replace(q, bias_int=to_lava(np.broadcast_to(q.bias_int, layer.shape), layer.shape))
             dst = ILIF(shape=shape_l, params=layer.params, bias=to_lava(layer.bias, layer.shape),
-                       syn_lam=layer.syn_lam, delay=layer.depth, period=T, fixed=fx, name=layer.name)
+                       syn_lam=layer.syn_lam, delay=layer.depth, period=T, fixed=fx, name=layer.name,
+                       run_steps=steps)
         key = OUTPUT if layer is spec.readout else layer.name
         if layer is not spec.readout:
             neurons[layer.name] = dst

@@ -141,6 +141,8 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     if verify and engine == "torch" and rank == 0:
         details["verify"] = verify_against_lava(spec, data.take(verify), mode, fixed=fixed, quantized=quantized,
                                                 batch=batch, fast_conv=fast_conv, device=device).to_dict()
+    if mode == "fixed":
+        details["fixed_point"] = fixed_point_origin(spec, fixed, quantized)
     ex = exact.result()
     return counter.result(engine=engine, mode=mode, **(counts if mode == "fixed" else {}), lava_processes=processes,
                           seconds=seconds, ms_per_sample_step=1000.0 * seconds / (n * T),
@@ -159,6 +161,24 @@ def _reduce_counts(counts: dict, device: str) -> dict:
         out[k][lay] = int(v)
     out.update({k: int(v) for k, v in zip(plain, summed[len(keys):])})
     return out
+
+
+def fixed_point_origin(spec: NetSpec, fixed, quantized) -> dict:
+    """The fixed-point format a run used and where it came from (said by the report: a netx network runs at
+    Loihi's own integers unless another format is asked for)."""
+    from .fixed import native_format
+
+    fp = quantized.fp
+    if fixed is not None:
+        origin = "asked for (--frac-bits / --input-frac-bits)"
+    elif spec.quantized is not None:
+        origin = "the .lava.h5 file's stored mantissas"
+    elif native_format(spec.metadata) is not None:
+        origin = spec.metadata["fixed_point"].get("from", "the file")
+    else:
+        origin = "ilif-deploy's default"
+    return {"frac_bits": fp.frac_bits, "input_frac_bits": fp.input_frac_bits, "weight_bits": fp.weight_bits,
+            "from": origin}
 
 
 def stored_quantization(spec: NetSpec, fixed=None):

@@ -15,6 +15,10 @@ def build_parser():
     add_data_args(p, batch_size=32)  # --data none: an analytic estimate at --rate
     p.add_argument("--rate", type=ranged(float, 0.0, 1.0, what="a firing probability per neuron and step"),
                    help="with --data none: assumed firing rate per neuron and step, in [0, 1]")
+    p.add_argument("--input", choices=("spikes", "analog"),
+                   help="with --data none: the network's input is spikes (firing at --rate: accumulates) or analog "
+                        "frames (dense: multiply-accumulates); default: what the file says (a netx network "
+                        "without an input neuron takes spikes), else analog")
     p.add_argument("--energy-model", default="paper",
                    help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | "
                         "a .json/.yaml file with e_ac_pj, e_mac_pj, ... (default paper: 0.9/4.6 pJ)")
@@ -65,7 +69,8 @@ def provenance(path, argv, data, rep) -> dict:
             "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "model_file": str(path), "model_sha256": h.hexdigest(),
             "command": shlex.join(["ilif-energy", *argv]),
-            "data": data.describe() if data is not None else f"none (assumed firing rate {rep.rate})",
+            "data": data.describe() if data is not None else f"none (assumed firing rate {rep.rate}, "
+                                                                f"{rep.meta.get('assumed_input')} input)",
             "samples": rep.samples, "timesteps": rep.timesteps, "energy_model": rep.energy_model.name,
             "conventions": ", ".join(f"{k}={v}" for k, v in rep.conventions.to_dict().items())}
 
@@ -101,11 +106,13 @@ def _run(argv) -> int:
             raise UserError("--data none needs --rate R (assumed firing rate per neuron and step)")
         if args.data != "none" and args.rate is not None:
             raise UserError("--rate is only for --data none (with data, spikes are recorded)")
+        if args.data != "none" and args.input is not None:
+            raise UserError("--input is only for --data none (with data, the input is what the data is)")
         opened = open_input(args)
         x = None if args.data == "none" else open_dataset(args, opened.graph)
         y = None
-        common = dict(rate=args.rate, energy_model=args.energy_model, conventions=conv, memory=args.memory,
-                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
+        common = dict(rate=args.rate, input=args.input, energy_model=args.energy_model, conventions=conv,
+                      memory=args.memory, batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                       compile_neurons={"on": True, "off": False}.get(args.compile, "auto"))
         from ..energy.record import compile_pays
 

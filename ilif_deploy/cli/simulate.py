@@ -97,6 +97,9 @@ def _run(argv) -> int:
             where += f", {d['processes']} torchrun processes"
         print(f"{where}: {d['seconds']:.1f} s, {d['ms_per_sample_step']:.3f} ms per sample-step")
         if args.mode == "fixed":
+            f = d["fixed_point"]
+            print(f"fixed point format: {f['frac_bits']} fractional bits, analog input {f['input_frac_bits']}, "
+                  f"{f['weight_bits']}-bit weights ({f['from']})")
             print(f"fixed point: saturated states {sum(d['overflows'].values())}, wrapped synaptic sums "
                   f"{sum(d.get('synapse_wraps', {}).values())}, saturated inputs "
                   f"{d['input_saturated']}")

@@ -54,18 +54,22 @@ class ILIF(AbstractProcess):
         syn_lam: decay per step of a synaptic current between the input and the membrane (0: none).
         delay: connections between the network input and this layer (steps of pipeline delay).
         period: steps per sample T (state is reset every T steps); 0 = never reset.
+        run_steps: Lava steps per run of the network (samples and the drain after them, a multiple of T); with
+            it, saturations and wraps are counted only on the steps of the run's real samples (the ``live_steps``
+            Var, set before each run): the drain steps and the unused windows of a short last batch, where biases
+            alone drive the neurons, are not samples.  0: counted on every step.
         fixed: the layer in fixed point for the ``fixed_pt`` model (its ``bias_int`` in Lava's layout);
             None: quantised from ``params`` at 16 fractional bits.
     """
 
     def __init__(self, *, shape, params: ILIFParams, bias=0.0, syn_lam: float = 0.0, delay: int = 0, period: int = 0,
-                 fixed: FixedLayer = None, name: str = None, log_config=None):
+                 fixed: FixedLayer = None, name: str = None, log_config=None, run_steps: int = 0):
         shape = tuple(int(s) for s in shape)
         bias = np.broadcast_to(np.asarray(bias, dtype=np.float64), shape).copy()
         if fixed is None:
             fixed = FixedLayer.from_params(params, np.zeros(shape), 0, FixedPoint(), syn_lam)
         super().__init__(shape=shape, params=params, bias=bias, syn_lam=float(syn_lam), delay=int(delay),
-                         period=int(period), fixed=fixed, name=name, log_config=log_config)
+                         period=int(period), fixed=fixed, name=name, log_config=log_config, run_steps=int(run_steps))
         self.a_in = InPort(shape=shape)
         self.r_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
@@ -73,6 +77,7 @@ class ILIF(AbstractProcess):
             setattr(self, var, Var(shape=shape, init=0))
         self.overflows = Var(shape=(1,), init=0)  # saturated states (fixed_pt)
         self.wraps = Var(shape=(1,), init=0)  # int32 sums of the input port wrapped (fixed_pt)
+        self.live_steps = Var(shape=(1,), init=0)  # steps of real samples in this run (with run_steps)
 
 
 #: the state Vars, in both models (u: the inhibited current; ciu_drive: the CIU's input register)
@@ -85,6 +90,15 @@ class _WindowMixin:
 
     overflows: np.ndarray = LavaPyType(np.ndarray, np.int64)
     wraps: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    live_steps: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def _counted(self) -> bool:
+        """Whether this step belongs to a real sample of the run (its saturations and wraps are counted)."""
+        run = self.proc_params["run_steps"]
+        if run <= 0:
+            return True
+        local = (self.time_step - 1) % run - self.proc_params["delay"]
+        return 0 <= local < int(self.live_steps[0])
 
     def _window_step(self) -> int:
         """Step k of the current sample (0-based), or -1 before this layer's first input arrives."""
@@ -171,7 +185,8 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
             self.s_out.send(np.zeros(self.s_out.shape, dtype=np.int32))
             return
         a_in, wrapped = wrap(a_in, PORT_BITS)
-        self.wraps[0] += int(wrapped)
+        counted = self._counted()
+        self.wraps[0] += int(wrapped) if counted else 0
         if k == 0:
             for name in STATES:
                 getattr(self, name)[...] = 0
@@ -179,7 +194,7 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
         step = ilif_step_fixed(a_in, state, self.proc_params["fixed"], syn=self.syn.astype(np.int64))
         if step.syn is not None:
             self.syn[...] = step.syn
-        self.overflows[0] += int(step.overflows)
+        self.overflows[0] += int(step.overflows) if counted else 0
         self.u[...] = step.u
         for n in ILIFState._fields:
             getattr(self, n)[...] = getattr(step.state, n)

@@ -1,0 +1,53 @@
+"""lava-dl's own netx loader as the reference for netx files: one sample through ``lava.lib.dl.netx.hdf5.Network``
+on Lava's fixed_pt models, every layer's spikes (tests/test_netx_fixed.py, benchmarks/netx_fixed_conformance.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def netx_spikes(path: Path, x: np.ndarray, graph, T: int) -> dict:
+    """{layer name: spikes [T, *shape] (IR layout)} of lava-dl's netx running ``path`` on one sample ``x``
+    ([T, *input_shape] spikes, or [*input_shape] integer frame for an input neuron) in Lava fixed_pt."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    from ilif_deploy.converters.lava.compat import require_netx
+    from ilif_deploy.converters.lava.network import from_lava, to_lava
+
+    netx = require_netx()
+    names = [n.name for n in graph.nodes.values() if n.op in ("neuron", "recurrent_neuron")]
+    input_neuron = "layer0" in graph.nodes and "layer0.encode" in graph.nodes
+    # netx's own way to run one sample of T steps through its pipeline: every layer resets u and v every T
+    # steps, each one step after the layer before (its connection's delay) -- our engine's windows
+    net = netx.hdf5.Network(net_config=str(path), reset_interval=T, reset_offset=0 if input_neuron else 1)
+    lag = len(net.layers) - (1 if input_neuron else 0)
+    steps = T + lag + 1
+    if input_neuron:
+        enc = graph.nodes["layer0.encode"]
+        frame = np.rint(x * enc.scale.reshape(-1, *[1] * (x.ndim - 1)) + enc.shift.reshape(-1, *[1] * (x.ndim - 1)))
+        net.in_layer.neuron.bias_mant.init = to_lava(frame, frame.shape).astype(np.int32)
+        src = None
+    else:
+        frames = to_lava(np.concatenate([x, np.zeros((steps - T,) + x.shape[1:], x.dtype)]), x.shape[1:])
+        src = Source(data=np.moveaxis(frames, 0, -1))
+        src.s_out.connect(net.inp)
+    sinks = []
+    for layer in net.layers:
+        sink = Sink(shape=layer.out.shape, buffer=steps)
+        layer.out.connect(sink.a_in)
+        sinks.append(sink)
+    try:
+        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        got = [np.moveaxis(s.data.get(), -1, 0) for s in sinks]
+    finally:
+        net.stop()
+    out = {}
+    for i, (name, g) in enumerate(zip(names, got)):
+        shape = tuple(graph.nodes[name].shape)
+        delay = i if input_neuron else i + 1
+        out[name] = from_lava(g[delay:delay + T], shape).reshape(T, *shape)
+    return out
