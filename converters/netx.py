@@ -134,7 +134,7 @@ def _read(path: Path, timesteps) -> Graph:
 
         g = Graph(metadata={"timesteps": int(timesteps) if timesteps else None, "source": "netx",
                             "fixed_point": {**LOIHI_INTEGERS, "from": "the netx file (Loihi's own integers)"}})
-        prev, shape = None, None
+        prev, shape, readout = None, None, None
         for idx in order:
             lay = layers[idx]
             i = int(idx)
@@ -169,7 +169,16 @@ def _read(path: Path, timesteps) -> Graph:
             if kind not in ("dense", "dense_rec", "conv"):
                 raise NetxError(f"{path}: layer {i}: type {kind!r} is not expressible here (input, dense, "
                                 f"dense_rec, conv, flatten are)")
-            lam_c, params, wgt_exp = _neuron(path, i, lay, name)
+            if readout is not None:
+                raise NetxError(f"{path}: layer {readout} has no neuron (netx runs it as a non-spiking integrator, "
+                                f"a readout) but layer {i} follows it: it would receive nothing")
+            if "neuron" not in lay and kind == "dense":
+                # netx's default for a layer without a neuron: CUBA with iDecay 0 (the current never decays), vDecay
+                # 4096 (v = u + bias each step) and a threshold v never reaches -- a non-spiking readout
+                readout, wgt_exp = i, 0
+                lam_c, params = 1.0, None
+            else:
+                lam_c, params, wgt_exp = _neuron(path, i, lay, name)
             w = np.asarray(lay["weight"][()], np.float64) * 2.0 ** wgt_exp
             bias = np.asarray(lay["bias"][()], np.float32).reshape(-1) if "bias" in lay else None
             if kind == "conv":
@@ -192,6 +201,17 @@ def _read(path: Path, timesteps) -> Graph:
                 g.add(_recurrent_neuron(path, i, lay, name, params, lam_c, wgt_exp, bias), [prev])
                 syn.bias = None
                 prev = name
+                _infer(g, path)
+                continue
+            if params is None:  # the readout: y[t] = u[t] + bias, u[t] = u[t-1] + W s[t]
+                syn.bias = None
+                g.add(N.LeakyIntegrator(f"{name}.current", lam=lam_c), [prev])
+                prev = f"{name}.current"
+                if bias is not None and np.any(bias):
+                    c = syn.weight.shape[0]
+                    g.add(N.Affine(name, scale=np.ones(c, np.float32),
+                                   shift=np.broadcast_to(bias, (c,)).astype(np.float32), source="gain"), [prev])
+                    prev = name
                 _infer(g, path)
                 continue
             if lam_c is not None:
@@ -236,6 +256,11 @@ class _Block:
     bias: np.ndarray  # into the voltage (netx's bias), per neuron (dense) or channel (conv)
     lam_c: float  # current decay per step (0: the current does not persist)
     flatten: bool  # a flatten layer comes before it
+    readout: bool = False  # a dense layer without a neuron: netx's non-spiking integrator, y = u + bias
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.neuron.shape)
 
     @property
     def kind(self) -> str:
@@ -277,12 +302,27 @@ def _block(syn, current, neuron, flatten: bool) -> _Block:
     return _Block(syn, n, w * gain, np.asarray(n.weight, np.float64) * gain, bias, float(n.syn_lam), flatten)
 
 
+def _readout_block(syn, current, shift, flatten: bool) -> _Block:
+    """A Linear -> LeakyIntegrator(lam 1) [-> Affine shift] at the end: netx's dense layer without a neuron."""
+    if not isinstance(syn, N.Linear) or current is None or current.lam != 1.0:
+        raise NetxError(f"'{syn.name}': a non-spiking readout; netx writes one only as a dense layer into a "
+                        f"non-decaying integrator (Linear -> LeakyIntegrator(lam=1)), its bias after it")
+    if syn.bias is not None and np.any(syn.bias):
+        raise NetxError(f"'{syn.name}': a bias into the readout's integrator; netx adds it after (y = u + bias)")
+    w = np.asarray(syn.weight, np.float64)
+    bias = np.zeros(w.shape[0]) if shift is None else np.broadcast_to(shift, (w.shape[0],)).astype(np.float64)
+    return _Block(syn, current, w, None, bias, 1.0, flatten, readout=True)
+
+
 def _netx_layers(graph: Graph) -> List[_Block]:
     """The netx layers of a graph netx can express, or NetxError naming what it cannot."""
-    blocks, syn, current, flatten = [], None, None, False
+    blocks, syn, current, flatten, shift = [], None, None, False, None
     for node in (graph.nodes[n] for n in graph.topological_order()):
         if isinstance(node, (N.Input, N.Output)):
             continue
+        if blocks and blocks[-1].readout:
+            raise NetxError(f"'{node.name}' ({node.op}) after the readout '{blocks[-1].syn.name}': netx's readout "
+                            f"never spikes, so nothing may follow it")
         if isinstance(node, N.Flatten):
             flatten = bool(blocks)
         elif isinstance(node, (N.Linear, N.Conv2d)):
@@ -291,17 +331,23 @@ def _netx_layers(graph: Graph) -> List[_Block]:
             syn = node
         elif isinstance(node, N.LeakyIntegrator) and syn is not None and current is None:
             current = node
+        elif (isinstance(node, N.Affine) and current is not None and shift is None and node.bn_stats is None
+              and np.all(node.scale == 1.0)):
+            shift = np.asarray(node.shift, np.float64)  # a constant after the current: only a readout's bias
         elif isinstance(node, N.SPIKING):
             if syn is None:
                 raise NetxError(f"'{node.name}': a neuron without a synapse before it")
             NETX.check_node(node)
+            if shift is not None:
+                raise NetxError(f"'{node.name}': a constant after its synaptic current; netx adds biases to the "
+                                f"voltage")
             blocks.append(_block(syn, current, node, flatten))
             syn, current, flatten = None, None, False
         else:
             raise NetxError(f"'{node.name}' ({node.op}) is not written as netx (only Linear/Conv2d -> [current] -> "
                             f"LIF layers are)")
     if syn is not None:
-        raise NetxError(f"'{syn.name}': a non-spiking readout; every netx layer ends in a spiking neuron")
+        blocks.append(_readout_block(syn, current, shift, flatten))
     if not blocks:
         raise NetxError("no Linear -> LIF layer to write")
     if graph.input_node.encoding != "sequence":
@@ -317,6 +363,10 @@ def _decay(lam: float) -> int:
 def export_graph(graph: Graph, path, **_) -> dict:
     """Write ``graph`` as a lava-dl netx network (``.net``, atomically; see the module docstring).
 
+    A last dense layer into a non-decaying integrator (``Linear -> LeakyIntegrator(lam=1) [-> Affine shift]``) is
+    written without a neuron group: netx's non-spiking readout, whose output ``u + bias`` is then in the units of
+    its layer's scale.
+
     Returns ``{"path", "layers", "scales"}`` (the power of two each layer was scaled by) and ``rounding``
     (the largest change rounding made to a weight, bias, threshold or decay, in the graph's units)."""
     import h5py
@@ -328,19 +378,23 @@ def export_graph(graph: Graph, path, **_) -> dict:
     blocks = _netx_layers(fold_batchnorm(graph.validate()))
     scales, rounding, quantized = [], 0.0, []
     for blk in blocks:
-        p = blk.neuron.params
+        p = getattr(blk.neuron, "params", None)
         weights = [blk.weight] + ([blk.weight_rec] if blk.weight_rec is not None else [])
         top = max(float(np.abs(w).max(initial=0)) for w in weights) or 1.0
         scale = 2.0 ** np.floor(np.log2(WEIGHT_MAX / top))
+        if blk.readout and top <= WEIGHT_MAX and np.all(blk.weight % 2 == 0) and np.all(blk.bias % 1 == 0):
+            scale = 1.0  # its integers hold it as it is: keep the readout's own units
         # even weight mantissas: what Loihi's mixed-sign weights hold
+        # the readout has no threshold: its output (y = u + bias) comes out in units scaled by ``scale``
+        v_th = 1.0 if blk.readout else p.v_th
         q = {"weight": 2 * np.round(blk.weight * scale / 2), "bias": np.round(blk.bias * scale),
-             "vThMant": np.round(p.v_th * scale)}
-        exact = [("weight", blk.weight), ("bias", blk.bias), ("vThMant", p.v_th)]
+             "vThMant": np.round(v_th * scale)}
+        exact = [("weight", blk.weight), ("bias", blk.bias), ("vThMant", v_th)]
         if blk.weight_rec is not None:
             q["weight_rec"] = 2 * np.round(blk.weight_rec * scale / 2)
             exact.append(("weight_rec", blk.weight_rec))
         rounding = max(rounding, *(float(np.abs(q[k] / scale - v).max()) for k, v in exact))
-        for lam in (p.lam, blk.lam_c):
+        for lam in ((blk.lam_c,) if blk.readout else (p.lam, blk.lam_c)):
             rounding = max(rounding, abs((1.0 - _decay(lam) / DECAY_ONE) - lam))
         scales.append(float(scale))
         quantized.append(q)
@@ -372,6 +426,8 @@ def export_graph(graph: Graph, path, **_) -> dict:
                         g[key] = q[key]
                 if np.any(q["bias"]):
                     g["bias"] = q["bias"]
+                if blk.readout:  # no neuron group: netx's non-spiking integrator
+                    continue
                 n = g.create_group("neuron")
                 n.create_dataset("type", data=np.array([b"CUBA"]))
                 n["iDecay"], n["vDecay"] = _decay(blk.lam_c), _decay(blk.neuron.params.lam)

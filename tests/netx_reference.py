@@ -9,7 +9,8 @@ import numpy as np
 
 def netx_spikes(path: Path, x: np.ndarray, graph, T: int) -> dict:
     """{layer name: spikes [T, *shape] (IR layout)} of lava-dl's netx running ``path`` on one sample ``x``
-    ([T, *input_shape] spikes, or [*input_shape] integer frame for an input neuron) in Lava fixed_pt."""
+    ([T, *input_shape] spikes, or [*input_shape] integer frame for an input neuron) in Lava fixed_pt; with a
+    readout (a last dense layer without a neuron) also ``"readout"``: its ``v = u + bias`` per step [T, n]."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
@@ -35,6 +36,17 @@ def netx_spikes(path: Path, x: np.ndarray, graph, T: int) -> dict:
         frames = to_lava(np.concatenate([x, np.zeros((steps - T,) + x.shape[1:], x.dtype)]), x.shape[1:])
         src = Source(data=np.moveaxis(frames, 0, -1))
         src.s_out.connect(net.inp)
+    import h5py
+
+    with h5py.File(path, "r") as f:  # a last dense layer without a neuron: netx's readout, whose v we probe
+        last = f["layer"][str(len(f["layer"]) - 1)]
+        readout = "neuron" not in last and last["type"][0] in (b"dense", "dense")
+    monitor = None
+    if readout:
+        from lava.proc.monitor.process import Monitor
+
+        monitor = Monitor()
+        monitor.probe(target=net.layers[-1].neuron.v, num_steps=steps)
     sinks = []
     for layer in net.layers:
         sink = Sink(shape=layer.out.shape, buffer=steps)
@@ -43,9 +55,17 @@ def netx_spikes(path: Path, x: np.ndarray, graph, T: int) -> dict:
     try:
         net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
         got = [np.moveaxis(s.data.get(), -1, 0) for s in sinks]
+        v = None
+        if monitor is not None:
+            data = monitor.get_data()
+            v = np.asarray(next(iter(next(iter(data.values())).values())))  # [steps, n], Loihi units (x 2**6)
     finally:
         net.stop()
     out = {}
+    if v is not None:  # the readout: v = u + bias in the file's integers, for steps 0..T-1 of the sample
+        delay = len(got) - 1 if input_neuron else len(got)
+        out["readout"] = v[delay:delay + T].astype(np.float64) / 64.0
+        got, names = got[:-1], names
     for i, (name, g) in enumerate(zip(names, got)):
         shape = tuple(graph.nodes[name].shape)
         delay = i if input_neuron else i + 1

@@ -150,3 +150,57 @@ def test_both_engines_count_saturations_on_the_samples_steps_only(lava):
         rep = simulate(g, x=x, mode="fixed", engine=engine, batch=batch, progress=False)
         counts[(engine, batch)] = rep.details["overflows"]["n"]
     assert set(counts.values()) == {24}, counts
+    v = simulate(g, x=x, mode="fixed", engine="torch", verify=3, batch=2, progress=False).details["verify"]
+    assert v["saturated_states"] == {"lava": 24, "torch": 24} and v["counts_equal"]  # --verify compares them
+
+
+def _readout_net():
+    """_loihi_net with a readout: dense 8 -> 3 into a non-decaying integrator, a bias after it."""
+    g = _loihi_net()
+    w = (2 * np.random.default_rng(4).integers(-30, 30, (3, 8))).astype(np.float32)
+    return chain_graph((32,), [N.Linear("fc1", weight=g.nodes["fc1"].weight),
+                               N.Neuron("n1", params=g.nodes["n1"].params),
+                               N.Linear("fc2", weight=g.nodes["fc2"].weight),
+                               N.Neuron("n2", params=g.nodes["n2"].params), N.Linear("read", weight=w),
+                               N.LeakyIntegrator("acc", lam=1.0),
+                               N.Affine("rb", scale=np.ones(3, np.float32), shift=np.array([5, -3, 0], np.float32))],
+                       T=T)
+
+
+def test_a_readout_without_neuron_reads_writes_and_runs_as_netx_runs_it(netx, lava, tmp_path):
+    """A netx dense layer without a neuron group is netx's non-spiking integrator (iDecay 0, vDecay 4096, a
+    threshold v never reaches): written by us without a neuron, loaded by lava-dl, its v per step equals our torch
+    engine's readout at the file's integers and our float runtime's output; read back it is the same network."""
+    import h5py
+
+    from ilif_deploy import run
+    from ilif_deploy.converters.lava.engine import TorchEngine
+    from ilif_deploy.converters.lava.netspec import build_netspec
+
+    g = _readout_net()
+    info = export_graph(g, tmp_path / "ro.net")
+    assert info["layers"] == 3 and info["scales"][-1] == 1.0 and info["rounding"] == 0.0
+    with h5py.File(tmp_path / "ro.net") as f:
+        assert "neuron" not in f["layer/2"] and "neuron" in f["layer/1"]
+    back = read_netx(tmp_path / "ro.net", timesteps=T)
+    assert [n.op for n in back.nodes.values()][-4:] == ["linear", "leaky_integrator", "affine", "output"]
+    x = (np.random.default_rng(1).random((T, 32)) < 0.2).astype(np.float32)
+    want_float = run(g, torch.as_tensor(x)[:, None])[:, 0].numpy()
+    assert np.array_equal(run(back, torch.as_tensor(x)[:, None])[:, 0].numpy(), want_float)
+    ref = netx_spikes(tmp_path / "ro.net", x, back, T)
+    r = TorchEngine(build_netspec(back), "fixed", native_format(back.metadata)).run(torch.as_tensor(x)[:, None])
+    for name in ("layer0", "layer1"):
+        np.testing.assert_array_equal(r.spikes[name][:, 0].numpy(), ref[name], err_msg=name)
+    np.testing.assert_array_equal(r.output[:, 0].numpy(), ref["readout"])
+    np.testing.assert_array_equal(ref["readout"], want_float)  # Loihi's integers hold the float network exactly
+    assert np.abs(ref["readout"]).max() > 10
+
+
+def test_what_follows_a_readout_is_refused(tmp_path):
+    import h5py
+
+    export_graph(_readout_net(), tmp_path / "ro.net")
+    with h5py.File(tmp_path / "ro.net", "r+") as f:
+        f.copy(f["layer/1"], "layer/3")  # a spiking layer after the readout
+    with pytest.raises(Exception, match="layer 2 has no neuron .* layer 3 follows it"):
+        read_netx(tmp_path / "ro.net")

@@ -33,7 +33,7 @@ from ilif_deploy.neuron_step import ilif_step, zero_state
 from ilif_deploy.runtime import TORCH_INFERENCE_OPS
 
 from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, FixedPoint, QuantizedNet,
-                    ilif_step_fixed, quantize_input, quantize_spec, sigmoid_lut,
+                    ilif_step_fixed, integrate_readout, quantize_input, quantize_spec, sigmoid_lut,
                     state_bound, torch_fixed_ops, wrap, zero_fixed_state)
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
@@ -268,6 +268,8 @@ class TorchEngine:
             if record:
                 spikes[lay.name] = s_all
         out = self._input_current(OUTPUT, values, wraps, bounds).reshape(T, B, *spec.readout.shape)
+        if spec.readout.syn_lam:
+            out = torch.from_numpy(integrate_readout(out.cpu().numpy(), spec.readout.syn_lam, fixed)).to(out.device)
         if fixed:
             out = out.to(torch.float64) * self.quantized.readout_scale
         output = out + self.bias[OUTPUT]

@@ -204,6 +204,23 @@ def _decay_numpy(v, d: int):
     return np.sign(v) * ((np.abs(v) * d) >> DECAY_BITS)
 
 
+def integrate_readout(a: np.ndarray, lam: float, fixed: bool) -> np.ndarray:
+    """The readout's leaky integrator over the steps (axis 0) of its input current ``a``: ``y[t] = lam y[t-1] +
+    a[t]`` -- in fixed point (``a`` in state LSBs, int64) with the 12-bit decay of the neurons' synaptic current,
+    rounded toward zero on the magnitude (a netx readout, ``lam = 1``, sums exactly); in float64 otherwise."""
+    if lam == 0.0:
+        return a
+    out, y = np.empty_like(a), np.zeros_like(a[0])
+    d = int(round(lam * DECAY_ONE))
+    for t in range(a.shape[0]):
+        if fixed:
+            y = (y if d == DECAY_ONE else _decay_numpy(y, d)) + a[t]
+        else:
+            y = lam * y + a[t]
+        out[t] = y
+    return out
+
+
 NUMPY_FIXED = FixedOps(decay=_decay_numpy, clip=np.clip, relu=lambda x: np.maximum(x, 0),
                        as_int=lambda x: np.asarray(x).astype(np.int64), table=lambda layer, idx: layer.lut[idx],
                        count=lambda v, vth: np.where(v > 0, v // vth, 0))
@@ -403,5 +420,5 @@ def zero_fixed_state(shape, xp: Any = np, **kw) -> ILIFState:
 
 __all__ = ["FixedPoint", "FixedLayer", "FixedStep", "FixedOps", "NUMPY_FIXED", "torch_fixed_ops", "ilif_step_fixed",
            "quantize_weights", "quantize_input", "quantize_spec", "state_bound", "QuantizedNet", "readout_scale",
-           "sigmoid_lut", "wrap", "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX",
-           "DENSE_BITS", "CONV_BITS", "PORT_BITS"]
+           "sigmoid_lut", "wrap", "integrate_readout", "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS",
+           "INPUT_MAX", "DENSE_BITS", "CONV_BITS", "PORT_BITS", "native_format", "LOIHI_INTEGERS"]

@@ -92,7 +92,9 @@ class Layer:
     bias: np.ndarray
     kind: str = "neuron"
     depth: int = 0
-    #: decay per step of the synaptic current i[t] = syn_lam * i[t-1] + a[t] (a CubaLIF's); 0: no such current
+    #: decay per step of the synaptic current i[t] = syn_lam * i[t-1] + a[t] (a CubaLIF's); 0: no such current.
+    #: For the readout: a leaky integrator before the output (a netx dense layer without a neuron, NIR's LI), whose
+    #: ``bias`` is added after it, ``y[t] = i[t] + bias``
     syn_lam: float = 0.0
 
 
@@ -303,6 +305,25 @@ def _synaptic_current(graph: Graph, target: str) -> Tuple[str, float, np.ndarray
     return target, 0.0, np.ones(shape)
 
 
+def _readout_current(graph: Graph, out_name: str) -> Tuple[str, float, np.ndarray, np.ndarray]:
+    """A leaky integrator before the output, reached through affine maps: ``(its name, its decay, the gain and
+    the constant the affine maps apply after it)`` -- the readout integrates its synapses' sum, then scales and
+    shifts it.  Without one: ``(out_name, 0, 1, 0)``."""
+    shape = tuple(graph.nodes[out_name].shape)
+    gain, shift, name = np.ones(shape), np.zeros(shape), out_name
+    while len(graph.inputs_of(name)) == 1:
+        pred = graph.nodes[graph.inputs_of(name)[0]]
+        if isinstance(pred, N.LeakyIntegrator):
+            return pred.name, float(pred.lam), gain, shift
+        if not isinstance(pred, N.Affine) or pred.bn_stats is not None:
+            break
+        per = (-1,) + (1,) * (len(shape) - 1)
+        shift = shift + gain * pred.shift.astype(np.float64).reshape(per)
+        gain = gain * pred.scale.astype(np.float64).reshape(per)
+        name = pred.name
+    return out_name, 0.0, np.ones(shape), np.zeros(shape)
+
+
 def _scale_rows(syn: Synapse, gain: np.ndarray) -> np.ndarray:
     """``syn``'s weights with the current of target neuron j multiplied by ``gain[j]`` (IR layout)."""
     g = gain.astype(np.float64)
@@ -359,7 +380,13 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=MAXPOOL_PARAMS,
                                    bias=np.zeros(tnode.shape), kind="maxpool", depth=depth[target])
             continue
-        end, syn_lam, gain = _synaptic_current(graph, target) if isinstance(tnode, N.SPIKING) else (target, 0.0, 1.0)
+        after = None
+        if isinstance(tnode, N.SPIKING):
+            end, syn_lam, gain = _synaptic_current(graph, target)
+        elif isinstance(tnode, N.Output):
+            end, syn_lam, gain, after = _readout_current(graph, target)
+        else:
+            end, syn_lam, gain = target, 0.0, 1.0
         order, sources = _subgraph(graph, end)
         if not sources:
             raise GraphError(f"'{target}' is not driven by the input or any neuron layer")
@@ -369,6 +396,11 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
         if isinstance(tnode, N.RecurrentNeuron):
             rec, rec_bias = _recurrent_synapse(tnode, gain)
             bias = tnode.mem_scale * (tnode.in_scale * (bias + rec_bias) + tnode.in_shift) + tnode.mem_shift
+        elif syn_lam and after is not None:  # the readout's integrator: constants after it only
+            if np.any(bias):
+                raise GraphError(f"'{end}': a constant into the leaky integrator before the output has no Lava form "
+                                 f"(it would be integrated); the readout adds its constants after it")
+            bias = np.broadcast_to(after, tnode.shape).copy()
         else:
             bias = bias * gain
         tdepth = max(depth[s] for s in sources) + 1

@@ -21,7 +21,7 @@ import numpy as np
 from ilif_deploy.errors import UserError
 
 from .compat import require_lava
-from .fixed import PORT_BITS, FixedPoint, QuantizedNet, quantize_input, quantize_spec, wrap
+from .fixed import PORT_BITS, FixedPoint, QuantizedNet, integrate_readout, quantize_input, quantize_spec, wrap
 from .netspec import INPUT, LAVA_FIXED, LAVA_FLOAT, OUTPUT, NetSpec, Synapse
 
 MODES = {"float": "floating_pt", "fixed": "fixed_pt"}
@@ -163,6 +163,8 @@ class LavaNetwork:
         if self.mode == "fixed":  # the recorder takes the sum exact: wrap it as Lava's int32 port does, counted
             out, n = wrap(out.astype(np.int64), PORT_BITS)
             self.readout_wraps += int(n)
+        # a leaky integrator before the output (a netx readout): over each sample's steps, as the torch engine
+        out = integrate_readout(out, self.spec.readout.syn_lam, self.mode == "fixed")
         out = out * self.readout_scale + self.spec.readout.bias
         return out, result
 

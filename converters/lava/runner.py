@@ -253,4 +253,9 @@ def verify_against_lava(spec: NetSpec, data, mode: str, *, fixed=None, quantized
             out_l, spk_l = lava(b.x)
             out_e, spk_e = eng(b.x)
             counter.add(spk_l, spk_e, out_l.sum(0), out_e.sum(0), b.y)
-    return counter.result(engine="torch", mode=mode)
+        counts = {"lava": lava.counts(), "torch": eng.counts()}
+    # the saturations and wraps each engine counted on the same samples' steps: equal when the engines are
+    saturated = {k: sum(v["overflows"].values()) for k, v in counts.items()}
+    wrapped = {k: sum(v["synapse_wraps"].values()) for k, v in counts.items()}
+    return counter.result(engine="torch", mode=mode, saturated_states=saturated, wrapped_sums=wrapped,
+                          counts_equal=counts["lava"] == counts["torch"])

@@ -108,6 +108,10 @@ def _run(argv) -> int:
             print(f"verify on {v['samples']} samples: torch engine vs Lava {args.mode}: spike agreement "
                   f"{v['overall_spike_agreement']:.6f}, prediction agreement {v['prediction_agreement']:.4f}, "
                   f"max readout difference {v['max_abs_logit_diff']:.3g}")
+            if args.mode == "fixed":
+                print(f"verify: saturated states Lava {v['saturated_states']['lava']:,} / torch engine "
+                      f"{v['saturated_states']['torch']:,}, wrapped sums Lava {v['wrapped_sums']['lava']:,} / "
+                      f"torch engine {v['wrapped_sums']['torch']:,} ({'equal' if v['counts_equal'] else 'DIFFERENT'})")
         if args.json:
             write_text_atomic(args.json, json.dumps(rep.to_dict(), indent=2))
         return 0
