@@ -257,15 +257,16 @@ def test_lif_is_ilif_with_units_off(lava):
 
 
 def test_the_neuron_process_holds_state_in_vars_and_constants_in_proc_params(lava):
-    """Lava's own LIFReset keeps constants in proc_params; so does ours: its Vars are the state and two counters
+    """Lava's own LIFReset keeps constants in proc_params; so does ours: its Vars are the state, two counters and
+    the number of steps of real samples in a run (which steps the counters count)
     (29 Vars before the neuron families, 21 of them constants), its models read the project's ILIFParams and
     FixedLayer themselves."""
     from ilif_deploy.converters.lava.process import ILIF
 
     p = ILIFParams.from_tau(1.1, v_min=-1.0)
     proc = ILIF(shape=(3,), params=p, bias=0.5, period=4)
-    assert sorted(v.name for v in proc.vars.members) == ["ciu", "ciu_drive", "mpiu", "overflows", "syn", "u", "v",
-                                                          "wraps"]
+    assert sorted(v.name for v in proc.vars.members) == ["ciu", "ciu_drive", "live_steps", "mpiu", "overflows", "syn",
+                                                          "u", "v", "wraps"]
     assert proc.proc_params["params"] is p and proc.proc_params["fixed"].v_min_int == -(1 << 16)
     assert proc.proc_params["bias"].tolist() == [0.5] * 3 and proc.proc_params["period"] == 4
 
