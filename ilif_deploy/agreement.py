@@ -19,7 +19,7 @@ class Agreement:
     order, is there: later differences are mostly its consequences), ``firing_rate`` (spikes per neuron
     and step) of both runs.  ``details``: what only one target measures (Lava's overflows, run time)."""
 
-    reference: str
+    reference: Optional[str]  # None: no reference run (the candidate's own counts only)
     candidate: str
     samples: int
     timesteps: int
@@ -58,6 +58,11 @@ class Agreement:
         """One line: spike agreement, predictions, accuracies."""
         acc = {k: "n/a" if v is None else f"{100 * v:.2f} %" for k, v in
                (("r", self.accuracy_reference), ("c", self.accuracy_candidate))}
+        if self.reference is None:
+            rate = sum(self.firing_rate[k] * self.compared[k] for k in self.compared) / max(1, sum(
+                self.compared.values()))
+            return (f"{self.samples} samples x T={self.timesteps}: firing rate {rate:.4f}, accuracy {acc['c']} (no "
+                    f"reference run; --reference runtime compares with the torch runtime)")
         return (f"{self.candidate} vs {self.reference}, {self.samples} samples x T={self.timesteps}: spike agreement "
                 f"{self.overall_spike_agreement:.6f} ({self.total_flips} differ, {self.samples_with_flips} samples), "
                 f"same prediction {100 * self.prediction_agreement:.2f} %, accuracy {acc['r']} -> {acc['c']}, "
@@ -68,8 +73,10 @@ class Agreement:
         import pandas as pd
 
         over = self.details.get("overflows") or {}
-        return pd.DataFrame([{"layer": k, "spike_agreement": f"{v:.6f}", "flips": self.spike_flips[k],
-                              "first_flips": self.first_flip_layers.get(k, 0),
+        compared = {} if self.reference is None else None
+        return pd.DataFrame([{"layer": k, **(compared if compared is not None else {
+                                  "spike_agreement": f"{v:.6f}", "flips": self.spike_flips[k],
+                                  "first_flips": self.first_flip_layers.get(k, 0)}),
                               "firing_rate": f"{self.firing_rate[k]:.4f}", **({"overflows": over.get(k, 0)}
                                                                              if over else {})}
                              for k, v in self.spike_agreement.items()]).to_string(index=False)

@@ -26,6 +26,8 @@ def _source(source) -> Tuple[NetSpec, Graph]:
 
 
 ENGINES = ("lava", "torch")
+#: the reference runs simulate() can make beside the engine (see its ``compare`` argument)
+COMPARES = ("runtime", "both", "none")
 
 
 class FixedPointWarning(UserWarning):
@@ -36,7 +38,7 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
              samples: Optional[int] = 100, mode: str = "float", *, x: Optional[np.ndarray] = None,
              y: Optional[np.ndarray] = None, batch: int = 64, progress: bool = True, fixed=None,
              fast_conv: bool = True, engine: str = "lava", verify: int = 0, device: str = "cpu",
-             compile: bool = False):
+             compile: bool = False, compare: str = "runtime"):
     """Run ``source`` as Lava runs it -- on Lava's CPU backend (``engine="lava"``, the reference) or on the
     batched torch engine (``engine="torch"``, :mod:`.engine`: bit-exact with Lava, for whole test sets) --
     and compare with the torch runtime.
@@ -56,6 +58,10 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
             agreement with it (``details["verify"]``).
         device: torch device of the torch engine.
         compile: fuse the torch engine's fixed-point neuron loops with ``torch.compile`` (same integers).
+        compare: which reference runs beside the engine, per batch: ``"runtime"`` (the torch runtime in Lava's
+            arithmetic: BN folded, float64 synapses -- the agreement), ``"both"`` (also the exact float32 graph:
+            ``against_exact_graph``), or ``"none"`` (no reference: firing rates, predictions, accuracy and the
+            throughput of the engine alone, for whole test sets).
     Returns:
         an :class:`~ilif_deploy.agreement.Agreement` of the engine (candidate) against the torch runtime in
         Lava's arithmetic (BN folded, float64 synapses: the reference); ``details``: ``engine``, ``mode``,
@@ -103,6 +109,10 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     label = f"{'Lava' if engine == 'lava' else 'torch engine'} {mode}"
     counter = AgreementCounter(names, "torch runtime (BN folded, float64 synapses)", label)
     exact = AgreementCounter(names, "torch runtime (exact graph, float32)", label)
+    if compare not in COMPARES:
+        raise UserError(f"compare must be one of {list(COMPARES)}, got {compare!r}")
+    if compare == "none":
+        counter = AgreementCounter(names, None, label)
     seconds, warned = 0.0, set()
     checker = None
     if mode == "fixed":
@@ -120,13 +130,17 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
                         warnings.warn(f"fixed point: {line}", FixedPointWarning, stacklevel=2)
             # float64 synapses: Lava's Dense/Conv accumulate in float64, torch's in float32 in another
             # order; an ulp at the threshold would flip a spike (seen on ResNet-18 at T = 4)
-            out_ref, rec = torch_run(lowered, xt, record=names, synapse_dtype=torch.float64)
-            out_exact, rec_exact = torch_run(graph, xt, record=names)
             t0 = time.perf_counter()
             out, spikes = run_batch(xt)
             seconds += time.perf_counter() - t0
-            counter.add(rec, spikes, out_ref.sum(0), out.sum(0), labels)
-            exact.add(rec_exact, spikes, out_exact.sum(0), out.sum(0), labels)
+            if compare == "none":  # the engine alone: its own spikes and readout stand on both sides
+                counter.add(spikes, spikes, out.sum(0), out.sum(0), labels)
+            else:
+                out_ref, rec = torch_run(lowered, xt, record=names, synapse_dtype=torch.float64)
+                counter.add(rec, spikes, out_ref.sum(0), out.sum(0), labels)
+            if compare == "both":
+                out_exact, rec_exact = torch_run(graph, xt, record=names)
+                exact.add(rec_exact, spikes, out_exact.sum(0), out.sum(0), labels)
             bar.update(xt.shape[1])
         bar.close()
         counts, processes = run_batch.counts(), run_batch.processes
@@ -143,12 +157,14 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
                                                 batch=batch, fast_conv=fast_conv, device=device).to_dict()
     if mode == "fixed":
         details["fixed_point"] = fixed_point_origin(spec, fixed, quantized)
-    ex = exact.result()
+    if compare == "both":
+        ex = exact.result()
+        details["against_exact_graph"] = {"overall_spike_agreement": ex.overall_spike_agreement,
+                                          "prediction_agreement": ex.prediction_agreement,
+                                          "first_flip_layers": ex.first_flip_layers}
     return counter.result(engine=engine, mode=mode, **(counts if mode == "fixed" else {}), lava_processes=processes,
                           seconds=seconds, ms_per_sample_step=1000.0 * seconds / (n * T),
-                          against_exact_graph={"overall_spike_agreement": ex.overall_spike_agreement,
-                                               "prediction_agreement": ex.prediction_agreement,
-                                               "first_flip_layers": ex.first_flip_layers}, **details)
+                          samples_per_second=n / seconds if seconds else None, compare=compare, **details)
 
 
 def _reduce_counts(counts: dict, device: str) -> dict:

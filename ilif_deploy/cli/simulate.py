@@ -25,6 +25,11 @@ def build_parser():
                         "(batched, the same arithmetic bit for bit: for whole test sets)")
     p.add_argument("--verify", type=ranged(int, 0, MAX_COUNT), default=0, metavar="K",
                    help="(--engine torch) also run the first K samples on Lava and report the engine's agreement")
+    p.add_argument("--reference", choices=["runtime", "both", "none"],
+                   help="what runs beside the engine to compare with, per batch: runtime (the torch runtime in "
+                        "Lava's arithmetic: BN folded, float64 synapses), both (also the exact float32 graph), none "
+                        "(the engine alone: firing rates, accuracy, throughput). Default: runtime with --engine lava, "
+                        "none with --engine torch (whole test sets pay for no reference they did not ask for)")
     p.add_argument("--device", default="cpu", help="(--engine torch) torch device (default cpu)")
     p.add_argument("--compile", action="store_true",
                    help="(--engine torch, --mode fixed) fuse each neuron layer's steps with torch.compile: the same "
@@ -83,7 +88,8 @@ def _run(argv) -> int:
             input_frac_bits=8 if args.input_frac_bits is None else args.input_frac_bits)
         rep = simulate(source, data=open_dataset(args, opened.graph), samples=None, mode=args.mode,
                        batch=args.batch_size, progress=not args.no_progress, fixed=fixed, engine=args.engine,
-                       verify=args.verify, device=args.device, compile=args.compile)
+                       verify=args.verify, device=args.device, compile=args.compile,
+                       compare=args.reference or ("runtime" if args.engine == "lava" else "none"))
         if rank != 0:  # rank 0 prints and writes the job's (summed) result
             return 0
         silent = [k for k, v in rep.firing_rate.items() if v == 0]
@@ -95,7 +101,8 @@ def _run(argv) -> int:
         where = f"Lava, {d['lava_processes']} processes" if args.engine == "lava" else f"torch engine on {args.device}"
         if d.get("processes"):
             where += f", {d['processes']} torchrun processes"
-        print(f"{where}: {d['seconds']:.1f} s, {d['ms_per_sample_step']:.3f} ms per sample-step")
+        rate = f", {d['samples_per_second']:,.1f} samples/s" if d.get("samples_per_second") else ""
+        print(f"{where}: {d['seconds']:.1f} s, {d['ms_per_sample_step']:.3f} ms per sample-step{rate}")
         if args.mode == "fixed":
             f = d["fixed_point"]
             print(f"fixed point format: {f['frac_bits']} fractional bits, analog input {f['input_frac_bits']}, "
