@@ -16,8 +16,9 @@ turn and in fresh processes (start-up, imports, loading and tracing included):
   ``DispatchCounterMode`` on the same frames and batches, ``torch.set_num_threads(1)`` first.
 
 Prints each pair's wall times, the median of the ratio script / ilif-energy (goal >= 1.4x: the in-process
-ratio, 1.5-1.6x, is the ceiling) and the peak RSS of each (``os.wait4``), and for ``ilif-simulate --engine torch
---mode fixed`` on the same data the share of the process's CPU time spent in the engine.
+ratio, 1.5-1.6x, is the ceiling) and the peak RSS of each (``os.wait4``); then, for ``simulate(engine="torch",
+mode="fixed")`` on the same data (``ilif-simulate --engine torch``), the share of its CPU time spent in the engine
+with and without a reference run.
 """
 from __future__ import annotations
 
@@ -88,15 +89,22 @@ def main() -> int:
                   f"({rss_b:.0f} MB), ratio {b / a:.2f}x", flush=True)
         print(f"median ratio SynOpCounter script / ilif-energy, whole commands at 1 thread: "
               f"{statistics.median(ratios):.2f}x (goal >= 1.4x)")
-        sim = [str(BIN / "ilif-simulate"), "r18.pth", "--arch", "spiking_resnet18", "--num-classes", "10",
-               "--data", "x.npy", "-T", "4", "--engine", "torch", "--mode", "fixed", "--batch-size", "8",
-               "--threads", "1", "--no-progress"]
-        wall, rss, out = timed(sim, d)
-        line = next((ln for ln in out.splitlines() if ln.startswith("torch engine on")), "")
-        engine_s = float(line.split(": ")[1].split(" s,")[0]) if line else float("nan")
-        print(f"ilif-simulate --engine torch --mode fixed ({args.samples} samples, no reference): {wall:.2f} s wall, "
-              f"engine {engine_s:.2f} s = {100 * engine_s / wall:.0f} % of the command (goal >= 80 % of the "
-              f"process CPU), peak RSS {rss:.0f} MB")
+        import torch
+
+        from ilif_deploy.converters import open_graph
+        from ilif_deploy.converters.lava import simulate
+
+        torch.set_num_threads(1)
+        g = open_graph(d / "r18.pth", arch="spiking_resnet18", num_classes=10, timesteps=4)
+        x = np.load(d / "x.npy")
+        for reference in ("runtime", "none"):
+            t0 = time.process_time()
+            rep = simulate(g, x=x, mode="fixed", engine="torch", batch=8, progress=False, compare=reference)
+            total = time.process_time() - t0
+            print(f"simulate(engine='torch', mode='fixed', compare={reference!r}), {args.samples} samples: "
+                  f"{total:.2f} s CPU, the engine {rep.details['seconds']:.2f} s = "
+                  f"{100 * rep.details['seconds'] / total:.0f} % (goal >= 80 % without a reference), "
+                  f"{rep.details['samples_per_second']:.1f} samples/s")
     return 0
 
 
