@@ -4,7 +4,7 @@
     /tmp/bench-venv/bin/python benchmarks/bench_energy.py   # with spikingjelly: also SynOpCounter
 
 (The SpikingJelly venv: ``python -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install
-torch==2.13.0 spikingjelly==2.0.0 numpy pandas plotly tqdm scikit-learn && /tmp/bench-venv/bin/pip
+torch==2.13.0 spikingjelly==2.0.0 numpy pandas plotly tqdm scikit-learn nir h5py && /tmp/bench-venv/bin/pip
 install --no-deps -e .``; see docs/energy.md.)
 
 Models: the digits ILIF net (450 test digits) and spiking_resnet18 (authors' format, random
