@@ -72,7 +72,7 @@ def test_torchrun_torch_engine_simulation_equals_one_process(tmp_path):
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-8000:]
     a, b = (json.loads((tmp_path / f"{k}.json").read_text()) for k in runs)
-    timing = {"seconds", "ms_per_sample_step", "processes"}
+    timing = {"seconds", "ms_per_sample_step", "processes", "samples_per_second"}
     assert b["processes"] == 2 and a["samples"] == b["samples"] == 51
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
     assert 0 < a["overall_spike_agreement"] <= 1
