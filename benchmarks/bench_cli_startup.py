@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     torch_s = seconds([sys.executable, "-c", "import torch"], args.repeats)
     print(f"{'import torch (reference)':32s} {torch_s:6.3f} s")
     worst = 0.0
-    for tool in ("ilif-export", "ilif-energy", "ilif-simulate"):
+    for tool in ("ilif-export", "ilif-energy", "ilif-simulate", "ilif-finetune"):
         for flag in ("--help", "--version"):
             s = seconds([str(BIN / tool), flag], args.repeats)
             worst = max(worst, s)

@@ -8,6 +8,8 @@ Public API (names kept stable for the converters, the energy module, examples an
   this project's layers, plain torch, snntorch or SpikingJelly, multi-step or single-step.
 - :func:`run`: executes a graph in torch, ``[T, B, ...] -> [T, B, ...]``.
 - :class:`UserError` and its family: what the command-line tools print as one line.
+- :func:`finetune` and :class:`FixedPoint`: fixed-point-aware fine-tuning (``ilif-finetune``), from the Lava target's
+  fixed-point module (``ilif_deploy.converters.lava.finetune``; torch only, no Lava), loaded when first named.
 
 Exporters, file readers (:func:`ilif_deploy.converters.open_graph`) and energy reports live in the
 subpackages ``ilif_deploy.converters`` and ``ilif_deploy.energy``; this core imports neither.  Names are
@@ -26,6 +28,7 @@ _PUBLIC = {
     "save": "model_files", "build": "architectures", "register_arch": "architectures", "trace": "tracing",
     "Graph": "ir", "run": "runtime", "logits": "runtime", "TraceError": "errors", "GraphError": "errors",
     "ModelFileError": "errors", "UserError": "errors", "DataError": "errors",
+    "finetune": "converters.lava.finetune", "FixedPoint": "converters.lava.fixed",
 }
 __all__ = sorted(_PUBLIC) + ["ARCHITECTURES", "__version__"]
 

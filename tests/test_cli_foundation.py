@@ -13,7 +13,7 @@ from ilif_deploy.ir import Graph
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("tool", ["ilif-export", "ilif-energy", "ilif-simulate"])
+@pytest.mark.parametrize("tool", ["ilif-export", "ilif-energy", "ilif-simulate", "ilif-finetune"])
 def test_console_scripts_have_help(tool):
     exe = shutil.which(tool) or str(Path(sys.executable).parent / tool)
     assert Path(exe).exists(), f"{tool} is not installed (pip install -e .)"
@@ -89,7 +89,7 @@ def test_inapplicable_flags_and_folders_are_one_line(tmp_path, digits_ilif_graph
     assert err.startswith(f"error: {message.format(**paths)}") and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("tool", ["ilif-export", "ilif-energy", "ilif-simulate"])
+@pytest.mark.parametrize("tool", ["ilif-export", "ilif-energy", "ilif-simulate", "ilif-finetune"])
 def test_version_and_closed_pipe(tool, tmp_path):
     import ilif_deploy
 
@@ -97,7 +97,8 @@ def test_version_and_closed_pipe(tool, tmp_path):
     assert res.returncode == 0 and res.stdout.strip() == f"{tool} (ilif-deploy) {ilif_deploy.__version__}"
     args = {"ilif-export": ["--target", "ir", "--summary", "-o", str(tmp_path / "g.ir.npz")],
             "ilif-energy": ["--data", "none", "--rate", "0.1"],
-            "ilif-simulate": ["--samples", "1", "--no-progress"]}[tool]
+            "ilif-simulate": ["--samples", "1", "--no-progress"],
+            "ilif-finetune": ["--epochs", "0", "--no-progress", "-o", str(tmp_path / "t.ir.npz")]}[tool]
     proc = subprocess.Popen([_tool(tool), "example:digits_ilif", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader has gone (as `| head` does) before anything is printed

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 
 from ilif_deploy.errors import UserError
 from ilif_deploy.families import all_but, declare
-from ilif_deploy.neuron_step import ilif_step, zero_state
+from ilif_deploy.neuron_step import ILIFState, ilif_step, zero_state
 from ilif_deploy.runtime import TORCH_INFERENCE_OPS
 
-from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, FixedPoint, QuantizedNet,
-                    ilif_step_fixed, integrate_readout, quantize_input, quantize_spec, sigmoid_lut,
+from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, FixedLayer, FixedOps, FixedPoint,
+                    QuantizedNet, ilif_step_fixed, integrate_readout, quantize_input, quantize_spec, sigmoid_lut,
                     state_bound, torch_fixed_ops, wrap, zero_fixed_state)
 from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
@@ -106,6 +106,37 @@ class FixedBounds:
         return bounds, in_range
 
 
+@dataclass
+class FixedArrays:
+    """What a fixed-point run computes with: the quantised network, its mantissas as torch tensors (exact
+    integers in the float type :func:`_exact_dtype` proves exact), its layers (``bias_int`` as tensors), the
+    integer ops and the bounds.  The engine makes its own; fine-tuning (:mod:`.finetune`) makes one per
+    training step whose tensors carry gradients (``differentiable``: values are kept as exact-integer float64
+    instead of int64, and spikes as floats)."""
+
+    quantized: QuantizedNet
+    weights: List[torch.Tensor]
+    layers: Dict[str, FixedLayer]
+    ops: FixedOps
+    bounds: FixedBounds
+    differentiable: bool = False
+
+
+def synapse_dtypes(spec: NetSpec, bounds: FixedBounds) -> List[torch.dtype]:
+    """Per synapse, the cheapest float type whose sums of its mantissas are exact (:func:`_exact_dtype`)."""
+    return [_exact_dtype(r, INPUT_MAX if s.graded else m, s.target)
+            for r, s, m in zip(bounds.row_sums, spec.synapses, bounds.message_max)]
+
+
+def fixed_arrays(spec: NetSpec, quantized: QuantizedNet, ops: FixedOps, device) -> FixedArrays:
+    """The engine's :class:`FixedArrays` of ``quantized`` on ``device``."""
+    bounds = FixedBounds(spec, quantized)
+    weights = [torch.as_tensor(np.asarray(w, np.float64), dtype=d, device=device)
+               for w, d in zip(quantized.mantissas, synapse_dtypes(spec, bounds))]
+    layers = {k: replace(q, bias_int=torch.as_tensor(q.bias_int, device=device)) for k, q in quantized.layers.items()}
+    return FixedArrays(quantized, weights, layers, ops, bounds)
+
+
 class TorchEngine:
     """Runs ``spec`` batched in torch (see the module docstring).
 
@@ -136,23 +167,19 @@ class TorchEngine:
         self.bias = {lay.name: torch.as_tensor(np.asarray(lay.bias, np.float64), **dev)
                      for lay in spec.layers + [spec.readout]}
         if mode == "fixed":
-            self.bounds = FixedBounds(spec, self.quantized)
             lut = torch.tensor(sigmoid_lut(self.quantized.fp.frac_bits), device=device)
             # one table for every layer, closed over: traceable by torch.compile
-            self.ops = replace(torch_fixed_ops(), table=lambda _, idx: lut[idx])
-            self.layers = {k: replace(q, bias_int=torch.as_tensor(q.bias_int, **dev))
-                           for k, q in self.quantized.layers.items()}
-            dtypes = [_exact_dtype(r, INPUT_MAX if s.graded else m, s.target)
-                      for r, s, m in zip(self.bounds.row_sums, spec.synapses, self.bounds.message_max)]
-            arrays = self.quantized.mantissas
+            ops = replace(torch_fixed_ops(), table=lambda _, idx: lut[idx])
+            self.fixed = fixed_arrays(spec, self.quantized, ops, self.device)
+            self.weights = self.fixed.weights
         else:
-            dtypes, arrays = [torch.float64] * len(spec.synapses), [s.weight for s in spec.synapses]
-        self.weights = [torch.as_tensor(np.asarray(w, np.float64), dtype=d, **dev) for w, d in zip(arrays, dtypes)]
+            self.fixed = None
+            self.weights = [torch.as_tensor(np.asarray(s.weight, np.float64), **dev) for s in spec.synapses]
 
-    def _synapse(self, i: int, s: Synapse, src: torch.Tensor) -> torch.Tensor:
+    def _synapse(self, i: int, s: Synapse, src: torch.Tensor, fixed: Optional[FixedArrays] = None) -> torch.Tensor:
         """The current of synapse ``i`` from source values ``[B, *in_shape]`` (float64 in float mode; exact
-        integers in float32 or float64 in fixed mode)."""
-        w, b = self.weights[i], src.shape[0]
+        integers in float32 or float64 in fixed mode, with the weights of ``fixed``)."""
+        w, b = (fixed.weights if fixed is not None else self.weights)[i], src.shape[0]
         src = src.to(w.dtype)
         if s.kind == "conv":
             return F.conv2d(src, w, None, s.stride, s.padding, s.dilation, s.groups)
@@ -161,48 +188,50 @@ class TorchEngine:
         return out.reshape(b, *s.out_shape)
 
     def _current(self, i: int, s: Synapse, src: torch.Tensor, wraps: Dict[str, torch.Tensor],
-                 bounds: Dict[int, float]) -> torch.Tensor:
-        """Synapse ``i``'s current; in fixed mode as int64, wrapped (and counted) as Lava's connection
-        process does wherever ``bounds`` (the largest |sum| each synapse can produce on this batch) does
-        not rule a wrap out."""
-        cur = self._synapse(i, s, src)
-        if self.mode == "fixed":
-            cur = cur.to(torch.int64)
+                 bounds: Dict[int, float], fixed: Optional[FixedArrays]) -> torch.Tensor:
+        """Synapse ``i``'s current; in fixed mode as integers (int64; exact-integer float64 when ``fixed`` is
+        differentiable), wrapped (and counted) as Lava's connection process does wherever ``bounds`` (the
+        largest |sum| each synapse can produce on this batch) does not rule a wrap out."""
+        cur = self._synapse(i, s, src, fixed)
+        if fixed is not None:
+            cur = cur.to(torch.float64 if fixed.differentiable else torch.int64)
             bits = CONV_BITS if s.kind == "conv" else DENSE_BITS
             if bounds[i] >= 2 ** (bits - 1) - 1:
                 cur, n = wrap(cur, bits)
                 wraps[s.target] = wraps[s.target] + n
-            shift = self.quantized.post_shifts[i]
+            shift = fixed.quantized.post_shifts[i]
             if shift:  # Lava's Dense weight_exp < 0: an arithmetic right shift of the (wrapped) sum
-                cur = cur >> shift
+                cur = fixed.ops.shift(cur, -shift)
         return cur
 
-    def _port(self, name: str, total: torch.Tensor, wraps: Dict[str, torch.Tensor], bounds: Dict[int, float]):
+    def _port(self, name: str, total: torch.Tensor, wraps: Dict[str, torch.Tensor], bounds: Dict[int, float],
+              fixed: Optional[FixedArrays]):
         """What the neuron's port makes of the summed current: in fixed mode an int32 wrap (counted), unless
         the synapses' bounds rule it out."""
-        if self.mode == "fixed" and sum(bounds[i] for i, _ in self.incoming[name]) >= 2 ** (PORT_BITS - 1) - 1:
+        if fixed is not None and sum(bounds[i] for i, _ in self.incoming[name]) >= 2 ** (PORT_BITS - 1) - 1:
             total, n = wrap(total, PORT_BITS)
             wraps[name] = wraps[name] + n
         return total
 
     def _input_current(self, name: str, values: Dict[str, torch.Tensor], wraps: Dict[str, torch.Tensor],
-                       bounds: Dict[int, float]):
+                       bounds: Dict[int, float], fixed: Optional[FixedArrays]):
         """The summed feed-forward input of ``name`` over all steps (a recurrent synapse's current is added
         step by step, and the port's wrap after it)."""
         total = None
         for i, s in self.incoming[name]:
             if not s.recurrent:
-                cur = self._current(i, s, values[s.source], wraps, bounds)
+                cur = self._current(i, s, values[s.source], wraps, bounds, fixed)
                 total = cur if total is None else total + cur
-        return total if self.recurrent[name] else self._port(name, total, wraps, bounds)
+        return total if self.recurrent[name] else self._port(name, total, wraps, bounds, fixed)
 
-    def _feedback(self, name: str, wraps: Dict[str, torch.Tensor], bounds: Dict[int, float]):
+    def _feedback(self, name: str, wraps: Dict[str, torch.Tensor], bounds: Dict[int, float],
+                  fixed: FixedArrays):
         """For a fixed-point layer with a recurrent synapse: its port's input at a step from the feed-forward
         part ``a`` and the spikes of the step before (``None`` at the first step), wrapped as the port does."""
         def feedback(a: torch.Tensor, before: Optional[torch.Tensor]) -> torch.Tensor:
             for i, s in (self.recurrent[name] if before is not None else []):
-                a = a + self._current(i, s, before, wraps, bounds)
-            return self._port(name, a, wraps, bounds)
+                a = a + self._current(i, s, before, wraps, bounds, fixed)
+            return self._port(name, a, wraps, bounds, fixed)
         return feedback
 
     def _float_sequence(self, lay, a_in: torch.Tensor) -> torch.Tensor:
@@ -229,7 +258,15 @@ class TorchEngine:
     @torch.no_grad()
     def run(self, x: torch.Tensor, record: bool = True) -> EngineResult:
         """Run a batch ``x`` ``[T, B, *input_shape]`` (float units) from zero state."""
-        spec, fixed = self.spec, self.mode == "fixed"
+        return self.forward(x, record)
+
+    def forward(self, x: torch.Tensor, record: bool = True, fixed: Optional[FixedArrays] = None) -> EngineResult:
+        """:meth:`run` (without torch.no_grad), in fixed mode with the arrays ``fixed`` (default: the engine's
+        own).  Fine-tuning passes differentiable ones: the same operations in the same order, on exact-integer
+        float64 values that carry gradients (spikes come back as floats then, and the output keeps its graph)."""
+        spec = self.spec
+        fixed = (fixed or self.fixed) if self.mode == "fixed" else None
+        grad = fixed is not None and fixed.differentiable
         x = torch.as_tensor(x, device=self.device)
         T, B = x.shape[0], x.shape[1]
         if T != spec.timesteps or tuple(x.shape[2:]) != tuple(spec.input_shape):
@@ -240,43 +277,46 @@ class TorchEngine:
         wraps = {k: zero for k in names + [OUTPUT]}
         over = {k: zero for k in names}
         saturated = zero
-        if fixed:
-            ints, saturated = quantize_input(x.to(torch.float64), self.quantized.fp, torch)
-            bounds, in_range = self.bounds.batch(float(ints.abs().max()) if ints.numel() else 0.0)
-            layers = {k: replace(q, in_range=in_range[k]) for k, q in self.layers.items()}
+        if fixed is not None:
+            ints, saturated = quantize_input(x.to(torch.float64), fixed.quantized.fp, torch)
+            bounds, in_range = fixed.bounds.batch(float(ints.abs().max()) if ints.numel() else 0.0)
+            layers = {k: replace(q, in_range=in_range[k]) for k, q in fixed.layers.items()}
         else:
             bounds = {}
         # layer by layer, all T steps of a synapse in one call (between layers the network is feed-forward: a
         # layer's input at step t needs only its sources at step t), then the neuron's loop over t (which adds
         # a recurrent synapse's current step by step)
-        values = {INPUT: (ints if fixed else x).to(torch.float64).reshape(T * B, *spec.input_shape)}
+        values = {INPUT: (ints if fixed is not None else x).to(torch.float64).reshape(T * B, *spec.input_shape)}
         spikes = {}
         for lay in spec.layers:
-            a_in = self._input_current(lay.name, values, wraps, bounds).reshape(T, B, *lay.shape)
-            if fixed:
+            a_in = self._input_current(lay.name, values, wraps, bounds, fixed).reshape(T, B, *lay.shape)
+            if fixed is not None:
                 state = zero_fixed_state((B, *lay.shape), torch, device=self.device)
-                if self.recurrent[lay.name]:
-                    s_all, n = fixed_sequence(a_in, state, layers[lay.name], self.ops,
-                                              self._feedback(lay.name, wraps, bounds))
-                else:
-                    run = _compiled_fixed_sequence() if self.compile else fixed_sequence
-                    s_all, n = run(a_in, state, layers[lay.name], self.ops)
+                if grad:
+                    state = ILIFState(*(v.to(torch.float64) for v in state))
+                feedback = self._feedback(lay.name, wraps, bounds, fixed) if self.recurrent[lay.name] else None
+                run = _compiled_fixed_sequence() if self.compile and feedback is None and not grad else fixed_sequence
+                s_all, n = run(a_in, state, layers[lay.name], fixed.ops, feedback, grad)
                 over[lay.name] = over[lay.name] + n
             else:
                 s_all = self._float_sequence(lay, a_in)
             values[lay.name] = s_all.reshape(T * B, *lay.shape).to(torch.float32)  # 0/1: exact in every type
             if record:
                 spikes[lay.name] = s_all
-        out = self._input_current(OUTPUT, values, wraps, bounds).reshape(T, B, *spec.readout.shape)
+        out = self._input_current(OUTPUT, values, wraps, bounds, fixed).reshape(T, B, *spec.readout.shape)
         if spec.readout.syn_lam:
-            out = torch.from_numpy(integrate_readout(out.cpu().numpy(), spec.readout.syn_lam, fixed)).to(out.device)
-        if fixed:
-            out = out.to(torch.float64) * self.quantized.readout_scale
+            if grad:
+                out = integrate_readout(out, spec.readout.syn_lam, True, decay=fixed.ops.decay, stack=torch.stack)
+            else:
+                out = torch.from_numpy(integrate_readout(out.cpu().numpy(), spec.readout.syn_lam,
+                                                         fixed is not None)).to(out.device)
+        if fixed is not None:
+            out = out.to(torch.float64) * fixed.quantized.readout_scale
         output = out + self.bias[OUTPUT]
         return EngineResult(output=output, spikes=spikes,
-                            overflows={k: int(v) for k, v in over.items()} if fixed else {},
-                            synapse_wraps={k: int(v) for k, v in wraps.items()} if fixed else {},
-                            input_saturated=int(saturated) if fixed else 0)
+                            overflows={k: int(v) for k, v in over.items()} if fixed is not None else {},
+                            synapse_wraps={k: int(v) for k, v in wraps.items()} if fixed is not None else {},
+                            input_saturated=int(saturated) if fixed is not None else 0)
 
 
 def overflow_risks(fb: FixedBounds, input_max: float) -> List[str]:
@@ -295,15 +335,16 @@ def overflow_risks(fb: FixedBounds, input_max: float) -> List[str]:
     return out
 
 
-def fixed_sequence(a_in: torch.Tensor, state, layer, ops, feedback=None):
-    """One fixed-point layer over ``a_in`` ``[T, B, ...]``: spikes ``[T, B, ...]`` (uint8) and saturations.
-    ``feedback(a, spikes_before)``, for a recurrent layer, makes the neuron's input of each step."""
+def fixed_sequence(a_in: torch.Tensor, state, layer, ops, feedback=None, keep_dtype: bool = False):
+    """One fixed-point layer over ``a_in`` ``[T, B, ...]``: spikes ``[T, B, ...]`` (uint8; with ``keep_dtype``
+    as the step made them: fine-tuning's floats) and saturations.  ``feedback(a, spikes_before)``, for a
+    recurrent layer, makes the neuron's input of each step."""
     out, over, before = [], 0, None
     syn = torch.zeros_like(a_in[0]) if layer.decay_syn else None
     for t in range(a_in.shape[0]):
         step = ilif_step_fixed(a_in[t] if feedback is None else feedback(a_in[t], before), state, layer, ops, syn)
         state, syn, before, over = step.state, step.syn, step.spikes, over + step.overflows
-        out.append(step.spikes.to(spike_dtype(layer.multi_spike)))
+        out.append(step.spikes if keep_dtype else step.spikes.to(spike_dtype(layer.multi_spike)))
     return torch.stack(out), over
 
 
@@ -320,4 +361,4 @@ def _compiled_fixed_sequence():
     return torch.compile(fixed_sequence, dynamic=False)
 
 
-__all__ = ["TorchEngine", "EngineResult", "FixedBounds", "overflow_risks", "MODES"]
+__all__ = ["TorchEngine", "EngineResult", "FixedArrays", "FixedBounds", "fixed_arrays", "overflow_risks", "MODES"]

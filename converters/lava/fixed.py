@@ -79,12 +79,13 @@ LOIHI_INTEGERS = {"frac_bits": 6, "input_frac_bits": 0}
 
 def native_format(metadata: dict) -> Optional[FixedPoint]:
     """The fixed-point format the file a graph was read from holds its numbers in (``metadata["fixed_point"]``,
-    set by the reader: a netx file's are Loihi's integers), or None for a float network (ilif-deploy then
-    chooses its format)."""
+    set by the reader -- a netx file's are Loihi's integers -- or by fine-tuning, which trained them), or None for
+    a float network (ilif-deploy then chooses its format)."""
     f = metadata.get("fixed_point")
     if not f:
         return None
-    return FixedPoint(frac_bits=int(f["frac_bits"]), input_frac_bits=int(f["input_frac_bits"]))
+    return FixedPoint(frac_bits=int(f["frac_bits"]), input_frac_bits=int(f["input_frac_bits"]),
+                      weight_bits=int(f.get("weight_bits", FixedPoint.weight_bits)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -198,32 +199,48 @@ class FixedOps:
     as_int: Callable[[Any], Any]  # bool/any integer array -> int64
     table: Callable[["FixedLayer", Any], Any]  # the layer's sigmoid table at idx
     count: Callable[[Any, int], Any]  # (v, vth) -> v // vth where v > 0, else 0: a multi-spike neuron's spikes
+    #: (v, vth, strict) -> 1 where v > vth (strict) or v >= vth, else 0, as int64: whether a neuron fires.  An op of
+    #: its own so that fine-tuning (:mod:`.finetune`) can give the threshold a surrogate gradient
+    fire: Callable[[Any, int, bool], Any]
+    #: (x, e) -> x << e (e >= 0) or x >> -e: an arithmetic shift, flooring (fine-tuning: x * 2**e, floored)
+    shift: Callable[[Any, int], Any]
 
 
 def _decay_numpy(v, d: int):
     return np.sign(v) * ((np.abs(v) * d) >> DECAY_BITS)
 
 
-def integrate_readout(a: np.ndarray, lam: float, fixed: bool) -> np.ndarray:
+def integrate_readout(a, lam: float, fixed: bool, decay: Callable[[Any, int], Any] = _decay_numpy,
+                      stack: Callable = np.stack):
     """The readout's leaky integrator over the steps (axis 0) of its input current ``a``: ``y[t] = lam y[t-1] +
     a[t]`` -- in fixed point (``a`` in state LSBs, int64) with the 12-bit decay of the neurons' synaptic current,
-    rounded toward zero on the magnitude (a netx readout, ``lam = 1``, sums exactly); in float64 otherwise."""
+    rounded toward zero on the magnitude (a netx readout, ``lam = 1``, sums exactly); in float64 otherwise.
+    ``decay``/``stack``: the array namespace's (fine-tuning integrates torch tensors with its own decay)."""
     if lam == 0.0:
         return a
-    out, y = np.empty_like(a), np.zeros_like(a[0])
+    out, y = [], a[0] * 0
     d = int(round(lam * DECAY_ONE))
     for t in range(a.shape[0]):
         if fixed:
-            y = (y if d == DECAY_ONE else _decay_numpy(y, d)) + a[t]
+            y = (y if d == DECAY_ONE else decay(y, d)) + a[t]
         else:
             y = lam * y + a[t]
-        out[t] = y
-    return out
+        out.append(y)
+    return stack(out)
+
+
+def _shift(x, e: int):
+    return x << e if e >= 0 else x >> -e
+
+
+def _fire_int(v, vth: int, strict: bool):
+    return (v > vth) if strict else (v >= vth)
 
 
 NUMPY_FIXED = FixedOps(decay=_decay_numpy, clip=np.clip, relu=lambda x: np.maximum(x, 0),
                        as_int=lambda x: np.asarray(x).astype(np.int64), table=lambda layer, idx: layer.lut[idx],
-                       count=lambda v, vth: np.where(v > 0, v // vth, 0))
+                       count=lambda v, vth: np.where(v > 0, v // vth, 0),
+                       fire=lambda v, vth, strict: _fire_int(v, vth, strict).astype(np.int64), shift=_shift)
 
 
 @functools.lru_cache(maxsize=None)
@@ -243,7 +260,8 @@ def torch_fixed_ops() -> FixedOps:
 
     return FixedOps(decay=decay, clip=torch.clamp, relu=lambda x: torch.clamp(x, min=0),
                     as_int=lambda x: x.to(torch.int64), table=table,
-                    count=lambda v, vth: torch.where(v > 0, torch.div(v, vth, rounding_mode="floor"), 0))
+                    count=lambda v, vth: torch.where(v > 0, torch.div(v, vth, rounding_mode="floor"), 0),
+                    fire=lambda v, vth, strict: _fire_int(v, vth, strict).to(torch.int64), shift=_shift)
 
 
 class FixedStep(NamedTuple):
@@ -256,10 +274,6 @@ class FixedStep(NamedTuple):
     overflows: Any
     u: Any
     syn: Any = None
-
-
-def _shift(x, e: int):
-    return x << e if e >= 0 else x >> -e
 
 
 def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = NUMPY_FIXED, syn=None) -> FixedStep:
@@ -283,7 +297,7 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
     def decay(v, d: int):
         return v if d == DECAY_ONE else ops.decay(v, d)
 
-    x = sat(_shift(a_in, layer.a_exp) + layer.bias_int)
+    x = sat(ops.shift(a_in, layer.a_exp) + layer.bias_int)
     if layer.decay_syn:
         x = syn = sat(decay(syn, layer.decay_syn) + x)
     if layer.ciu_on:
@@ -292,7 +306,7 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
     else:
         ciu, u = state.ciu, x
     def fired(v):
-        return ops.as_int(v > layer.vth_int if layer.strict else v >= layer.vth_int)
+        return ops.fire(v, layer.vth_int, layer.strict)
 
     if layer.charge == "lam":
         v_pre = sat(decay(state.v, layer.decay_lam) + u)
@@ -311,7 +325,7 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
         mbar = v_pre - spikes * layer.vth_int
     if layer.mpiu_on:
         mpiu = sat(decay(state.mpiu + spikes * mbar, layer.decay_u))
-        idx = ops.clip(_shift(mpiu, LUT_SHIFT_BITS - layer.frac_bits) + LUT_SIZE // 2, 0, LUT_SIZE - 1)
+        idx = ops.clip(ops.shift(mpiu, LUT_SHIFT_BITS - layer.frac_bits) + LUT_SIZE // 2, 0, LUT_SIZE - 1)
         v = sat(mbar - spikes * ops.table(layer, idx))
     else:
         mpiu, v = state.mpiu, mbar

@@ -59,6 +59,11 @@ def export() -> int:
     return launch("export")
 
 
+def finetune() -> int:
+    """``ilif-finetune``."""
+    return launch("finetune")
+
+
 def energy() -> int:
     """``ilif-energy``."""
     return launch("energy")

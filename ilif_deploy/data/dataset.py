@@ -152,6 +152,12 @@ class Dataset:
             raise DataError(f"--samples must be >= 1, got {n}")
         return _Subset(self, 0, n)
 
+    def window(self, start: int, stop: int) -> "Dataset":
+        """Samples ``start .. stop`` (fine-tuning reads its shuffled batches as windows)."""
+        if not 0 <= start < stop <= self.length:
+            raise DataError(f"{self.name}: no samples {start}..{stop} in {self.length}")
+        return self if (start, stop) == (0, self.length) else _Subset(self, start, stop)
+
     def shard(self, rank: int, world: int) -> "Dataset":
         """Block ``rank`` of ``world`` contiguous, near-equal blocks (data-parallel runs: every sample in
         exactly one block, the blocks in order)."""
