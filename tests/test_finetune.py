@@ -103,10 +103,10 @@ def test_fine_tuning_forward_is_the_engine_on_all_450_digits(name):
 @pytest.mark.parametrize("feature", sorted(VARIANTS))
 def test_every_feature_trains_through_the_engine_and_exports_its_integers(feature):
     """Every neuron feature's network: the forward equals the engine, gradients reach the trained values (a
-    learned decay included), and the graph written back quantises to the same integers."""
+    learned decay and the thresholds included), and the graph written back quantises to the same integers."""
     g = example(feature)
     spec, fp = build_netspec(g), FixedPoint(frac_bits=10, input_frac_bits=0, weight_bits=6)
-    tuner = FixedTuner(spec, fp)
+    tuner = FixedTuner(spec, fp, thresholds=True)
     x = torch.from_numpy(np.random.default_rng(3).integers(0, 4, size=(4, spec.timesteps, 6)).astype(np.float64))
     x = x.transpose(0, 1)
     got, ref = tuner(x, record=True), TorchEngine(spec, "fixed", fp).run(x)
@@ -117,6 +117,7 @@ def test_every_feature_trains_through_the_engine_and_exports_its_integers(featur
     grads = {n: float(p.grad.abs().sum()) for n, p in tuner.named_parameters() if p.grad is not None}
     assert sum(n.startswith("weights.") for n in grads) == len(spec.synapses)
     assert any(v > 0 for n, v in grads.items() if n.startswith("weights."))
+    assert all(grads[f"thresholds.{i}"] > 0 for i in "01"), grads
     if feature == "learned_decay":
         assert set(tuner.decays) == {"0", "1"} and all(grads[f"decays.{i}"] > 0 for i in "01"), grads
     back = tuned_graph(tuner, g.metadata)

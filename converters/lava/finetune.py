@@ -119,10 +119,11 @@ class FixedTuner(torch.nn.Module):
         fixed: the fixed-point format (default: the file's, else :class:`~.fixed.FixedPoint`).
         alpha: the surrogate's steepness (the authors' sigmoid: 4).
         device: torch device.
+        thresholds: train each neuron layer's threshold too (as ``log v_th``).
     """
 
     def __init__(self, spec: NetSpec, fixed: Optional[FixedPoint] = None, alpha: float = DEFAULT_ALPHA,
-                 device="cpu"):
+                 device="cpu", thresholds: bool = False):
         super().__init__()
         spec_graph(spec)  # a network whose result could not be written back is refused before any training
         self.spec, self.device = spec, torch.device(device)
@@ -145,6 +146,7 @@ class FixedTuner(torch.nn.Module):
                                                    requires_grad=self.trained[-1]))
         self.biases = torch.nn.ParameterDict()
         self.decays = torch.nn.ParameterDict()
+        self.thresholds = torch.nn.ParameterDict()
         for i, lay in enumerate(spec.layers):
             if lay.kind != "neuron":
                 continue
@@ -154,6 +156,8 @@ class FixedTuner(torch.nn.Module):
             if lay.params.learned_decay and 0.0 < lay.params.lam < 1.0:
                 self.decays[str(i)] = torch.nn.Parameter(torch.tensor(math.log(lay.params.lam / (1 - lay.params.lam)),
                                                                       **dev))
+            if thresholds:
+                self.thresholds[str(i)] = torch.nn.Parameter(torch.tensor(math.log(lay.params.v_th), **dev))
 
     def _kind(self, s) -> str:
         return "readout" if s.target == OUTPUT else self.spec.layer(s.target).kind
@@ -174,14 +178,28 @@ class FixedTuner(torch.nn.Module):
     def _lam(self, i: int) -> Optional[torch.Tensor]:
         return torch.sigmoid(self.decays[str(i)]) if str(i) in self.decays else None
 
+    def _vth(self, i: int) -> Optional[torch.Tensor]:
+        if str(i) not in self.thresholds:
+            return None
+        floor = self.spec.layers[i].params.v_min
+        vth = torch.exp(self.thresholds[str(i)])
+        return vth if floor is None else torch.clamp(vth, min=floor + 2.0 ** -self.fp.frac_bits)
+
+    def _params(self, i: int):
+        """Layer ``i``'s neuron parameters with the current learned decay and threshold."""
+        params, lam, vth = self.spec.layers[i].params, self._lam(i), self._vth(i)
+        if lam is not None:
+            params = _with_lam(params, float(lam.detach()))
+        return params if vth is None else replace(params, v_th=float(vth.detach()))
+
     def current_spec(self) -> NetSpec:
         """The network with the current float values (numpy, detached): what an export of them would be."""
         synapses = [replace(s, weight=self._weight(i).detach().cpu().numpy()) for i, s in enumerate(self.spec.synapses)]
         layers = []
         for i, lay in enumerate(self.spec.layers):
-            b, lam = self._bias(i), self._lam(i)
+            b = self._bias(i)
             layers.append(replace(lay, bias=lay.bias if b is None else b.detach().cpu().numpy().copy(),
-                                  params=lay.params if lam is None else _with_lam(lay.params, float(lam.detach()))))
+                                  params=self._params(i)))
         return replace(self.spec, synapses=synapses, layers=layers, quantized=None)
 
     # ------------------------------------------------------------------ the forward
@@ -216,6 +234,10 @@ class FixedTuner(torch.nn.Module):
                                        lam * DECAY_ONE)
                 kw["decay_in"] = _ste(torch.tensor(float(fl.decay_in), dtype=torch.float64, device=self.device),
                                       (1 - lam) * DECAY_ONE)
+            vth = self._vth(i)
+            if vth is not None:
+                kw["vth_int"] = _ste(torch.tensor(float(fl.vth_int), dtype=torch.float64, device=self.device),
+                                     vth * one)
             layers[lay.name] = replace(fl, **kw)
         return FixedArrays(q, weights, layers, self.ops, bounds, differentiable=True), spec
 
@@ -233,9 +255,9 @@ class FixedTuner(torch.nn.Module):
 
 def snapped_spec(spec: NetSpec, quantized: QuantizedNet) -> NetSpec:
     """``spec`` with every float value put exactly on its fixed-point grid (weights = mantissa x 2**(exponent),
-    biases = bias_int / 2**frac_bits, decays = d / 4096): the same integers come back from
-    :func:`.fixed.quantize_spec` (the largest mantissa of a layer keeps its exponent: training re-chose it every
-    step, so it is above half the range), and every value is exact in float32."""
+    biases = bias_int / 2**frac_bits, thresholds = vth_int / 2**frac_bits, decays = d / 4096): the same integers
+    come back from :func:`.fixed.quantize_spec` (the largest mantissa of a layer keeps its exponent: training
+    re-chose it every step, so it is above half the range), and every value is exact in float32."""
     fp = quantized.fp
     synapses = []
     for s, m, k, e in zip(spec.synapses, quantized.mantissas, _shifts(spec, quantized), _exponents(spec, quantized)):
@@ -243,7 +265,7 @@ def snapped_spec(spec: NetSpec, quantized: QuantizedNet) -> NetSpec:
     layers = []
     for lay in spec.layers:
         fl = quantized.layers[lay.name]
-        params = lay.params
+        params = replace(lay.params, v_th=fl.vth_int / 2.0 ** fp.frac_bits) if lay.kind == "neuron" else lay.params
         if params.learned_decay:
             params = _with_lam(params, fl.decay_lam / DECAY_ONE)
         layers.append(replace(lay, bias=np.asarray(fl.bias_int, np.float64) / 2.0 ** fp.frac_bits, params=params))
@@ -401,7 +423,7 @@ def _load_checkpoint(path, fingerprint: str) -> dict:
 def finetune(model_or_graph, data="digits", *, fixed: Optional[FixedPoint] = None, epochs: int = 30,
              lr: float = 3e-3, batch_size: int = 64, alpha: float = DEFAULT_ALPHA, device="cpu", eval_data=None,
              split: str = "train", timesteps: Optional[int] = None, checkpoint=None, resume: bool = False,
-             seed: int = 0, progress: bool = True, on_epoch=None) -> FineTuneResult:
+             seed: int = 0, thresholds: bool = False, progress: bool = True, on_epoch=None) -> FineTuneResult:
     """Fine-tune a trained network through its fixed-point forward pass (see the module docstring).
 
     Args:
@@ -415,6 +437,7 @@ def finetune(model_or_graph, data="digits", *, fixed: Optional[FixedPoint] = Non
         eval_data: labelled data for the accuracy before, after and per epoch (a Dataset or spec; None: none).
         checkpoint: a file written (atomically) after every epoch; ``resume``: continue from it.
         seed: the batch order's seed.
+        thresholds: also train each neuron layer's threshold (quantised to the state LSB like the rest).
         on_epoch: called with each epoch's history entry after its checkpoint is written.
     Returns:
         a :class:`FineTuneResult`.
@@ -429,7 +452,7 @@ def finetune(model_or_graph, data="digits", *, fixed: Optional[FixedPoint] = Non
     if train.labels is None:
         raise UserError(f"{train.name}: fine-tuning needs labels (--y-key)")
     evaluation = None if eval_data is None else _dataset(eval_data, graph, "test")
-    tuner = FixedTuner(spec, fixed, alpha, device)
+    tuner = FixedTuner(spec, fixed, alpha, device, thresholds)
     params = [p for p in tuner.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))

@@ -37,6 +37,8 @@ def build_parser():
                    help="Adam's learning rate, cosine-annealed over the epochs (default 3e-3)")
     t.add_argument("--alpha", type=ranged(float, 0.0, 1e3, open_low=True), default=4.0,
                    help="steepness of the sigmoid surrogate gradient (default 4, the authors')")
+    t.add_argument("--train-thresholds", action="store_true",
+                   help="also train each neuron layer's threshold (quantised to the state LSB like the rest)")
     t.add_argument("--seed", type=ranged(int, 0, 2 ** 63 - 1), default=0, help="seed of the batch order (default 0)")
     t.add_argument("--eval-data",
                    help="labelled data for the accuracy before, after and per epoch (read with the --data options, "
@@ -105,7 +107,8 @@ def _run(argv) -> int:
                        weight_bits=base.weight_bits if args.weight_bits is None else args.weight_bits)
     result = finetune(graph, train, fixed=fixed, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                       alpha=args.alpha, device=args.device, eval_data=evaluation, checkpoint=args.checkpoint,
-                      resume=args.resume, seed=args.seed, progress=not args.no_progress)
+                      resume=args.resume, seed=args.seed, thresholds=args.train_thresholds,
+                      progress=not args.no_progress)
     result.graph.save(args.output)
     report = result.to_dict()
     report.update(output=args.output, train_data=train.describe(),
