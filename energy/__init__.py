@@ -25,12 +25,14 @@ from .count import Plan, count
 from .fanout import dense_macs, fanout_map
 from .models import PRESETS, EnergyModel, load_energy_model
 from .record import Activity, assumed_activity, record_activity
+from .placement import placement, placement_table
 from .static import neurobench_metrics, spikingjelly_metrics, static_metrics
 from .report import Report, comparison_frame
 
 __all__ = ["profile", "estimate", "ann_baseline", "Report", "Conventions", "EnergyModel", "PRESETS",
            "load_energy_model", "record_activity", "assumed_activity", "count", "fanout_map", "dense_macs",
-           "Activity", "comparison_frame", "static_metrics", "neurobench_metrics", "spikingjelly_metrics",
+           "Activity", "comparison_frame", "static_metrics",
+           "placement", "placement_table", "neurobench_metrics", "spikingjelly_metrics",
            "PRESET_METRICS", "attach_preset_metrics"]
 
 
@@ -112,6 +114,9 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
                  accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none",
                  meta={"graph": graph.metadata, "static": static_metrics(graph),
                        **({"assumed_input": act.input} if x is None else {})})
+    placed = placement(graph)
+    rep.meta["placement"] = placed
+    rep.totals.update(placed.get("totals", {}))
     return attach_preset_metrics(rep, conventions if isinstance(conventions, str) else None)
 
 

@@ -182,7 +182,10 @@ class Report:
                 "connection sparsity": round(t["connection_sparsity"], 6),
                 "footprint float32 [bytes]": t["footprint_float32_bytes"],
                 "footprint fixed point [bytes]": t["footprint_fixed_bytes"],
-                "Loihi cores (estimated minimum)": t.get("loihi_cores_min")}
+                "Loihi cores (lower bound)": t.get("loihi_cores_min"),
+                "Loihi 1 cores (placed)": r.totals.get("loihi1_cores"),
+                "Loihi 2 cores (placed)": r.totals.get("loihi2_cores"),
+                "Loihi 2 chips": r.totals.get("loihi2_chips")}
                 for r in reports for t in [r.meta["static"]["totals"]]])))
         for tool, title in (("neurobench", "NeuroBench metrics (NeuroBench 2.3.0's names and definitions)"),
                             ("spikingjelly", "SpikingJelly metrics (SynOpCounter's definition)")):

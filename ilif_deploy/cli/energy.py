@@ -138,6 +138,11 @@ def _run(argv) -> int:
             print(other.headline())
             print(energy.comparison_frame(rep, other).to_string(index=False))
         print(rep.frame[energy.columns.SHORT].to_string(index=False))
+        for r in [rep] + ([other] if other is not None else []):
+            table = energy.placement_table(r.meta["placement"])
+            if table:
+                print(f"placement of {r.model_name} on Loihi cores (modelled per-core limits, docs/energy.md):")
+                print(table)
         if args.csv:
             rep.to_csv(args.csv)
         if args.json:

@@ -1,0 +1,110 @@
+"""Placement on Loihi cores (energy/placement.py): Loihi 1's per-core limits and nengo-loihi's synapse bits by hand,
+Loihi 2's state words and synaptic budget by hand, PilotNet LIF against lava-dl's published placement, and the
+totals in ilif-energy's JSON, Markdown and terminal."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ilif_deploy import ir as N
+from ilif_deploy.energy.placement import loihi1_axon_bits, placement
+from ilif_deploy.neuron_step import ILIFParams
+from zoo import chain_graph
+
+LIF = dict(lam=0.5, lam_u=0.0, lam_i=0.0)
+
+
+def _dense(n_in, n_out, params, weight=1.0):
+    return chain_graph((n_in,), [N.Linear("fc", weight=np.full((n_out, n_in), weight, np.float32)),
+                                 N.Neuron("n", params=ILIFParams(**params))], T=2)
+
+
+def test_synapse_bits_are_nengo_loihis_blocks_of_64_in_64_bit_words():
+    assert loihi1_axon_bits(64, 100, dense=True) == 576      # 64 x 8 + 10 = 522 -> 9 words
+    assert loihi1_axon_bits(65, 100, dense=True) == 640      # + one synapse: 8 + 10 = 18 -> 1 word
+    assert loihi1_axon_bits(64, 100, dense=False) == 1024    # 7 index bits for 100 compartments: 64 x 15 + 10
+    assert loihi1_axon_bits(10, 1024, dense=False) == 192    # 10 index bits: 10 x 18 + 10 = 190 -> 3 words
+    assert loihi1_axon_bits(0, 8, dense=True) == 0
+
+
+def test_loihi1_dense_layer_by_hand():
+    """2,000 inputs -> 1,500 LIF neurons, every weight non-zero.  Compartments alone need 2 cores; synaptic memory
+    decides: with k cores each of the 2,000 axons holds ceil(1,500 / k) weights, stored densely; k = 24: 63 weights,
+    63 x 8 + 10 = 514 -> 576 bits, x 2,000 = 1,152,000 > 1,048,576; k = 25: 60 -> 490 -> 512 bits, 1,024,000: fits."""
+    p = placement(_dense(2000, 1500, LIF))
+    n = p["layers"]["n"]
+    assert (n["loihi1_cores"], n["loihi1_limit"]) == (25, "synapse_bits")
+    assert n["loihi1_core_use"] == {"compartments": 60, "input_axons": 2000, "synapse_bits": 1_024_000,
+                                    "output_axons": 0}
+    assert p["totals"]["loihi1_chips"] == 1 and p["totals"]["loihi1_placeable"]
+
+
+def test_loihi1_fan_in_beyond_its_input_axons_is_not_placeable():
+    p = placement(_dense(5000, 10, LIF))
+    assert p["layers"]["n"]["loihi1_limit"].startswith("input_axons (over even at one neuron per core")
+    assert p["totals"]["loihi1_placeable"] is False
+
+
+def test_ilif_costs_loihi_compartments_and_state_words():
+    """ILIF's CIU and MPIU: 3 Loihi 1 compartments per neuron (1,020 neurons: 340 x 3 = 1,020 compartments on each of
+    3 cores; 1,024 neurons: 342 x 3 = 1,026 > 1,024 on 3, so 4; LIF: 1 core) and 5 Loihi 2 state
+    words (current, v, CIU, its input register, MPIU: floor(8,192 x 0.875 / 5) = 1,433 neurons per core; 10,000
+    neurons: 7 cores; LIF's 2 words: 3,584 per core, 3 cores for the neurons, but its 4 x 10,000 weights need
+    ceil(40,000 / 12,000) = 4: synaptic memory decides)."""
+    ilif = placement(_dense(4, 1020, dict(lam=0.5)))["layers"]["n"]
+    lif = placement(_dense(4, 1024, LIF))["layers"]["n"]
+    assert (ilif["loihi1_compartments_per_neuron"], ilif["loihi1_cores"]) == (3, 3)
+    assert placement(_dense(4, 1024, dict(lam=0.5)))["layers"]["n"]["loihi1_cores"] == 4
+    assert (lif["loihi1_compartments_per_neuron"], lif["loihi1_cores"]) == (1, 1)
+    big_ilif = placement(_dense(4, 10_000, dict(lam=0.5)))["layers"]["n"]
+    big_lif = placement(_dense(4, 10_000, LIF))["layers"]["n"]
+    assert (big_ilif["loihi2_state_words_per_neuron"], big_ilif["loihi2_neurons_per_core"]) == (5, 1433)
+    assert (big_ilif["loihi2_cores"], big_ilif["loihi2_limit"]) == (7, "neurons")
+    assert (big_lif["loihi2_neurons_per_core"], big_lif["loihi2_cores"], big_lif["loihi2_limit"]) == \
+        (3584, 4, "synaptic memory")
+
+
+def test_loihi2_synaptic_budget_counts_stored_weights():
+    """2,560 -> 100 dense, zeros included (dense storage keeps them): 256,000 weights / 12,000 per core = 22 cores."""
+    w = np.ones((100, 2560), np.float32)
+    w[:, ::2] = 0.0
+    g = chain_graph((2560,), [N.Linear("fc", weight=w), N.Neuron("n", params=ILIFParams(**LIF))], T=2)
+    n = placement(g)["layers"]["n"]
+    assert (n["loihi2_cores"], n["loihi2_limit"]) == (22, "synaptic memory")
+
+
+def test_a_network_lava_cannot_run_has_no_placement():
+    g = chain_graph((4,), [N.Linear("fc", weight=np.ones((3, 4), np.float32)), N.ReLU("r"),
+                           N.Linear("fc2", weight=np.ones((2, 3), np.float32)), N.Neuron("n", params=ILIFParams(**LIF))])
+    assert "unavailable" in placement(g)
+
+
+def test_pilotnet_lif_lands_near_lava_dls_74_loihi2_cores(interop, tmp_path, capsys):
+    """lava-dl's compiler placed PilotNet LIF on 74 Loihi 2 cores: ilif-energy's placement within 20 %, printed
+    per layer, in the JSON totals."""
+    from ilif_deploy.cli import energy
+
+    out = tmp_path / "e.json"
+    assert energy.main([str(interop / "netx" / "pilotnet_lif_network.net"), "-T", "16", "--data", "none",
+                        "--rate", "0.05", "--json", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "placement of pilotnet_lif_network on Loihi cores" in text and "layer7" in text
+    t = json.loads(out.read_text())["totals"]
+    assert abs(t["loihi2_cores"] - 74) <= 0.2 * 74, t
+    assert t["loihi2_chips"] == 1 and t["loihi1_cores"] > t["loihi2_cores"]
+
+
+def test_markdown_shows_the_placed_cores_of_both_models(tmp_path):
+    from ilif_deploy.cli import energy
+
+    md = tmp_path / "e.md"
+    assert energy.main(["example:digits_ilif", "--data", "digits", "--samples", "20", "--compare",
+                        "example:digits_lif", "--markdown", str(md), "--no-progress"]) == 0
+    text = md.read_text()
+    assert "Loihi 2 cores (placed)" in text and "Loihi 1 cores (placed)" in text
+    ilif, lif = placement(__import__("ilif_deploy.converters", fromlist=["open_graph"]).open_graph(
+        "example:digits_ilif")), placement(__import__("ilif_deploy.converters", fromlist=["open_graph"]).open_graph(
+            "example:digits_lif"))
+    assert ilif["totals"]["loihi1_cores"] > lif["totals"]["loihi1_cores"]  # ILIF's units cost compartments
