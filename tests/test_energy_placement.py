@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from ilif_deploy import ir as N
+from ilif_deploy.converters import open_graph
 from ilif_deploy.energy.placement import loihi1_axon_bits, placement
 from ilif_deploy.neuron_step import ILIFParams
 from zoo import chain_graph
@@ -104,7 +104,5 @@ def test_markdown_shows_the_placed_cores_of_both_models(tmp_path):
                         "example:digits_lif", "--markdown", str(md), "--no-progress"]) == 0
     text = md.read_text()
     assert "Loihi 2 cores (placed)" in text and "Loihi 1 cores (placed)" in text
-    ilif, lif = placement(__import__("ilif_deploy.converters", fromlist=["open_graph"]).open_graph(
-        "example:digits_ilif")), placement(__import__("ilif_deploy.converters", fromlist=["open_graph"]).open_graph(
-            "example:digits_lif"))
+    ilif, lif = placement(open_graph("example:digits_ilif")), placement(open_graph("example:digits_lif"))
     assert ilif["totals"]["loihi1_cores"] > lif["totals"]["loihi1_cores"]  # ILIF's units cost compartments
