@@ -77,7 +77,8 @@ def test_loihi2_synaptic_budget_counts_stored_weights():
 
 def test_a_network_lava_cannot_run_has_no_placement():
     g = chain_graph((4,), [N.Linear("fc", weight=np.ones((3, 4), np.float32)), N.ReLU("r"),
-                           N.Linear("fc2", weight=np.ones((2, 3), np.float32)), N.Neuron("n", params=ILIFParams(**LIF))])
+                           N.Linear("fc2", weight=np.ones((2, 3), np.float32)),
+                           N.Neuron("n", params=ILIFParams(**LIF))])
     assert "unavailable" in placement(g)
 
 
