@@ -113,7 +113,7 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
                  conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,
                  accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none",
                  meta={"graph": graph.metadata, "static": static_metrics(graph),
-                       **({"assumed_input": act.input} if x is None else {})})
+                       **({"assumed_input": act.input} if x is None else {})}, graph=graph, activity=act)
     placed = placement(graph)
     rep.meta["placement"] = placed
     rep.totals.update(placed.get("totals", {}))

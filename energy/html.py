@@ -118,18 +118,23 @@ def report_html(rep, compare: Optional[object] = None, comparison=None) -> str:
     divs = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
             for i, f in enumerate(figs)]
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-             f"<title>Energy report: {html.escape(rep.model_name)}</title>",
+             f"<title>Energy report: {html.escape(rep.title(compare))}</title>",
              "<style>body{font-family:sans-serif;margin:20px} table{border-collapse:collapse;font-size:12px}"
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} th{white-space:normal;max-width:9em} "
              ".wide{overflow-x:auto} "
              "pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}</style>",
-             "</head><body>", f"<h1>Energy report: {html.escape(rep.model_name)}</h1>"]
+             "</head><body>", f"<h1>Energy report: {html.escape(rep.title(compare))}</h1>"]
     for r in reports:
         parts.append(f"<pre>{html.escape(r.headline())}</pre>")
     parts.append("<p>Conventions: " + html.escape(", ".join(f"{k}={v}" for k, v in rep.conventions.to_dict().items()))
-                 + ". All counts per inference.</p>")
+                 + f"; energy model {html.escape(rep.energy_model.name)}; neuron updates "
+                 + ("counted" if rep.count_neurons else "not counted") + ". All counts per inference.</p>")
     if compare is not None:
         parts.append("<h2>Comparison</h2>" + comparison.to_html(index=False, float_format="%.6g"))
+        verdict = rep.verdict(compare)
+        if verdict is not None:
+            parts.append(f"<h2>Verdict: {html.escape(rep.model_name)} vs {html.escape(compare.model_name)} under "
+                         f"each energy model</h2>" + verdict.to_html(index=False, float_format="%.6g"))
     for title, df in rep.summary_tables(compare):
         parts.append(f"<h2>{html.escape(title)}</h2>" + df.to_html(index=False, float_format="%.6g", na_rep=""))
     parts += divs

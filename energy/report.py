@@ -63,6 +63,10 @@ class Report:
     rate: Optional[float] = None
     data: str = ""
     meta: dict = field(default_factory=dict)
+    #: what the counts came from (kept so the report can be re-priced under other models: energy.verdict);
+    #: not part of any output
+    graph: Optional[object] = field(default=None, repr=False, compare=False)
+    activity: Optional[object] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         recs = []
@@ -143,11 +147,16 @@ class Report:
         sha256, command line, data), when the caller recorded them in ``meta["provenance"]``."""
         return [f"{k}: {v}" for k, v in (self.meta.get("provenance") or {}).items()]
 
-    def to_csv(self, path=None) -> str:
+    def to_csv(self, path=None, compare: Optional["Report"] = None) -> str:
         """The per-layer table; provenance as leading ``# key: value`` lines (pandas: ``comment="#"``);
-        floats to 10 significant digits (counts averaged over samples carry float noise beyond that)."""
+        floats to 10 significant digits (counts averaged over samples carry float noise beyond that).  With
+        ``compare``, both models' rows, a leading ``model`` column telling them apart."""
         head = "".join(f"# {line}\n" for line in self.provenance_lines())
-        text = head + formula_safe(self.frame).to_csv(index=False, float_format="%.10g")
+        frame = self.frame
+        if compare is not None:
+            frame = pd.concat([f.assign(**{"model": r.model_name})[["model"] + list(f.columns)]
+                               for r, f in ((self, self.frame), (compare, compare.frame))], ignore_index=True)
+        text = head + formula_safe(frame).to_csv(index=False, float_format="%.10g")
         if path is not None:
             write_text_atomic(path, text)
         return text
@@ -194,12 +203,33 @@ class Report:
                                                     for r in reports])))
         return tables
 
+    def title(self, compare: Optional["Report"] = None) -> str:
+        """What the report is about: the model (vs the compared one), its energy model and whether neuron updates
+        are counted -- the setting that can decide a verdict."""
+        who = self.model_name + (f" vs {compare.model_name}" if compare is not None else "")
+        return f"{who} ({self.energy_model.name}, neuron updates {'counted' if self.count_neurons else 'not counted'})"
+
+    def verdict(self, compare: "Report") -> Optional[pd.DataFrame]:
+        """This report and ``compare`` under every energy model of :mod:`.verdict` (None when either keeps no
+        recorded activity)."""
+        from .verdict import verdict_frame
+
+        if self.activity is None or compare.activity is None:
+            return None
+        return verdict_frame(self, compare)
+
     def to_markdown(self, path=None, compare: Optional["Report"] = None) -> str:
-        lines = [f"# Energy report: {self.model_name}", "", self.headline().replace("\n", "  \n"), "",
-                 f"Conventions: {', '.join(f'{k}={v}' for k, v in self.conventions.to_dict().items())}; "
-                 f"neuron updates counted: {self.count_neurons}.", ""]
+        lines = [f"# Energy report: {self.title(compare)}", "", self.headline().replace("\n", "  \n"), ""]
+        if compare is not None:
+            lines += [compare.headline().replace("\n", "  \n"), ""]
+        lines += [f"Conventions: {', '.join(f'{k}={v}' for k, v in self.conventions.to_dict().items())}; "
+                  f"energy model {self.energy_model.name}; neuron updates counted: {self.count_neurons}.", ""]
         if compare is not None:
             lines += ["## Comparison", "", markdown_table(comparison_frame(self, compare)), ""]
+            verdict = self.verdict(compare)
+            if verdict is not None:
+                lines += [f"## Verdict: {self.model_name} vs {compare.model_name} under each energy model", "",
+                          markdown_table(verdict), ""]
         for title, df in self.summary_tables(compare):
             lines += [f"## {title}", "", markdown_table(df), ""]
         lines += ["## Per layer", "", markdown_table(self.frame), "",

@@ -37,8 +37,15 @@ def test_html_report_renders_plots_in_chromium(tmp_path, digits_ilif_graph, digi
     assert len(re.findall(r'class="main-svg"', dom)) >= 8
     assert dom.count("heatmaplayer") >= 2
     assert "ILIF vs LIF" in dom
+    # the verdict under every energy model, and the setting that decides it, in the title and a table
+    assert "<title>Energy report: ILIF vs LIF (paper, neuron updates not counted)</title>" in dom
+    verdict = dom[dom.index("Verdict: ILIF vs LIF under each energy model"):]
+    verdict = verdict[:verdict.index("</table>")]
+    assert verdict.count("<tr") == 1 + 6 and "paper + neuron updates" in verdict and "Loihi 1 (Davies 2018)" in verdict
     # linear/log toggles drawn by plotly (energy and ops figures), the share axis, the folded full table
     assert dom.count('class="updatemenu-button"') >= 4 and ">log<" in dom and ">linear<" in dom
     assert "Continuous firing [share of neurons" in dom and "<summary>all columns</summary>" in dom
     data = png.read_bytes()
+    if os.environ.get("ILIF_KEEP_SCREENSHOT"):  # to look at it: the verdict table sits in the first screen
+        shutil.copy(png, os.environ["ILIF_KEEP_SCREENSHOT"])
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a real picture, not a blank page

@@ -107,3 +107,33 @@ def test_markdown_shows_the_placed_cores_of_both_models(tmp_path):
     assert "Loihi 2 cores (placed)" in text and "Loihi 1 cores (placed)" in text
     ilif, lif = placement(open_graph("example:digits_ilif")), placement(open_graph("example:digits_lif"))
     assert ilif["totals"]["loihi1_cores"] > lif["totals"]["loihi1_cores"]  # ILIF's units cost compartments
+
+
+def test_the_verdict_reprices_the_recorded_spikes_exactly_and_shows_both_models(tmp_path, capsys):
+    """Each verdict row is the report counted again under that model: equal to a fresh profile with it (the
+    Loihi row to the digit); the terminal prints the verdict (counting neuron updates reverses the paper's), the
+    CSV keeps both models' rows."""
+    from ilif_deploy import energy
+    from ilif_deploy.cli import energy as energy_cli
+    from ilif_deploy.data import digits
+    from ilif_deploy.energy.verdict import repriced
+
+    g = open_graph("example:digits_ilif")
+    x, y = digits("test")
+    rep = energy.profile(g, x[:30], y[:30], progress=False)
+    fresh = energy.profile(g, x[:30], y[:30], progress=False, energy_model="loihi", conventions={"neurons": "count"})
+    again = repriced(rep, "loihi", neurons="count")
+    assert again.totals["energy_pj"] == fresh.totals["energy_pj"] and again.totals["acs"] == fresh.totals["acs"]
+    csv = tmp_path / "both.csv"
+    assert energy_cli.main(["example:digits_ilif", "--data", "digits", "--samples", "60", "--compare",
+                            "example:digits_lif", "--name", "ILIF", "--compare-name", "LIF", "--csv", str(csv),
+                            "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    verdict = out[out.index("verdict: ILIF vs LIF"):]
+    line = {k: next(r for r in verdict.splitlines() if k in r) for k in ("synaptic ops only", "paper + neuron")}
+    assert line["synaptic ops only"].split()[-2] == "ILIF" and line["paper + neuron"].split()[-2] == "LIF"
+    import pandas as pd
+
+    table = pd.read_csv(csv, comment="#")
+    assert list(table["model"].unique()) == ["ILIF", "LIF"] and (table["model"] == "LIF").sum() == 8 == \
+        (table["model"] == "ILIF").sum()

@@ -137,6 +137,10 @@ def _run(argv) -> int:
         if other is not None:
             print(other.headline())
             print(energy.comparison_frame(rep, other).to_string(index=False))
+            verdict = rep.verdict(other)
+            if verdict is not None:
+                print(f"verdict: {rep.model_name} vs {other.model_name} under each energy model (uJ per inference):")
+                print(verdict.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(rep.frame[energy.columns.SHORT].to_string(index=False))
         for r in [rep] + ([other] if other is not None else []):
             table = energy.placement_table(r.meta["placement"])
@@ -144,7 +148,7 @@ def _run(argv) -> int:
                 print(f"placement of {r.model_name} on Loihi cores (modelled per-core limits, docs/energy.md):")
                 print(table)
         if args.csv:
-            rep.to_csv(args.csv)
+            rep.to_csv(args.csv, compare=other)
         if args.json:
             data = rep.to_dict()
             if other is not None:
