@@ -222,6 +222,16 @@ def test_cli_fine_tunes_exports_and_refuses_bad_requests_in_one_line(tmp_path):
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert (says or "*.ir.npz") in r.stderr
     assert not (tmp_path / "x.ir.npz").exists() and not (tmp_path / "x.npz").exists()
+    # the checkpoint is an output: never the model file; a foreign file to resume from is named in one line
+    before = (tmp_path / "lif.ir.npz").read_bytes()
+    r = _cli("lif.ir.npz", "-o", "y.ir.npz", "--checkpoint", "lif.ir.npz", "--epochs", "1", cwd=tmp_path)
+    assert r.returncode == 2 and "is the same file as the model file" in r.stderr
+    assert (tmp_path / "lif.ir.npz").read_bytes() == before
+    (tmp_path / "junk.ckpt").write_text("not a checkpoint\n")
+    r = _cli("lif.ir.npz", "-o", "y.ir.npz", "--checkpoint", "junk.ckpt", "--resume", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == "error: junk.ckpt: not a fine-tuning checkpoint (not a torch " \
+        "zip file)"
+    assert not (tmp_path / "y.ir.npz").exists()
 
 
 @pytest.mark.slow

@@ -404,12 +404,25 @@ def _save_checkpoint(path, state: dict) -> None:
 
 
 def _load_checkpoint(path, fingerprint: str) -> dict:
+    """A checkpoint of :func:`finetune`, checked as the bounded reader checks files (a regular file, a zip that
+    declares no more than it is worth) and read with ``torch.load(weights_only=True)``; refused by name when it is
+    another run's.  Not noted as an input: resuming reads the checkpoint the run then replaces, epoch by epoch (the
+    CLI claims it as an output, so it can be neither the model nor the data)."""
+    import zipfile
+    from pathlib import Path
+
+    from ilif_deploy.bounded import check_zip
     from ilif_deploy.errors import ModelFileError
 
+    if not Path(path).is_file():  # a FIFO or device would block or never end: refused before it is opened
+        raise ModelFileError(f"{path}: the checkpoint to resume from is not a regular file")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a fine-tuning checkpoint (not a torch zip file)")
+    check_zip(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a damaged or foreign file: what torch says, in one line
-        raise ModelFileError(f"{path}: not a fine-tuning checkpoint torch can read safely ({str(e).splitlines()[0]})") \
+    except Exception as e:  # a damaged or foreign file: one line, torch's reason by its kind
+        raise ModelFileError(f"{path}: not a fine-tuning checkpoint torch can read safely ({type(e).__name__})") \
             from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path}: not an ilif-finetune checkpoint")

@@ -65,7 +65,7 @@ def _eval_spec(args):
 
 def _run(argv) -> int:
     args = build_parser().parse_args(argv)
-    claim_outputs(output=args.output, json=args.json)
+    claim_outputs(output=args.output, json=args.json, checkpoint=args.checkpoint)
 
     from ..converters import OptionError
 
