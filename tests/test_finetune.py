@@ -252,3 +252,26 @@ def test_fine_tuned_network_on_lava_fixed_is_the_fine_tuning_forward(lava, tmp_p
     engine = TorchEngine(build_netspec(res.graph), "fixed").run(x)
     for k, s in engine.spikes.items():
         assert torch.equal(forward.spikes[k].to(s.dtype), s), k
+
+
+@pytest.mark.parametrize("arch, neuron", [("spiking_resnet18", "plif"), ("spiking_vgg11_bn", "ilif")])
+def test_the_authors_networks_fine_tune_and_write_back(arch, neuron):
+    """The authors' ResNet-18 (identity and 1x1 shortcuts, PLIF's 17 learned decays) and VGG-11 (max-pooled
+    spikes) at 32x32, T = 2, random weights: the forward is the engine's, the decays get gradients (14 of 17 here;
+    the other three layers pass none: a silent or saturated state has no slope), the written graph quantises to
+    the same integers."""
+    from ilif_deploy import build, trace
+
+    g = trace(build(arch, num_classes=10, neuron=neuron, in_channels=3).eval(), input_shape=(3, 32, 32),
+              timesteps=2)
+    spec, fp = build_netspec(g), FixedPoint(weight_bits=6)
+    tuner = FixedTuner(spec, fp)
+    x = torch.rand(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    got, ref = tuner(x, record=True), TorchEngine(spec, "fixed", fp).run(x)
+    assert torch.equal(got.output.detach(), ref.output)
+    got.output.square().sum().backward()
+    assert len(tuner.decays) == (17 if neuron == "plif" else 0)
+    # every decay is in the graph; a saturated or silent layer passes no gradient (clip, a far threshold)
+    assert all(p.grad is not None for p in tuner.decays.values())
+    assert sum(float(p.grad.abs()) > 0 for p in tuner.decays.values()) >= (12 if neuron == "plif" else 0)
+    assert same_integers(tuner.quantized()[0], quantize_spec(build_netspec(tuned_graph(tuner, g.metadata)))) == []
