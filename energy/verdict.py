@@ -28,7 +28,6 @@ def repriced(report, energy_model, memory=None, **conventions):
     """``report`` counted again from its recorded activity under other conventions and priced by another model
     (a :class:`~ilif_deploy.energy.report.Report`)."""
     from .count import count
-    from .report import Report
 
     if report.graph is None or report.activity is None:
         raise ValueError("the report keeps no recorded activity to re-price (made by energy.profile?)")
@@ -36,9 +35,9 @@ def repriced(report, energy_model, memory=None, **conventions):
     conv = replace(report.conventions, **conventions)
     count_neurons = conv.neurons == "count" or (conv.neurons == "auto" and model.prices_updates)
     rows = count(report.graph, report.activity, conv, prices_neuron_updates=model.prices_updates)
-    return Report(model_name=report.model_name, rows=rows, energy_model=model, conventions=conv,
-                  samples=report.samples, timesteps=report.timesteps, count_neurons=count_neurons,
-                  accuracy=report.accuracy, rate=report.rate, data=report.data)
+    return type(report)(model_name=report.model_name, rows=rows, energy_model=model, conventions=conv,
+                        samples=report.samples, timesteps=report.timesteps, count_neurons=count_neurons,
+                        accuracy=report.accuracy, rate=report.rate, data=report.data)
 
 
 def verdict_frame(a, b) -> pd.DataFrame:
