@@ -5,7 +5,9 @@
 
 Runs the console scripts exactly as a user would type them (each command is printed first):
 export to the IR file, NIR (with the generic-consumer fidelity check), ONNX and Lava; simulate the
-Lava export on Lava's CPU backend in float and fixed point; the LIF-vs-ILIF energy report.
+Lava export on Lava's CPU backend in float and fixed point; fine-tune the model for 4-bit weights through
+the fixed-point forward and run the result on the torch engine (bit-exact with Lava) over all 450 test digits;
+the LIF-vs-ILIF energy report.
 Everything lands in ``--out``.  Exits non-zero as soon as a step fails.  Without Lava (a plain ``pip install``)
 the steps that run it are skipped and the last line names them and how to add Lava.
 """
@@ -31,6 +33,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="out", help="output folder (default ./out)")
     p.add_argument("--samples", type=int, default=100, help="digits test samples for the Lava simulations")
+    p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (default 30, ~25 s)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -46,6 +49,10 @@ def main(argv=None) -> int:
          "--json", out / "simulate_float.json"],
         ["ilif-simulate", out / "digits_ilif.lava.h5", "--data", "digits", "--samples", n, "--mode", "fixed",
          "--json", out / "simulate_fixed.json"],
+        ["ilif-finetune", ilif, "--weight-bits", "4", "--train-thresholds", "--epochs", args.epochs,
+         "-o", out / "digits_ilif_w4.ir.npz", "--json", out / "finetune_w4.json"],
+        ["ilif-simulate", out / "digits_ilif_w4.ir.npz", "--data", "digits", "--samples", "all", "--engine", "torch",
+         "--mode", "fixed", "--json", out / "simulate_w4_fixed.json"],
         ["ilif-energy", ilif, "--data", "digits", "--compare", lif, "--name", "ILIF", "--compare-name", "LIF",
          "--csv", out / "energy.csv", "--json", out / "energy.json", "--markdown", out / "energy.md",
          "--html", out / "energy.html"],
@@ -56,7 +63,7 @@ def main(argv=None) -> int:
     for cmd in steps:
         cmd = [str(BIN / cmd[0])] + [str(c) for c in cmd[1:]]
         shown = " ".join(shlex.quote(c) for c in [Path(cmd[0]).name] + cmd[1:])
-        if not lava and cmd[0].endswith("ilif-simulate"):
+        if not lava and cmd[0].endswith("ilif-simulate") and "torch" not in cmd:
             skipped.append(shown)
             continue
         print(f"\n$ {shown}", flush=True)

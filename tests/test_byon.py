@@ -234,10 +234,11 @@ def test_the_main_job_without_lava_runs_the_rest_and_names_what_it_skipped(tmp_p
     from ilif_deploy.examples import main_job
 
     monkeypatch.setattr(main_job, "lava_installed", lambda: False)
-    assert main_job.main(["--out", str(tmp_path), "--samples", "5"]) == 0
+    assert main_job.main(["--out", str(tmp_path), "--samples", "5", "--epochs", "1"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("main job: skipped 2 step(s) that run Lava") and "lava-nc==0.10.0" in last
-    assert {"digits_ilif.lava.h5", "digits_ilif.onnx", "energy.html"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"digits_ilif.lava.h5", "digits_ilif.onnx", "energy.html", "digits_ilif_w4.ir.npz",
+            "simulate_w4_fixed.json"} <= {p.name for p in tmp_path.iterdir()}  # fine-tuning needs no Lava
     assert not (tmp_path / "simulate_float.json").exists()
 
 
