@@ -172,6 +172,10 @@ def _read(path: Path, timesteps) -> Graph:
             if readout is not None:
                 raise NetxError(f"{path}: layer {readout} has no neuron (netx runs it as a non-spiking integrator, "
                                 f"a readout) but layer {i} follows it: it would receive nothing")
+            if "neuron" not in lay and kind == "conv":
+                raise NetxError(f"{path}: layer {i} (conv) has no neuron group: lava-dl's netx cannot run that either "
+                                f"(its create_conv reads the neuron group unconditionally); only a dense layer "
+                                f"without one is a readout")
             if "neuron" not in lay and kind == "dense":
                 # netx's default for a layer without a neuron: CUBA with iDecay 0 (the current never decays), vDecay
                 # 4096 (v = u + bias each step) and a threshold v never reaches -- a non-spiking readout

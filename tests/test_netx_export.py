@@ -109,6 +109,23 @@ def test_conv_recurrent_and_current_layers_load_in_lava_dl_and_spike_as_our_runt
     assert torch.equal(run(back, torch.as_tensor(x), record=[last])[1][last], rec["n2"])
 
 
+def test_a_conv_layer_without_a_neuron_is_refused_as_lava_dl_itself_fails_on_it(netx, tmp_path):
+    """A dense layer without a neuron group is netx's readout; a conv layer without one netx cannot build (its
+    create_conv reads the group unconditionally): our reader says so by name instead of guessing."""
+    import h5py
+
+    from ilif_deploy.converters.netx import NetxError
+
+    export_graph(_conv_net(), tmp_path / "n.net")
+    with h5py.File(tmp_path / "n.net", "r+") as f:
+        del f["layer/1/neuron"]  # layer 0 is the input layer
+        assert f["layer/1/type"][0].decode() == "conv"
+    with pytest.raises(NetxError, match=r"layer 1 \(conv\) has no neuron group: lava-dl's netx cannot run that"):
+        read_netx(tmp_path / "n.net", timesteps=T)
+    with pytest.raises(KeyError):
+        netx.hdf5.Network(net_config=str(tmp_path / "n.net"))
+
+
 def test_netx_round_trip_through_our_reader_keeps_the_spikes(tmp_path):
     g, x = _lif_net(seed=3), _spikes(seed=4)
     export_graph(g, tmp_path / "lif.net")
