@@ -1,5 +1,6 @@
 """The batched torch engine (converters/lava/engine.py) against the float torch runtime and against Lava.
 
+    bash scripts/setup.sh --test    # once: Lava for the Lava rows, pytest for the test zoo's calibrated ResNet-18
     .venv/bin/python benchmarks/bench_fixed_engine.py [--resnet-batch 8] [--lava-resnet 1] [--threads N]
 
 Prints, in one run:
