@@ -109,13 +109,12 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
         if silent:
             warn(f"neuron layer(s) {', '.join(silent)} never fired on {act.samples} samples: the data may not be "
                  "what the network was trained on (preprocessing, --normalize), or the layer is dead")
+    placed = placement(graph)
     rep = Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
                  conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,
                  accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none",
-                 meta={"graph": graph.metadata, "static": static_metrics(graph),
+                 meta={"graph": graph.metadata, "static": static_metrics(graph), "placement": placed,
                        **({"assumed_input": act.input} if x is None else {})}, graph=graph, activity=act)
-    placed = placement(graph)
-    rep.meta["placement"] = placed
     rep.totals.update(placed.get("totals", {}))
     return attach_preset_metrics(rep, conventions if isinstance(conventions, str) else None)
 

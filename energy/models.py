@@ -8,6 +8,8 @@ Presets:
   int32 0.1/3.1, int8 0.03/0.2).
 - ``loihi``: Davies et al., IEEE Micro 2018 (Loihi 1): 23.6 pJ per synaptic op, 52 pJ per
   inactive and 81 pJ per active neuron(-compartment) update, 1.7 pJ per spike within a tile.
+- ``loihi2``: the same dynamic prices (Loihi 2's are unpublished) plus static energy: 0.232 W per chip (measured on
+  PilotNet LIF) / 120 cores x the Loihi 2 cores of the placement (:mod:`.placement`) x T x 153 us per step.
 - a user file (``.json``, or ``.yaml``/``.yml`` when PyYAML is installed) with the field names of
   :class:`EnergyModel` (e.g. ``{"name": "mychip", "e_ac_pj": 0.5, "e_mac_pj": 2.0}``).
 
@@ -51,6 +53,10 @@ class EnergyModel:
     e_update_active_pj: float = 0.0
     e_spike_pj: float = 0.0
     e_mem_pj: float = 0.0
+    #: static power of one placed Loihi 2 core (W) and the time of one step (s): static energy per inference =
+    #: static_w_per_core x the placement's Loihi 2 cores x T x step_s (0: not modelled)
+    static_w_per_core: float = 0.0
+    step_s: float = 0.0
     reference: str = ""
 
     def __post_init__(self) -> None:
@@ -95,6 +101,14 @@ PRESETS = {
     "loihi": EnergyModel("loihi", 23.6, 23.6, e_update_pj=52.0, e_update_active_pj=81.0, e_spike_pj=1.7,
                          reference="Davies et al., IEEE Micro 2018 (Loihi 1): 23.6 pJ/synaptic op, "
                                    "52/81 pJ per inactive/active neuron update, 1.7 pJ/spike within a tile"),
+    # Intel publishes no per-operation energies for Loihi 2: its dynamic terms are Loihi 1's (an assumption); its
+    # static term is measured on silicon (PilotNet LIF on one chip: 0.232 W static, 153 us per step), shared over a
+    # chip's 120 mapped cores and charged for the cores the placement uses (power-gated idle cores: an assumption)
+    "loihi2": EnergyModel("loihi2", 23.6, 23.6, e_update_pj=52.0, e_update_active_pj=81.0, e_spike_pj=1.7,
+                          static_w_per_core=0.232 / 120, step_s=153e-6,
+                          reference="dynamic: Loihi 1's figures (Davies 2018; Loihi 2's are unpublished); static: "
+                                    "0.232 W per chip at 153 us per step measured on PilotNet LIF (lava-dl), per "
+                                    "placed core of 120"),
 }
 
 

@@ -102,6 +102,11 @@ class Report:
         }
         self.ann = {"macs": sum(r.ann_macs for r in self.rows), "acs": sum(r.ann_acs for r in self.rows),
                     "energy_pj": sum(e["ann"] for e in self._energy)}
+        # static energy: a whole-network term (the placement's cores x T x step time), not any layer's
+        cores = ((self.meta.get("placement") or {}).get("totals") or {}).get("loihi2_cores")
+        static = self.energy_model.static_w_per_core * self.energy_model.step_s * 1e12 * (cores or 0) * self.timesteps
+        self.totals["static_energy_pj"] = static
+        self.totals["energy_pj"] += static
         self.totals["energy_uj"] = self.totals["energy_pj"] * 1e-6
         self.ann["energy_uj"] = self.ann["energy_pj"] * 1e-6
         self.totals["ann_to_snn_energy_ratio"] = (self.ann["energy_pj"] / self.totals["energy_pj"]

@@ -21,6 +21,8 @@ VARIANTS: List[Tuple[str, str, object, dict, str]] = [
      "modelled"),
     ("Loihi 1 (Davies 2018): synaptic ops, compartment updates, spikes", "loihi", None, {"neurons": "count"},
      "pre-silicon figures (Davies Table 2)"),
+    ("Loihi 2: Loihi 1's dynamic prices + static power of the placed cores", "loihi2", None, {"neurons": "count"},
+     "dynamic assumed (Loihi 1's); static measured on silicon (PilotNet LIF), per core modelled"),
 ]
 
 
@@ -37,7 +39,8 @@ def repriced(report, energy_model, memory=None, **conventions):
     rows = count(report.graph, report.activity, conv, prices_neuron_updates=model.prices_updates)
     return type(report)(model_name=report.model_name, rows=rows, energy_model=model, conventions=conv,
                         samples=report.samples, timesteps=report.timesteps, count_neurons=count_neurons,
-                        accuracy=report.accuracy, rate=report.rate, data=report.data)
+                        accuracy=report.accuracy, rate=report.rate, data=report.data,
+                        meta={"placement": report.meta.get("placement")})
 
 
 def verdict_frame(a, b) -> pd.DataFrame:

@@ -41,7 +41,7 @@ def test_html_report_renders_plots_in_chromium(tmp_path, digits_ilif_graph, digi
     assert "<title>Energy report: ILIF vs LIF (paper, neuron updates not counted)</title>" in dom
     verdict = dom[dom.index("Verdict: ILIF vs LIF under each energy model"):]
     verdict = verdict[:verdict.index("</table>")]
-    assert verdict.count("<tr") == 1 + 6 and "paper + neuron updates" in verdict and "Loihi 1 (Davies 2018)" in verdict
+    assert verdict.count("<tr") == 1 + 7 and "paper + neuron updates" in verdict and "Loihi 2: " in verdict
     # linear/log toggles drawn by plotly (energy and ops figures), the share axis, the folded full table
     assert dom.count('class="updatemenu-button"') >= 4 and ">log<" in dom and ">linear<" in dom
     assert "Continuous firing [share of neurons" in dom and "<summary>all columns</summary>" in dom

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from ilif_deploy import ir as N
 from ilif_deploy.converters import open_graph
@@ -137,3 +138,21 @@ def test_the_verdict_reprices_the_recorded_spikes_exactly_and_shows_both_models(
     table = pd.read_csv(csv, comment="#")
     assert list(table["model"].unique()) == ["ILIF", "LIF"] and (table["model"] == "LIF").sum() == 8 == \
         (table["model"] == "ILIF").sum()
+
+
+def test_loihi2_adds_the_static_power_of_the_placed_cores():
+    """loihi2 = loihi's dynamic prices + 0.232 W / 120 per placed Loihi 2 core x T x 153 us: digits ILIF on 3 cores,
+    T = 4: 3 x 4 x 153e-6 s x 0.232 / 120 W = 3.5496 uJ on top of the loihi model's energy, LIF (2 cores) 2.3664 uJ."""
+    from ilif_deploy import energy
+    from ilif_deploy.data import digits
+
+    x, _ = digits("test")
+    for name, cores in (("digits_ilif", 3), ("digits_lif", 2)):
+        g = open_graph(f"example:{name}")
+        l1 = energy.profile(g, x[:20], progress=False, energy_model="loihi")
+        l2 = energy.profile(g, x[:20], progress=False, energy_model="loihi2")
+        static = 0.232 / 120 * 153e-6 * cores * 4 * 1e12
+        assert l2.totals["loihi2_cores"] == cores
+        assert l2.totals["static_energy_pj"] == pytest.approx(static, rel=1e-12)
+        assert l2.totals["energy_pj"] == pytest.approx(l1.totals["energy_pj"] + static, rel=1e-12)
+        assert l1.totals["static_energy_pj"] == 0.0

@@ -20,7 +20,8 @@ def build_parser():
                         "frames (dense: multiply-accumulates); default: what the file says (a netx network "
                         "without an input neuron takes spikes), else analog")
     p.add_argument("--energy-model", default="paper",
-                   help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | "
+                   help="paper | horowitz-fp32 | horowitz-fp16 | horowitz-int32 | horowitz-int8 | loihi | loihi2 "
+                        "(Loihi 1's op prices + measured static power of the placed Loihi 2 cores) | "
                         "a .json/.yaml file with e_ac_pj, e_mac_pj, ... (default paper: 0.9/4.6 pJ)")
     p.add_argument("--memory", help="add memory-access energy: sram8k | sram32k | sram1m | dram | pJ per access")
     p.add_argument("--conventions", choices=["paper", "neurobench", "spikingjelly"], default="paper",
