@@ -195,6 +195,8 @@ def test_an_interrupted_run_resumes_to_the_same_network(tmp_path):
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
     with pytest.raises(Exception, match="another network, format or training settings"):
         finetune(g, data, checkpoint=ck, resume=True, **{**kw, "epochs": 3})
+    with pytest.raises(Exception, match="another network, format or training settings"):
+        finetune(g, data, checkpoint=ck, resume=True, thresholds=True, **kw)  # other parameters: refused by name
 
 
 def _cli(*args, cwd):

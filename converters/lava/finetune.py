@@ -143,8 +143,8 @@ def _load_checkpoint(path, fingerprint: str) -> dict:
         raise ModelFileError(f"{path}: not an ilif-finetune checkpoint")
     if state.get("fingerprint") != fingerprint:
         raise ModelFileError(f"{path}: a checkpoint of another network, format or training settings (resume with "
-                             f"the model, --weight-bits/--frac-bits, --lr, --batch-size, --epochs and --seed it was "
-                             f"started with)")
+                             f"the model, --weight-bits/--frac-bits, --lr, --batch-size, --epochs, --seed and "
+                             f"--train-thresholds it was started with)")
     return state
 
 
@@ -186,7 +186,8 @@ def finetune(model_or_graph, data="digits", *, fixed: Optional[FixedPoint] = Non
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
     gen = torch.Generator().manual_seed(int(seed))
     fingerprint = _fingerprint(spec, tuner.fp, {"lr": lr, "batch_size": batch_size, "epochs": epochs, "seed": seed,
-                                                "alpha": alpha,  "train": [train.name, len(train)]})
+                                                "alpha": alpha, "thresholds": thresholds,
+                                                "train": [train.name, len(train)]})
     result = FineTuneResult(graph=graph, tuner=tuner)
     first = 0
     if resume and checkpoint is not None:
