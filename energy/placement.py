@@ -156,8 +156,9 @@ def placement(graph) -> Dict[str, object]:
     except UserError as e:  # GraphError too: an op Lava has no form for
         return {"unavailable": str(e)}
     views = {v.name: v for v in spec.neuron_views()}
-    incoming = {lay.name: [_Synapses(s) for s in spec.incoming(lay.name)] for lay in spec.layers}
-    outgoing = {lay.name: [(s.target, _Synapses(s)) for s in spec.synapses
+    syns = [_Synapses(s) for s in spec.synapses]  # one per synapse: counting its weights is the costly part
+    incoming = {lay.name: [syns[i] for i, _ in spec.incoming_indexed(lay.name)] for lay in spec.layers}
+    outgoing = {lay.name: [(s.target, syns[i]) for i, s in enumerate(spec.synapses)
                            if s.source == lay.name and s.target != lay.name] for lay in spec.layers}
     layers: Dict[str, dict] = {}
     for lay in spec.layers:

@@ -71,6 +71,7 @@ class Report:
     def __post_init__(self) -> None:
         recs = []
         self._energy = []
+        self._verdicts = {}  # per compared report: the terminal, Markdown and HTML show the same re-pricing
         for r in self.rows:
             e = energy_pj(self.energy_model, r, self.count_neurons)
             self._energy.append(e)
@@ -221,7 +222,9 @@ class Report:
 
         if self.activity is None or compare.activity is None:
             return None
-        return verdict_frame(self, compare)
+        if id(compare) not in self._verdicts:
+            self._verdicts[id(compare)] = (compare, verdict_frame(self, compare))  # compare held: its id stays its
+        return self._verdicts[id(compare)][1]
 
     def to_markdown(self, path=None, compare: Optional["Report"] = None) -> str:
         lines = [f"# Energy report: {self.title(compare)}", "", self.headline().replace("\n", "  \n"), ""]

@@ -196,7 +196,6 @@ class FixedOps:
     decay: Callable[[Any, int], Any]  # v * d / 4096 rounded toward zero (Loihi's decay on magnitudes)
     clip: Callable[[Any, int, int], Any]
     relu: Callable[[Any], Any]
-    as_int: Callable[[Any], Any]  # bool/any integer array -> int64
     table: Callable[["FixedLayer", Any], Any]  # the layer's sigmoid table at idx
     count: Callable[[Any, int], Any]  # (v, vth) -> v // vth where v > 0, else 0: a multi-spike neuron's spikes
     #: (v, vth, strict) -> 1 where v > vth (strict) or v >= vth, else 0, as int64: whether a neuron fires.  An op of
@@ -238,7 +237,7 @@ def _fire_int(v, vth: int, strict: bool):
 
 
 NUMPY_FIXED = FixedOps(decay=_decay_numpy, clip=np.clip, relu=lambda x: np.maximum(x, 0),
-                       as_int=lambda x: np.asarray(x).astype(np.int64), table=lambda layer, idx: layer.lut[idx],
+                       table=lambda layer, idx: layer.lut[idx],
                        count=lambda v, vth: np.where(v > 0, v // vth, 0),
                        fire=lambda v, vth, strict: _fire_int(v, vth, strict).astype(np.int64), shift=_shift)
 
@@ -259,7 +258,7 @@ def torch_fixed_ops() -> FixedOps:
         return torch.div(v * d, DECAY_ONE, rounding_mode="trunc")
 
     return FixedOps(decay=decay, clip=torch.clamp, relu=lambda x: torch.clamp(x, min=0),
-                    as_int=lambda x: x.to(torch.int64), table=table,
+                    table=table,
                     count=lambda v, vth: torch.where(v > 0, torch.div(v, vth, rounding_mode="floor"), 0),
                     fire=lambda v, vth, strict: _fire_int(v, vth, strict).to(torch.int64), shift=_shift)
 

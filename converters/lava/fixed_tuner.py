@@ -29,7 +29,6 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ilif_deploy.errors import GraphError
 from ilif_deploy.ir.graph import Graph
 
 from .engine import FixedArrays, FixedBounds, TorchEngine, synapse_dtypes
@@ -80,7 +79,7 @@ def ste_fixed_ops(frac_bits: int, alpha: float = DEFAULT_ALPHA, device="cpu") ->
         return lut[i] + slope[i] * (idx - idx.detach())
 
     return FixedOps(decay=decay, clip=torch.clamp, relu=lambda x: torch.clamp(x, min=0),
-                    as_int=lambda x: x.to(torch.float64), table=table, count=count, fire=fire, shift=shift)
+                    table=table, count=count, fire=fire, shift=shift)
 
 
 def _shifts(spec: NetSpec, quantized: QuantizedNet) -> List[int]:
@@ -104,6 +103,11 @@ def _with_lam(params, lam: float):
     elif params.charge_tau is not None:
         kw["charge_tau"] = 1.0 / (1.0 - float(lam))
     return replace(params, **kw)
+
+
+def _channels_to(per_channel_values: torch.Tensor, shape) -> torch.Tensor:
+    """One value per channel (first axis) broadcast over a layer of ``shape``."""
+    return per_channel_values.reshape((-1,) + (1,) * (len(shape) - 1)).expand(tuple(shape))
 
 
 class FixedTuner(torch.nn.Module):
@@ -132,13 +136,8 @@ class FixedTuner(torch.nn.Module):
         #: per synapse: whether it is trained (a max-pool's ones are not: its form is its meaning)
         self.trained = [self._kind(s) != "maxpool" for s in spec.synapses]
         for s in spec.synapses:
-            w = s.weight
-            if s.kind == "sparse":
-                per = per_channel(np.asarray(w).reshape(s.in_shape))
-                if per is None:
-                    raise GraphError(f"the shortcut into '{s.target}' scales neurons of one channel differently: "
-                                     f"fine-tuning trains one gain per channel")
-                w = per
+            # a shortcut's gain per channel (spec_graph above refused one that differs within a channel)
+            w = per_channel(np.asarray(s.weight).reshape(s.in_shape)) if s.kind == "sparse" else s.weight
             self.weights.append(torch.nn.Parameter(torch.as_tensor(np.asarray(w, np.float64), **dev),
                                                    requires_grad=self.trained[-1]))
         self.biases = torch.nn.ParameterDict()
@@ -162,15 +161,10 @@ class FixedTuner(torch.nn.Module):
     # ------------------------------------------------------------------ the float values now
     def _weight(self, i: int) -> torch.Tensor:
         s, w = self.spec.synapses[i], self.weights[i]
-        if s.kind == "sparse":
-            return w.reshape((-1,) + (1,) * (len(s.in_shape) - 1)).expand(s.in_shape).reshape(-1)
-        return w
+        return _channels_to(w, s.in_shape).reshape(-1) if s.kind == "sparse" else w
 
     def _bias(self, i: int) -> Optional[torch.Tensor]:
-        lay, b = self.spec.layers[i], self.biases[str(i)] if str(i) in self.biases else None
-        if b is None:
-            return None
-        return b.reshape((-1,) + (1,) * (len(lay.shape) - 1)).expand(lay.shape)
+        return _channels_to(self.biases[str(i)], self.spec.layers[i].shape) if str(i) in self.biases else None
 
     def _lam(self, i: int) -> Optional[torch.Tensor]:
         return torch.sigmoid(self.decays[str(i)]) if str(i) in self.decays else None
@@ -200,7 +194,7 @@ class FixedTuner(torch.nn.Module):
         return replace(self.spec, synapses=synapses, layers=layers, quantized=None)
 
     # ------------------------------------------------------------------ the forward
-    def arrays(self) -> Tuple[FixedArrays, NetSpec]:
+    def arrays(self) -> FixedArrays:
         """Differentiable :class:`~.engine.FixedArrays` of the current values: the integers of
         :func:`.fixed.quantize_spec` (the export's quantiser) carrying straight-through gradients."""
         spec = self.current_spec()
@@ -217,32 +211,27 @@ class FixedTuner(torch.nn.Module):
                 mant = _ste(mant, self._weight(i).reshape(mant.shape) * float(2.0 ** (k - e)) * inside)
             weights.append(mant.to(dt))
         one = float(2 ** self.fp.frac_bits)
+
+        def integers(value):  # the quantiser's integers as float64 on the device
+            return torch.as_tensor(np.asarray(value, np.float64), dtype=torch.float64, device=self.device)
+
         layers = {}
         for i, lay in enumerate(spec.layers):
             fl = q.layers[lay.name]
-            bias = torch.as_tensor(np.asarray(fl.bias_int, np.float64), dtype=torch.float64, device=self.device)
-            b = self._bias(i)
-            if b is not None:
-                bias = _ste(bias, b * one)
-            kw = {"bias_int": bias}
-            lam = self._lam(i)
+            b, lam, vth = self._bias(i), self._lam(i), self._vth(i)
+            kw = {"bias_int": integers(fl.bias_int) if b is None else _ste(integers(fl.bias_int), b * one)}
             if lam is not None:
-                kw["decay_lam"] = _ste(torch.tensor(float(fl.decay_lam), dtype=torch.float64, device=self.device),
-                                       lam * DECAY_ONE)
-                kw["decay_in"] = _ste(torch.tensor(float(fl.decay_in), dtype=torch.float64, device=self.device),
-                                      (1 - lam) * DECAY_ONE)
-            vth = self._vth(i)
+                kw["decay_lam"] = _ste(integers(fl.decay_lam), lam * DECAY_ONE)
+                kw["decay_in"] = _ste(integers(fl.decay_in), (1 - lam) * DECAY_ONE)
             if vth is not None:
-                kw["vth_int"] = _ste(torch.tensor(float(fl.vth_int), dtype=torch.float64, device=self.device),
-                                     vth * one)
+                kw["vth_int"] = _ste(integers(fl.vth_int), vth * one)
             layers[lay.name] = replace(fl, **kw)
-        return FixedArrays(q, weights, layers, self.ops, bounds, differentiable=True), spec
+        return FixedArrays(q, weights, layers, self.ops, bounds, differentiable=True)
 
     def forward(self, x: torch.Tensor, record: bool = False):
         """The engine's fixed-point run of ``x`` ``[T, B, *input]`` (float units) with gradients: an
         :class:`~.engine.EngineResult` whose ``output`` ``[T, B, classes]`` keeps its graph."""
-        arrays, _ = self.arrays()
-        return self.engine.forward(x, record=record, fixed=arrays)
+        return self.engine.forward(x, record=record, fixed=self.arrays())
 
     def quantized(self) -> Tuple[QuantizedNet, NetSpec]:
         """The integers of the current values and the float network they were quantised from."""
