@@ -122,10 +122,21 @@ def neurobench_metrics(report) -> dict:
 
 
 def spikingjelly_metrics(report) -> dict:
-    """``SynOps`` per inference as SpikingJelly 2.0's ``SynOpCounter`` counts them (read from a report made
-    under ``Conventions.preset("spikingjelly")``): ACs of conv/linear layers whose input is spikes; layers fed
-    analog values, pools and neurons are not counted."""
-    return {"SynOps": sum(r.acs for r in _synaptic_rows(report) if r.input_kind == "spikes")}
+    """SpikingJelly 2.0's numbers, per inference (read from a report made under ``Conventions.preset("spikingjelly")``):
+
+    - ``SynOps``: what its ``SynOpCounter`` counts -- ACs of conv/linear layers whose input is spikes (layers fed
+      analog values, pools and neurons are not counted);
+    - ``simple_energy`` / ``lemaire_energy``: its ``estimate_simple_energy`` and ``estimate_lemaire_energy``
+      reproduced (:mod:`.judges`; one inference per forward call), when the report keeps its graph and activity and
+      pools are counted as layers of their own.
+    """
+    from .judges import spikingjelly_lemaire, spikingjelly_simple
+
+    out = {"SynOps": sum(r.acs for r in _synaptic_rows(report) if r.input_kind == "spikes")}
+    if report.graph is not None and report.activity is not None and report.conventions.pooling == "separate":
+        out["simple_energy"] = spikingjelly_simple(report)
+        out["lemaire_energy"] = spikingjelly_lemaire(report)
+    return out
 
 
 __all__ = ["static_metrics", "neurobench_metrics", "spikingjelly_metrics"]
