@@ -1,16 +1,19 @@
 """NeuroBench 2.3.0 and ``ilif-energy --conventions neurobench`` on the same torch models and data.
 
 Runs NeuroBench's own ``Benchmark`` (``SynapticOperations``, ``ActivationSparsity``, ``Footprint``,
-``ConnectionSparsity``, ``ParameterCount``) on the torch module, and :func:`ilif_deploy.energy.profile`
-on the graph traced from the same module, and prints both side by side.  NeuroBench is run twice: as
-shipped, and with each layer's count summed in float64 instead of float32 (:func:`float64_layer_counts`;
-as shipped, a count above 2^24 per layer and batch is rounded, which a pruned ResNet-18 shows).  Exit
-status 1 if ours differs from the exact run: operation counts as exact integer totals over the data set,
-ActivationSparsity to 1e-12 (a float ratio on both sides), ConnectionSparsity to NeuroBench's 4
+``ConnectionSparsity``, ``ParameterCount``, and for snntorch nets ``NeuronOperations``) on the torch module, and
+:func:`ilif_deploy.energy.profile` on the graph traced from the same module, and prints both side by side.
+NeuroBench is run twice: as shipped, and with each layer's count summed in float64 instead of float32
+(:func:`float64_layer_counts`; as shipped, a count above 2^24 per layer and batch is rounded, which a pruned
+ResNet-18 shows).  Exit status 1 if ours differs from the exact run: operation counts as exact integer totals over
+the data set, ActivationSparsity to 1e-12 (a float ratio on both sides), ConnectionSparsity to NeuroBench's 4
 decimals, the rest exactly.
 
 Models: the bundled digits ILIF net on the 450 test digits, and spiking_resnet18 (authors' checkpoint
-format, random weights calibrated to ~30 % firing) on random 32x32 frames, T = 4 (direct encoding);
+format, random weights calibrated to ~30 % firing) on random 32x32 frames, T = 4 (direct encoding); and, since
+NeuronOperations reads snntorch's membranes and prices snntorch's neuron types only (an ILIF net has neither), a
+single-step snntorch ``Leaky`` digits net (the LIF net's conv/linear weights, no BN, so that membranes fed only
+blank pixels stay unchanged and effective neuron operations fall below the dense ones) and an snntorch ResNet-18;
 each also with 30 % of its conv/linear weights pruned to zero (``--prune``), so that connection
 sparsity and NeuroBench's zero-weight rule are exercised.
 
@@ -81,23 +84,102 @@ def float64_layer_counts():
         so.single_layer_MACs = original
 
 
+class SingleStepDirect(nn.Module):
+    """The same for a single-step snntorch net (``init_hidden=True`` neurons): its state reset, the frame fed T
+    times, the outputs averaged.  NeuroBench's neuron hooks then see one call per step, as NeuronOperations needs."""
+
+    def __init__(self, net: nn.Module, timesteps: int):
+        super().__init__()
+        self.net, self.timesteps = net, timesteps
+
+    def forward(self, x):
+        from snntorch import utils
+        utils.reset(self.net)
+        return torch.stack([self.net(x) for _ in range(self.timesteps)]).mean(0)
+
+
+def snntorch_digits() -> nn.Module:
+    """The bundled LIF digits net's conv and linear weights in a single-step snntorch net of ``Leaky`` neurons,
+    without its BatchNorms: a neuron whose receptive field holds only blank pixels then keeps its membrane at 0,
+    so NeuroBench's effective neuron operations fall below the dense ones."""
+    import snntorch as snn
+    src = I.load_model(ROOT / "examples" / "models" / "digits_lif.pt")
+    leaky = dict(beta=0.5, threshold=0.5, init_hidden=True, reset_mechanism="subtract")
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), snn.Leaky(**leaky),
+                        nn.Conv2d(16, 32, 3, 1, 1, bias=False), snn.Leaky(**leaky),
+                        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(32 * 16, 10))
+    for i, name in ((0, "conv1"), (2, "conv2"), (6, "fc")):
+        net[i].load_state_dict(getattr(src, name).state_dict())
+    return net.eval()
+
+
+class SnnBlock(nn.Module):
+    """A ResNet basic block of single-step snntorch ``Leaky`` neurons (conv-BN-Leaky, conv-BN, + shortcut, Leaky)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        import snntorch as snn
+        leaky = dict(beta=0.5, threshold=1.0, init_hidden=True, reset_mechanism="subtract")
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.sn1 = snn.Leaky(**leaky)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                     if stride != 1 or cin != cout else None)
+        self.sn2 = snn.Leaky(**leaky)
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
+        return self.sn2(out + (x if self.down is None else self.down(x)))
+
+
+def snntorch_resnet18(calibration: torch.Tensor) -> nn.Module:
+    """ResNet-18 (CIFAR stem) of snntorch ``Leaky`` neurons; random weights, BN set from the data's own statistics
+    and shifted so that every layer fires."""
+    import snntorch as snn
+    from snntorch import utils
+    torch.manual_seed(0)
+    blocks, cin = [], 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        blocks += [SnnBlock(cin, cout, stride), SnnBlock(cout, cout, 1)]
+        cin = cout
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64),
+                        snn.Leaky(beta=0.5, threshold=1.0, init_hidden=True, reset_mechanism="subtract"), *blocks,
+                        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(512, 10))
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 1.0
+            nn.init.constant_(m.bias, 0.8)
+    net.train()
+    with torch.no_grad():
+        utils.reset(net)
+        net(calibration)
+    utils.reset(net)
+    return net.eval()
+
+
 def neurobench_side(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: int, batch: int) -> dict:
+    import snntorch as snn
     from neurobench.benchmarks import Benchmark
     from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount
-    from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+    from neurobench.metrics.workload import ActivationSparsity, NeuronOperations, SynapticOperations
     from neurobench.models import TorchModel
 
-    wrapped = TorchModel(DirectEncoding(model, T))
-    wrapped.add_activation_module(ILIF)  # LIF and IPLIF are ILIF subclasses
+    snntorch_net = any(isinstance(m, snn.SpikingNeuron) for m in model.modules())
+    wrapped = TorchModel((SingleStepDirect if snntorch_net else DirectEncoding)(model, T))
+    wrapped.add_activation_module(snn.Leaky if snntorch_net else ILIF)  # LIF and IPLIF are ILIF subclasses
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch)
-    bench = Benchmark(wrapped, loader, [], [],
-                      [[Footprint, ConnectionSparsity, ParameterCount], [SynapticOperations, ActivationSparsity]])
+    # NeuronOperations reads snntorch's membranes and prices snntorch's types only: ILIF nets cannot run it
+    workload = [SynapticOperations, ActivationSparsity] + ([NeuronOperations] if snntorch_net else [])
+    bench = Benchmark(wrapped, loader, [], [], [[Footprint, ConnectionSparsity, ParameterCount], workload])
     with torch.no_grad():
         res = bench.run(quiet=True)
     ops = res["SynapticOperations"]
-    return {"Effective_ACs": ops["Effective_ACs"], "Effective_MACs": ops["Effective_MACs"], "Dense": ops["Dense"],
-            "ActivationSparsity": res["ActivationSparsity"], "Footprint": res["Footprint"],
-            "ConnectionSparsity": res["ConnectionSparsity"], "ParameterCount": res["ParameterCount"]}
+    out = {"Effective_ACs": ops["Effective_ACs"], "Effective_MACs": ops["Effective_MACs"], "Dense": ops["Dense"],
+           "ActivationSparsity": res["ActivationSparsity"], "Footprint": res["Footprint"],
+           "ConnectionSparsity": res["ConnectionSparsity"], "ParameterCount": res["ParameterCount"]}
+    if snntorch_net:
+        out.update(res["NeuronOperations"])
+    return out
 
 
 def our_side(model: nn.Module, x: torch.Tensor, T: int, batch: int) -> dict:
@@ -105,8 +187,12 @@ def our_side(model: nn.Module, x: torch.Tensor, T: int, batch: int) -> dict:
     # bit for bit (folding rounds differently by an ulp and can flip a spike; see bench_energy.py)
     graph = I.trace(model, tuple(x.shape[1:]), T, fold_bn=False)
     rep = energy.profile(graph, x.numpy(), conventions=Conventions.preset("neurobench"), batch_size=batch,
-                         progress=False)
-    return energy.neurobench_metrics(rep)
+                         progress=False, membrane_changes=True)
+    out = energy.neurobench_metrics(rep)
+    ops = out.pop("NeuronOperations")
+    if not ops["unpriced"]:
+        out.update({k: v for k, v in ops.items() if k != "unpriced"})
+    return out
 
 
 def prune(model: nn.Module, share: float, seed: int) -> nn.Module:
@@ -121,7 +207,7 @@ def prune(model: nn.Module, share: float, seed: int) -> nn.Module:
 
 #: per-inference counts: compared as whole-set totals (value x samples, integers on both sides), so that
 #: two ways of dividing by the number of samples cannot hide or fake a difference
-COUNTS = ("Effective_ACs", "Effective_MACs", "Dense")
+COUNTS = ("Effective_ACs", "Effective_MACs", "Dense", "Effective Neuron Ops", "Neuron Dense Ops")
 
 
 def same(key: str, mine, nb, samples: int) -> bool:
@@ -169,20 +255,28 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory()
     path = conftest.make_authors_resnet18(Path(tmp.name) / "r18.pth", seed=0)
     xr = torch.rand(args.resnet_samples, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    cases.append(("digits, snntorch Leaky (the LIF net's weights)", snntorch_digits, torch.as_tensor(xd),
+                  torch.as_tensor(yd)))
+    xs = torch.rand(args.resnet_samples, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    cases.append(("ResNet-18, snntorch Leaky (calibrated random weights)", lambda: snntorch_resnet18(xs), xs,
+                  torch.zeros(len(xs), dtype=torch.long)))
     cases.append(("spiking_resnet18 (calibrated random weights)",
                   lambda: I.load_model(path, arch="spiking_resnet18", num_classes=10), xr,
                   torch.zeros(len(xr), dtype=torch.long)))
     ok = True
     for name, load, x, y in cases:
         for pruned in (False, True):
-            model = load().eval()
-            if pruned:
-                prune(model, args.prune, seed=1)
+            def fresh():
+                # a new module for each side: snntorch keeps its state tensors as buffers, which a run resizes to
+                # the batch, and Footprint counts buffers
+                model = load().eval()
+                return prune(model, args.prune, seed=1) if pruned else model
+
             label = f"{name}{f', {args.prune:.0%} of weights pruned' if pruned else ''}: {len(x)} samples, T=4"
-            shipped = neurobench_side(model, x, y, 4, args.batch)
+            shipped = neurobench_side(fresh(), x, y, 4, args.batch)
             with float64_layer_counts():
-                exact = neurobench_side(model, x, y, 4, args.batch)
-            ok &= compare(label, our_side(model, x, 4, args.batch), shipped, exact, len(x))
+                exact = neurobench_side(fresh(), x, y, 4, args.batch)
+            ok &= compare(label, our_side(fresh(), x, 4, args.batch), shipped, exact, len(x))
     print("\nall equal" if ok else "\nDIFFERENCES (see above)")
     return 0 if ok else 1
 

@@ -62,7 +62,7 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             conventions: Union[None, str, dict, Conventions] = None,
             memory: Union[None, str, float] = None, batch_size: int = 32, device: str = "cpu",
             progress: bool = True, name: Optional[str] = None, data_name: str = "",
-            compile_neurons=False, input: Optional[str] = None) -> Report:
+            compile_neurons=False, input: Optional[str] = None, membrane_changes: Optional[bool] = None) -> Report:
     """Count operations and energy of ``graph`` on data ``x`` (or, with ``x=None``, at an assumed
     firing ``rate`` per neuron and step).
 
@@ -83,6 +83,8 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
             (``compile_neurons``: fuse neuron layers with ``torch.compile``, see :func:`ilif_deploy.run`;
             ``"auto"`` compiles where it pays, :func:`~ilif_deploy.energy.record.compile_pays`).
         name: model name shown in reports (default: the graph's source).
+        membrane_changes: count membrane updates as NeuroBench's NeuronOperations does (each neuron layer runs a
+            second time; default: when ``conventions`` is the preset name ``"neurobench"``).
 
     Inside a ``torch.distributed`` job (``torchrun``, see :func:`record_activity`) each process profiles its
     block of ``x`` and the counts are summed exactly; every process returns the whole report.
@@ -101,7 +103,9 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
         if input is not None:
             raise UserError("input= is for an estimate without data (with data, the input is what the data is)")
         act = record_activity(graph, x, labels, batch_size=batch_size, device=device, progress=progress,
-                              watch=plan.watch(), compile_neurons=compile_neurons)
+                              watch=plan.watch(), compile_neurons=compile_neurons,
+                              membrane_changes=conventions == "neurobench" if membrane_changes is None
+                              else membrane_changes)
         data_name = data_name or (x.describe() if isinstance(x, Dataset) else "")
     rows = count(graph, act, conv, prices_neuron_updates=model.prices_updates)
     if x is not None and world()[0] == 0:  # said once per job

@@ -19,7 +19,7 @@ from ilif_deploy.data import as_dataset
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.parallel import all_min, all_sum, world
-from ilif_deploy.runtime import NeuronCompileError, run
+from ilif_deploy.runtime import NeuronCompileError, run, run_neuron
 
 
 @dataclass
@@ -29,7 +29,9 @@ class Activity:
     ``counts[name]``: float64 ``[T, *shape]``, per step and position the number of samples whose
     value there was non-zero (spikes for a neuron layer).  ``binary[name]``: every value seen was
     0 or 1.  ``continuous[name]`` (neuron layers): number of (sample, neuron) pairs that spiked in
-    more than half of the T steps.  ``rate``: set for an analytic estimate (no data).
+    more than half of the T steps.  ``changes[name]`` (neuron layers, when asked for): membrane updates as NeuroBench's
+    NeuronOperations counts them -- every neuron at the first step, then each neuron whose membrane before firing
+    (``v_pre``, snntorch's ``mem``) differs from the step before.  ``rate``: set for an analytic estimate (no data).
     """
 
     timesteps: int
@@ -37,6 +39,7 @@ class Activity:
     counts: Dict[str, np.ndarray] = field(default_factory=dict)
     binary: Dict[str, bool] = field(default_factory=dict)
     continuous: Dict[str, float] = field(default_factory=dict)
+    changes: Dict[str, float] = field(default_factory=dict)
     correct: Optional[int] = None
     rate: Optional[float] = None
     input: Optional[str] = None  # an analytic estimate's assumed input: "spikes" or "analog"
@@ -53,8 +56,10 @@ class Activity:
         counts, samples, continuous firing and correct predictions summed (float64, exact for integers below
         2^53, so equal to one process's whatever the order), ``binary`` true only where it is true everywhere."""
         names, cont, bins = sorted(self.counts), sorted(self.continuous), sorted(self.binary)
+        changed = sorted(self.changes)
         flat = all_sum(np.concatenate([self.counts[k].ravel() for k in names]
-                                      + [[self.continuous[k] for k in cont], [self.samples, self.correct or 0]]),
+                                      + [[self.continuous[k] for k in cont], [self.changes[k] for k in changed],
+                                         [self.samples, self.correct or 0]]),
                        device)
         binary = all_min([float(self.binary[k]) for k in bins], device)
         counts, at = {}, 0
@@ -65,6 +70,7 @@ class Activity:
         return Activity(timesteps=self.timesteps, samples=int(flat[-2]), counts=counts,
                         binary={k: bool(b) for k, b in zip(bins, binary)},
                         continuous={k: float(flat[at + i]) for i, k in enumerate(cont)},
+                        changes={k: float(flat[at + len(cont) + i]) for i, k in enumerate(changed)},
                         correct=None if self.correct is None else int(flat[-1]), rate=self.rate,
                         sequence=self.sequence)
 
@@ -99,7 +105,8 @@ def compile_pays(graph: Graph, samples: int, timesteps: int, device: str = "cpu"
 
 def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, device: str = "cpu",
                     timesteps: Optional[int] = None, progress: bool = True,
-                    watch: Optional[Iterable[str]] = None, compile_neurons=False) -> Activity:
+                    watch: Optional[Iterable[str]] = None, compile_neurons=False,
+                    membrane_changes: bool = False) -> Activity:
     """Run ``graph`` on the data ``x`` in batches and reduce the activity of the watched nodes.
 
     Args:
@@ -116,6 +123,8 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
         compile_neurons: fuse the neuron layers with ``torch.compile`` (see :func:`ilif_deploy.run`): True,
             False, or ``"auto"``: compile where :func:`compile_pays`, falling back to eager mode (with a
             warning) if the compiler fails.
+        membrane_changes: also count each neuron layer's membrane updates as NeuroBench's NeuronOperations does
+            (``Activity.changes``); each neuron layer then runs a second time, for its states.
 
     Inside a ``torch.distributed`` job (``torchrun``; :mod:`ilif_deploy.parallel`) each process records its
     block of the data (:meth:`~ilif_deploy.data.Dataset.shard`) and every process returns the job's activity,
@@ -146,8 +155,20 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     # before the float32 partial sums could reach 2**24 samples.
     partial: Dict[str, torch.Tensor] = {}
     state = {"in_partial": 0}
+    # membrane changes: the input current of each plain neuron layer is kept until that layer ran, and the layer is
+    # run again for its states (the runtime keeps none); recurrent layers have no NeuroBench definition
+    feeding = {graph.inputs_of(k)[0]: k for k in neurons if isinstance(graph.nodes[k], N.Neuron)} \
+        if membrane_changes else {}
+    currents: Dict[str, torch.Tensor] = {}
+    changes = {feeding[p]: torch.zeros((), dtype=torch.float64, device=dev) for p in feeding}
 
     def observe(name: str, out: torch.Tensor) -> None:
+        if name in feeding:
+            currents[feeding[name]] = out
+        if name in changes:
+            with torch.no_grad():
+                v_pre = run_neuron(graph.nodes[name], currents.pop(name), return_states=True)[1]["v_pre"]
+            changes[name] += out[0].numel() + (v_pre[1:] != v_pre[:-1]).sum()
         if name not in names:
             return
         if name in neurons:  # spikes are 0/1 by construction: count them directly
@@ -178,7 +199,8 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
         nonlocal compile_neurons
         if not (fallback and compile_neurons):
             return run(graph, xb, T, observe=observe, compile_neurons=compile_neurons)
-        kept = ({k: v.clone() for k, v in partial.items()}, {k: v.clone() for k, v in cont.items()})
+        kept = ({k: v.clone() for k, v in partial.items()}, {k: v.clone() for k, v in cont.items()},
+                {k: v.clone() for k, v in changes.items()})
         try:
             return run(graph, xb, T, observe=observe, compile_neurons=True)
         except NeuronCompileError as e:
@@ -188,6 +210,8 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
             partial.update(kept[0])
             for k, v in kept[1].items():
                 cont[k].copy_(v)
+            for k, v in kept[2].items():
+                changes[k].copy_(v)
             return run(graph, xb, T, observe=observe, compile_neurons=False)
 
     correct = 0
@@ -208,6 +232,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
     act = Activity(timesteps=int(T), samples=int(n),
                    counts={k: v.cpu().numpy() for k, v in acc.items()}, binary=binary,
                    continuous={k: float(v.item()) for k, v in cont.items()},
+                   changes={k: float(v.item()) for k, v in changes.items()},
                    correct=correct if data.labels is not None else None, sequence=bool(sequence))
     return act.reduce(device) if size > 1 else act
 

@@ -92,6 +92,42 @@ def _synaptic_rows(report):
     return [r for r in report.rows if r.op in ("conv2d", "linear")]
 
 
+#: NeuroBench 2.3.0's NeuronOperations: operations per membrane update, by snntorch neuron type and reset
+NEUROBENCH_NEURON_OPS = {"Leaky": {"subtract": 4, "zero": 4}, "Synaptic": {"subtract": 6, "zero": 8}}
+
+
+def _neurobench_type(node):
+    """(snntorch type, reset) NeuroBench would price ``node`` as, or None: a plain LIF/IF membrane is its
+    ``Leaky``, one with a synaptic current its ``Synaptic``; ILIF's units and other features have no price there."""
+    if not isinstance(node, N.Neuron):
+        return None
+    f = families.features(node) - {"spike:>=", "spike:>", "charge:lam", "learned_decay"}
+    resets = {"reset:subtract": "subtract", "reset:subtract_next": "subtract", "reset:zero": "zero"}
+    reset = [resets[r] for r in f if r in resets]
+    extra = f - set(resets) - {"synaptic_current"}
+    if len(reset) != 1 or extra:
+        return None
+    return ("Synaptic" if "synaptic_current" in f else "Leaky"), reset[0]
+
+
+def neurobench_neuron_operations(report) -> dict:
+    """NeuroBench's NeuronOperations per inference: ``Effective Neuron Ops`` (membrane updates recorded in
+    ``report.activity.changes`` x the operations per update of the layer's snntorch type) and ``Neuron Dense Ops``
+    (neurons x T x the same); neuron layers NeuroBench has no price for are named in ``unpriced``."""
+    act, g, T = report.activity, report.graph, report.timesteps
+    effective = dense = 0.0
+    unpriced = []
+    for node in g.of_type(N.SPIKING):
+        kind = _neurobench_type(node)
+        if kind is None:
+            unpriced.append(node.name)
+            continue
+        ops = NEUROBENCH_NEURON_OPS[kind[0]][kind[1]]
+        effective += ops * act.changes[node.name] / act.samples
+        dense += ops * int(np.prod(node.shape)) * T
+    return {"Effective Neuron Ops": effective, "Neuron Dense Ops": dense, "unpriced": unpriced}
+
+
 def neurobench_metrics(report) -> dict:
     """The report's numbers as NeuroBench 2.3.0 defines them, per inference (read them from a report made
     under ``Conventions.preset("neurobench")``; benchmarks/neurobench_equality.py shows them equal to
@@ -105,7 +141,9 @@ def neurobench_metrics(report) -> dict:
     - ``ParameterCount`` and ``Footprint`` (bytes): of the torch module the graph was traced from, parameters
       and buffers as torch stores them (NeuroBench's definition); for a graph read from a file, the
       graph's float32 parameters;
-    - ``ConnectionSparsity``: zero weights / weights of the conv/linear layers (NeuroBench rounds to 4 places).
+    - ``ConnectionSparsity``: zero weights / weights of the conv/linear layers (NeuroBench rounds to 4 places);
+    - ``NeuronOperations``: :func:`neurobench_neuron_operations`, when the activity was recorded with membrane
+      changes (``profile(..., conventions="neurobench")``, ``ilif-energy --conventions neurobench``).
     """
     t, T = report.totals, report.timesteps
     syn = _synaptic_rows(report)
@@ -118,7 +156,9 @@ def neurobench_metrics(report) -> dict:
             "ActivationSparsity": None if rate != rate else 1.0 - rate, "MembraneUpdates": neurons * T,
             "ParameterCount": module.get("parameters", static.get("parameters")),
             "Footprint": module.get("footprint_bytes", static.get("footprint_float32_bytes")),
-            "ConnectionSparsity": static.get("connection_sparsity")}
+            "ConnectionSparsity": static.get("connection_sparsity"),
+            **({"NeuronOperations": neurobench_neuron_operations(report)}
+               if report.activity is not None and report.activity.changes else {})}
 
 
 def spikingjelly_metrics(report) -> dict:
@@ -139,4 +179,4 @@ def spikingjelly_metrics(report) -> dict:
     return out
 
 
-__all__ = ["static_metrics", "neurobench_metrics", "spikingjelly_metrics"]
+__all__ = ["static_metrics", "neurobench_metrics", "neurobench_neuron_operations", "spikingjelly_metrics"]

@@ -270,17 +270,19 @@ def ilif_step(x: Any, state: ILIFState, p: ILIFParams, ops: ArrayOps, lam: Any =
 
 def run_sequence(x: Any, params: ILIFParams, ops: ArrayOps, lam: Any = None, return_states: bool = False):
     """Run one neuron layer over ``x`` ``[T, ...]`` from zero state; returns spikes ``[T, ...]`` (and
-    a dict of per-step ``v`` (= m[t]), ``mpiu``, ``ciu`` (before the clamp), each ``[T, ...]``).
+    a dict of per-step ``v`` (= m[t]), ``mpiu``, ``ciu`` (before the clamp) and ``v_pre`` (U[t], the membrane
+    before firing: what snntorch keeps as ``mem``), each ``[T, ...]``).
     Shared by the torch modules (surrogate ops), the graph runtime (plain Heaviside) and numpy."""
     state = zero_state(x[0], ops)
-    spikes, states = [], {"v": [], "mpiu": [], "ciu": []}
+    spikes, states = [], {"v": [], "mpiu": [], "ciu": [], "v_pre": []}
     for t in range(x.shape[0]):
         rec = ilif_step(x[t], state, params, ops, lam=lam)
         state = rec.state
         spikes.append(rec.spikes)
         if return_states:
-            for k in states:
+            for k in ("v", "mpiu", "ciu"):
                 states[k].append(getattr(state, k))
+            states["v_pre"].append(rec.v_pre)
     out = ops.stack(spikes)
     return (out, {k: ops.stack(v) for k, v in states.items()}) if return_states else out
 

@@ -89,3 +89,33 @@ def test_preset_metrics_carry_the_judges(graph):
     assert m["simple_energy"]["counts"]["mac"] == 588 and m["lemaire_energy"]["counts"]["synop"] == 128
     with pytest.raises(ValueError, match="pools as layers"):
         judges.spikingjelly_simple(rep(graph, conventions="paper"))
+
+
+# ------------------------------------------------------------------ NeuroBench's NeuronOperations
+def test_neuron_operations_by_hand():
+    """snntorch Leaky (beta 0.5, threshold 1.5, subtract): neuron 0 is driven by 1.0 every step, neuron 1 by
+    nothing.  NeuroBench counts every neuron at the first step, then each whose membrane changed: sample [1, 0]:
+    2 + 1 + 1 = 4 updates; sample [0, 0]: 2 + 0 + 0.  A Leaky update costs 4 operations."""
+    import snntorch as snn
+
+    lin = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    net = nn.Sequential(lin, snn.Leaky(beta=0.5, threshold=1.5, init_hidden=True, reset_mechanism="subtract"))
+    g = I.trace(net, (2,), 3)
+    x = torch.tensor([[1.0, 0.0], [0.0, 0.0]]).numpy()
+    rep = energy.profile(g, x, conventions="neurobench", progress=False)
+    [neuron] = [n.name for n in g.of_type(I.ir.Neuron)]
+    assert rep.activity.changes == {neuron: 6.0}
+    ops = rep.meta["metrics"]["neurobench"]["NeuronOperations"]
+    assert ops == {"Effective Neuron Ops": 4 * 6 / 2, "Neuron Dense Ops": 4 * 2 * 3, "unpriced": []}
+    # other presets do not pay for the second neuron run
+    assert energy.profile(g, x, conventions="paper", progress=False).activity.changes == {}
+
+
+def test_neuron_operations_leave_ilif_unpriced(digits_ilif_graph):
+    x = torch.rand(4, 1, 8, 8).numpy()
+    ops = energy.profile(digits_ilif_graph, x, conventions="neurobench", progress=False).meta["metrics"][
+        "neurobench"]["NeuronOperations"]
+    assert ops["unpriced"] == [n.name for n in digits_ilif_graph.of_type(I.ir.SPIKING)] and ops[
+        "Effective Neuron Ops"] == 0
