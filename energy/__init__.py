@@ -27,13 +27,13 @@ from .models import PRESETS, EnergyModel, load_energy_model
 from .record import Activity, assumed_activity, record_activity
 from .placement import placement, placement_table
 from .static import neurobench_metrics, spikingjelly_metrics, static_metrics
-from .report import Report, comparison_frame
+from .report import Report, comparison_frame, headline_metrics
 
 __all__ = ["profile", "estimate", "ann_baseline", "Report", "Conventions", "EnergyModel", "PRESETS",
            "load_energy_model", "record_activity", "assumed_activity", "count", "fanout_map", "dense_macs",
            "Activity", "comparison_frame", "static_metrics",
            "placement", "placement_table", "neurobench_metrics", "spikingjelly_metrics",
-           "PRESET_METRICS", "attach_preset_metrics"]
+           "PRESET_METRICS", "attach_preset_metrics", "headline_metrics"]
 
 
 #: presets whose tool names its own metrics: the report then carries them under ``meta["metrics"][name]``
@@ -55,6 +55,13 @@ def _resolve(energy_model, conventions, memory):
     conv = conventions if isinstance(conventions, Conventions) else Conventions(**(conventions or {}))
     count_neurons = conv.neurons == "count" or (conv.neurons == "auto" and model.prices_updates)
     return model, conv, count_neurons
+
+
+def _watch_for_any_pooling(graph: Graph, conv: Conventions) -> list:
+    """The nodes to record so that the report can be re-counted under either pooling convention (the verdict
+    re-prices it under SpikingJelly's, where a pool is a layer of its own and its output a source)."""
+    other = conv.with_(pooling="separate" if conv.pooling == "fuse" else "fuse")
+    return sorted(set(Plan(graph, conv).watch()) | set(Plan(graph, other).watch()))
 
 
 def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
@@ -92,7 +99,6 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
         a :class:`Report`; every count and energy is per inference (pJ).
     """
     model, conv, count_neurons = _resolve(energy_model, conventions, memory)
-    plan = Plan(graph, conv)
     if x is None:
         if rate is None:
             raise UserError("give data x, or rate= for an analytic estimate without data")
@@ -103,7 +109,7 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
         if input is not None:
             raise UserError("input= is for an estimate without data (with data, the input is what the data is)")
         act = record_activity(graph, x, labels, batch_size=batch_size, device=device, progress=progress,
-                              watch=plan.watch(), compile_neurons=compile_neurons,
+                              watch=_watch_for_any_pooling(graph, conv), compile_neurons=compile_neurons,
                               membrane_changes=conventions == "neurobench" if membrane_changes is None
                               else membrane_changes)
         data_name = data_name or (x.describe() if isinstance(x, Dataset) else "")

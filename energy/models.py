@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from ilif_deploy.errors import UserError
 
@@ -32,6 +32,7 @@ HOROWITZ_45NM = {  # (add pJ, mult pJ)
     "int32": (0.1, 3.1),
     "int8": (0.03, 0.2),
 }
+MESHES = ("", "loihi1", "loihi2")
 MEMORY_PJ = {"sram8k": 5.0, "sram32k": 10.0, "sram1m": 50.0, "dram": 640.0}
 
 
@@ -57,11 +58,20 @@ class EnergyModel:
     #: static_w_per_core x the placement's Loihi 2 cores x T x step_s (0: not modelled)
     static_w_per_core: float = 0.0
     step_s: float = 0.0
+    #: spike routing on the placement's mesh (:mod:`.placement`): "" (a spike costs e_spike_pj), "loihi1" or
+    #: "loihi2" (a spike costs, per packet to a core it reaches, e_spike_pj plus its east-west and north-south hops)
+    mesh: str = ""
+    e_hop_ew_pj: float = 0.0
+    e_hop_ns_pj: float = 0.0
     reference: str = ""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             if f.name in ("name", "reference"):
+                continue
+            if f.name == "mesh":
+                if self.mesh not in MESHES:
+                    raise UserError(f"energy model {self.name!r}: mesh must be one of {MESHES}, got {self.mesh!r}")
                 continue
             v = getattr(self, f.name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < float("inf"):
@@ -99,12 +109,15 @@ PRESETS = {
     "paper": EnergyModel("paper", 0.9, 4.6, reference="ILIF paper, Appendix H (45 nm fp32, Horowitz 2014)"),
     **{f"horowitz-{k}": _horowitz(k) for k in HOROWITZ_45NM},
     "loihi": EnergyModel("loihi", 23.6, 23.6, e_update_pj=52.0, e_update_active_pj=81.0, e_spike_pj=1.7,
+                         mesh="loihi1", e_hop_ew_pj=3.0, e_hop_ns_pj=4.0,
                          reference="Davies et al., IEEE Micro 2018 (Loihi 1): 23.6 pJ/synaptic op, "
-                                   "52/81 pJ per inactive/active neuron update, 1.7 pJ/spike within a tile"),
+                                   "52/81 pJ per inactive/active neuron update, 1.7 pJ/spike within a tile, "
+                                   "3.0/4.0 pJ per east-west/north-south hop on the placement's mesh"),
     # Intel publishes no per-operation energies for Loihi 2: its dynamic terms are Loihi 1's (an assumption); its
     # static term is measured on silicon (PilotNet LIF on one chip: 0.232 W static, 153 us per step), shared over a
     # chip's 120 mapped cores and charged for the cores the placement uses (power-gated idle cores: an assumption)
     "loihi2": EnergyModel("loihi2", 23.6, 23.6, e_update_pj=52.0, e_update_active_pj=81.0, e_spike_pj=1.7,
+                          mesh="loihi2", e_hop_ew_pj=3.0, e_hop_ns_pj=4.0,
                           static_w_per_core=0.232 / 120, step_s=153e-6,
                           reference="dynamic: Loihi 1's figures (Davies 2018; Loihi 2's are unpublished); static: "
                                     "0.232 W per chip at 153 us per step measured on PilotNet LIF (lava-dl), per "
@@ -169,8 +182,9 @@ def _from_dict(data: dict, where: str) -> EnergyModel:
         raise UserError(f"{where}: {e}") from None
 
 
-def energy_pj(model: EnergyModel, row, count_neurons: bool) -> dict:
-    """Energy of one counted row, split into parts, in pJ per inference."""
+def energy_pj(model: EnergyModel, row, count_neurons: bool, route: Optional[dict] = None) -> dict:
+    """Energy of one counted row, split into parts, in pJ per inference.  ``route``: the placement's route of the
+    row's spikes on ``model.mesh`` (packets and mean hops per spike); without one a spike costs ``e_spike_pj``."""
     syn = model.e_ac_pj * row.acs + model.e_mac_pj * row.macs
     neuron = 0.0
     if count_neurons:
@@ -179,7 +193,11 @@ def energy_pj(model: EnergyModel, row, count_neurons: bool) -> dict:
             neuron = model.e_update_pj * (row.updates - row.active_updates) + active_price * row.active_updates
         else:
             neuron = model.e_ac_pj * row.neuron_acs + model.e_mac_pj * row.neuron_macs
-    spikes = model.e_spike_pj * row.spikes
+    if route is None:
+        spikes = model.e_spike_pj * row.spikes
+    else:
+        spikes = row.spikes * route["packets"] * (model.e_spike_pj + route["ew_hops"] * model.e_hop_ew_pj
+                                                  + route["ns_hops"] * model.e_hop_ns_pj)
     mem = model.e_mem_pj * row.mem_accesses
     ann = model.e_mac_pj * row.ann_macs + model.e_ac_pj * row.ann_acs + model.e_mem_pj * row.ann_mem_accesses
     return {"synaptic": syn, "neuron": neuron, "spikes": spikes, "memory": mem,

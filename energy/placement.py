@@ -22,6 +22,13 @@ memory holds 12,000 synapses (the ``SynMem`` budget of the logs, whose unit they
 weights, an assumption), a convolution's weights shared across its output positions; 120 cores per chip (Lava's
 ``NUM_VIRTUAL_CORES_L3``).  These are modelled limits, not a compiler: on PilotNet LIF (lava-dl's published
 placement: 74 cores) this model gives 78.
+
+**Spike routes** (what the ``loihi``/``loihi2`` energy models price per spike): the cores are laid out in layer order
+on a mesh of routers, 4 cores per router (Davies 2018: cores share a router in groups of four), 8 routers east-west
+per row, rows stacked north-south (the chip's 128 cores as 8 x 4 routers; beyond one chip the rows go on, so a
+chip-to-chip link is priced as mesh hops -- an assumption, as is the order of the layout).  A spike of a layer is one
+packet to each core of the layers it feeds that it reaches (``_Synapses.reach``; a layer feeding nothing sends one,
+to the host), and a packet travels the mean east-west and north-south router distance between the two layers' cores.
 """
 from __future__ import annotations
 
@@ -37,6 +44,27 @@ LOIHI1 = {"compartments": 1024, "input_axons": 4096, "output_axons": 4096, "syna
 #: nengo-loihi's synapse format: index bits it can use, synapses per block, header bits per block
 LOIHI1_INDEX_BITS, LOIHI1_BLOCK, LOIHI1_HEADER_BITS, LOIHI1_WEIGHT_BITS = (6, 7, 8, 9, 10, 11, 12), 64, 10, 8
 LOIHI2 = {"state_words": 8192, "fill": 0.875, "synapses": 12000, "cores_per_chip": 120}
+#: the mesh of the route model: cores per router, routers per east-west row
+CORES_PER_ROUTER, ROUTERS_PER_ROW = 4, 8
+
+
+def _routers(first: int, count: int) -> np.ndarray:
+    """(x, y) router coordinates of ``count`` cores laid out from core index ``first``."""
+    r = (first + np.arange(count)) // CORES_PER_ROUTER
+    return np.stack([r % ROUTERS_PER_ROW, r // ROUTERS_PER_ROW], axis=1).astype(np.float64)
+
+
+def _route(src: np.ndarray, targets) -> dict:
+    """Per spike of a layer on routers ``src``: packets and mean east-west / north-south hops per packet, over
+    ``targets`` = [(router coordinates of the target's cores, cores one spike reaches)]."""
+    packets = ew = ns = 0.0
+    for dst, reach in targets:
+        d = np.abs(src[:, None, :] - dst[None, :, :]).mean(axis=(0, 1))
+        packets += reach
+        ew, ns = ew + reach * d[0], ns + reach * d[1]
+    if not packets:  # feeds nothing placed: one packet out of the core (to the host), no hops counted
+        return {"packets": 1.0, "ew_hops": 0.0, "ns_hops": 0.0}
+    return {"packets": float(packets), "ew_hops": float(ew / packets), "ns_hops": float(ns / packets)}
 
 
 def loihi1_axon_bits(weights: int, compartments_on_core: int, dense: bool) -> int:
@@ -141,10 +169,11 @@ def _loihi1_layer(n: int, comp: int, syns, reach: int = 0) -> tuple:
 
 
 def placement(graph) -> Dict[str, object]:
-    """Per neuron layer and in total: Loihi 1 cores (and the limit that decided them, what a core holds) and
-    Loihi 2 cores (and the limit that decided them); totals ``loihi1_cores``, ``loihi1_chips``, ``loihi2_cores``,
-    ``loihi2_chips`` and ``loihi1_placeable`` (False: a layer exceeds a limit even at one neuron per core).
-    ``{"unavailable": reason}`` for a network Lava cannot run (nothing to place)."""
+    """Per neuron layer and in total: Loihi 1 cores (and the limit that decided them, what a core holds) and Loihi 2
+    cores (and the limit that decided them), and per chip the route of a spike (``loihi1_route``, ``loihi2_route``:
+    packets, mean east-west and north-south hops per packet); totals ``loihi1_cores``, ``loihi1_chips``,
+    ``loihi2_cores``, ``loihi2_chips`` and ``loihi1_placeable`` (False: a layer exceeds a limit even at one neuron
+    per core). ``{"unavailable": reason}`` for a network Lava cannot run (nothing to place)."""
     from ilif_deploy.converters.lava.netspec import build_netspec
     from ilif_deploy.errors import UserError
 
@@ -182,6 +211,14 @@ def placement(graph) -> Dict[str, object]:
             k, why, use = _loihi1_layer(info["neurons"], info["loihi1_compartments_per_neuron"], incoming[name],
                                         reach)
             info.update(loihi1_cores=k, loihi1_limit=why, loihi1_core_use=use)
+    for chip in ("loihi1", "loihi2"):
+        first, at = {}, 0
+        for name, info in layers.items():
+            first[name], at = at, at + info[f"{chip}_cores"]
+        where = {name: _routers(first[name], info[f"{chip}_cores"]) for name, info in layers.items()}
+        for name, info in layers.items():
+            info[f"{chip}_route"] = _route(where[name], [(where[t], syn.reach(layers[t][f"{chip}_cores"]))
+                                                          for t, syn in outgoing[name] if t in layers])
     t1 = sum(v["loihi1_cores"] for v in layers.values())
     t2 = sum(v["loihi2_cores"] for v in layers.values())
     totals = {"loihi1_cores": t1, "loihi1_chips": -(-t1 // LOIHI1["cores_per_chip"]), "loihi2_cores": t2,

@@ -72,8 +72,10 @@ class Report:
         recs = []
         self._energy = []
         self._verdicts = {}  # per compared report: the terminal, Markdown and HTML show the same re-pricing
+        mesh = self.energy_model.mesh
+        placed = ((self.meta.get("placement") or {}).get("layers") or {}) if mesh else {}
         for r in self.rows:
-            e = energy_pj(self.energy_model, r, self.count_neurons)
+            e = energy_pj(self.energy_model, r, self.count_neurons, placed.get(r.name, {}).get(f"{mesh}_route"))
             self._energy.append(e)
             rec = {col: getattr(r, attr) for col, attr in COLUMNS.items()}
             rec["shape"] = "x".join(map(str, r.shape))
@@ -203,9 +205,9 @@ class Report:
                 "Loihi 2 chips": r.totals.get("loihi2_chips")}
                 for r in reports for t in [r.meta["static"]["totals"]]])))
         for tool, title in (("neurobench", "NeuroBench metrics (NeuroBench 2.3.0's names and definitions)"),
-                            ("spikingjelly", "SpikingJelly metrics (SynOpCounter's definition)")):
+                            ("spikingjelly", "SpikingJelly metrics (SynOpCounter's and its estimators' definitions)")):
             if all(tool in (r.meta.get("metrics") or {}) for r in reports):
-                tables.append((title, pd.DataFrame([{"model": r.model_name, **r.meta["metrics"][tool]}
+                tables.append((title, pd.DataFrame([{"model": r.model_name, **headline_metrics(r.meta["metrics"][tool])}
                                                     for r in reports])))
         return tables
 
@@ -261,6 +263,20 @@ class Report:
         if path is not None:
             write_text_atomic(path, text)
         return text
+
+
+def headline_metrics(values: dict) -> dict:
+    """A tool's metrics as one line of numbers: an estimator's result (a dict with ``energy_pj``) as its total in
+    pJ, a group of numbers (NeuroBench's NeuronOperations) as its members; lists and detail stay in the JSON."""
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, dict) and "energy_pj" in v:
+            out[f"{k} [pJ]"] = v["energy_pj"]["total_pj"]
+        elif isinstance(v, dict):
+            out.update({sk: sv for sk, sv in v.items() if isinstance(sv, (int, float))})
+        elif v is None or isinstance(v, (int, float)):
+            out[k] = v
+    return out
 
 
 def markdown_table(df: pd.DataFrame, index: bool = False) -> str:

@@ -11,7 +11,8 @@ import pandas as pd
 from .models import load_energy_model
 
 HOROWITZ = "published 45 nm estimates (Horowitz 2014)"
-#: (label, energy model, memory, convention overrides, evidence grade of its prices)
+#: (label, energy model, memory, convention overrides, evidence grade of its prices); an energy model named in
+#: :data:`JUDGES` is another tool's estimator reproduced from the re-counted report (:mod:`.judges`)
 VARIANTS: List[Tuple[str, str, object, dict, str]] = [
     ("paper: synaptic ops only (Appendix H, 45 nm fp32)", "paper", None, {"neurons": "none"}, "modelled"),
     ("paper + neuron updates", "paper", None, {"neurons": "count"}, "modelled"),
@@ -19,6 +20,11 @@ VARIANTS: List[Tuple[str, str, object, dict, str]] = [
     ("Horowitz int8 + neuron updates", "horowitz-int8", None, {"neurons": "count"}, HOROWITZ),
     ("Lemaire-style: paper + neuron updates + SRAM 32 kB accesses", "paper", "sram32k", {"neurons": "count"},
      "modelled"),
+    ("Lemaire et al. 2022 as SpikingJelly 2.0 estimates it: int32 ops, addressing, SRAM priced by buffer size",
+     "spikingjelly-lemaire", None, {"pooling": "separate"},
+     "published 45 nm estimates (Horowitz 2014) by buffer size; potentials per state compartment (ILIF's: ours)"),
+    ("SpikingJelly 2.0 simple: fp32 MACs/ACs + 24.96 pJ per byte of weight, bias and state traffic",
+     "spikingjelly-simple", None, {"pooling": "separate"}, HOROWITZ),
     ("Loihi 1 (Davies 2018): synaptic ops, compartment updates, spikes", "loihi", None, {"neurons": "count"},
      "pre-silicon figures (Davies Table 2)"),
     ("Loihi 2: Loihi 1's dynamic prices + static power of the placed cores", "loihi2", None, {"neurons": "count"},
@@ -40,7 +46,24 @@ def repriced(report, energy_model, memory=None, **conventions):
     return type(report)(model_name=report.model_name, rows=rows, energy_model=model, conventions=conv,
                         samples=report.samples, timesteps=report.timesteps, count_neurons=count_neurons,
                         accuracy=report.accuracy, rate=report.rate, data=report.data,
-                        meta={"placement": report.meta.get("placement")})
+                        meta={"placement": report.meta.get("placement")}, graph=report.graph,
+                        activity=report.activity)
+
+
+def _judged_uj(report, judge: str) -> float:
+    from .judges import spikingjelly_lemaire, spikingjelly_simple
+
+    fn = {"spikingjelly-lemaire": spikingjelly_lemaire, "spikingjelly-simple": spikingjelly_simple}[judge]
+    return fn(report)["energy_pj"]["total_pj"] * 1e-6
+
+
+JUDGES = ("spikingjelly-lemaire", "spikingjelly-simple")
+
+
+def _energy_uj(report, model, memory, conv) -> float:
+    if model in JUDGES:
+        return _judged_uj(repriced(report, "paper", **conv), model)
+    return repriced(report, model, memory, **conv).totals["energy_uj"]
 
 
 def verdict_frame(a, b) -> pd.DataFrame:
@@ -48,8 +71,7 @@ def verdict_frame(a, b) -> pd.DataFrame:
     costs less, with the evidence behind each model's prices."""
     rows = []
     for label, model, memory, conv, grade in VARIANTS:
-        ea = repriced(a, model, memory, **conv).totals["energy_uj"]
-        eb = repriced(b, model, memory, **conv).totals["energy_uj"]
+        ea, eb = _energy_uj(a, model, memory, conv), _energy_uj(b, model, memory, conv)
         rows.append({"energy model": label, f"{a.model_name} [uJ]": ea, f"{b.model_name} [uJ]": eb,
                      f"{a.model_name} / {b.model_name}": ea / eb if eb else None,
                      "cheaper": a.model_name if ea < eb else b.model_name if eb < ea else "equal",
@@ -57,4 +79,4 @@ def verdict_frame(a, b) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["VARIANTS", "repriced", "verdict_frame"]
+__all__ = ["VARIANTS", "JUDGES", "repriced", "verdict_frame"]

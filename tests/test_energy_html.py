@@ -41,7 +41,9 @@ def test_html_report_renders_plots_in_chromium(tmp_path, digits_ilif_graph, digi
     assert "<title>Energy report: ILIF vs LIF (paper, neuron updates not counted)</title>" in dom
     verdict = dom[dom.index("Verdict: ILIF vs LIF under each energy model"):]
     verdict = verdict[:verdict.index("</table>")]
-    assert verdict.count("<tr") == 1 + 7 and "paper + neuron updates" in verdict and "Loihi 2: " in verdict
+    from ilif_deploy.energy.verdict import VARIANTS
+    assert verdict.count("<tr") == 1 + len(VARIANTS) == 1 + 9 and "paper + neuron updates" in verdict
+    assert "Loihi 2: " in verdict and "Lemaire et al. 2022 as SpikingJelly 2.0" in verdict
     # linear/log toggles drawn by plotly (energy and ops figures), the share axis, the folded full table
     assert dom.count('class="updatemenu-button"') >= 4 and ">log<" in dom and ">linear<" in dom
     assert "Continuous firing [share of neurons" in dom and "<summary>all columns</summary>" in dom

@@ -135,7 +135,8 @@ def _run(argv) -> int:
             return 0
         print(rep.headline())
         for tool, values in (rep.meta.get("metrics") or {}).items():
-            print(f"{tool}: " + ", ".join(f"{k} {v:.6g}" for k, v in values.items() if v is not None))
+            print(f"{tool}: " + ", ".join(f"{k} {v:.6g}" for k, v in energy.headline_metrics(values).items()
+                                          if v is not None))
         if other is not None:
             print(other.headline())
             print(energy.comparison_frame(rep, other).to_string(index=False))
