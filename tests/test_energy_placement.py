@@ -191,3 +191,11 @@ def test_a_spike_is_priced_per_packet_and_hop_on_the_placements_mesh():
     row = Row(name="a", op="neuron", shape=(4096,), spikes=100.0)
     assert energy_pj(PRESETS["loihi"], row, True, p["a"]["loihi1_route"])["spikes"] == pytest.approx(100 * 4.7)
     assert energy_pj(PRESETS["loihi"], row, True)["spikes"] == pytest.approx(100 * 1.7)
+
+
+def test_mean_router_distance_equals_all_pairs():
+    from ilif_deploy.energy.placement import _mean_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 9, 50).astype(float), rng.integers(0, 9, 70).astype(float)
+    assert _mean_distance(a, b) == pytest.approx(np.abs(a[:, None] - b[None, :]).mean(), rel=1e-12)
