@@ -156,11 +156,15 @@ class AgreementCounter:
             accuracy_candidate=acc(self.correct_c), details=details)
 
 
-def compare_graphs(reference, lowered, data, batch_size: int = 16, name: str = "lowered graph",
+def compare_graphs(reference, lowered, data, batch_size: int = 4, name: str = "lowered graph",
                    float64_synapses: bool = False) -> Agreement:
     """Run two graphs with the same neuron layers (the exact one and a lowering of it, e.g. BN folded)
     through the runtime on ``data`` (a :class:`~ilif_deploy.data.Dataset` or an array) and compare them;
-    ``float64_synapses`` runs ``lowered`` in Lava's arithmetic (``run(..., synapse_dtype=torch.float64)``)."""
+    ``float64_synapses`` runs ``lowered`` in Lava's arithmetic (``run(..., synapse_dtype=torch.float64)``).
+
+    Memory: both graphs' spikes of one batch are held, as bytes (spike counts up to 255; a multi-spike layer that
+    counts more keeps its float values), so a small batch keeps an export's check near the weights' size (a
+    ResNet-18 at T = 6 spikes 557,056 neurons x 6 steps per sample)."""
     import torch
 
     from . import ir as N
@@ -168,9 +172,18 @@ def compare_graphs(reference, lowered, data, batch_size: int = 16, name: str = "
     from .runtime import run
 
     neurons = [n.name for n in reference.of_type(N.SPIKING)]
+    wanted = set(neurons)
     counter = AgreementCounter(neurons, "exact graph", name)
+
+    def recorder(store: dict):
+        def observe(node: str, out) -> None:
+            if node in wanted:
+                store[node] = out.to(torch.uint8) if float(out.max()) <= 255 else out
+        return observe
+
     for b in as_dataset(data, reference.input_shape, reference.timesteps).batches(batch_size, reference.timesteps):
-        out_r, rec_r = run(reference, b.x, record=neurons)
-        out_l, rec_l = run(lowered, b.x, record=neurons, synapse_dtype=torch.float64 if float64_synapses else None)
+        rec_r, rec_l = {}, {}
+        out_r = run(reference, b.x, observe=recorder(rec_r))
+        out_l = run(lowered, b.x, observe=recorder(rec_l), synapse_dtype=torch.float64 if float64_synapses else None)
         counter.add(rec_r, rec_l, out_r.sum(0), out_l.sum(0), b.y)
     return counter.result()

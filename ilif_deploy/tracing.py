@@ -315,7 +315,8 @@ def _propagate_shapes(gm: fx.GraphModule, shape: tuple) -> None:
     traced, and refused by --max-memory before it runs); a module fake tensors cannot run (code that reads
     values) is probed with a real tensor instead."""
     if math.prod(shape) <= REAL_PROBE_MAX_VALUES:
-        _RealShapes(gm).run(torch.rand(shape))
+        with torch.no_grad():  # with autograd on, the probe kept every activation for a backward (ResNet-18: 220 MB)
+            _RealShapes(gm).run(torch.rand(shape))
         return
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.passes.fake_tensor_prop import FakeTensorProp
@@ -330,7 +331,8 @@ def _propagate_shapes(gm: fx.GraphModule, shape: tuple) -> None:
     except Exception:  # noqa: BLE001 - data-dependent code: probe for real, below
         for n in gm.graph.nodes:
             n.meta.pop("val", None)
-    _RealShapes(gm).run(torch.rand(shape))
+    with torch.no_grad():
+        _RealShapes(gm).run(torch.rand(shape))
 
 
 def _neuron_nodes(path: str, nm: "foreign.NeuronModule", shape: tuple) -> list:
