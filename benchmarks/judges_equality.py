@@ -42,6 +42,9 @@ import ilif_deploy as I  # noqa: E402
 from ilif_deploy import energy  # noqa: E402
 from ilif_deploy.energy import judges  # noqa: E402
 
+import foreign_nets  # noqa: E402  (benchmarks/, beside this script)
+from foreign_nets import with_digits_weights  # noqa: E402
+
 T = 4
 
 
@@ -52,58 +55,23 @@ def sj():
 
 def digits_net() -> nn.Module:
     functional, layer, neuron = sj()
-    src = I.load_model(ROOT / "examples" / "models" / "digits_lif.pt")
     net = nn.Sequential(layer.Conv2d(1, 16, 3, 1, 1, bias=False), layer.BatchNorm2d(16),
                         neuron.LIFNode(tau=2.0, decay_input=False),
                         layer.Conv2d(16, 32, 3, 1, 1, bias=False), layer.BatchNorm2d(32), neuron.IFNode(),
                         layer.AvgPool2d(2), layer.Flatten(), layer.Linear(32 * 16, 10))
-    for i, name in ((0, "conv1"), (1, "bn1"), (3, "conv2"), (4, "bn2"), (8, "fc")):
-        net[i].load_state_dict(getattr(src, name).state_dict())
     functional.set_step_mode(net, "m")
-    return net.eval()
-
-
-class Block(nn.Module):
-    """A SpikingJelly ResNet basic block: conv-BN-LIF, conv-BN, + shortcut, LIF."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        _, layer, neuron = sj()
-        self.conv1 = layer.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = layer.BatchNorm2d(cout)
-        self.sn1 = neuron.LIFNode()
-        self.conv2 = layer.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = layer.BatchNorm2d(cout)
-        self.down = (nn.Sequential(layer.Conv2d(cin, cout, 1, stride, bias=False), layer.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else None)
-        self.sn2 = neuron.LIFNode()
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
-        return self.sn2(out + (x if self.down is None else self.down(x)))
+    return with_digits_weights(net, {0: "conv1", 1: "bn1", 3: "conv2", 4: "bn2", 8: "fc"})
 
 
 def resnet18(calibration: torch.Tensor) -> nn.Module:
     functional, layer, neuron = sj()
-    torch.manual_seed(0)
-    blocks, cin = [], 64
-    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-        blocks += [Block(cin, cout, stride), Block(cout, cout, 1)]
-        cin = cout
-    net = nn.Sequential(layer.Conv2d(3, 64, 3, 1, 1, bias=False), layer.BatchNorm2d(64), neuron.LIFNode(), *blocks,
-                        layer.AdaptiveAvgPool2d((1, 1)), layer.Flatten(), layer.Linear(512, 10))
-    functional.set_step_mode(net, "m")
-    # calibration: BN statistics of the data itself (momentum 1), shifted so that roughly a third of the
-    # membranes cross the threshold; random weights otherwise leave the deep layers silent
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = 1.0
-            nn.init.constant_(m.bias, 0.8)
-    net.train()
-    with torch.no_grad():
+
+    def calibrate(net):
+        functional.set_step_mode(net, "m")
         net(calibration.unsqueeze(0).repeat(T, 1, 1, 1, 1))
-    functional.reset_net(net)
-    return net.eval()
+        functional.reset_net(net)
+
+    return foreign_nets.resnet18(layer, neuron.LIFNode, calibrate)
 
 
 def sj_side(net: nn.Module, x: torch.Tensor, batch: int) -> dict:

@@ -48,6 +48,9 @@ from ilif_deploy import energy  # noqa: E402
 from ilif_deploy.energy import Conventions  # noqa: E402
 from ilif_deploy.neurons import ILIF  # noqa: E402
 
+import foreign_nets  # noqa: E402  (benchmarks/, beside this script)
+from foreign_nets import with_digits_weights  # noqa: E402
+
 
 class DirectEncoding(nn.Module):
     """What NeuroBench runs: ``[B, C, H, W]`` frames repeated for T steps into the multi-step net
@@ -98,63 +101,31 @@ class SingleStepDirect(nn.Module):
         return torch.stack([self.net(x) for _ in range(self.timesteps)]).mean(0)
 
 
+LEAKY = dict(beta=0.5, init_hidden=True, reset_mechanism="subtract")
+
+
 def snntorch_digits() -> nn.Module:
     """The bundled LIF digits net's conv and linear weights in a single-step snntorch net of ``Leaky`` neurons,
     without its BatchNorms: a neuron whose receptive field holds only blank pixels then keeps its membrane at 0,
     so NeuroBench's effective neuron operations fall below the dense ones."""
     import snntorch as snn
-    src = I.load_model(ROOT / "examples" / "models" / "digits_lif.pt")
-    leaky = dict(beta=0.5, threshold=0.5, init_hidden=True, reset_mechanism="subtract")
-    net = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), snn.Leaky(**leaky),
-                        nn.Conv2d(16, 32, 3, 1, 1, bias=False), snn.Leaky(**leaky),
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), snn.Leaky(threshold=0.5, **LEAKY),
+                        nn.Conv2d(16, 32, 3, 1, 1, bias=False), snn.Leaky(threshold=0.5, **LEAKY),
                         nn.AvgPool2d(2), nn.Flatten(), nn.Linear(32 * 16, 10))
-    for i, name in ((0, "conv1"), (2, "conv2"), (6, "fc")):
-        net[i].load_state_dict(getattr(src, name).state_dict())
-    return net.eval()
-
-
-class SnnBlock(nn.Module):
-    """A ResNet basic block of single-step snntorch ``Leaky`` neurons (conv-BN-Leaky, conv-BN, + shortcut, Leaky)."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        import snntorch as snn
-        leaky = dict(beta=0.5, threshold=1.0, init_hidden=True, reset_mechanism="subtract")
-        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
-        self.sn1 = snn.Leaky(**leaky)
-        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-        self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else None)
-        self.sn2 = snn.Leaky(**leaky)
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
-        return self.sn2(out + (x if self.down is None else self.down(x)))
+    return with_digits_weights(net, {0: "conv1", 2: "conv2", 6: "fc"})
 
 
 def snntorch_resnet18(calibration: torch.Tensor) -> nn.Module:
-    """ResNet-18 (CIFAR stem) of snntorch ``Leaky`` neurons; random weights, BN set from the data's own statistics
-    and shifted so that every layer fires."""
+    """ResNet-18 (CIFAR stem) of single-step snntorch ``Leaky`` neurons (benchmarks/foreign_nets.py)."""
     import snntorch as snn
     from snntorch import utils
-    torch.manual_seed(0)
-    blocks, cin = [], 64
-    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-        blocks += [SnnBlock(cin, cout, stride), SnnBlock(cout, cout, 1)]
-        cin = cout
-    net = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64),
-                        snn.Leaky(beta=0.5, threshold=1.0, init_hidden=True, reset_mechanism="subtract"), *blocks,
-                        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(512, 10))
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = 1.0
-            nn.init.constant_(m.bias, 0.8)
-    net.train()
-    with torch.no_grad():
+
+    def calibrate(net):
         utils.reset(net)
         net(calibration)
-    utils.reset(net)
-    return net.eval()
+        utils.reset(net)
+
+    return foreign_nets.resnet18(nn, lambda: snn.Leaky(threshold=1.0, **LEAKY), calibrate)
 
 
 def neurobench_side(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: int, batch: int) -> dict:
