@@ -26,7 +26,8 @@ from .fanout import dense_macs, fanout_map
 from .models import PRESETS, EnergyModel, load_energy_model
 from .record import Activity, assumed_activity, record_activity
 from .placement import placement, placement_table
-from .static import neurobench_metrics, spikingjelly_metrics, static_metrics
+from .judges import spikingjelly_metrics
+from .static import neurobench_metrics, static_metrics
 from .report import Report, comparison_frame, headline_metrics
 
 __all__ = ["profile", "estimate", "ann_baseline", "Report", "Conventions", "EnergyModel", "PRESETS",

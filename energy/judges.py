@@ -26,6 +26,8 @@ import numpy as np
 from ilif_deploy import families
 from ilif_deploy import ir as N
 
+from .static import _synaptic_rows
+
 #: SpikingJelly 2.0's SimpleEnergyCostConfig.fp32(): Horowitz 2014, 45 nm
 SIMPLE_E_MAC_PJ, SIMPLE_E_AC_PJ, SIMPLE_E_BYTE_PJ = 4.6, 0.9, 24.96
 #: SpikingJelly 2.0's LemaireEnergyCostConfig: 32-bit integer add / multiply (Horowitz 2014, 45 nm), and the SRAM
@@ -55,15 +57,9 @@ def lemaire_sram_pj_per_byte(capacity_bytes: float) -> float:
 def _synaptic(report) -> List[tuple]:
     """(row, node, source node, per-inference input spikes or None for analog input) of every conv/linear row."""
     g, act, S = report.graph, report.activity, float(report.samples)
-    out = []
-    for r in report.rows:
-        node = g.nodes[r.name]
-        if not isinstance(node, (N.Conv2d, N.Linear)):
-            continue
-        src = g.nodes[r.source]
-        spikes = float(act.counts[r.source].sum()) / S if r.input_kind == "spikes" else None
-        out.append((r, node, src, spikes))
-    return out
+    return [(r, g.nodes[r.name], g.nodes[r.source],
+             float(act.counts[r.source].sum()) / S if r.input_kind == "spikes" else None)
+            for r in _synaptic_rows(report)]
 
 
 def _needs(report) -> None:
@@ -93,7 +89,7 @@ def spikingjelly_simple(report, batch: int = 1) -> Dict[str, object]:
     """
     _needs(report)
     T, g = report.timesteps, report.graph
-    mac = ac = weight_uses = bias_vals = state = 0.0
+    weight_uses = bias_vals = state = 0.0
     parts = {"mac_synaptic": 0.0, "mac_bn": 0.0, "ac_synaptic": 0.0, "ac_pool": 0.0, "ac_bn": 0.0, "ac_add": 0.0}
     S = float(report.samples)
     for r, node, _src, spikes in _synaptic(report):
@@ -224,4 +220,20 @@ def spikingjelly_lemaire(report, batch: int = 1) -> Dict[str, object]:
             "not_in_spikingjelly": outside}
 
 
-__all__ = ["spikingjelly_simple", "spikingjelly_lemaire", "lemaire_sram_pj_per_byte"]
+def spikingjelly_metrics(report) -> dict:
+    """SpikingJelly 2.0's numbers, per inference (read from a report made under ``Conventions.preset("spikingjelly")``):
+
+    - ``SynOps``: what its ``SynOpCounter`` counts -- ACs of conv/linear layers whose input is spikes (layers fed
+      analog values, pools and neurons are not counted);
+    - ``simple_energy`` / ``lemaire_energy``: its ``estimate_simple_energy`` and ``estimate_lemaire_energy``
+      reproduced (above; one inference per forward call), when the report keeps its graph and activity and
+      pools are counted as layers of their own.
+    """
+    out = {"SynOps": sum(r.acs for r in _synaptic_rows(report) if r.input_kind == "spikes")}
+    if report.graph is not None and report.activity is not None and report.conventions.pooling == "separate":
+        out["simple_energy"] = spikingjelly_simple(report)
+        out["lemaire_energy"] = spikingjelly_lemaire(report)
+    return out
+
+
+__all__ = ["spikingjelly_metrics", "spikingjelly_simple", "spikingjelly_lemaire", "lemaire_sram_pj_per_byte"]

@@ -161,22 +161,4 @@ def neurobench_metrics(report) -> dict:
                if report.activity is not None and report.activity.changes else {})}
 
 
-def spikingjelly_metrics(report) -> dict:
-    """SpikingJelly 2.0's numbers, per inference (read from a report made under ``Conventions.preset("spikingjelly")``):
-
-    - ``SynOps``: what its ``SynOpCounter`` counts -- ACs of conv/linear layers whose input is spikes (layers fed
-      analog values, pools and neurons are not counted);
-    - ``simple_energy`` / ``lemaire_energy``: its ``estimate_simple_energy`` and ``estimate_lemaire_energy``
-      reproduced (:mod:`.judges`; one inference per forward call), when the report keeps its graph and activity and
-      pools are counted as layers of their own.
-    """
-    from .judges import spikingjelly_lemaire, spikingjelly_simple
-
-    out = {"SynOps": sum(r.acs for r in _synaptic_rows(report) if r.input_kind == "spikes")}
-    if report.graph is not None and report.activity is not None and report.conventions.pooling == "separate":
-        out["simple_energy"] = spikingjelly_simple(report)
-        out["lemaire_energy"] = spikingjelly_lemaire(report)
-    return out
-
-
-__all__ = ["static_metrics", "neurobench_metrics", "neurobench_neuron_operations", "spikingjelly_metrics"]
+__all__ = ["static_metrics", "neurobench_metrics", "neurobench_neuron_operations"]

@@ -8,6 +8,7 @@ from typing import List, Tuple
 
 import pandas as pd
 
+from .judges import spikingjelly_lemaire, spikingjelly_simple
 from .models import load_energy_model
 
 HOROWITZ = "published 45 nm estimates (Horowitz 2014)"
@@ -50,19 +51,14 @@ def repriced(report, energy_model, memory=None, **conventions):
                         activity=report.activity)
 
 
-def _judged_uj(report, judge: str) -> float:
-    from .judges import spikingjelly_lemaire, spikingjelly_simple
-
-    fn = {"spikingjelly-lemaire": spikingjelly_lemaire, "spikingjelly-simple": spikingjelly_simple}[judge]
-    return fn(report)["energy_pj"]["total_pj"] * 1e-6
-
-
-JUDGES = ("spikingjelly-lemaire", "spikingjelly-simple")
+#: other tools' estimators, by the name VARIANTS gives them: each prices a report re-counted under the variant's
+#: conventions (the energy model of that re-count does not enter)
+JUDGES = {"spikingjelly-lemaire": spikingjelly_lemaire, "spikingjelly-simple": spikingjelly_simple}
 
 
 def _energy_uj(report, model, memory, conv) -> float:
     if model in JUDGES:
-        return _judged_uj(repriced(report, "paper", **conv), model)
+        return JUDGES[model](repriced(report, "paper", **conv))["energy_pj"]["total_pj"] * 1e-6
     return repriced(report, model, memory, **conv).totals["energy_uj"]
 
 

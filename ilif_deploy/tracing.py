@@ -309,14 +309,14 @@ class _RealShapes(fx.Interpreter):
         return result
 
 
+@torch.no_grad()  # with autograd on, a real probe kept every activation for a backward (ResNet-18: 220 MB)
 def _propagate_shapes(gm: fx.GraphModule, shape: tuple) -> None:
     """Every node's output shape for an input of ``shape``, in ``node.meta``: a small input with a real tensor,
     a large one with fake tensors (no memory is allocated, so a network far larger than the machine is still
     traced, and refused by --max-memory before it runs); a module fake tensors cannot run (code that reads
     values) is probed with a real tensor instead."""
     if math.prod(shape) <= REAL_PROBE_MAX_VALUES:
-        with torch.no_grad():  # with autograd on, the probe kept every activation for a backward (ResNet-18: 220 MB)
-            _RealShapes(gm).run(torch.rand(shape))
+        _RealShapes(gm).run(torch.rand(shape))
         return
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.passes.fake_tensor_prop import FakeTensorProp
@@ -331,8 +331,7 @@ def _propagate_shapes(gm: fx.GraphModule, shape: tuple) -> None:
     except Exception:  # noqa: BLE001 - data-dependent code: probe for real, below
         for n in gm.graph.nodes:
             n.meta.pop("val", None)
-    with torch.no_grad():
-        _RealShapes(gm).run(torch.rand(shape))
+    _RealShapes(gm).run(torch.rand(shape))
 
 
 def _neuron_nodes(path: str, nm: "foreign.NeuronModule", shape: tuple) -> list:

@@ -115,7 +115,7 @@ def _run(argv) -> int:
         common = dict(rate=args.rate, input=args.input, energy_model=args.energy_model, conventions=conv,
                       memory=args.memory, batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                       compile_neurons={"on": True, "off": False}.get(args.compile, "auto"),
-                      membrane_changes=x is not None and args.conventions == "neurobench")
+                      membrane_changes=args.conventions == "neurobench")
         from ..energy.record import compile_pays
 
         if x is not None and (args.compile == "on" or args.compile == "auto" and compile_pays(
