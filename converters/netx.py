@@ -16,8 +16,12 @@ does not decay) -> [LeakyIntegrator
 (1 - iDecay/4096)] -> [Affine shift bias] -> Neuron(lam = 1 - vDecay/4096, v_th = vThMant, reset to 0, '>').
 This is the float reading: Loihi rounds each decay toward zero in 12-bit fixed point, so spikes can differ
 from lava-dl's fixed-point run where a membrane lands next to the threshold.  The input layer (a neuron
-that encodes ``x * weight + bias``) becomes Affine -> Neuron.  What has no IR form is refused by name:
-graded spikes (SDNN/sigma-delta), refractory periods > 1 step, pooling/transposed/average layers.
+that encodes ``x * weight + bias``) becomes Affine -> Neuron.  SDNN (sigma-delta) layers read as netx runs them
+with lava's ``lava.proc.sdn`` processes: the input layer a delta encoder of the frames (``Delta``), every other
+layer synapse -> sigma (``LeakyIntegrator(lam=1)``) -> [bias] -> delta encoder of its ReLU (``SigmaDelta``), a
+``sigma_output`` layer the sigma alone -- in the threshold's units (``vThMant``; a graded message weighs ``W / 64``,
+a 0/1 spike ``W / 4096``).  What has no IR form is refused by name: CUBA ``gradedSpike``, refractory periods > 1
+step, pooling/transposed/average layers.
 
 Writing (:func:`export_graph`, ``ilif-export --target netx``) goes the other way for what netx can run: spike
 input -> (Linear or Conv2d -> [LeakyIntegrator] -> LIF with hard reset to 0 and the ``>`` rule) per layer, each
@@ -35,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -46,6 +50,9 @@ from ilif_deploy.ir.graph import Graph
 from ilif_deploy.neuron_step import ILIFParams
 
 DECAY_ONE = 4096
+#: lava-dl's netx: graded spikes carry 6 fractional bits (``spike_exp``) and a sigma-delta's states 6 more
+#: (``state_exp``); an SDNN layer's messages are 16 bits unless its neuron group says ``messageBits``
+SPIKE_EXP, SDNN_MESSAGE_BITS = 6, 16
 
 
 class NetxError(UserError):
@@ -62,14 +69,40 @@ def _str(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _neuron(path, i: int, g, layer_name: str):
-    """(current decay lam_i or None, ILIFParams, weight exponent) of /layer/i/neuron."""
+def _sdnn(path, i: int, n: dict, input_layer: bool):
+    """(None, ILIFParams or None, weight exponent) of an SDNN neuron group, as netx runs it: the input layer a
+    ``Delta`` encoder of its input, ``sigma_output`` a ``Sigma`` integrator (params None: the readout), every other
+    layer a ``SigmaDelta`` (sigma, ReLU of sigma + bias, delta encoder).  netx passes no activation to them: ReLU,
+    lava's default, whatever the file says."""
+    act = _str(n.get("activation", b"relu"))
+    if act != "relu" and not input_layer:
+        raise NetxError(f"{path}: layer {i}: SDNN activation {act!r}: lava-dl's netx runs every sigma-delta layer with "
+                        f"ReLU (it passes no activation to lava's SigmaDelta), so the file would not run as it says")
+    if bool(n.get("cum_error", False)) or bool(n.get("cumError", False)):
+        raise NetxError(f"{path}: layer {i}: cumulative-error delta encoding is not expressible here")
+    bits = int(n.get("messageBits", SDNN_MESSAGE_BITS))
+    if not 1 <= bits <= 24:
+        raise NetxError(f"{path}: layer {i}: messageBits = {bits} is outside [1, 24]")
+    if "sigma_output" in n and not input_layer:
+        return None, None, int(n.get("wgtExp", 0)), bits
+    v_th = float(n.get("vThMant", 0))
+    if not v_th > 0:
+        raise NetxError(f"{path}: layer {i}: vThMant = {v_th:g} must be > 0")
+    return None, ILIFParams(lam=1.0, v_th=v_th, lam_u=0.0, lam_i=0.0, delta="unit" if input_layer else "relu"), \
+        int(n.get("wgtExp", 0)), bits
+
+
+def _neuron(path, i: int, g, layer_name: str, input_layer: bool = False):
+    """(current decay lam_i or None, ILIFParams, weight exponent, message bits) of /layer/i/neuron (message bits:
+    0 for 0/1 spikes)."""
     if "neuron" not in g:
         raise NetxError(f"{path}: layer {i} ({_str(g['type'][()])}) has no neuron")
     n = {k: g["neuron"][k][()] for k in g["neuron"]}
     kind = _str(n.get("type", b"?"))
+    if kind == "SDNN":
+        return _sdnn(path, i, n, input_layer)
     if kind not in ("CUBA", "LOIHI"):
-        raise NetxError(f"{path}: layer {i}: neuron type {kind} is not expressible here (CUBA and LOIHI are)")
+        raise NetxError(f"{path}: layer {i}: neuron type {kind} is not expressible here (CUBA, LOIHI and SDNN are)")
     if bool(n.get("gradedSpike", False)):
         raise NetxError(f"{path}: layer {i}: graded spikes (sigma-delta / SDNN) are not expressible here")
     if int(n.get("refDelay", 1)) > 1:
@@ -84,7 +117,7 @@ def _neuron(path, i: int, g, layer_name: str):
     params = ILIFParams(lam=1.0 - v_decay / DECAY_ONE, v_th=v_th, lam_u=0.0, lam_i=0.0, reset="zero",
                         v_reset=0.0, compare=">")
     lam_current = None if i_decay == DECAY_ONE else 1.0 - i_decay / DECAY_ONE
-    return lam_current, params, int(n.get("wgtExp", 0))
+    return lam_current, params, int(n.get("wgtExp", 0)), 0
 
 
 def _recurrent_neuron(path, i: int, lay, name: str, params: ILIFParams, lam_c, wgt_exp: int, bias):
@@ -135,6 +168,7 @@ def _read(path: Path, timesteps) -> Graph:
         g = Graph(metadata={"timesteps": int(timesteps) if timesteps else None, "source": "netx",
                             "fixed_point": {**LOIHI_INTEGERS, "from": "the netx file (Loihi's own integers)"}})
         prev, shape, readout = None, None, None
+        graded = False  # does the layer before send graded messages (an SDNN layer's deltas)?
         for idx in order:
             lay = layers[idx]
             i = int(idx)
@@ -147,7 +181,16 @@ def _read(path: Path, timesteps) -> Graph:
                     g.metadata["input_kind"] = "spikes"
                     prev = "input"
                     continue
-                lam_c, params, _ = _neuron(path, i, lay, name)
+                lam_c, params, _, bits = _neuron(path, i, lay, name, input_layer=True)
+                if params.delta is not None:  # netx's Delta encoder of the input frames
+                    if "weight" in lay or "bias" in lay:
+                        raise NetxError(f"{path}: layer {i}: an SDNN input layer with a weight or bias (lava's Delta "
+                                        f"process takes neither, so netx cannot run it)")
+                    g.add(N.Neuron(name, params=params), ["input"])
+                    g.metadata["input_kind"] = "analog"
+                    g.metadata.setdefault("message_bits", {})[name] = bits
+                    prev, graded = name, True
+                    continue
                 scale = float(np.asarray(lay["weight"][()]).reshape(-1)[0]) if "weight" in lay else 1.0
                 shift = float(np.asarray(lay["bias"][()]).reshape(-1)[0]) if "bias" in lay else 0.0
                 g.add(N.Affine(f"{name}.encode", scale=np.full(shape[0], scale, np.float32),
@@ -176,15 +219,32 @@ def _read(path: Path, timesteps) -> Graph:
                 raise NetxError(f"{path}: layer {i} (conv) has no neuron group: lava-dl's netx cannot run that either "
                                 f"(its create_conv reads the neuron group unconditionally); only a dense layer "
                                 f"without one is a readout")
+            sdnn = "neuron" in lay and _str(lay["neuron"]["type"][()]) == "SDNN"
+            if graded and not sdnn:
+                raise NetxError(f"{path}: layer {i} ({kind}) is not a sigma-delta layer but takes the graded messages "
+                                f"of the SDNN layer before it; that mix is not expressible here")
             if "neuron" not in lay and kind == "dense":
                 # netx's default for a layer without a neuron: CUBA with iDecay 0 (the current never decays), vDecay
                 # 4096 (v = u + bias each step) and a threshold v never reaches -- a non-spiking readout
                 readout, wgt_exp = i, 0
                 lam_c, params = 1.0, None
             else:
-                lam_c, params, wgt_exp = _neuron(path, i, lay, name)
+                lam_c, params, wgt_exp, bits = _neuron(path, i, lay, name)
             w = np.asarray(lay["weight"][()], np.float64) * 2.0 ** wgt_exp
             bias = np.asarray(lay["bias"][()], np.float32).reshape(-1) if "bias" in lay else None
+            if sdnn:
+                # a sigma-delta's sum is compared with vThMant << 12 (spike_exp + state_exp): in the units of its
+                # threshold a graded message (payload << 6) weighs W / 64, a 0/1 spike W / 4096
+                w = w / 2.0 ** (SPIKE_EXP if graded else 2 * SPIKE_EXP)
+                lam_c = 1.0  # the sigma: a sum that never decays, the bias after it
+                if params is None:
+                    readout = i
+                    if bias is not None and np.any(bias):
+                        raise NetxError(f"{path}: layer {i}: a bias on a sigma_output layer (lava's Sigma process "
+                                        f"takes none, so netx cannot run it)")
+                else:
+                    g.metadata.setdefault("message_bits", {})[name] = bits
+                graded = params is not None
             if kind == "conv":
                 w = w.reshape(w.shape[:4]) if w.ndim == 5 else w  # slayer's (out, in, kh, kw, 1)
                 syn = N.Conv2d(f"{name}.synapse", weight=w.astype(np.float32),
@@ -207,10 +267,11 @@ def _read(path: Path, timesteps) -> Graph:
                 prev = name
                 _infer(g, path)
                 continue
+            current = f"{name}.sigma" if sdnn else f"{name}.current"
             if params is None:  # the readout: y[t] = u[t] + bias, u[t] = u[t-1] + W s[t]
                 syn.bias = None
-                g.add(N.LeakyIntegrator(f"{name}.current", lam=lam_c), [prev])
-                prev = f"{name}.current"
+                g.add(N.LeakyIntegrator(current, lam=lam_c), [prev])
+                prev = current
                 if bias is not None and np.any(bias):
                     c = syn.weight.shape[0]
                     g.add(N.Affine(name, scale=np.ones(c, np.float32),
@@ -219,8 +280,8 @@ def _read(path: Path, timesteps) -> Graph:
                 _infer(g, path)
                 continue
             if lam_c is not None:
-                g.add(N.LeakyIntegrator(f"{name}.current", lam=lam_c), [prev])
-                prev = f"{name}.current"
+                g.add(N.LeakyIntegrator(current, lam=lam_c), [prev])
+                prev = current
                 if bias is not None and np.any(bias):
                     c = syn.weight.shape[0]
                     g.add(N.Affine(f"{name}.bias", scale=np.ones(c, np.float32),
@@ -261,10 +322,18 @@ class _Block:
     lam_c: float  # current decay per step (0: the current does not persist)
     flatten: bool  # a flatten layer comes before it
     readout: bool = False  # a dense layer without a neuron: netx's non-spiking integrator, y = u + bias
+    sdnn: bool = False  # a sigma-delta layer (sigma -> ReLU(+ bias) -> delta), or with readout an SDNN sigma_output
+    graded_in: bool = False  # its input is graded messages (a delta encoder's): weights weigh payload << 6
 
     @property
     def shape(self) -> tuple:
         return tuple(self.neuron.shape)
+
+    @property
+    def weight_scale(self) -> float:
+        """What a weight is multiplied by in the file: a CUBA layer's is chosen when writing (1 here); a sigma-delta
+        layer's is fixed by netx's units, 2**6 for graded input and 2**12 for 0/1 spikes (see :func:`read_netx`)."""
+        return 1.0 if not self.sdnn else 2.0 ** (SPIKE_EXP if self.graded_in else 2 * SPIKE_EXP)
 
     @property
     def kind(self) -> str:
@@ -273,9 +342,10 @@ class _Block:
 
 _CUBA = "netx's neurons are Loihi's CUBA LIF (reset to 0, fire on v > threshold); export it as --target lava or nir"
 #: what netx's CUBA neuron is: one spike on v > threshold, reset to 0, an optional decaying current (iDecay), a
-#: recurrent synapse (dense_rec); everything else is refused, naming the layer
-NETX = families.declare("netx", {"spike:>", "reset:zero", "synaptic_current", "recurrence", "learned_decay",
-                                 "charge:lam"}, {
+#: recurrent synapse (dense_rec); SDNN layers (sigma -> ReLU -> delta encoder); everything else is refused, naming
+#: the layer
+NETX = families.declare("netx", {"spike:>", "spike:delta", "reset:zero", "synaptic_current", "recurrence",
+                                 "learned_decay", "charge:lam"}, {
     "charge:decay_input": _CUBA, "charge:leak": _CUBA,
     "spike:>=": _CUBA, "spike:count": "netx's CUBA neuron sends one spike per step", "reset:subtract": _CUBA,
     "reset:subtract_next": _CUBA, "reset:to_v_reset": _CUBA, "ciu": "netx has no ILIF neuron; " + _CUBA,
@@ -306,6 +376,25 @@ def _block(syn, current, neuron, flatten: bool) -> _Block:
     return _Block(syn, n, w * gain, np.asarray(n.weight, np.float64) * gain, bias, float(n.syn_lam), flatten)
 
 
+def _sdnn_block(syn, current, shift, neuron, flatten: bool, graded_in: bool) -> _Block:
+    """Linear/Conv2d -> LeakyIntegrator(lam 1) [-> Affine shift] -> delta encoder (ReLU): netx's SDNN layer; with
+    ``neuron`` None the sigma alone, an SDNN ``sigma_output``."""
+    if current is None or current.lam != 1.0:
+        raise NetxError(f"'{syn.name}': an SDNN layer takes its sigma, a non-decaying integrator "
+                        f"(LeakyIntegrator(lam=1)), between the synapse and the delta encoder")
+    if syn.bias is not None and np.any(syn.bias):
+        raise NetxError(f"'{syn.name}': a bias into a sigma (it would be summed every step); netx's SDNN adds it after")
+    if neuron is not None and neuron.params.delta != "relu":
+        raise NetxError(f"'{neuron.name}': lava-dl's netx runs every sigma-delta layer after the input with ReLU; "
+                        f"a delta encoder of activation {neuron.params.delta!r} is written only as the input layer")
+    if neuron is None and shift is not None and np.any(shift):
+        raise NetxError(f"'{syn.name}': a bias after an SDNN sigma_output (lava's Sigma process takes none)")
+    w = np.asarray(syn.weight, np.float64)
+    bias = np.zeros(w.shape[0]) if shift is None else np.broadcast_to(shift, (w.shape[0],)).astype(np.float64)
+    return _Block(syn, neuron if neuron is not None else current, w, None, bias, 1.0, flatten,
+                  readout=neuron is None, sdnn=True, graded_in=graded_in)
+
+
 def _readout_block(syn, current, shift, flatten: bool) -> _Block:
     """A Linear -> LeakyIntegrator(lam 1) [-> Affine shift] at the end: netx's dense layer without a neuron."""
     if not isinstance(syn, N.Linear) or current is None or current.lam != 1.0:
@@ -318,9 +407,11 @@ def _readout_block(syn, current, shift, flatten: bool) -> _Block:
     return _Block(syn, current, w, None, bias, 1.0, flatten, readout=True)
 
 
-def _netx_layers(graph: Graph) -> List[_Block]:
-    """The netx layers of a graph netx can express, or NetxError naming what it cannot."""
-    blocks, syn, current, flatten, shift = [], None, None, False, None
+def _netx_layers(graph: Graph) -> Tuple[Optional[N.Node], List[_Block]]:
+    """(the input layer's delta encoder or None, the netx layers) of a graph netx can express, or NetxError naming
+    what it cannot."""
+    blocks, syn, current, flatten, shift, encoder = [], None, None, False, None, None
+    graded = False  # the messages of the layer before are graded (a delta encoder's)
     for node in (graph.nodes[n] for n in graph.topological_order()):
         if isinstance(node, (N.Input, N.Output)):
             continue
@@ -338,10 +429,26 @@ def _netx_layers(graph: Graph) -> List[_Block]:
         elif (isinstance(node, N.Affine) and current is not None and shift is None and node.bn_stats is None
               and np.all(node.scale == 1.0)):
             shift = np.asarray(node.shift, np.float64)  # a constant after the current: only a readout's bias
+        elif (isinstance(node, N.Neuron) and syn is None and not blocks and encoder is None
+              and graph.inputs_of(node.name) == [graph.input_node.name] and node.params.delta is not None):
+            NETX.check_node(node)
+            if node.params.delta != "unit":
+                raise NetxError(f"'{node.name}': netx's SDNN input layer is lava's Delta encoder of its input as it "
+                                f"is (activation 'unit'), not {node.params.delta!r}")
+            encoder, graded = node, True
+        elif isinstance(node, N.SPIKING) and node.params.delta is not None:
+            NETX.check_node(node)
+            if syn is None or isinstance(node, N.RecurrentNeuron):
+                raise NetxError(f"'{node.name}': a delta encoder is written as netx's SDNN input layer (right after "
+                                f"the input) or after a synapse and its sigma")
+            blocks.append(_sdnn_block(syn, current, shift, node, flatten, graded))
+            syn, current, flatten, shift, graded = None, None, False, None, True
         elif isinstance(node, N.SPIKING):
             if syn is None:
                 raise NetxError(f"'{node.name}': a neuron without a synapse before it")
             NETX.check_node(node)
+            if graded:
+                raise NetxError(f"'{node.name}': a CUBA layer after graded (sigma-delta) messages is not written")
             if shift is not None:
                 raise NetxError(f"'{node.name}': a constant after its synaptic current; netx adds biases to the "
                                 f"voltage")
@@ -351,13 +458,14 @@ def _netx_layers(graph: Graph) -> List[_Block]:
             raise NetxError(f"'{node.name}' ({node.op}) is not written as netx (only Linear/Conv2d -> [current] -> "
                             f"LIF layers are)")
     if syn is not None:
-        blocks.append(_readout_block(syn, current, shift, flatten))
+        blocks.append(_sdnn_block(syn, current, shift, None, flatten, graded) if graded
+                      else _readout_block(syn, current, shift, flatten))
     if not blocks:
         raise NetxError("no Linear -> LIF layer to write")
     if graph.input_node.encoding != "sequence":
         raise NetxError("netx networks take spikes: the graph's input is analog (direct encoding); "
                         "netx's input layer would encode it with a neuron of its own")
-    return blocks
+    return encoder, blocks
 
 
 def _decay(lam: float) -> int:
@@ -379,10 +487,27 @@ def export_graph(graph: Graph, path, **_) -> dict:
 
     from ilif_deploy.ir.lowering import fold_batchnorm
 
-    blocks = _netx_layers(fold_batchnorm(graph.validate()))
+    encoder, blocks = _netx_layers(fold_batchnorm(graph.validate()))
+    bits = graph.metadata.get("message_bits") or {}
     scales, rounding, quantized = [], 0.0, []
+    if encoder is not None:
+        rounding = abs(_sdnn_threshold(encoder.name, encoder.params.v_th) - encoder.params.v_th)
     for blk in blocks:
         p = getattr(blk.neuron, "params", None)
+        if blk.sdnn:  # netx's units are fixed: thresholds and biases as they are, weights x weight_scale
+            ws = blk.weight_scale
+            q = {"weight": 2 * np.round(blk.weight * ws / 2), "bias": np.round(blk.bias),
+                 "vThMant": _sdnn_threshold(blk.neuron.name, p.v_th) if not blk.readout else 1.0}
+            if np.abs(q["weight"]).max(initial=0) > 256:
+                raise NetxError(f"'{blk.syn.name}': weights up to {np.abs(blk.weight).max():g} are "
+                                f"{np.abs(q['weight']).max():g} in netx's sigma-delta units (x {ws:g}), beyond Loihi's "
+                                f"8-bit mantissas (-256 .. 254)")
+            rounding = max(rounding, float(np.abs(q["weight"] / ws - blk.weight).max(initial=0)),
+                           float(np.abs(q["bias"] - blk.bias).max(initial=0)),
+                           0.0 if blk.readout else abs(q["vThMant"] - p.v_th))
+            scales.append(1.0)
+            quantized.append(q)
+            continue
         weights = [blk.weight] + ([blk.weight_rec] if blk.weight_rec is not None else [])
         top = max(float(np.abs(w).max(initial=0)) for w in weights) or 1.0
         scale = 2.0 ** np.floor(np.log2(WEIGHT_MAX / top))
@@ -412,7 +537,11 @@ def export_graph(graph: Graph, path, **_) -> dict:
                 g.create_dataset("type", data=np.array([type_.encode()]))
                 return g
 
-            if blocks[0].kind == "conv":  # netx infers a conv's input size from an input layer
+            if encoder is not None:  # lava's Delta encoder of the input frames
+                g = group("input")
+                g["shape"] = np.asarray(graph.input_shape)
+                _sdnn_group(g, encoder.name, int(_sdnn_threshold(encoder.name, encoder.params.v_th)), bits)
+            elif blocks[0].kind == "conv":  # netx infers a conv's input size from an input layer
                 group("input")["shape"] = np.asarray(graph.input_shape)
             for blk, q in zip(blocks, quantized):
                 if blk.flatten:
@@ -430,6 +559,9 @@ def export_graph(graph: Graph, path, **_) -> dict:
                         g[key] = q[key]
                 if np.any(q["bias"]):
                     g["bias"] = q["bias"]
+                if blk.sdnn:
+                    _sdnn_group(g, blk.neuron.name, int(q["vThMant"]), bits, sigma_output=blk.readout)
+                    continue
                 if blk.readout:  # no neuron group: netx's non-spiking integrator
                     continue
                 n = g.create_group("neuron")
@@ -439,6 +571,27 @@ def export_graph(graph: Graph, path, **_) -> dict:
 
     write_hdf5_atomic(path, fill)
     return {"path": str(path), "layers": len(blocks), "scales": scales, "rounding": rounding}
+
+
+def _sdnn_threshold(name: str, v_th: float) -> float:
+    """A delta encoder's ``vThMant``: its threshold in netx's units, a whole number >= 1."""
+    q = float(np.round(v_th))
+    if q < 1:
+        raise NetxError(f"'{name}': a delta threshold of {v_th:g} rounds to {q:g} in netx's units (vThMant >= 1)")
+    return q
+
+
+def _sdnn_group(layer, name: str, v_th: int, bits: dict, sigma_output: bool = False) -> None:
+    """The ``neuron`` group of an SDNN layer as lava-dl's slayer writes it (``sigma_output`` for the Sigma readout);
+    ``messageBits`` only where the graph says a width other than netx's default."""
+    n = layer.create_group("neuron")
+    n.create_dataset("type", data=np.array([b"SDNN"]))
+    n.create_dataset("activation", data=np.array([b"relu"]))
+    n["vThMant"] = v_th
+    if sigma_output:
+        n["sigma_output"] = True
+    if int(bits.get(name, SDNN_MESSAGE_BITS)) != SDNN_MESSAGE_BITS:
+        n["messageBits"] = int(bits[name])
 
 
 __all__ = ["read_netx", "looks_like_netx", "export_graph", "NetxError"]

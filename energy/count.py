@@ -115,12 +115,19 @@ class Plan:
         when the recorded data were all 0/1; everything else is analog."""
         node = self.graph.nodes[name]
         if isinstance(node, N.SPIKING):
-            return True
+            return node.params.delta is None
         if isinstance(node, (N.Flatten, N.MaxPool2d)):
             return self.spiking(_one_input(self.graph, name), activity)
         if isinstance(node, N.Input):
             return bool(activity.binary.get(name, False))
         return False
+
+    def graded(self, name: str) -> bool:
+        """Does ``name`` send graded messages (a delta encoder's changes, through flatten/max-pool)?"""
+        node = self.graph.nodes[name]
+        if isinstance(node, (N.Flatten, N.MaxPool2d)):
+            return self.graded(_one_input(self.graph, name))
+        return isinstance(node, N.SPIKING) and node.params.delta is not None
 
     def is_shortcut(self, name: str) -> bool:
         node = self.graph.nodes[name]
@@ -190,7 +197,7 @@ def count(graph: Graph, activity: Activity, conv: Optional[Conventions] = None,
             else:
                 row.note = "assumed folded into weights/thresholds (bn=folded)"
         elif isinstance(node, N.SPIKING):
-            _count_neuron(row, node, activity, T, S, count_neurons)
+            _count_neuron(row, node, activity, T, S, count_neurons, graph)
             if isinstance(node, N.RecurrentNeuron):
                 _count_recurrent(row, node, activity, conv, T, S)
         elif isinstance(node, N.ReLU):
@@ -226,9 +233,9 @@ def _count_chain(row, node, src, chain, plan, activity, conv, T, S, direct, grap
         excluded = "excluded (shortcuts=False)"
     if is_weight and not conv.classifier and plan.is_classifier(row.name):
         excluded = "excluded (classifier=False)"
-    spiking = plan.spiking(src, activity)
-    row.input_kind = "spikes" if spiking else "analog"
-    if spiking or conv.analog == "nonzero":
+    spiking, graded = plan.spiking(src, activity), plan.graded(src)
+    row.input_kind = "spikes" if spiking else "graded" if graded else "analog"
+    if spiking or graded or conv.analog == "nonzero":
         per_step = counts.reshape(T, -1) @ fan.ravel() / S
     else:
         per_step = np.full(T, float(fan.sum()))
@@ -297,7 +304,7 @@ def _count_recurrent(row, node, activity, conv, T, S) -> None:
     row.note += f"; recurrent synapse {w.shape[0]}x{w.shape[1]} on the previous step's spikes"
 
 
-def _count_neuron(row, node, activity, T, S, count_neurons):
+def _count_neuron(row, node, activity, T, S, count_neurons, graph):
     n = float(np.prod(node.shape))
     c = activity.counts[row.name]
     row.neurons = int(n)
@@ -313,6 +320,11 @@ def _count_neuron(row, node, activity, T, S, count_neurons):
     row.note = f"{families.family(node)}: {comps} compartment(s) ({', '.join(states)})"
     if node.params.multi_spike:
         row.note += "; multi-spike: a step's count of k spikes is k events (k x fan-out ACs downstream)"
+    if node.params.delta is not None:
+        bits = (graph.metadata.get("message_bits") or {}).get(node.name)
+        payload = f"{bits}-bit payload" if bits else "payload width not recorded"
+        row.note += (f"; graded: one event per non-zero change sent ({payload}), a multiply per synapse it reaches "
+                     f"(MACs downstream)")
     if count_neurons:  # the arithmetic of one update, declared per feature with the neuron families
         macs_step, acs_step, macs_spike, acs_spike = families.update_cost(node)
         row.neuron_macs = n * T * macs_step + macs_spike * row.spikes

@@ -146,6 +146,7 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
         raise UserError("the graph records no 'timesteps': pass timesteps= (command line: -T/--timesteps)")
     names = set(watch if watch is not None else watched_nodes(graph))
     neurons = {k for k in names if isinstance(graph.nodes[k], N.SPIKING)}
+    graded = {k for k in neurons if graph.nodes[k].params.delta is not None}
     acc: Dict[str, torch.Tensor] = {}
     binary = {k: True for k in names}
     cont = {k: torch.zeros((), dtype=torch.float64, device=dev) for k in neurons}
@@ -171,7 +172,9 @@ def record_activity(graph: Graph, x, labels=None, *, batch_size: int = 32, devic
             changes[name] += out[0].numel() + (v_pre[1:] != v_pre[:-1]).sum()
         if name not in names:
             return
-        if name in neurons:  # spikes are 0/1 by construction: count them directly
+        if name in graded:  # a delta encoder's messages: one event per non-zero change, whatever its sign and size
+            c = (out != 0).sum(1, dtype=torch.float32)
+        elif name in neurons:  # spikes are 0/1 (or counts) by construction: count them directly
             c = out.sum(1)
             cont[name] += (out.sum(0) > half).sum()
         else:

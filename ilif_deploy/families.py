@@ -79,28 +79,40 @@ CORE_FIELDS = ("lam", "v_th")
 #: threshold comparison is not counted
 CORE_COST = (1.0, 0.0, 0.0, 0.0)
 
+
+def _spiking(n: NeuronView) -> bool:
+    """A threshold neuron (every layer but a delta encoder, whose spike rule, charge and reset are its own)."""
+    return _p(n).delta is None
+
+
 FEATURES: Dict[str, Feature] = {f.name: f for f in (
-    Feature("spike:>=", "one spike when U >= v_th", lambda n: not _p(n).multi_spike and _p(n).compare == ">=",
-            group="spike", fields=("compare",)),
+    Feature("spike:>=", "one spike when U >= v_th",
+            lambda n: _spiking(n) and not _p(n).multi_spike and _p(n).compare == ">=", group="spike",
+            fields=("compare",)),
     Feature("spike:>", "one spike when U > v_th", lambda n: _p(n).compare == ">", group="spike"),
     Feature("spike:count", "(U > 0) * trunc(U / v_th) spikes per step (multi-spike, sinabs' IAF)",
             lambda n: _p(n).multi_spike, group="spike", fields=("multi_spike",), cost=(1.0, 0.0, 0.0, 0.0)),
-    Feature("charge:lam", "U = lam * v + I", lambda n: _p(n).charge == "lam", group="charge", fields=("charge",)),
+    # d = act(x) - v (1 AC per step), v += S (1 AC per message); the |d| >= v_th comparison is not counted
+    Feature("spike:delta", "a graded message: the change of act(x) since the last one, when |change| >= v_th "
+            "(lava-dl's sigma-delta Delta/SigmaDelta encoder)", lambda n: not _spiking(n), group="spike",
+            fields=("delta",), cost=(0.0, 1.0, 0.0, 1.0)),
+    Feature("charge:lam", "U = lam * v + I", lambda n: _spiking(n) and _p(n).charge == "lam", group="charge",
+            fields=("charge",)),
     # the core MAC becomes a division or a gain, plus the subtractions around it
     Feature("charge:decay_input", "U = v + (I - (v - rest)) / tau (SpikingJelly's decay_input=True)",
             lambda n: _p(n).charge == "decay_input", group="charge", fields=("charge_tau", "charge_gain"),
             cost=(0.0, 2.0, 0.0, 0.0)),
     Feature("charge:leak", "U = v - (v - rest) / tau + I (SpikingJelly 2.0's decay_input=False)",
             lambda n: _p(n).charge == "leak", group="charge", cost=(0.0, 2.0, 0.0, 0.0)),
-    Feature("reset:subtract", "soft reset: v_th taken off at the spike", lambda n: _p(n).reset == "subtract",
-            group="reset", fields=("reset",), cost=(0.0, 0.0, 0.0, 1.0)),
+    Feature("reset:subtract", "soft reset: v_th taken off at the spike",
+            lambda n: _spiking(n) and _p(n).reset == "subtract", group="reset", fields=("reset",),
+            cost=(0.0, 0.0, 0.0, 1.0)),
     Feature("reset:subtract_next", "v_th taken off at the next step, after the decay (snntorch's Leaky)",
             lambda n: _p(n).reset == "subtract_next", group="reset", cost=(0.0, 0.0, 0.0, 1.0)),
     Feature("reset:zero", "hard reset to 0", lambda n: _p(n).reset == "zero" and _p(n).v_reset == 0.0,
             group="reset"),
     Feature("reset:to_v_reset", "hard reset to v_reset != 0", lambda n: _p(n).reset == "zero" and _p(n).v_reset != 0.0,
             group="reset", fields=("v_reset",)),
-    # CIU: lam_i * (ciu + drive) (1 MAC) and x - relu(ciu) (1 AC) per step
     Feature("ciu", "current inhibitory unit (ILIF)", lambda n: _p(n).ciu_enabled, fields=("lam_i", "ciu_source"),
             states=("ciu", "ciu_drive"), cost=(1.0, 1.0, 0.0, 0.0)),
     # MPIU: lam_u * (mpiu + S * mbar) (1 MAC) per step; + mbar and - sigmoid (2 ACs) and the sigmoid itself (a
@@ -140,7 +152,7 @@ def update_cost(node) -> Tuple[float, float, float, float]:
     """(MACs per neuron-step, ACs per neuron-step, MACs per spike, ACs per spike) of one neuron update of
     ``node``: the core membrane update plus what each of its features adds (:attr:`Feature.cost`)."""
     used = features(node)
-    total = list(CORE_COST)
+    total = list(CORE_COST) if "spike:delta" not in used else [0.0] * 4  # a delta encoder has no membrane decay
     for name in used:
         total = [a + b for a, b in zip(total, FEATURES[name].cost)]
     return tuple(total)
@@ -150,6 +162,8 @@ def family(node) -> str:
     """A label for reports: "ilif", "iplif", "plif", "lif", "if", "threshold", with "multi-spike " and
     "cuba-"/"recurrent " where they apply.  Derived from :func:`features`; nothing dispatches on it."""
     f, p = features(node), view(node).params
+    if "spike:delta" in f:
+        return "delta-relu" if p.delta == "relu" else "delta"
     core = "threshold" if p.lam == 0.0 else "if" if p.lam == 1.0 and "learned_decay" not in f else "lif"
     name = ("i" if {"ciu", "mpiu"} & f else "") + ("p" if "learned_decay" in f else "") + core
     if "synaptic_current" in f:

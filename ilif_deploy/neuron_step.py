@@ -51,6 +51,9 @@ COMPARES = (">=", ">")
 #: "decay_input": U = v + (I - (v - r)) g (SpikingJelly's default decay_input=True, NIR's LIF equation);
 #: "leak": U = v - (v - r) g + I (SpikingJelly 2.0's decay_input=False).
 CHARGES = ("lam", "decay_input", "leak")
+#: a delta encoder's activation (lava-dl's sigma-delta ``Delta``/``SigmaDelta``): "unit" sends changes of its input,
+#: "relu" of relu(input); None: the layer is not a delta encoder
+DELTA_ACTIVATIONS = ("unit", "relu")
 #: (field, lowest, highest) of every number a neuron layer takes: the one domain check, whatever the source
 #: (a .pt, an .ir.npz, NIR, netx, a flag).  A decay outside [0, 1] grows or flips the state each step.
 DOMAIN = (("lam", 0.0, 1.0), ("lam_u", 0.0, 1.0), ("lam_i", 0.0, 1.0))
@@ -71,6 +74,16 @@ class ILIFParams:
     count, with the subtractive reset ``U - S * v_th``.  ``v_min``: a floor of the membrane after the reset,
     ``relu(v - v_min) + v_min`` (sinabs' ``min_v_mem``); None: none.  ``learned_decay``: ``lam`` was trained
     (PLIF: ``lam = 1 - sigmoid(w)``); a constant at inference, kept so reports and fine-tuning know.
+
+    ``delta``: the layer is a delta encoder (lava-dl's sigma-delta neurons; :data:`DELTA_ACTIVATIONS`): it sends
+    *graded* messages, the change of ``a = act(x)`` since what it last sent, when that change reaches ``v_th`` in
+    magnitude; ``v`` is what its receivers have summed so far (lava-dl's ``act - residue``)::
+
+        d = act(x[t]) - v[t-1];   S[t] = d * (|d| >= v_th);   v[t] = v[t-1] + S[t]
+
+    The sigma (the receivers' sum of those messages) is a non-decaying integrator before the next layer's delta
+    encoder, its bias after it (``LeakyIntegrator(lam=1) -> Affine``), as netx writes SDNN layers.  A delta encoder
+    has no decay, reset or inhibitory unit: ``lam`` is 1, the others keep their defaults with ``lam_u = lam_i = 0``.
     """
 
     lam: float
@@ -87,6 +100,7 @@ class ILIFParams:
     charge: str = "lam"
     charge_tau: Optional[float] = None
     charge_gain: Optional[float] = None
+    delta: Optional[str] = None
 
     def __post_init__(self) -> None:
         for name, allowed in (("ciu_source", CIU_SOURCES), ("reset", RESET_MODES), ("compare", COMPARES),
@@ -113,9 +127,21 @@ class ILIFParams:
             raise UserError("multi_spike (several spikes per step) is defined with reset='subtract', the '>=' rule "
                             "and no inhibitory units only")
         self._check_charge()
+        self._check_delta()
         if self.reset == "subtract_next" and self.mpiu_enabled:
             raise UserError("reset='subtract_next' (snntorch's) has no reset membrane for the MPIU to take in: "
                             "use it with lam_u = 0")
+
+    def _check_delta(self) -> None:
+        if self.delta is None:
+            return
+        if self.delta not in DELTA_ACTIVATIONS:
+            raise UserError(f"delta must be one of {DELTA_ACTIVATIONS} or None, got {self.delta!r}")
+        want = {f.name: f.default for f in fields(self) if f.name not in ("lam", "v_th", "delta")}
+        odd = [k for k, v in dict(want, lam=1.0, lam_u=0.0, lam_i=0.0).items() if getattr(self, k) != v]
+        if odd:
+            raise UserError(f"a delta encoder (delta={self.delta!r}) has no decay, reset, inhibitory unit, charge or "
+                            f"floor: {', '.join(odd)} must keep lam=1, lam_u=lam_i=0 and the defaults")
 
     def _check_charge(self) -> None:
         given = [k for k in ("charge_tau", "charge_gain") if getattr(self, k) is not None]
@@ -233,8 +259,13 @@ def ilif_step(x: Any, state: ILIFState, p: ILIFParams, ops: ArrayOps, lam: Any =
         ops: array operations (see :data:`NUMPY_OPS` and ``ilif_deploy.neurons.torch_ops``).
         lam: overrides ``p.lam`` (a learnable tensor for PLIF/IPLIF); ``None`` uses ``p.lam``.
     Returns:
-        a :class:`StepRecord` with the spikes S[t] (0/1, or a count for ``multi_spike``) and the new state.
+        a :class:`StepRecord` with the spikes S[t] (0/1, a count for ``multi_spike``, a graded change for
+        ``delta``) and the new state.
     """
+    if p.delta is not None:  # a graded delta encoder: v is what the receivers hold
+        d = (ops.relu(x) if p.delta == "relu" else x) - state.v
+        sent = d * ops.spike(ops.relu(d) + ops.relu(-d) - p.v_th)
+        return StepRecord(sent, ILIFState(state.v + sent, state.mpiu, state.ciu, state.ciu_drive), x, d)
     if p.ciu_enabled:
         ciu = p.lam_i * (state.ciu + state.ciu_drive)
         u = x - ops.relu(ciu)

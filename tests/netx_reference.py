@@ -71,3 +71,49 @@ def netx_spikes(path: Path, x: np.ndarray, graph, T: int) -> dict:
         delay = i if input_neuron else i + 1
         out[name] = from_lava(g[delay:delay + T], shape).reshape(T, *shape)
     return out
+
+
+def netx_sdnn_outputs(path: Path, frames: np.ndarray) -> list:
+    """lava-dl's netx running the SDNN file ``path`` on Lava fixed_pt: every layer's messages per step as Lava sends
+    them ([T, *shape] in IR layout, graded payloads with 6 fractional bits; a sigma_output its sigma, 12 more), for
+    integer ``frames`` [T, C, H, W] fed to the input layer's Delta encoder, each layer aligned to the step of the
+    frame it answers (one step per synapse); a layer's bias makes it send before its input arrives (Lava runs every
+    layer from the first step): those messages are added to its first aligned step."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    from ilif_deploy.converters.lava.compat import require_netx
+    from ilif_deploy.converters.lava.network import from_lava, to_lava
+
+    netx = require_netx()
+    T = frames.shape[0]
+    net = netx.hdf5.Network(net_config=str(path))
+    steps = T + len(net.layers)
+    padded = np.concatenate([frames, np.zeros((steps - T,) + frames.shape[1:], frames.dtype)])
+    src = Source(data=np.moveaxis(to_lava(padded, frames.shape[1:]), 0, -1).astype(np.int32))
+    # netx 0.6.0's Input block leaves its InPort unconnected inside (its sub-model cannot compile): feed the Delta
+    src.s_out.connect(net.layers[0].neuron.a_in)
+    sinks = []
+    for layer in net.layers:
+        sink = Sink(shape=layer.out.shape, buffer=steps)
+        layer.out.connect(sink.a_in)
+        sinks.append(sink)
+    try:
+        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        got = [np.moveaxis(s.data.get(), -1, 0) for s in sinks]
+    finally:
+        net.stop()
+    out = []
+    for i, (g, layer) in enumerate(zip(got, net.layers)):
+        a = np.asarray(from_lava(g[i:i + T], _ir_shape(layer)), np.float64)
+        if i < len(got) - 1:  # what a layer sent before its first input arrived (its bias' delta) joins step 0
+            a[0] += np.asarray(from_lava(g[:i], _ir_shape(layer)), np.float64).sum(0)
+        out.append(a)
+    return out
+
+
+def _ir_shape(layer) -> tuple:
+    shape = tuple(layer.out.shape)  # Lava's (W, H, C) or (N,)
+    return shape[::-1] if len(shape) == 3 else shape

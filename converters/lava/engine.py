@@ -35,11 +35,11 @@ from ilif_deploy.runtime import TORCH_INFERENCE_OPS
 from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, FixedLayer, FixedOps, FixedPoint,
                     QuantizedNet, ilif_step_fixed, integrate_readout, quantize_input, quantize_spec, sigmoid_lut,
                     state_bound, torch_fixed_ops, wrap, zero_fixed_state)
-from .netspec import INPUT, OUTPUT, NetSpec, Synapse
+from .netspec import DELTA_REFUSAL, INPUT, OUTPUT, NetSpec, Synapse
 
 #: the engine runs every feature Lava runs, with the same step functions (float: ilif_step; fixed: ilif_step_fixed)
-ENGINE_FLOAT = declare("torch engine (float)", all_but())
-ENGINE_FIXED = declare("torch engine (fixed point)", all_but())
+ENGINE_FLOAT = declare("torch engine (float)", all_but("spike:delta"), DELTA_REFUSAL)
+ENGINE_FIXED = declare("torch engine (fixed point)", all_but("spike:delta"), DELTA_REFUSAL)
 
 MODES = ("fixed", "float")
 EXACT_LIMIT = 2 ** 53  # every integer below this is exact in float64, and so is every sum that stays below

@@ -40,7 +40,7 @@ import torch
 
 from ilif_deploy import ir as N
 from ilif_deploy.errors import GraphError, UserError
-from ilif_deploy.families import NeuronView, all_but, declare
+from ilif_deploy.families import NeuronView, all_but, declare, features
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.ir.lowering import fold_batchnorm
 from ilif_deploy.neuron_step import ILIFParams
@@ -48,8 +48,11 @@ from ilif_deploy.runtime import apply_node
 
 #: Lava runs every neuron feature: the float model calls the shared ilif_step, the fixed one ilif_step_fixed (where
 #: the MPIU's sigmoid is a table: an approximation, measured), spike counts travel as graded messages
-LAVA_FLOAT = declare("lava (float)", all_but())
-LAVA_FIXED = declare("lava (fixed point)", all_but())
+#: sigma-delta layers (graded delta messages at Loihi's payload scale) are not built for Lava yet
+DELTA_REFUSAL = {"spike:delta": "ilif-deploy's Lava build has no delta encoder (sigma-delta) yet; lava-dl's netx "
+                                "runs the file, ilif-deploy's runtime runs it in float"}
+LAVA_FLOAT = declare("lava (float)", all_but("spike:delta"), DELTA_REFUSAL)
+LAVA_FIXED = declare("lava (fixed point)", all_but("spike:delta"), DELTA_REFUSAL)
 
 #: largest fused dense matrix (entries) before the builder refuses (float64: 8 bytes each)
 DENSE_LIMIT = 1 << 25
@@ -349,6 +352,15 @@ def _recurrent_synapse(node: "N.RecurrentNeuron", gain: np.ndarray) -> Tuple[Syn
                    counts=node.params.multi_spike), bias
 
 
+def _refuse_inexpressible(graph: Graph) -> None:
+    """A feature both Lava backends refuse has no NetSpec layer either (the torch engines run NetSpecs): refused by
+    name before building, so the user reads the neuron's reason, not what the builder then trips over."""
+    refused = frozenset(LAVA_FLOAT.refuses) & frozenset(LAVA_FIXED.refuses)
+    for node in graph.nodes.values():
+        if isinstance(node, N.SPIKING) and features(node) & refused:
+            LAVA_FLOAT.check_node(node)
+
+
 def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
     """Describe ``graph`` as neuron layers + fused synapses (see the module docstring).
 
@@ -367,6 +379,7 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             else ""
         raise UserError(f"the network has no number of time steps T{where}: give -T N")
     graph = fold_batchnorm(graph.validate())
+    _refuse_inexpressible(graph)
     layers: Dict[str, Layer] = {}
     synapses: List[Synapse] = []
     targets = [n for n in graph.topological_order()

@@ -16,8 +16,10 @@ from ilif_deploy.parallel import all_max, all_sum, world
 from .netspec import NetSpec, build_netspec
 
 
-def _source(source) -> Tuple[NetSpec, Graph]:
+def _source(source, backend=None) -> Tuple[NetSpec, Graph]:
     if isinstance(source, Graph):
+        if backend is not None:  # the backend that will run it names what it refuses, before anything is built
+            backend.check_graph(source)
         return build_netspec(source), source
     if isinstance(source, tuple):
         return source
@@ -32,6 +34,15 @@ COMPARES = ("runtime", "both", "none")
 
 class FixedPointWarning(UserWarning):
     """A fixed-point network whose sums or states can leave their ranges on the data given."""
+
+
+def _backend(engine: str, mode: str):
+    """The declared backend (:mod:`ilif_deploy.families`) of an engine and mode."""
+    from .engine import ENGINE_FIXED, ENGINE_FLOAT
+    from .netspec import LAVA_FIXED, LAVA_FLOAT
+
+    return {("lava", "fixed"): LAVA_FIXED, ("lava", "float"): LAVA_FLOAT, ("torch", "fixed"): ENGINE_FIXED,
+            ("torch", "float"): ENGINE_FLOAT}.get((engine, mode))
 
 
 def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data="digits",
@@ -85,7 +96,7 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
         raise UserError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise UserError(f"batch (--batch-size) must be >= 1, got {batch!r}")
-    spec, graph = _source(source)
+    spec, graph = _source(source, _backend(engine, mode))
     T = spec.timesteps
     if x is not None:
         data = as_dataset(np.asarray(x, dtype=np.float32), spec.input_shape, T, y)

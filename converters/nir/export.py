@@ -157,7 +157,8 @@ def recurrent_subgraph(node: N.RecurrentNeuron, dt: float, metadata: Optional[di
 
 #: NIR has one spike rule and one reset (reset to v_reset, ">"); what a layer does beyond them is written as the
 #: nearest NIR neuron plus the exact parameters in metadata (read back exactly here), and said in words
-NIR_EXPORT = families.declare("nir", families.all_but())
+NIR_EXPORT = families.declare("nir", families.all_but("spike:delta"), {
+    "spike:delta": "NIR has no graded (sigma-delta) neuron: its neurons send 0/1 spikes; export it as --target netx"})
 
 
 def conventions(p: ILIFParams) -> dict:

@@ -1,0 +1,149 @@
+"""Sigma-delta (SDNN) networks from lava-dl: the delta encoder as a neuron family, netx's SDNN layers read as lava-dl
+runs them (checked against its own netx on Lava fixed_pt), written back so that lava-dl runs the copy identically,
+refused by name where a backend has no delta encoder, and counted by energy as graded events."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from ilif_deploy import families
+from ilif_deploy.converters.netx import NetxError, export_graph, read_netx
+from ilif_deploy.errors import UserError
+from ilif_deploy.neuron_step import NUMPY_OPS, ILIFParams, run_sequence
+from ilif_deploy.runtime import run
+from netx_reference import netx_sdnn_outputs
+
+T = 6
+
+
+def test_the_delta_encoder_sends_changes_beyond_its_threshold_and_keeps_the_rest():
+    p = ILIFParams(lam=1.0, v_th=0.5, lam_u=0.0, lam_i=0.0, delta="relu")
+    x = np.array([0.25, 0.75, 0.75, 1.0, 1.5, -2.0, 0.0], np.float32)[:, None]
+    # by hand: 0.25 < 0.5 kept; 0.75 sent whole; +0.25 kept; 1.5 - 0.75 sent; relu(-2) = 0: -1.5 sent; nothing left
+    assert run_sequence(x, p, NUMPY_OPS).ravel().tolist() == [0.0, 0.75, 0.0, 0.0, 0.75, -1.5, 0.0]
+    unit = ILIFParams(lam=1.0, v_th=0.5, lam_u=0.0, lam_i=0.0, delta="unit")
+    assert run_sequence(x, unit, NUMPY_OPS).ravel().tolist() == [0.0, 0.75, 0.0, 0.0, 0.75, -3.5, 2.0]
+    assert families.features(_node(p)) == {"spike:delta"} and families.family(_node(p)) == "delta-relu"
+    assert families.update_cost(_node(p)) == (0.0, 1.0, 0.0, 1.0)
+
+
+def _node(p):
+    from ilif_deploy import ir as N
+
+    return N.Neuron("d", params=p)
+
+
+@pytest.mark.parametrize("bad", [dict(lam=0.5), dict(reset="zero"), dict(lam_u=0.5), dict(delta="tanh")])
+def test_a_delta_encoder_with_a_decay_reset_or_unknown_activation_is_refused(bad):
+    with pytest.raises(UserError, match="delta"):
+        ILIFParams(**{**dict(lam=1.0, v_th=1.0, lam_u=0.0, lam_i=0.0, delta="relu"), **bad})
+
+
+@pytest.fixture(scope="module")
+def sdnn_file(tmp_path_factory, netx):
+    """A conv SDNN written by lava-dl's own slayer blocks (Input delta, Conv, Flatten, Dense, Output with
+    sigma_output) and export_hdf5, plus a bias on the dense layer (netx hands it to lava's SigmaDelta)."""
+    from lava.lib.dl import slayer
+
+    torch.manual_seed(0)
+    sd = {"threshold": 0.1, "activation": torch.nn.functional.relu, "requires_grad": False}
+    blocks = [slayer.block.sigma_delta.Input(sd),
+              slayer.block.sigma_delta.Conv(sd, 2, 4, 3, stride=2, weight_scale=2),
+              slayer.block.sigma_delta.Flatten(),
+              slayer.block.sigma_delta.Dense(sd, 4 * 3 * 3, 16, weight_scale=2),
+              slayer.block.sigma_delta.Output(sd, 16, 3)]
+    x = torch.rand(1, 2, 7, 7, T)
+    for b in blocks:
+        x = b(x)
+    path = tmp_path_factory.mktemp("sdnn") / "sdnn.net"
+    with h5py.File(path, "w") as f:
+        layer = f.create_group("layer")
+        for i, b in enumerate(blocks):
+            b.export_hdf5(layer.create_group(str(i)))
+        layer["3"]["bias"] = np.arange(-8, 8, dtype=np.float64)
+    return path
+
+
+def _frames(seed=0):
+    """Integer frames [T, 2, 7, 7] that change for 3 steps, then hold (the deltas stop)."""
+    f = np.random.default_rng(seed).integers(0, 40, size=(T, 2, 7, 7))
+    f[3:] = f[2]
+    return f
+
+
+def test_an_sdnn_file_reads_as_lava_dl_runs_it(sdnn_file, lava):
+    g = read_netx(sdnn_file, T)
+    assert [families.family(g.nodes[k]) for k in ("layer0", "layer1", "layer3")] == ["delta", "delta-relu",
+                                                                                      "delta-relu"]
+    assert g.metadata["message_bits"] == {"layer0": 16, "layer1": 16, "layer3": 16}
+    frames = _frames()
+    ref = netx_sdnn_outputs(sdnn_file, frames)
+    out, rec = run(g, torch.from_numpy(frames[:, None].astype(np.float64)), record=["layer0", "layer1", "layer3"])
+    # a graded message is payload / 2**6 in the file's units; the sigma_output's sum 2**12 finer still
+    assert np.array_equal(ref[0] / 64, rec["layer0"][:, 0].numpy())
+    assert np.array_equal(ref[1] / 64, rec["layer1"][:, 0].numpy())  # integer weights x 6-bit payloads: exact
+    # deeper, Loihi truncates each payload to 6 fractional bits (the float reading keeps them): the same messages,
+    # each within 2**-6 of ours, and the readout within what those truncations can add up to through its weights
+    theirs, ours = ref[2] / 64, rec["layer3"][:, 0].numpy()
+    assert np.array_equal(theirs != 0, ours != 0) and np.abs(theirs - ours).max() < 2.0 ** -6
+    w = np.abs(g.nodes["layer4.synapse"].weight).sum(1).max()
+    assert np.abs(ref[3] / 4096 - out[:, 0].numpy()).max() <= w * T * 2.0 ** -6
+    assert (rec["layer3"] != 0).sum() > 0 and (ref[3] != 0).sum() > 0  # the test exercises every layer
+
+
+def test_an_sdnn_file_round_trips_and_lava_dl_runs_the_copy_identically(sdnn_file, lava, tmp_path):
+    g = read_netx(sdnn_file, T)
+    info = export_graph(g, tmp_path / "back.net")
+    assert info["rounding"] == 0.0 and info["layers"] == 3
+    with h5py.File(sdnn_file) as a, h5py.File(tmp_path / "back.net") as b:
+        for i in ("1", "3", "4"):
+            assert np.array_equal(a["layer"][i]["weight"][()], b["layer"][i]["weight"][()])
+        assert np.array_equal(a["layer/3/bias"][()], b["layer/3/bias"][()])
+        assert b["layer/4/neuron/sigma_output"][()] and b["layer/0/type"][0] == b"input"
+    frames = _frames(1)
+    for theirs, ours in zip(netx_sdnn_outputs(sdnn_file, frames), netx_sdnn_outputs(tmp_path / "back.net", frames)):
+        assert np.array_equal(theirs, ours)
+    back = read_netx(tmp_path / "back.net", T)
+    x = torch.from_numpy(frames[:, None].astype(np.float64))
+    assert torch.equal(run(g, x)[0], run(back, x)[0])
+
+
+def test_backends_without_a_delta_encoder_refuse_it_by_name(sdnn_file, tmp_path):
+    from ilif_deploy.converters.lava import simulate
+    from ilif_deploy.converters.nir import export_graph as to_nir
+    from ilif_deploy.converters.onnx import export_graph as to_onnx
+
+    g = read_netx(sdnn_file, T)
+    for write in (lambda: to_nir(g, tmp_path / "g.nir"), lambda: to_onnx(g, tmp_path / "g.onnx"),
+                  lambda: simulate(g, x=_frames()[None].astype(np.float32), mode="fixed", engine="torch",
+                                   progress=False)):
+        with pytest.raises(families.FeatureError, match="layer0.*spike:delta"):
+            write()
+    assert not list(tmp_path.iterdir())
+
+
+def test_energy_counts_graded_messages_as_events_each_a_multiply_per_synapse(sdnn_file):
+    from ilif_deploy import energy
+
+    g = read_netx(sdnn_file, T)
+    frames = _frames()[None].astype(np.float32)
+    _, rec = run(g, torch.from_numpy(frames).transpose(0, 1), record=["layer1", "layer3"])
+    rows = {r.name: r for r in energy.profile(g, frames, progress=False).rows}
+    events1, events3 = float((rec["layer1"] != 0).sum()), float((rec["layer3"] != 0).sum())
+    assert rows["layer1"].spikes == events1 and rows["layer3"].spikes == events3
+    assert "16-bit payload" in rows["layer3"].note
+    # by hand: every message of layer1 reaches all 16 dense outputs, of layer3 all 3 readout outputs
+    assert rows["layer3.synapse"].input_kind == "graded" and rows["layer3.synapse"].macs == events1 * 16
+    assert rows["layer4.synapse"].macs == events3 * 3 and rows["layer4.synapse"].acs == 0
+
+
+def test_netx_refuses_sdnn_files_it_cannot_express_by_layer(sdnn_file, tmp_path):
+    bad = tmp_path / "bad.net"
+    bad.write_bytes(sdnn_file.read_bytes())
+    with h5py.File(bad, "r+") as f:
+        del f["layer/3/neuron/activation"]
+        f["layer/3/neuron/activation"] = b"sigmoid"
+    with pytest.raises(NetxError, match="layer 3: SDNN activation 'sigmoid'"):
+        read_netx(bad, T)
