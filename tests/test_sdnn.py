@@ -42,9 +42,9 @@ def test_a_delta_encoder_with_a_decay_reset_or_unknown_activation_is_refused(bad
 
 
 @pytest.fixture(scope="module")
-def sdnn_file(tmp_path_factory, netx):
+def plain_sdnn_file(tmp_path_factory, netx):
     """A conv SDNN written by lava-dl's own slayer blocks (Input delta, Conv, Flatten, Dense, Output with
-    sigma_output) and export_hdf5, plus a bias on the dense layer (netx hands it to lava's SigmaDelta)."""
+    sigma_output) and export_hdf5 (no bias: slayer writes one only with a norm)."""
     from lava.lib.dl import slayer
 
     torch.manual_seed(0)
@@ -62,9 +62,20 @@ def sdnn_file(tmp_path_factory, netx):
         layer = f.create_group("layer")
         for i, b in enumerate(blocks):
             b.export_hdf5(layer.create_group(str(i)))
-        layer["3"]["bias"] = np.arange(-8, 8, dtype=np.float64)
     return path
 
+
+@pytest.fixture(scope="module")
+def sdnn_file(plain_sdnn_file):
+    """The same with a bias on the dense layer (netx hands it to lava's SigmaDelta)."""
+    path = plain_sdnn_file.parent / "sdnn_bias.net"
+    path.write_bytes(plain_sdnn_file.read_bytes())
+    with h5py.File(path, "r+") as f:
+        f["layer/3/bias"] = BIAS
+    return path
+
+
+BIAS = np.arange(-8, 8, dtype=np.float64)
 
 def _frames(seed=0):
     """Integer frames [T, 2, 7, 7] that change for 3 steps, then hold (the deltas stop)."""
@@ -110,18 +121,86 @@ def test_an_sdnn_file_round_trips_and_lava_dl_runs_the_copy_identically(sdnn_fil
     assert torch.equal(run(g, x)[0], run(back, x)[0])
 
 
-def test_backends_without_a_delta_encoder_refuse_it_by_name(sdnn_file, tmp_path):
+def _engine_fixed(path, frames):
+    from ilif_deploy.converters.lava.engine import TorchEngine
+    from ilif_deploy.converters.lava.netspec import build_netspec
+
+    g = read_netx(path, T)
+    return TorchEngine(build_netspec(g), mode="fixed").run(torch.from_numpy(frames[:, None].astype(np.float32)))
+
+
+def test_in_fixed_point_the_engine_and_our_lava_build_equal_lava_dl_message_for_message(plain_sdnn_file, sdnn_file,
+                                                                                         lava):
+    """At the file's own integers (6 fractional bits, 6 more in a delta encoder's states, as lava.proc.sdn): every
+    layer's messages and the sigma_output equal lava-dl's netx on Lava fixed_pt step for step, nothing saturates."""
     from ilif_deploy.converters.lava import simulate
+
+    for seed in (0, 1, 2):
+        frames = _frames(seed)
+        ref = netx_sdnn_outputs(plain_sdnn_file, frames)
+        r = _engine_fixed(plain_sdnn_file, frames)
+        for k, name in enumerate(("layer0", "layer1", "layer3")):
+            assert np.array_equal(r.spikes[name][:, 0].numpy() * 64, ref[k]), name  # messages in float units
+        assert np.array_equal(r.output[:, 0].numpy() * 4096, ref[3])
+        assert sum(r.overflows.values()) == 0 and sum(r.synapse_wraps.values()) == 0
+    g = read_netx(sdnn_file, T)
+    x = np.stack([_frames(0), _frames(1)]).astype(np.float32)
+    for mode in ("fixed", "float"):  # our Lava build (lava.proc.sdn's semantics in our process) = the engine
+        a = simulate(g, x=x, mode=mode, engine="torch", verify=2, progress=False)
+        assert a.details["verify"]["overall_spike_agreement"] == 1.0
+        assert a.details["verify"]["max_abs_logit_diff"] == 0.0
+        if mode == "fixed":
+            assert a.details["fixed_point"]["frac_bits"] == 6 and a.details["fixed_point"]["delta_state_exp"] == 6
+            assert not any(a.details["overflows"].values())
+
+
+def test_a_lava_h5_of_an_sdnn_keeps_its_integers(sdnn_file, tmp_path):
+    """The .lava.h5 stores the delta encoders' format (delta_state_exp) and which synapses carry their messages: the
+    engine run from the file equals the run from the netx graph, message for message."""
+    from ilif_deploy.converters.lava import export_graph as to_lava
+    from ilif_deploy.converters.lava.engine import TorchEngine
+    from ilif_deploy.converters.lava.h5 import read as read_h5
+
+    to_lava(read_netx(sdnn_file, T), tmp_path / "sdnn.lava.h5")
+    spec, _ = read_h5(tmp_path / "sdnn.lava.h5")
+    assert spec.quantized.fp.delta_state_exp == 6 and [s.delta for s in spec.synapses] == [False, True, True, True]
+    frames = _frames(2)
+    ours = _engine_fixed(sdnn_file, frames)
+    x = torch.from_numpy(frames[:, None].astype(np.float32))
+    back = TorchEngine(spec, mode="fixed", quantized=spec.quantized).run(x)
+    assert torch.equal(ours.output, back.output)
+    assert all(torch.equal(ours.spikes[k], back.spikes[k]) for k in ours.spikes)
+
+
+def test_a_bias_that_reaches_the_threshold_is_sent_before_the_data_on_lava(sdnn_file):
+    """The one way lava-dl's netx differs from the network as slayer trained it (and as ilif-deploy runs it): netx
+    runs every layer from Lava's first step and never resets a sigma-delta, so a layer whose ReLU(bias) reaches its
+    threshold sends it during the steps before the sample arrives.  Only those neurons' messages may differ; every
+    other message is equal (the pre-arrival ones counted at the first step)."""
+    prefill = np.maximum(BIAS, 0) >= 6  # vThMant
+    differs = 0
+    for seed in (0, 1, 2):
+        frames = _frames(seed)
+        ref, r = netx_sdnn_outputs(sdnn_file, frames), _engine_fixed(sdnn_file, frames)
+        for k, name in enumerate(("layer0", "layer1")):
+            assert np.array_equal(r.spikes[name][:, 0].numpy() * 64, ref[k]), name
+        bad = r.spikes["layer3"][:, 0].numpy() * 64 != ref[2]
+        assert not bad[:, ~prefill].any()
+        differs += int(bad.sum())
+    assert differs > 0  # the effect is real on this file: the test is not vacuous
+
+
+def test_onnx_writes_the_delta_encoder_and_nir_refuses_it_by_name(sdnn_file, tmp_path):
     from ilif_deploy.converters.nir import export_graph as to_nir
-    from ilif_deploy.converters.onnx import export_graph as to_onnx
+    from ilif_deploy.converters.onnx import compare_with_runtime, export_graph as to_onnx
 
     g = read_netx(sdnn_file, T)
-    for write in (lambda: to_nir(g, tmp_path / "g.nir"), lambda: to_onnx(g, tmp_path / "g.onnx"),
-                  lambda: simulate(g, x=_frames()[None].astype(np.float32), mode="fixed", engine="torch",
-                                   progress=False)):
-        with pytest.raises(families.FeatureError, match="layer0.*spike:delta"):
-            write()
-    assert not list(tmp_path.iterdir())
+    with pytest.raises(families.FeatureError, match="nir: layer 'layer0'.*spike:delta.*NIR has no graded"):
+        to_nir(g, tmp_path / "g.nir")
+    assert not (tmp_path / "g.nir").exists()
+    to_onnx(g, tmp_path / "g.onnx")
+    agreement = compare_with_runtime(g, tmp_path / "g.onnx", np.stack([_frames(0), _frames(1)]).astype(np.float32))
+    assert agreement.total_flips == 0 and agreement.max_abs_logit_diff < 1e-3
 
 
 def test_energy_counts_graded_messages_as_events_each_a_multiply_per_synapse(sdnn_file):

@@ -35,11 +35,11 @@ from ilif_deploy.runtime import TORCH_INFERENCE_OPS
 from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, FixedLayer, FixedOps, FixedPoint,
                     QuantizedNet, ilif_step_fixed, integrate_readout, quantize_input, quantize_spec, sigmoid_lut,
                     state_bound, torch_fixed_ops, wrap, zero_fixed_state)
-from .netspec import DELTA_REFUSAL, INPUT, OUTPUT, NetSpec, Synapse
+from .netspec import INPUT, OUTPUT, NetSpec, Synapse
 
 #: the engine runs every feature Lava runs, with the same step functions (float: ilif_step; fixed: ilif_step_fixed)
-ENGINE_FLOAT = declare("torch engine (float)", all_but("spike:delta"), DELTA_REFUSAL)
-ENGINE_FIXED = declare("torch engine (fixed point)", all_but("spike:delta"), DELTA_REFUSAL)
+ENGINE_FLOAT = declare("torch engine (float)", all_but())
+ENGINE_FIXED = declare("torch engine (fixed point)", all_but())
 
 MODES = ("fixed", "float")
 EXACT_LIMIT = 2 ** 53  # every integer below this is exact in float64, and so is every sum that stays below
@@ -88,21 +88,31 @@ class FixedBounds:
         self.row_sums = [_row_sum(s, m) for s, m in zip(spec.synapses, quantized.mantissas)]
         self.incoming = {lay.name: spec.incoming_indexed(lay.name) for lay in spec.layers + [spec.readout]}
         self.bias_max = {k: float(np.abs(q.bias_int).max(initial=0)) for k, q in quantized.layers.items()}
-        #: per synapse the largest message of a non-graded source: 1 (a spike), or a multi-spike layer's largest
-        #: count (its saturated membrane over its threshold)
-        self.message_max = [float(STATE_MAX // max(quantized.layers[s.source].vth_int, 1)) if s.counts else 1.0
+        #: per synapse the largest message of a non-graded source: 1 (a spike), a multi-spike layer's largest
+        #: count (its saturated membrane over its threshold), or a delta encoder's largest change
+        self.message_max = [float(STATE_MAX // max(quantized.layers[s.source].vth_int, 1)) if s.counts
+                            else float(STATE_MAX >> quantized.layers[s.source].state_exp) if s.delta else 1.0
                             for s in spec.synapses]
 
     def batch(self, input_max: float):
         """For graded input up to ``input_max`` (integer LSBs; spikes: 1): the largest |sum| of every synapse,
-        and per neuron layer whether :func:`.fixed.state_bound` proves its state stays in range."""
-        bounds = {i: self.row_sums[i] * (input_max if s.graded else self.message_max[i])
-                  for i, s in enumerate(self.spec.synapses)}
-        in_range = {}
-        for name, q in self.quantized.layers.items():
+        and per neuron layer whether :func:`.fixed.state_bound` proves its state stays in range.  Layers are
+        visited in order, so a delta encoder's messages are bounded by its own states' bound (else by the
+        largest state)."""
+        bounds, in_range, reach = {}, {}, {}
+        for name in [lay.name for lay in self.spec.layers] + [OUTPUT]:
+            for i, s in self.incoming[name]:
+                msg = input_max if s.graded else self.message_max[i]
+                if s.delta and s.source in reach:
+                    msg = min(msg, reach[s.source] / 2.0 ** self.quantized.layers[s.source].state_exp + 1)
+                bounds[i] = self.row_sums[i] * msg
+            if name == OUTPUT:
+                continue
+            q = self.quantized.layers[name]
             a = sum(bounds[i] for i, _ in self.incoming[name])
             x = a * 2.0 ** q.a_exp + 1 + self.bias_max[name]  # + 1: a right shift floors negatives
-            in_range[name] = state_bound(q, x, self.spec.timesteps) < STATE_MAX
+            reach[name] = state_bound(q, x, self.spec.timesteps)
+            in_range[name] = reach[name] < STATE_MAX
         return bounds, in_range
 
 
@@ -242,17 +252,26 @@ class TorchEngine:
         syn = torch.zeros_like(a_in[0], dtype=torch.float32)
         lam = torch.tensor(lay.syn_lam, dtype=torch.float32)
         prev, out = None, []
+        delta = lay.params.delta is not None
+        bias = self.bias[lay.name].to(torch.float32)
         for t in range(a_in.shape[0]):
             a = a_in[t]
             for i, s in (self.recurrent[lay.name] if t > 0 else []):
                 a = a + self._synapse(i, s, prev)
-            x = (a + self.bias[lay.name]).to(torch.float32)
-            if lay.syn_lam != 0.0:
-                syn = lam * syn + x
-                x = syn
+            if delta:  # lava's SigmaDelta: the sigma sums the input, the bias comes after it
+                x = a.to(torch.float32)
+                if lay.syn_lam != 0.0:
+                    syn = syn + x
+                    x = syn
+                x = x + bias
+            else:
+                x = (a + self.bias[lay.name]).to(torch.float32)
+                if lay.syn_lam != 0.0:
+                    syn = lam * syn + x
+                    x = syn
             rec = ilif_step(x, state, lay.params, TORCH_INFERENCE_OPS)
             state, prev = rec.state, rec.spikes
-            out.append(rec.spikes.to(spike_dtype(lay.params.multi_spike)))
+            out.append(rec.spikes if delta else rec.spikes.to(spike_dtype(lay.params.multi_spike)))
         return torch.stack(out)
 
     @torch.no_grad()
@@ -300,9 +319,11 @@ class TorchEngine:
                 over[lay.name] = over[lay.name] + n
             else:
                 s_all = self._float_sequence(lay, a_in)
-            values[lay.name] = s_all.reshape(T * B, *lay.shape).to(torch.float32)  # 0/1: exact in every type
-            if record:
-                spikes[lay.name] = s_all
+            # 0/1, counts and a delta encoder's messages (< 2**24): exact in float32
+            values[lay.name] = s_all.reshape(T * B, *lay.shape).to(torch.float32)
+            if record:  # a delta encoder's messages in float units, as the runtime sends them
+                spikes[lay.name] = s_all if fixed is None or lay.params.delta is None else \
+                    s_all.to(torch.float64) * 2.0 ** -fixed.quantized.fp.frac_bits
         out = self._input_current(OUTPUT, values, wraps, bounds, fixed).reshape(T, B, *spec.readout.shape)
         if spec.readout.syn_lam:
             if grad:
@@ -344,12 +365,13 @@ def fixed_sequence(a_in: torch.Tensor, state, layer, ops, feedback=None, keep_dt
     for t in range(a_in.shape[0]):
         step = ilif_step_fixed(a_in[t] if feedback is None else feedback(a_in[t], before), state, layer, ops, syn)
         state, syn, before, over = step.state, step.syn, step.spikes, over + step.overflows
-        out.append(step.spikes if keep_dtype else step.spikes.to(spike_dtype(layer.multi_spike)))
+        out.append(step.spikes if keep_dtype else step.spikes.to(spike_dtype(layer.multi_spike or bool(layer.delta))))
     return torch.stack(out), over
 
 
 def spike_dtype(multi_spike: bool) -> torch.dtype:
-    """How a layer's spikes are kept: 0/1 in a byte, a multi-spike layer's counts in 32 bits."""
+    """How a layer's spikes are kept: 0/1 in a byte, a multi-spike layer's counts (or a delta encoder's integer
+    messages) in 32 bits."""
     return torch.int32 if multi_spike else torch.uint8
 
 

@@ -102,7 +102,9 @@ def _fingerprint(spec: NetSpec, fp: FixedPoint, settings: dict) -> str:
     """What a checkpoint must match to be resumed: the network's structure and initial values, the format and
     the training settings."""
     h = hashlib.sha256()
-    h.update(json.dumps({"fp": [fp.frac_bits, fp.input_frac_bits, fp.weight_bits], **settings,
+    # delta_state_exp only where it is set: the checkpoints of every other network keep their fingerprints
+    fmt = [fp.frac_bits, fp.input_frac_bits, fp.weight_bits] + ([fp.delta_state_exp] if fp.delta_state_exp else [])
+    h.update(json.dumps({"fp": fmt, **settings,
                          "layers": [[lay.name, list(lay.shape)] for lay in spec.layers],
                          "synapses": [[s.source, s.target, s.kind, list(np.shape(s.weight))] for s in spec.synapses]},
                         sort_keys=True).encode())

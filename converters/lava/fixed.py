@@ -24,6 +24,16 @@ Format (one LSB of state = 2**-frac_bits of a float unit; every state a signed 2
     v        = max(v, v_min_int)                     a membrane floor (v_min_int not None)
     ciu_drive= S * (x or u)
 
+A delta encoder (``ILIFParams.delta``: lava-dl's sigma-delta, as lava's ``lava.proc.sdn`` fixed-point models compute
+it) keeps ``FixedPoint.delta_state_exp`` more fractional bits in its states than the network's format (lava's
+``state_exp``, 6 at Loihi's integers) and sends its changes with the format's (``s >> state_exp``; lava's
+``spike_exp`` is then the format's 6)::
+
+    x        = (a_in << a_exp);  syn = syn + x; x = syn    its sigma (a synaptic current that never decays)
+    act      = relu(x + bias_int)  (or x + bias_int)     the bias after the sigma
+    d        = act - v                                    v: what the receivers hold
+    S        = d where |d| >= vth_int, else 0;  v += S;  message = S >> state_exp
+
 Every value that leaves the signed 24-bit range is saturated and counted (``overflows``).
 
 What Lava's own connection processes do in fixed point, reproduced by the engine (measured on
@@ -64,9 +74,13 @@ class FixedPoint:
     frac_bits: int = 16
     input_frac_bits: int = 8
     weight_bits: int = 8
+    #: the fractional bits a delta encoder's states keep beyond ``frac_bits`` (its messages carry ``frac_bits``):
+    #: lava.proc.sdn's state_exp, 6 at Loihi's integers; 0 in ilif-deploy's own formats (16 bits are plenty)
+    delta_state_exp: int = 0
 
     def __post_init__(self) -> None:
-        for name, lo, hi in (("frac_bits", 1, 22), ("input_frac_bits", 0, 23), ("weight_bits", 2, 8)):
+        for name, lo, hi in (("frac_bits", 1, 22), ("input_frac_bits", 0, 23), ("weight_bits", 2, 8),
+                             ("delta_state_exp", 0, 22 - self.frac_bits if isinstance(self.frac_bits, int) else 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
                 raise UserError(f"fixed point: {name} must be an integer in [{lo}, {hi}], got {v!r}")
@@ -74,7 +88,7 @@ class FixedPoint:
 
 #: the format of a file that holds Loihi's own integers (lava-dl netx): weights and thresholds are integers whose
 #: Loihi scale is 2**6 (``a_in << 6``, ``vth << 6``, ``bias << 6`` in Lava's fixed-point LIF), input frames integers
-LOIHI_INTEGERS = {"frac_bits": 6, "input_frac_bits": 0}
+LOIHI_INTEGERS = {"frac_bits": 6, "input_frac_bits": 0, "delta_state_exp": 6}
 
 
 def native_format(metadata: dict) -> Optional[FixedPoint]:
@@ -85,7 +99,8 @@ def native_format(metadata: dict) -> Optional[FixedPoint]:
     if not f:
         return None
     return FixedPoint(frac_bits=int(f["frac_bits"]), input_frac_bits=int(f["input_frac_bits"]),
-                      weight_bits=int(f.get("weight_bits", FixedPoint.weight_bits)))
+                      weight_bits=int(f.get("weight_bits", FixedPoint.weight_bits)),
+                      delta_state_exp=int(f.get("delta_state_exp", 0)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,8 +113,9 @@ def sigmoid_lut(frac_bits: int) -> np.ndarray:
     return lut
 
 
-def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence[bool], fp: FixedPoint,
-                     post_shifts: Optional[Sequence[int]] = None) -> Tuple[List[np.ndarray], int]:
+def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence, fp: FixedPoint,
+                     post_shifts: Optional[Sequence[int]] = None, state_frac_bits: Optional[int] = None
+                     ) -> Tuple[List[np.ndarray], int]:
     """Mantissas of every synapse into one layer and the layer's shift ``a_exp``.
 
     One exponent per target layer, chosen so the largest weight uses the full ``weight_bits``; a graded
@@ -108,8 +124,11 @@ def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence[bool], fp: 
     so ``sum(mant * s) << a_exp`` is the input current in state LSBs.  ``post_shifts``: per synapse, a right
     shift of its sum (before ``a_exp``) that its mantissas are scaled up by."""
     post_shifts = post_shifts or [0] * len(graded)
-    # float -> state LSBs per source
-    shifts = [fp.frac_bits - (fp.input_frac_bits if g else 0) + p for g, p in zip(graded, post_shifts)]
+    state = fp.frac_bits if state_frac_bits is None else state_frac_bits
+    # float -> state LSBs per source: ``graded`` True is the analog input (input_frac_bits), an int a source's own
+    # fractional bits (a delta encoder's messages carry the format's), False a 0/1 spike
+    frac = [fp.input_frac_bits if g is True else 0 if g is False else int(g) for g in graded]
+    shifts = [state - f + p for f, p in zip(frac, post_shifts)]
     mag = max((np.abs(w).max(initial=0.0) * 2.0 ** k for w, k in zip(weights, shifts)), default=0.0)
     top = 2 ** (fp.weight_bits - 1) - 1
     e = math.ceil(math.log2(mag / top)) if mag > 0 else 0
@@ -163,6 +182,10 @@ class FixedLayer:
     charge: str = "lam"
     decay_in: int = 0
     rest_int: int = 0
+    #: a delta encoder (ILIFParams.delta: "unit" or "relu"; its frac_bits include DELTA_STATE_EXP) and the right shift
+    #: from its states to its messages
+    delta: Optional[str] = None
+    state_exp: int = 0
     #: proven (by :func:`state_bound`) that no value can leave the 24-bit range: saturation is skipped,
     #: which changes no result (every clamp would be a no-op) and saves most of the step's work
     in_range: bool = False
@@ -171,8 +194,10 @@ class FixedLayer:
     def from_params(cls, params: ILIFParams, bias, a_exp: int, fp: FixedPoint, syn_lam: float = 0.0) -> "FixedLayer":
         """Quantise a layer: threshold, reset level and bias to state LSBs (rounded), decays (and the synaptic
         current's, ``syn_lam``) to 12 bits."""
-        one = 2.0 ** fp.frac_bits
-        return cls(frac_bits=fp.frac_bits, a_exp=int(a_exp), vth_int=int(round(params.v_th * one)),
+        state_exp = fp.delta_state_exp if params.delta is not None else 0
+        one = 2.0 ** (fp.frac_bits + state_exp)
+        return cls(frac_bits=fp.frac_bits + state_exp, delta=params.delta, state_exp=state_exp, a_exp=int(a_exp),
+                   vth_int=int(round(params.v_th * one)),
                    decay_lam=int(round(params.lam * DECAY_ONE)), decay_u=int(round(params.lam_u * DECAY_ONE)),
                    decay_i=int(round(params.lam_i * DECAY_ONE)), ciu_on=params.ciu_enabled,
                    mpiu_on=params.mpiu_enabled, ciu_from_net=params.ciu_source == "net",
@@ -296,6 +321,8 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
     def decay(v, d: int):
         return v if d == DECAY_ONE else ops.decay(v, d)
 
+    if layer.delta is not None:
+        return _delta_step_fixed(a_in, state, layer, ops, syn, sat, counts)
     x = sat(ops.shift(a_in, layer.a_exp) + layer.bias_int)
     if layer.decay_syn:
         x = syn = sat(decay(syn, layer.decay_syn) + x)
@@ -335,10 +362,24 @@ def ilif_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps = N
                      syn if layer.decay_syn else None)
 
 
+def _delta_step_fixed(a_in, state: ILIFState, layer: FixedLayer, ops: FixedOps, syn, sat, counts) -> FixedStep:
+    """:func:`ilif_step_fixed` of a delta encoder (see the module docstring)."""
+    x = ops.shift(a_in, layer.a_exp)
+    if layer.decay_syn:  # the sigma
+        x = syn = sat((syn if layer.decay_syn == DECAY_ONE else ops.decay(syn, layer.decay_syn)) + x)
+    x = sat(x + layer.bias_int)
+    d = sat((ops.relu(x) if layer.delta == "relu" else x) - state.v)
+    sent = d * ops.fire(ops.relu(d) + ops.relu(-d), layer.vth_int, False)
+    return FixedStep(ops.shift(sent, -layer.state_exp), state._replace(v=state.v + sent), sum(counts[1:], counts[0]),
+                     x, syn if layer.decay_syn else None)
+
+
 def state_bound(layer: FixedLayer, x_bound: float, timesteps: int) -> float:
     """The largest magnitude any value of the step can take over ``timesteps`` steps from zero state when
     ``|x| <= x_bound`` every step (decays round toward zero, so |decay(v)| <= d/4096 |v|).  Below
     STATE_MAX no saturation can occur, and ``replace(layer, in_range=True)`` gives the same results."""
+    if layer.delta is not None:  # the sigma sums |x| at most T times; act and v within it, their difference twice
+        return 2 * (x_bound * timesteps if layer.decay_syn else x_bound) * (1 + 1e-12) + 1
     lam, lam_u, lam_i = (layer.decay_lam / DECAY_ONE, layer.decay_u / DECAY_ONE, layer.decay_i / DECAY_ONE)
     sig = float(sigmoid_lut(layer.frac_bits).max()) if layer.mpiu_on else 0.0
     ciu = mpiu = v = drive = syn = 0.0
@@ -407,8 +448,10 @@ def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[Lis
         if mantissas is not None:
             m, a_exp = [mantissas[i] for i, _ in incoming], int(exponents[layer.name])
         else:
-            m, a_exp = quantize_weights([s.weight for _, s in incoming], [s.graded for _, s in incoming], fp,
-                                        [post[i] for i, _ in incoming])
+            sources = [fp.frac_bits if s.delta else s.graded for _, s in incoming]
+            target = fp.frac_bits + (fp.delta_state_exp if layer.params is not None and layer.params.delta else 0)
+            m, a_exp = quantize_weights([s.weight for _, s in incoming], sources, fp, [post[i] for i, _ in incoming],
+                                        target)
         for (i, _), mi in zip(incoming, m):
             mants[i] = mi
         if layer is spec.readout:

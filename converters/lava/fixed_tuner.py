@@ -86,7 +86,11 @@ def _shifts(spec: NetSpec, quantized: QuantizedNet) -> List[int]:
     """Per synapse, the power of two from float units to state LSBs before the layer's exponent (as
     :func:`.fixed.quantize_weights` computes it)."""
     fp = quantized.fp
-    return [fp.frac_bits - (fp.input_frac_bits if s.graded else 0) + p
+
+    def state(target: str) -> int:  # a delta encoder's states keep more fractional bits (FixedLayer.frac_bits)
+        return fp.frac_bits if target == OUTPUT else quantized.layers[target].frac_bits
+
+    return [state(s.target) - (fp.input_frac_bits if s.graded else fp.frac_bits if s.delta else 0) + p
             for s, p in zip(spec.synapses, quantized.post_shifts)]
 
 
@@ -210,14 +214,13 @@ class FixedTuner(torch.nn.Module):
                 inside = (mant.abs() <= 2 * top).to(torch.float64)
                 mant = _ste(mant, self._weight(i).reshape(mant.shape) * float(2.0 ** (k - e)) * inside)
             weights.append(mant.to(dt))
-        one = float(2 ** self.fp.frac_bits)
-
         def integers(value):  # the quantiser's integers as float64 on the device
             return torch.as_tensor(np.asarray(value, np.float64), dtype=torch.float64, device=self.device)
 
         layers = {}
         for i, lay in enumerate(spec.layers):
             fl = q.layers[lay.name]
+            one = float(2 ** fl.frac_bits)
             b, lam, vth = self._bias(i), self._lam(i), self._vth(i)
             kw = {"bias_int": integers(fl.bias_int) if b is None else _ste(integers(fl.bias_int), b * one)}
             if lam is not None:
@@ -244,17 +247,16 @@ def snapped_spec(spec: NetSpec, quantized: QuantizedNet) -> NetSpec:
     biases = bias_int / 2**frac_bits, thresholds = vth_int / 2**frac_bits, decays = d / 4096): the same integers
     come back from :func:`.fixed.quantize_spec` (the largest mantissa of a layer keeps its exponent: training
     re-chose it every step, so it is above half the range), and every value is exact in float32."""
-    fp = quantized.fp
     synapses = []
     for s, m, k, e in zip(spec.synapses, quantized.mantissas, _shifts(spec, quantized), _exponents(spec, quantized)):
         synapses.append(replace(s, weight=np.asarray(m, np.float64) / 2 * 2.0 ** (e + 1 - k)))
     layers = []
     for lay in spec.layers:
         fl = quantized.layers[lay.name]
-        params = replace(lay.params, v_th=fl.vth_int / 2.0 ** fp.frac_bits) if lay.kind == "neuron" else lay.params
+        params = replace(lay.params, v_th=fl.vth_int / 2.0 ** fl.frac_bits) if lay.kind == "neuron" else lay.params
         if params.learned_decay:
             params = _with_lam(params, fl.decay_lam / DECAY_ONE)
-        layers.append(replace(lay, bias=np.asarray(fl.bias_int, np.float64) / 2.0 ** fp.frac_bits, params=params))
+        layers.append(replace(lay, bias=np.asarray(fl.bias_int, np.float64) / 2.0 ** fl.frac_bits, params=params))
     return replace(spec, synapses=synapses, layers=layers, quantized=None)
 
 
@@ -265,7 +267,8 @@ def tuned_graph(tuner: FixedTuner, source_metadata: Optional[dict] = None, reado
     meta = {k: v for k, v in (source_metadata or {}).items() if k not in ("fixed_point", "torch_module", "arch")}
     fp = tuner.fp
     meta["fixed_point"] = {"frac_bits": fp.frac_bits, "input_frac_bits": fp.input_frac_bits,
-                           "weight_bits": fp.weight_bits, "from": "fixed-point fine-tuning (ilif-finetune)"}
+                           "weight_bits": fp.weight_bits, "delta_state_exp": fp.delta_state_exp,
+                           "from": "fixed-point fine-tuning (ilif-finetune)"}
     return spec_graph(snapped_spec(spec, q), readout, meta)
 
 

@@ -8,7 +8,8 @@ Every array is stored once, in the precision it is used in (version 3)::
     /ir_graph            the exact IR graph (ilif-deploy .npz bytes; float32 weights): the float synapses are
                          rebuilt from it on reading (build_netspec is deterministic), and ilif-simulate compares
                          with the torch runtime on it
-    /fixed               attrs frac_bits, input_frac_bits, weight_bits: the fixed-point format of the mantissas
+    /fixed               attrs frac_bits, input_frac_bits, weight_bits (and delta_state_exp where a network has delta
+                         encoders and it is not 0): the fixed-point format of the mantissas
     /layer/0             type="input", shape [C, H, W], encoding
     /layer/<i>           type="neuron" | "maxpool" (a neuron layer) ... and last "readout" (files before version 4:
                          the neuron's source module, "ilif" | "lif" | "iplif", for "neuron")
@@ -19,7 +20,8 @@ Every array is stored once, in the precision it is used in (version 3)::
         synapse/<j>/     source (layer name or "input"; its own name: a recurrent synapse), kind ("dense" |
                          "conv" | "sparse"), in_shape,
                          out_shape, stride, padding, dilation, groups, delay (extra steps), graded (analog input),
-                         counts (spike counts of a multi-spike layer; version 4), mantissa (int8 or int16:
+                         counts (spike counts of a multi-spike layer; version 4), delta (a delta encoder's
+                         messages; absent: False), mantissa (int8 or int16:
                          signed weight_bits mantissas m; Lava's Dense takes 2 m)
 
 Versions 1 and 2 stored float64 weights and biases per synapse (2.3x the float32 weights for ResNet-18);
@@ -70,6 +72,8 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
                            source=str(spec.metadata.get("source", "")), dense_conv_limit=int(dense_conv_limit))
             f.create_group("fixed").attrs.update(frac_bits=q.fp.frac_bits, input_frac_bits=q.fp.input_frac_bits,
                                                  weight_bits=q.fp.weight_bits)
+            if q.fp.delta_state_exp:  # written only where it matters: files of networks without one stay as they were
+                f["fixed"].attrs["delta_state_exp"] = q.fp.delta_state_exp
             root = f.create_group("layer")
             g0 = root.create_group("0")
             g0["type"], g0["shape"], g0["encoding"] = "input", np.asarray(spec.input_shape), spec.encoding
@@ -95,6 +99,8 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
                     for k in ("in_shape", "out_shape", "stride", "padding", "dilation"):
                         h[k] = np.asarray(getattr(s, k))
                     h["groups"], h["delay"], h["graded"], h["counts"] = s.groups, s.delay, int(s.graded), int(s.counts)
+                    if s.delta:
+                        h["delta"] = 1
             f.create_dataset("ir_graph", data=np.frombuffer(graph.to_bytes(), dtype=np.uint8))
 
     write_hdf5_atomic(path, fill)
@@ -173,7 +179,8 @@ def read(path: Union[str, os.PathLike]) -> Tuple[NetSpec, Graph]:
                                             padding=tup("padding"), dilation=tup("dilation"),
                                             groups=int(h["groups"][()]), delay=int(h["delay"][()]),
                                             graded=bool(h["graded"][()]),
-                                            counts=bool(h["counts"][()]) if "counts" in h else False))
+                                            counts=bool(h["counts"][()]) if "counts" in h else False,
+                                            delta=bool(h["delta"][()]) if "delta" in h else False))
             ir_bytes = f["ir_graph"][()].tobytes()
         except KeyError as e:
             raise LavaFileError(f"{path}: missing entry {e}") from None

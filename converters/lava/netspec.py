@@ -40,19 +40,17 @@ import torch
 
 from ilif_deploy import ir as N
 from ilif_deploy.errors import GraphError, UserError
-from ilif_deploy.families import NeuronView, all_but, declare, features
+from ilif_deploy.families import NeuronView, all_but, declare
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.ir.lowering import fold_batchnorm
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import apply_node
 
 #: Lava runs every neuron feature: the float model calls the shared ilif_step, the fixed one ilif_step_fixed (where
-#: the MPIU's sigmoid is a table: an approximation, measured), spike counts travel as graded messages
-#: sigma-delta layers (graded delta messages at Loihi's payload scale) are not built for Lava yet
-DELTA_REFUSAL = {"spike:delta": "ilif-deploy's Lava build has no delta encoder (sigma-delta) yet; lava-dl's netx "
-                                "runs the file, ilif-deploy's runtime runs it in float"}
-LAVA_FLOAT = declare("lava (float)", all_but("spike:delta"), DELTA_REFUSAL)
-LAVA_FIXED = declare("lava (fixed point)", all_but("spike:delta"), DELTA_REFUSAL)
+#: the MPIU's sigmoid is a table: an approximation, measured); spike counts and a delta encoder's changes travel as
+#: graded messages
+LAVA_FLOAT = declare("lava (float)", all_but())
+LAVA_FIXED = declare("lava (fixed point)", all_but())
 
 #: largest fused dense matrix (entries) before the builder refuses (float64: 8 bytes each)
 DENSE_LIMIT = 1 << 25
@@ -77,6 +75,7 @@ class Synapse:
     delay: int = 0  # extra steps beyond the one every connection adds
     graded: bool = False  # analog input (direct encoding) instead of 0/1 spikes
     counts: bool = False  # spike counts of a multi-spike layer (graded messages of integers, weighted as spikes)
+    delta: bool = False  # a delta encoder's messages (graded changes, in float units / the format's fractional bits)
 
     @property
     def recurrent(self) -> bool:
@@ -97,7 +96,7 @@ class Layer:
     depth: int = 0
     #: decay per step of the synaptic current i[t] = syn_lam * i[t-1] + a[t] (a CubaLIF's); 0: no such current.
     #: For the readout: a leaky integrator before the output (a netx dense layer without a neuron, NIR's LI), whose
-    #: ``bias`` is added after it, ``y[t] = i[t] + bias``
+    #: ``bias`` is added after it, ``y[t] = i[t] + bias``; so is a delta encoder's (its sigma, ``syn_lam`` 1)
     syn_lam: float = 0.0
 
 
@@ -278,34 +277,42 @@ def _maxpool_synapse(graph: Graph, node: "N.MaxPool2d") -> Synapse:
                    padding=tuple(node.padding), dilation=tuple(node.dilation), groups=c)
 
 
-def _synaptic_current(graph: Graph, target: str) -> Tuple[str, float, np.ndarray]:
+def _synaptic_current(graph: Graph, target: str) -> Tuple[str, float, np.ndarray, Optional[np.ndarray]]:
     """Where the synapses of neuron ``target`` end, and what the neuron makes of them: ``(node whose input
     the synapses drive, syn_lam, per-neuron gain)``.  For a plain neuron that is itself, 0, 1.  A
     ``LeakyIntegrator`` reached through per-channel gains only (an ``Affine`` without shift) is the neuron's
     synaptic current: its gain ``d`` scales the current's inputs instead (``d * i`` obeys the same
-    recurrence), exactly when ``d`` is 1, as NIR and netx imports write it."""
+    recurrence), exactly when ``d`` is 1, as NIR and netx imports write it.  A delta encoder's sigma may have a
+    constant after it (an SDNN bias): returned last (else None)."""
     tnode, shape = graph.nodes[target], tuple(graph.nodes[target].shape)
     if isinstance(tnode, N.RecurrentNeuron):
         if tnode.syn_lam != 0.0 and tnode.mem_shift != 0.0:
             raise GraphError(f"'{target}': a constant added after its synaptic current (mem_shift "
                              f"{tnode.mem_shift:g}) has no Lava form; the Lava neuron adds constants before it")
-        return target, float(tnode.syn_lam), np.full(shape, tnode.in_scale * tnode.mem_scale)
-    gain, name = np.ones(shape), target
+        return target, float(tnode.syn_lam), np.full(shape, tnode.in_scale * tnode.mem_scale), None
+    gain, name, after = np.ones(shape), target, None
+    delta = tnode.params.delta is not None
     while len(graph.inputs_of(name)) == 1:
         pred = graph.nodes[graph.inputs_of(name)[0]]
         if isinstance(pred, N.LeakyIntegrator):
-            return pred.name, float(pred.lam), gain
+            return pred.name, float(pred.lam), gain, after
         if not isinstance(pred, N.Affine) or pred.bn_stats is not None:
             break
         if np.any(pred.shift != 0):
-            if graph.inputs_of(pred.name) and isinstance(graph.nodes[graph.inputs_of(pred.name)[0]],
-                                                         N.LeakyIntegrator):
+            behind = graph.inputs_of(pred.name)
+            if (delta and after is None and np.all(pred.scale == 1.0) and behind
+                    and isinstance(graph.nodes[behind[0]], N.LeakyIntegrator)):
+                after = np.broadcast_to(pred.shift.astype(np.float64).reshape((-1,) + (1,) * (len(shape) - 1)),
+                                        shape).copy()
+                name = pred.name
+                continue
+            if behind and isinstance(graph.nodes[behind[0]], N.LeakyIntegrator):
                 raise GraphError(f"'{pred.name}': a constant added after the synaptic current of '{target}' has "
                                  f"no Lava form; the Lava neuron adds constants before it")
             break
         gain = gain * pred.scale.astype(np.float64).reshape((-1,) + (1,) * (len(shape) - 1))
         name = pred.name
-    return target, 0.0, np.ones(shape)
+    return target, 0.0, np.ones(shape), None
 
 
 def _readout_current(graph: Graph, out_name: str) -> Tuple[str, float, np.ndarray, np.ndarray]:
@@ -352,15 +359,6 @@ def _recurrent_synapse(node: "N.RecurrentNeuron", gain: np.ndarray) -> Tuple[Syn
                    counts=node.params.multi_spike), bias
 
 
-def _refuse_inexpressible(graph: Graph) -> None:
-    """A feature both Lava backends refuse has no NetSpec layer either (the torch engines run NetSpecs): refused by
-    name before building, so the user reads the neuron's reason, not what the builder then trips over."""
-    refused = frozenset(LAVA_FLOAT.refuses) & frozenset(LAVA_FIXED.refuses)
-    for node in graph.nodes.values():
-        if isinstance(node, N.SPIKING) and features(node) & refused:
-            LAVA_FLOAT.check_node(node)
-
-
 def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
     """Describe ``graph`` as neuron layers + fused synapses (see the module docstring).
 
@@ -379,7 +377,6 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             else ""
         raise UserError(f"the network has no number of time steps T{where}: give -T N")
     graph = fold_batchnorm(graph.validate())
-    _refuse_inexpressible(graph)
     layers: Dict[str, Layer] = {}
     synapses: List[Synapse] = []
     targets = [n for n in graph.topological_order()
@@ -393,9 +390,9 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=MAXPOOL_PARAMS,
                                    bias=np.zeros(tnode.shape), kind="maxpool", depth=depth[target])
             continue
-        after = None
+        after, after_sigma = None, None
         if isinstance(tnode, N.SPIKING):
-            end, syn_lam, gain = _synaptic_current(graph, target)
+            end, syn_lam, gain, after_sigma = _synaptic_current(graph, target)
         elif isinstance(tnode, N.Output):
             end, syn_lam, gain, after = _readout_current(graph, target)
         else:
@@ -409,11 +406,12 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
         if isinstance(tnode, N.RecurrentNeuron):
             rec, rec_bias = _recurrent_synapse(tnode, gain)
             bias = tnode.mem_scale * (tnode.in_scale * (bias + rec_bias) + tnode.in_shift) + tnode.mem_shift
-        elif syn_lam and after is not None:  # the readout's integrator: constants after it only
+        elif syn_lam and (after is not None or tnode.params.delta is not None):  # constants after the integrator
             if np.any(bias):
-                raise GraphError(f"'{end}': a constant into the leaky integrator before the output has no Lava form "
-                                 f"(it would be integrated); the readout adds its constants after it")
-            bias = np.broadcast_to(after, tnode.shape).copy()
+                raise GraphError(f"'{end}': a constant into the leaky integrator before '{target}' has no Lava form "
+                                 f"(it would be integrated every step); add it after the integrator")
+            extra = after if after is not None else after_sigma
+            bias = np.zeros(tnode.shape) if extra is None else np.broadcast_to(extra, tnode.shape).copy()
         else:
             bias = bias * gain
         tdepth = max(depth[s] for s in sources) + 1
@@ -422,10 +420,11 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             in_shape = tuple(graph.nodes[source].shape)
             graded = isinstance(graph.nodes[source], N.Input)
             counts = isinstance(graph.nodes[source], N.SPIKING) and graph.nodes[source].params.multi_spike
+            delta = isinstance(graph.nodes[source], N.SPIKING) and graph.nodes[source].params.delta is not None
             paths = _paths(graph, source, end, order)
             common = dict(source=INPUT if graded else source, target=target, in_shape=in_shape,
                           out_shape=tuple(tnode.shape), delay=tdepth - depth[source] - 1, graded=graded,
-                          counts=counts)
+                          counts=counts, delta=delta)
             conv = _plain_conv(graph, paths[0], in_shape) if len(paths) == 1 else None
             if conv is not None and np.prod(in_shape) * np.prod(tnode.shape) <= dense_conv_limit:
                 conv = None

@@ -158,6 +158,8 @@ class LavaNetwork:
             part = np.asarray(mm[d:d + n * T], dtype=np.float64)  # sample s, step t sits at row s*T + t + depth
             del mm
             part = from_lava(part, layer.shape).reshape(n, T, *layer.shape).swapaxes(0, 1)
+            if self.mode == "fixed" and layer.params is not None and layer.params.delta is not None:
+                part = part * 2.0 ** -self.fp.frac_bits  # a delta encoder's messages in float units, as the runtime's
             result[k] = part
         out = result.pop(OUTPUT)
         if self.mode == "fixed":  # the recorder takes the sum exact: wrap it as Lava's int32 port does, counted
@@ -226,7 +228,8 @@ def _connect(src_port, syn: Synapse, w_lava, dst_port, mode: str, connections: l
         from lava.proc.dense.process import Dense
         from lava.proc.sparse.process import Sparse
 
-    bits = 24 if syn.graded or syn.counts else 0  # analog values and spike counts travel as graded messages
+    # analog values, spike counts and a delta encoder's changes travel as graded messages
+    bits = 24 if syn.graded or syn.counts or syn.delta else 0
     out_l = lava_shape(syn.out_shape)
     if syn.kind == "conv":
         conn = Conv(weight=w_lava, input_shape=lava_shape(syn.in_shape), padding=syn.padding[::-1],
@@ -350,10 +353,11 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
         if hasattr(dst, "wraps"):
             counted[key].append(dst)
     if record:
-        for layer in spec.layers:  # 0/1 spikes in a byte; a multi-spike layer's counts need more
+        for layer in spec.layers:  # 0/1 spikes in a byte; counts and a delta encoder's messages need more
             proc = neurons[layer.name]
-            proc.s_out.connect(recorder(layer.name, proc.s_out.shape,
-                                        "int32" if layer.params.multi_spike else "uint8").a_in)
+            delta = layer.params.delta is not None
+            kind = "float32" if delta and mode == "float" else "int32" if delta or layer.params.multi_spike else "uint8"
+            proc.s_out.connect(recorder(layer.name, proc.s_out.shape, kind).a_in)
     return LavaNetwork(spec=spec, mode=mode, samples=samples, source=src, neurons=neurons, recorders=recorders,
                        workdir=workdir, fp=fp, quantized=quantized, readout_scale=readout_scale,
                        connections=connections, fast_conv=fast_conv, counted=counted)

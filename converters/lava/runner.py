@@ -204,8 +204,9 @@ def fixed_point_origin(spec: NetSpec, fixed, quantized) -> dict:
         origin = spec.metadata["fixed_point"].get("from", "the file")
     else:
         origin = "ilif-deploy's default"
+    extra = {"delta_state_exp": fp.delta_state_exp} if fp.delta_state_exp else {}  # a delta encoder's extra bits
     return {"frac_bits": fp.frac_bits, "input_frac_bits": fp.input_frac_bits, "weight_bits": fp.weight_bits,
-            "from": origin}
+            **extra, "from": origin}
 
 
 def stored_quantization(spec: NetSpec, fixed=None):

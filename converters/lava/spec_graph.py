@@ -95,11 +95,15 @@ def spec_graph(spec: NetSpec, readout: str = "sum", metadata: Optional[dict] = N
                                     weight=np.asarray(rec[0].weight, np.float32),
                                     bias=np.asarray(lay.bias, np.float32).reshape(-1), syn_lam=float(lay.syn_lam)), [x])
         else:
-            x = biased(lay, x, lay.bias)
+            delta = lay.params.delta is not None  # a delta encoder's bias comes after its sigma (lava's SigmaDelta)
+            if not delta:
+                x = biased(lay, x, lay.bias)
             if lay.syn_lam:
                 g.add(N.LeakyIntegrator(name=f"{lay.name}/current", shape=tuple(lay.shape), lam=float(lay.syn_lam)),
                       [x])
                 x = f"{lay.name}/current"
+            if delta:
+                x = biased(lay, x, lay.bias)
             g.add(N.Neuron(name=lay.name, shape=tuple(lay.shape), params=lay.params), [x])
         names[lay.name] = lay.name
     ro = spec.readout

@@ -31,8 +31,7 @@ OPSET = 18
 IR_VERSION = 9
 BATCH = "batch"
 #: every neuron feature is written op for op as ilif_step computes it (.neuron); the learned decay is a constant
-ONNX = families.declare("onnx", families.all_but("spike:delta"), {
-    "spike:delta": "the ONNX exporter does not write delta encoders (graded sigma-delta messages) yet"})
+ONNX = families.declare("onnx", families.all_but())
 
 
 class UnsupportedNodeError(GraphError):

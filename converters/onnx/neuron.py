@@ -103,6 +103,15 @@ def emit_neuron(b: OnnxBuilder, name: str, family: str, p: ILIFParams, steps_in:
         last = t == T
         if step_input is not None:
             x = step_input(t, x, spikes[-1] if spikes else None)
+        if p.delta is not None:  # a delta encoder, as ilif_step: d = act(x) - v, sent where |d| >= v_th, v += sent
+            act = b.op("Relu", [x], f"{s_}/act") if p.delta == "relu" else x
+            d = act if m is None else b.op("Sub", [act, m], f"{s_}/change")
+            size = b.op("Add", [b.op("Relu", [d], f"{s_}/up"), b.op("Relu", [b.op("Neg", [d], f"{s_}/neg")],
+                                                                         f"{s_}/down")], f"{s_}/size")
+            fire = b.op("Cast", [b.op("GreaterOrEqual", [size, v_th], f"{s_}/fire")], f"{s_}/fired", to=1)
+            spikes.append(b.op("Mul", [d, fire], f"{s_}/spikes", doc=doc))
+            m = spikes[-1] if m is None else b.op("Add", [m, spikes[-1]], f"{s_}/v")
+            continue
         current = x
         if p.ciu_enabled:
             if ciu is None and drive is None:

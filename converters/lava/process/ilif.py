@@ -144,13 +144,20 @@ class PyILIFModelFloat(_WindowMixin, PyLoihiProcessModel):
         if k == 0:
             for name in STATES:
                 getattr(self, name)[...] = 0
-        x = (a_in + self.proc_params["bias"]).astype(np.float32)
-        syn_lam = self.proc_params["syn_lam"]
-        if syn_lam != 0.0:
-            self.syn[...] = np.float32(syn_lam) * self.syn + x
-            x = self.syn.copy()
+        syn_lam, params = self.proc_params["syn_lam"], self.proc_params["params"]
+        if params.delta is not None:  # lava's SigmaDelta: the sigma sums the input, the bias comes after it
+            x = a_in.astype(np.float32)
+            if syn_lam != 0.0:
+                self.syn[...] = self.syn + x
+                x = self.syn.copy()
+            x = x + self.proc_params["bias"].astype(np.float32)
+        else:
+            x = (a_in + self.proc_params["bias"]).astype(np.float32)
+            if syn_lam != 0.0:
+                self.syn[...] = np.float32(syn_lam) * self.syn + x
+                x = self.syn.copy()
         state = ILIFState(v=self.v, mpiu=self.mpiu, ciu=self.ciu, ciu_drive=self.ciu_drive)
-        rec = ilif_step(x, state, self.proc_params["params"], NUMPY_OPS)
+        rec = ilif_step(x, state, params, NUMPY_OPS)
         self.u[...] = rec.u
         for n in ILIFState._fields:
             getattr(self, n)[...] = getattr(rec.state, n)
