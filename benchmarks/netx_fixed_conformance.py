@@ -9,6 +9,12 @@ integer frames, which netx's caller turns into the bias with the input layer's t
 bias``) and our reading does in the graph.  netx runs with ``reset_interval = T`` (its way of running one sample
 of T steps through its pipeline).  Prints, per file and format, the values compared, the mismatches and the
 saturated states.
+
+A sigma-delta (SDNN) file is fed integer frames (0..255, changing for the first half of the T steps, then held, so
+the deltas die out) through its Delta input layer; netx never resets a sigma-delta, so one sample runs from Lava's
+first step, and its graded messages (every layer, every step) and the sigma_output are compared with the engine's,
+which runs the same pre-fill (NetSpec.prefill).  lava-dl's own SDNN files (its PilotNet SDNN tutorial and test
+networks) are in its repository, e.g. ``tutorials/lava/lib/dl/netx/pilotnet_sdnn/network.net``.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from netx_reference import netx_spikes  # noqa: E402 - the tests' own reference run
+from netx_reference import netx_sdnn_outputs, netx_spikes  # noqa: E402 - the tests' own reference run
 
 
 def main() -> int:
@@ -43,6 +49,9 @@ def main() -> int:
     for path in files:
         graph = read_netx(path, timesteps=args.T)
         spec = build_netspec(graph)
+        if spec.prefill:
+            sdnn(path, graph, spec, args, rng)
+            continue
         input_neuron = "layer0.encode" in graph.nodes
         cases = []  # (engine input [T, *shape], netx's spikes), the same for every format
         for _ in range(args.samples):
@@ -76,6 +85,41 @@ def main() -> int:
             print(f"{path.name:28s} our Lava build vs torch engine: spike mismatches {v['spike_mismatches']}, "
                   f"saturated states {sum(rep.details['overflows'].values())}", flush=True)
     return 0
+
+
+def sdnn(path: Path, graph, spec, args, rng) -> None:
+    """One SDNN file: every layer's messages and the sigma_output against lava-dl's netx, in the file's format."""
+    from ilif_deploy.converters.lava.engine import TorchEngine
+
+    engine = TorchEngine(spec, "fixed")
+    names = [lay.name for lay in spec.layers]
+    readout = spec.readout.syn_lam == 1.0  # a sigma_output (else the last layer's messages are the output)
+    compared = mismatched = messages = saturated = wraps = 0
+    for _ in range(args.samples):
+        frames = rng.integers(0, 256, size=(args.T, *graph.input_shape))
+        frames[args.T // 2:] = frames[args.T // 2 - 1]
+        ref = netx_sdnn_outputs(path, frames)
+        r = engine.run(torch.as_tensor(frames[:, None].astype(np.float32)))
+        ours = [r.spikes[k][:, 0].numpy() * 2.0 ** 6 for k in names]
+        if readout:
+            ours.append(r.output[:, 0].numpy() * 2.0 ** 12)
+        for got, want in zip(ours, ref):
+            compared += int(want.size)
+            mismatched += int((got.reshape(want.shape) != want).sum())
+        messages += sum(int((want != 0).sum()) for want in ref[:len(names)])
+        saturated += sum(r.overflows.values())
+        wraps += sum(r.synapse_wraps.values())
+    print(f"{path.name:28s} SDNN at the file's integers: values compared {compared:,} (netx messages {messages:,}), "
+          f"mismatched {mismatched:,}, saturated {saturated:,}, wrapped sums {wraps:,}", flush=True)
+    if args.lava_build:
+        from ilif_deploy.converters.lava import simulate
+
+        x = np.stack([rng.integers(0, 256, size=(args.T, *graph.input_shape)) for _ in range(args.samples)])
+        rep = simulate(graph, x=x.astype(np.float32), mode="fixed", engine="torch", verify=args.samples,
+                       progress=False)
+        v = rep.details["verify"]
+        print(f"{path.name:28s} our Lava build vs torch engine: spike mismatches {v['spike_mismatches']}, "
+              f"max |readout diff| {v['max_abs_logit_diff']:g}", flush=True)
 
 
 if __name__ == "__main__":

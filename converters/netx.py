@@ -86,8 +86,8 @@ def _sdnn(path, i: int, n: dict, input_layer: bool):
     if "sigma_output" in n and not input_layer:
         return None, None, int(n.get("wgtExp", 0)), bits
     v_th = float(n.get("vThMant", 0))
-    if not v_th > 0:
-        raise NetxError(f"{path}: layer {i}: vThMant = {v_th:g} must be > 0")
+    if not v_th >= 0:  # 0: every change is sent (lava-dl's PilotNet SDNN has such layers)
+        raise NetxError(f"{path}: layer {i}: vThMant = {v_th:g} must be >= 0")
     return None, ILIFParams(lam=1.0, v_th=v_th, lam_u=0.0, lam_i=0.0, delta="unit" if input_layer else "relu"), \
         int(n.get("wgtExp", 0)), bits
 
@@ -574,10 +574,11 @@ def export_graph(graph: Graph, path, **_) -> dict:
 
 
 def _sdnn_threshold(name: str, v_th: float) -> float:
-    """A delta encoder's ``vThMant``: its threshold in netx's units, a whole number >= 1."""
+    """A delta encoder's ``vThMant``: its threshold in netx's units, a whole number (0: every change is sent)."""
     q = float(np.round(v_th))
-    if q < 1:
-        raise NetxError(f"'{name}': a delta threshold of {v_th:g} rounds to {q:g} in netx's units (vThMant >= 1)")
+    if q == 0 and v_th > 0:
+        raise NetxError(f"'{name}': a delta threshold of {v_th:g} rounds to 0 in netx's units, which would send every "
+                        f"change")
     return q
 
 

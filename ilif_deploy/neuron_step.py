@@ -116,8 +116,8 @@ class ILIFParams:
             if not lo <= getattr(self, name) <= hi:
                 raise UserError(f"neuron parameter {name} = {getattr(self, name):g} is outside [{lo:g}, {hi:g}] "
                                 f"(a decay per step)")
-        if not self.v_th > 0:
-            raise UserError(f"neuron parameter v_th = {self.v_th:g} must be > 0")
+        if not (self.v_th > 0 or (self.delta is not None and self.v_th == 0)):  # a delta encoder may send every change
+            raise UserError(f"neuron parameter v_th = {self.v_th:g} must be > 0 (>= 0 for a delta encoder)")
         for name in ("multi_spike", "learned_decay"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"neuron parameter {name} must be true or false, got {getattr(self, name)!r}")

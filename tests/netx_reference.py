@@ -77,8 +77,9 @@ def netx_sdnn_outputs(path: Path, frames: np.ndarray) -> list:
     """lava-dl's netx running the SDNN file ``path`` on Lava fixed_pt: every layer's messages per step as Lava sends
     them ([T, *shape] in IR layout, graded payloads with 6 fractional bits; a sigma_output its sigma, 12 more), for
     integer ``frames`` [T, C, H, W] fed to the input layer's Delta encoder, each layer aligned to the step of the
-    frame it answers (one step per synapse); a layer's bias makes it send before its input arrives (Lava runs every
-    layer from the first step): those messages are added to its first aligned step."""
+    frame it answers (one step per synapse); what a layer sends before the frames reach it (Lava runs every layer
+    from the first step, so a bias is sent early) is not among them: ilif-deploy's engine runs that pre-fill too
+    (NetSpec.prefill)."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
@@ -108,8 +109,6 @@ def netx_sdnn_outputs(path: Path, frames: np.ndarray) -> list:
     out = []
     for i, (g, layer) in enumerate(zip(got, net.layers)):
         a = np.asarray(from_lava(g[i:i + T], _ir_shape(layer)), np.float64)
-        if i < len(got) - 1:  # what a layer sent before its first input arrived (its bias' delta) joins step 0
-            a[0] += np.asarray(from_lava(g[:i], _ir_shape(layer)), np.float64).sum(0)
         out.append(a)
     return out
 

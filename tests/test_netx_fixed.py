@@ -46,7 +46,7 @@ def test_a_netx_network_runs_at_its_own_integers_and_equals_lava_dl(netx, lava, 
     from ilif_deploy.converters.lava.netspec import build_netspec
 
     g = read_netx(loihi_file, timesteps=T)
-    assert native_format(g.metadata) == FixedPoint(frac_bits=6, input_frac_bits=0)
+    assert native_format(g.metadata) == FixedPoint(frac_bits=6, input_frac_bits=0, delta_state_exp=6)
     x = (np.random.default_rng(1).random((2, T, 32)) < 0.2).astype(np.float32)
     spec = build_netspec(g)
     own, default = TorchEngine(spec, "fixed", native_format(g.metadata)), TorchEngine(spec, "fixed", FixedPoint())

@@ -111,7 +111,7 @@ class FixedBounds:
             q = self.quantized.layers[name]
             a = sum(bounds[i] for i, _ in self.incoming[name])
             x = a * 2.0 ** q.a_exp + 1 + self.bias_max[name]  # + 1: a right shift floors negatives
-            reach[name] = state_bound(q, x, self.spec.timesteps)
+            reach[name] = state_bound(q, x, self.spec.timesteps + self.spec.prefill)
             in_range[name] = reach[name] < STATE_MAX
         return bounds, in_range
 
@@ -305,10 +305,19 @@ class TorchEngine:
         # layer by layer, all T steps of a synapse in one call (between layers the network is feed-forward: a
         # layer's input at step t needs only its sources at step t), then the neuron's loop over t (which adds
         # a recurrent synapse's current step by step)
-        values = {INPUT: (ints if fixed is not None else x).to(torch.float64).reshape(T * B, *spec.input_shape)}
+        # a network with delta encoders runs its pre-fill (NetSpec.prefill): P steps before the sample, on which
+        # a layer at depth d runs its last d - 1 on what reached it; the steps are rows, the sample's from row P on
+        P = spec.prefill
+        xin = (ints if fixed is not None else x).to(torch.float64)
+        if P:
+            xin = torch.cat([xin.new_zeros((P,) + tuple(xin.shape[1:])), xin])
+        R = P + T
+        values = {INPUT: xin.reshape(R * B, *spec.input_shape)}
         spikes = {}
         for lay in spec.layers:
-            a_in = self._input_current(lay.name, values, wraps, bounds, fixed).reshape(T, B, *lay.shape)
+            a_in = self._input_current(lay.name, values, wraps, bounds, fixed).reshape(R, B, *lay.shape)
+            start = P - (lay.depth - 1) if P else 0
+            a_in = a_in[start:]
             if fixed is not None:
                 state = zero_fixed_state((B, *lay.shape), torch, device=self.device)
                 if grad:
@@ -319,18 +328,22 @@ class TorchEngine:
                 over[lay.name] = over[lay.name] + n
             else:
                 s_all = self._float_sequence(lay, a_in)
+            if start:  # nothing was sent before the layer ran
+                s_all = torch.cat([s_all.new_zeros((start,) + tuple(s_all.shape[1:])), s_all])
             # 0/1, counts and a delta encoder's messages (< 2**24): exact in float32
-            values[lay.name] = s_all.reshape(T * B, *lay.shape).to(torch.float32)
+            values[lay.name] = s_all.reshape(R * B, *lay.shape).to(torch.float32)
+            s_all = s_all[P:]
             if record:  # a delta encoder's messages in float units, as the runtime sends them
                 spikes[lay.name] = s_all if fixed is None or lay.params.delta is None else \
                     s_all.to(torch.float64) * 2.0 ** -fixed.quantized.fp.frac_bits
-        out = self._input_current(OUTPUT, values, wraps, bounds, fixed).reshape(T, B, *spec.readout.shape)
-        if spec.readout.syn_lam:
+        out = self._input_current(OUTPUT, values, wraps, bounds, fixed).reshape(R, B, *spec.readout.shape)
+        if spec.readout.syn_lam:  # over the pre-fill too: what reached the readout before the sample counts
             if grad:
                 out = integrate_readout(out, spec.readout.syn_lam, True, decay=fixed.ops.decay, stack=torch.stack)
             else:
                 out = torch.from_numpy(integrate_readout(out.cpu().numpy(), spec.readout.syn_lam,
                                                          fixed is not None)).to(out.device)
+        out = out[P:]
         if fixed is not None:
             out = out.to(torch.float64) * fixed.quantized.readout_scale
         output = out + self.bias[OUTPUT]

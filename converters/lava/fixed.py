@@ -114,8 +114,8 @@ def sigmoid_lut(frac_bits: int) -> np.ndarray:
 
 
 def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence, fp: FixedPoint,
-                     post_shifts: Optional[Sequence[int]] = None, state_frac_bits: Optional[int] = None
-                     ) -> Tuple[List[np.ndarray], int]:
+                     post_shifts: Optional[Sequence[int]] = None, state_frac_bits: Optional[int] = None,
+                     min_exp: Optional[int] = None) -> Tuple[List[np.ndarray], int]:
     """Mantissas of every synapse into one layer and the layer's shift ``a_exp``.
 
     One exponent per target layer, chosen so the largest weight uses the full ``weight_bits``; a graded
@@ -132,6 +132,8 @@ def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence, fp: FixedP
     mag = max((np.abs(w).max(initial=0.0) * 2.0 ** k for w, k in zip(weights, shifts)), default=0.0)
     top = 2 ** (fp.weight_bits - 1) - 1
     e = math.ceil(math.log2(mag / top)) if mag > 0 else 0
+    if min_exp is not None:  # never scale the mantissas up beyond the integers themselves
+        e = max(e, min_exp)
     mants = [(2 * np.clip(np.round(np.asarray(w, np.float64) * 2.0 ** (k - e)), -top - 1, top)).astype(np.int64)
              for w, k in zip(weights, shifts)]
     return mants, e - 1
@@ -433,6 +435,9 @@ def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[Lis
     graded synapses are quantised as spike synapses and shift their sum right by ``input_frac_bits``
     (``post_shifts``; Lava's Dense ``weight_exp``), or their mantissas would round to 0."""
     fp = fp or native_format(spec.metadata) or FixedPoint()
+    # at a file's own integers (netx), a convolution's weights are the file's: lava-dl's netx hands them to Lava's
+    # Conv as they are (no exponent; it wraps its sum at 24 bits), so they are not scaled up to fill the mantissa
+    native = fp == native_format(spec.metadata)
     mants: List[Optional[np.ndarray]] = [None] * len(spec.synapses)
     layers, readout_exp = {}, 0
     post = [0] * len(spec.synapses)
@@ -450,8 +455,9 @@ def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[Lis
         else:
             sources = [fp.frac_bits if s.delta else s.graded for _, s in incoming]
             target = fp.frac_bits + (fp.delta_state_exp if layer.params is not None and layer.params.delta else 0)
+            as_is = native and incoming and all(s.kind == "conv" for _, s in incoming)
             m, a_exp = quantize_weights([s.weight for _, s in incoming], sources, fp, [post[i] for i, _ in incoming],
-                                        target)
+                                        target, min_exp=1 if as_is else None)
         for (i, _), mi in zip(incoming, m):
             mants[i] = mi
         if layer is spec.readout:

@@ -138,6 +138,19 @@ class NetSpec:
         """Steps from the input to the readout (the pipeline latency in Lava steps)."""
         return self.readout.depth
 
+    @property
+    def prefill(self) -> int:
+        """Steps the deepest layer runs before a sample reaches it, in a network with delta encoders (0 without).
+
+        lava-dl's netx never resets a sigma-delta and runs every layer from Lava's first step, the first layer
+        with the input: a layer ``depth - 1`` connections behind it runs that many steps on what has reached it
+        so far (its bias, the earlier layers' bias messages) before the sample does -- and on Loihi so does the
+        chip.  Networks with delta encoders run that way here too (every layer, per sample from zero state);
+        others reset each layer at its window as before."""
+        if not any(lay.params is not None and lay.params.delta is not None for lay in self.layers):
+            return 0
+        return max(lay.depth for lay in self.layers) - 1
+
 
 #: nodes whose output is what a Lava process sends (spikes, or the analog input)
 SOURCES = N.SPIKING + (N.Input, N.MaxPool2d)

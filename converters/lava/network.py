@@ -78,13 +78,22 @@ class LavaNetwork:
     _started: bool = False
 
     @property
+    def window(self) -> int:
+        """Lava steps per sample: T, and the pre-fill of a network with delta encoders (NetSpec.prefill)."""
+        return self.spec.timesteps + self.spec.prefill
+
+    @property
     def pad(self) -> int:
-        return -(-self.spec.depth // self.spec.timesteps)
+        return -(-self.spec.depth // self.window)
 
     @property
     def period(self) -> int:
-        """Lava steps per run: (samples + pad) * T."""
-        return (self.samples + self.pad) * self.spec.timesteps
+        """Lava steps per run: (samples + pad) * window."""
+        return (self.samples + self.pad) * self.window
+
+    def _first_row(self, depth: int) -> int:
+        """The Lava step (of a run) at which a process ``depth`` connections deep sees the first sample's step 0."""
+        return depth + self.spec.prefill
 
     @property
     def processes(self) -> int:
@@ -117,9 +126,9 @@ class LavaNetwork:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Samples ``[n, T, *input_shape]`` (IR layout) -> source data ``[*lava_shape, period]``."""
-        shape, T = self.spec.input_shape, self.spec.timesteps
-        full = np.zeros((self.samples + self.pad, T) + tuple(shape), dtype=np.float64)
-        full[:len(x)] = x
+        shape, P = self.spec.input_shape, self.spec.prefill
+        full = np.zeros((self.samples + self.pad, self.window) + tuple(shape), dtype=np.float64)
+        full[:len(x), P:] = x  # a sample's frames after its window's pre-fill steps
         data = np.moveaxis(to_lava(full.reshape(-1, *shape), shape), 0, -1)
         if self.mode == "fixed":
             data, saturated = quantize_input(data, self.fp)
@@ -138,11 +147,11 @@ class LavaNetwork:
             raise ValueError(f"input [n={n}, T={x.shape[1]}] does not fit the network built for "
                              f"{self.samples} samples of T={T} steps")
         data = self.encode(x)
-        live = np.array([n * T])
+        live = np.array([n * self.window])
         if self._started:
             self.source.data.set(data)  # slow (Lava moves Vars value by value); build for all samples instead
             for p in self.neurons.values():
-                if hasattr(p, "live_steps") and int(p.live_steps.get()[0]) != n * T:
+                if hasattr(p, "live_steps") and int(p.live_steps.get()[0]) != int(live[0]):
                     p.live_steps.set(live)
         else:
             self.source.data.init = data  # before compiling, a Var's initial value is set directly
@@ -151,22 +160,28 @@ class LavaNetwork:
                     p.live_steps.init = live
         self._run(self.period)
         result = {}
+        W, P, lead_out = self.window, self.spec.prefill, 0
         for k, (rec, path) in self.recorders.items():
             layer = self.spec.layer(k)
             mm = np.memmap(path, dtype=rec.proc_params["dtype"], mode="r", shape=(self.period,) + rec.a_in.shape)
-            d = layer.depth
-            part = np.asarray(mm[d:d + n * T], dtype=np.float64)  # sample s, step t sits at row s*T + t + depth
+            # sample s, step t sits at row s*W + prefill + depth + t; a readout after delta encoders also takes the
+            # depth - 2 rows before (what reached it in the pre-fill, after the layers' reset step), which its
+            # integration below includes
+            lead = max(layer.depth - 2, 0) if P and layer is self.spec.readout else 0
+            d = self._first_row(layer.depth) - lead
+            part = np.stack([np.asarray(mm[d + i * W:d + i * W + T + lead], dtype=np.float64) for i in range(n)])
             del mm
-            part = from_lava(part, layer.shape).reshape(n, T, *layer.shape).swapaxes(0, 1)
+            part = from_lava(part, layer.shape).reshape(n, T + lead, *layer.shape).swapaxes(0, 1)
             if self.mode == "fixed" and layer.params is not None and layer.params.delta is not None:
                 part = part * 2.0 ** -self.fp.frac_bits  # a delta encoder's messages in float units, as the runtime's
+            lead_out = max(lead_out, lead)
             result[k] = part
         out = result.pop(OUTPUT)
         if self.mode == "fixed":  # the recorder takes the sum exact: wrap it as Lava's int32 port does, counted
             out, n = wrap(out.astype(np.int64), PORT_BITS)
             self.readout_wraps += int(n)
         # a leaky integrator before the output (a netx readout): over each sample's steps, as the torch engine
-        out = integrate_readout(out, self.spec.readout.syn_lam, self.mode == "fixed")
+        out = integrate_readout(out, self.spec.readout.syn_lam, self.mode == "fixed")[lead_out:]
         out = out * self.readout_scale + self.spec.readout.bias
         return out, result
 
@@ -306,7 +321,11 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
                         "layers")
     T = spec.timesteps
     workdir = tempfile.TemporaryDirectory(prefix="ilif-lava-")
-    steps = (samples + -(-spec.depth // T)) * T
+    W = T + spec.prefill  # a sample's window (LavaNetwork.window)
+    if spec.prefill and any(s.delay for s in spec.synapses):
+        raise UserError("a network with delta encoders and a shortcut that skips layers: Lava's delay relays would "
+                        "carry the previous sample's messages into the next one's pre-fill; run it with --engine torch")
+    steps = (samples + -(-spec.depth // W)) * W
     recorders: Dict[str, Tuple[object, str]] = {}
 
     def recorder(name: str, shape, dtype: str):
@@ -341,8 +360,8 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
                 q = quantized.layers[layer.name]
                 fx = dataclasses.replace(q, bias_int=to_lava(np.broadcast_to(q.bias_int, layer.shape), layer.shape))
             dst = ILIF(shape=shape_l, params=layer.params, bias=to_lava(layer.bias, layer.shape),
-                       syn_lam=layer.syn_lam, delay=layer.depth, period=T, fixed=fx, name=layer.name,
-                       run_steps=steps)
+                       syn_lam=layer.syn_lam, delay=layer.depth, period=W, fixed=fx, name=layer.name,
+                       run_steps=steps, prefill=spec.prefill)
         key = OUTPUT if layer is spec.readout else layer.name
         if layer is not spec.readout:
             neurons[layer.name] = dst

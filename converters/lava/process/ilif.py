@@ -60,16 +60,23 @@ class ILIF(AbstractProcess):
             alone drive the neurons, are not samples.  0: counted on every step.
         fixed: the layer in fixed point for the ``fixed_pt`` model (its ``bias_int`` in Lava's layout);
             None: quantised from ``params`` at 16 fractional bits.
+        prefill: the network's pre-fill (NetSpec.prefill; 0: none).  Then a sample's window is ``period = T +
+            prefill`` steps, every layer resets at the same step of it (the one at which the first layer takes the
+            sample's first frame: Lava step ``prefill + 1`` of the window), the deeper ones dropping what arrives
+            then (the previous sample's), and runs from there:
+            a layer ``delay`` connections deep runs ``delay - 1`` steps before the sample reaches it, as lava-dl's
+            netx does from Lava's first step.
     """
 
     def __init__(self, *, shape, params: ILIFParams, bias=0.0, syn_lam: float = 0.0, delay: int = 0, period: int = 0,
-                 fixed: FixedLayer = None, name: str = None, log_config=None, run_steps: int = 0):
+                 fixed: FixedLayer = None, name: str = None, log_config=None, run_steps: int = 0, prefill: int = 0):
         shape = tuple(int(s) for s in shape)
         bias = np.broadcast_to(np.asarray(bias, dtype=np.float64), shape).copy()
         if fixed is None:
             fixed = FixedLayer.from_params(params, np.zeros(shape), 0, FixedPoint(), syn_lam)
         super().__init__(shape=shape, params=params, bias=bias, syn_lam=float(syn_lam), delay=int(delay),
-                         period=int(period), fixed=fixed, name=name, log_config=log_config, run_steps=int(run_steps))
+                         period=int(period), fixed=fixed, name=name, log_config=log_config, run_steps=int(run_steps),
+                         prefill=int(prefill))
         self.a_in = InPort(shape=shape)
         self.r_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
@@ -97,7 +104,12 @@ class _WindowMixin:
         run = self.proc_params["run_steps"]
         if run <= 0:
             return True
-        local = (self.time_step - 1) % run - self.proc_params["delay"]
+        p = self.proc_params
+        if p["prefill"]:  # the window's steps from the reset to the sample's last step here
+            local = (self.time_step - 1) % run - p["prefill"] - 1
+            return 0 <= local < int(self.live_steps[0]) and local % p["period"] < p["delay"] - 1 + \
+                p["period"] - p["prefill"]
+        local = (self.time_step - 1) % run - p["delay"]
         return 0 <= local < int(self.live_steps[0])
 
     def _window_step(self) -> int:
@@ -109,11 +121,19 @@ class _WindowMixin:
         return t % period if period > 0 else t
 
     def _inputs(self, dtype):
-        """This step's synaptic input (the recurrent one included from the second step of a window on)
-        and the window step k (-1: before the first window)."""
+        """This step's synaptic input (the recurrent one included after a window's first step), whether the layer
+        runs at this step, and whether its state resets first (the first step of its window)."""
         a_in, r_in = self.a_in.recv().astype(dtype), self.r_in.recv().astype(dtype)
+        prefill = self.proc_params["prefill"]
+        if prefill:  # one reset step for every layer, where what arrives is the previous sample's
+            s = self.time_step - 1 - prefill - 1
+            if s < 0:
+                return a_in, False, False
+            if s % self.proc_params["period"] == 0:  # the first layer takes the sample's first frame at this step
+                return (a_in if self.proc_params["delay"] <= 1 else a_in * 0), True, True
+            return a_in + r_in, True, False
         k = self._window_step()
-        return (a_in + r_in if k > 0 else a_in), k
+        return (a_in + r_in if k > 0 else a_in), k >= 0, k == 0
 
 
 @implements(proc=ILIF, protocol=LoihiProtocol)
@@ -137,11 +157,11 @@ class PyILIFModelFloat(_WindowMixin, PyLoihiProcessModel):
     ciu_drive: np.ndarray = LavaPyType(np.ndarray, np.float32)
 
     def run_spk(self) -> None:
-        a_in, k = self._inputs(np.float64)
-        if k < 0:
+        a_in, runs, reset = self._inputs(np.float64)
+        if not runs:
             self.s_out.send(np.zeros(self.s_out.shape))
             return
-        if k == 0:
+        if reset:
             for name in STATES:
                 getattr(self, name)[...] = 0
         syn_lam, params = self.proc_params["syn_lam"], self.proc_params["params"]
@@ -187,14 +207,14 @@ class PyILIFModelFixed(_WindowMixin, PyLoihiProcessModel):
     ciu_drive: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def run_spk(self) -> None:
-        a_in, k = self._inputs(np.int64)
-        if k < 0:
+        a_in, runs, reset = self._inputs(np.int64)
+        if not runs:
             self.s_out.send(np.zeros(self.s_out.shape, dtype=np.int32))
             return
         a_in, wrapped = wrap(a_in, PORT_BITS)
         counted = self._counted()
         self.wraps[0] += int(wrapped) if counted else 0
-        if k == 0:
+        if reset:
             for name in STATES:
                 getattr(self, name)[...] = 0
         state = ILIFState(*(getattr(self, n).astype(np.int64) for n in ILIFState._fields))
