@@ -17,7 +17,7 @@ class Agreement:
     layer: ``spike_agreement`` (share of equal (step, sample, neuron) entries), ``spike_flips`` (entries
     that differ of ``compared``), ``first_flip_layers`` (samples whose first differing spike, in layer
     order, is there: later differences are mostly its consequences), ``firing_rate`` (spikes per neuron
-    and step) of both runs.  ``details``: what only one target measures (Lava's overflows, run time)."""
+    and step; a delta encoder's messages) of both runs.  ``details``: what only one target measures (Lava's overflows, run time)."""
 
     reference: Optional[str]  # None: no reference run (the candidate's own counts only)
     candidate: str
@@ -85,8 +85,11 @@ class Agreement:
 class AgreementCounter:
     """Accumulates spike and prediction agreement over batches (memory: counts only)."""
 
-    def __init__(self, layers: Sequence[str], reference: str, candidate: str):
+    def __init__(self, layers: Sequence[str], reference: str, candidate: str, graded: Sequence[str] = ()):
+        """``graded``: layers whose values are graded messages (delta encoders): their rate counts the messages
+        sent (non-zero values), not their sum."""
         self.layers, self.reference, self.candidate = list(layers), reference, candidate
+        self.graded = frozenset(graded)
         self.counts = {k: dict.fromkeys(self.layers, 0) for k in ("flips", "size", "fired", "fired_c", "first")}
         self.samples = self.flipped = self.same = self.correct_r = self.correct_c = self.timesteps = 0
         self.labelled, self.max_diff, self.max_clean = True, 0.0, float("nan")
@@ -102,7 +105,8 @@ class AgreementCounter:
             s = np.asarray(cand_spikes[k]).reshape(r.shape)
             diff = (r != s).reshape(r.shape[0], n, -1)
             self.timesteps = r.shape[0]
-            for key, v in (("flips", diff.sum()), ("size", r.size), ("fired", r.sum()), ("fired_c", s.sum())):
+            fired = (lambda a: (a != 0).sum()) if k in self.graded else (lambda a: a.sum())
+            for key, v in (("flips", diff.sum()), ("size", r.size), ("fired", fired(r)), ("fired_c", fired(s))):
                 c[key][k] += v.item() if hasattr(v, "item") else v
             per_sample = diff.any(axis=(0, 2))
             c["first"][k] += int((per_sample & ~seen).sum())
