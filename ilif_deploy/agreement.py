@@ -17,7 +17,8 @@ class Agreement:
     layer: ``spike_agreement`` (share of equal (step, sample, neuron) entries), ``spike_flips`` (entries
     that differ of ``compared``), ``first_flip_layers`` (samples whose first differing spike, in layer
     order, is there: later differences are mostly its consequences), ``firing_rate`` (spikes per neuron
-    and step; a delta encoder's messages) of both runs.  ``details``: what only one target measures (Lava's overflows, run time)."""
+    and step; a delta encoder's messages) of both runs.  ``details``: what only one target measures (Lava's
+    overflows, run time)."""
 
     reference: Optional[str]  # None: no reference run (the candidate's own counts only)
     candidate: str
