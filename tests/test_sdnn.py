@@ -231,3 +231,35 @@ def test_netx_refuses_sdnn_files_it_cannot_express_by_layer(sdnn_file, tmp_path)
         f["layer/3/neuron/activation"] = b"sigmoid"
     with pytest.raises(NetxError, match="layer 3: SDNN activation 'sigmoid'"):
         read_netx(bad, T)
+
+
+def test_a_delta_network_with_a_shortcut_runs_on_the_engine_and_is_refused_by_our_lava_build(lava):
+    """A shortcut from the encoder past a layer needs a Lava delay relay, which would carry one sample's messages into
+    the next one's pre-fill: our Lava build refuses it by name; the torch engine (no relays) runs it, exact against
+    the runtime on integer inputs and dyadic weights."""
+    from ilif_deploy import ir as N
+    from ilif_deploy.converters.lava import simulate
+    from ilif_deploy.ir.graph import Graph
+
+    rng = np.random.default_rng(0)
+    p = ILIFParams(lam=1.0, v_th=1.0, lam_u=0.0, lam_i=0.0, delta="relu")
+    g = Graph(metadata={"timesteps": T})
+    g.add(N.Input("input", (4,), encoding="sequence"))
+    g.add(N.Neuron("enc", (4,), params=ILIFParams(lam=1.0, v_th=1.0, lam_u=0.0, lam_i=0.0, delta="unit")), ["input"])
+    for name, src, n in (("fc1", "enc", 6), ("fc2", "n1", 3), ("skip", "enc", 3)):
+        w = (rng.integers(-4, 5, size=(n, 6 if src == "n1" else 4)) / 4).astype(np.float32)
+        g.add(N.Linear(name, (n,), weight=w), [src])
+        if name == "fc1":
+            g.add(N.LeakyIntegrator("s1", (6,), lam=1.0), ["fc1"])
+            g.add(N.Neuron("n1", (6,), params=p), ["s1"])
+    g.add(N.Add("sum", (3,)), ["fc2", "skip"])
+    g.add(N.LeakyIntegrator("s2", (3,), lam=1.0), ["sum"])
+    g.add(N.Neuron("n2", (3,), params=p), ["s2"])
+    g.add(N.Output("output", (3,)), ["n2"])
+    g.validate()
+    x = rng.integers(0, 4, size=(3, T, 4)).astype(np.float32)
+    a = simulate(g, x=x, mode="fixed", engine="torch", progress=False)
+    assert set(a.spike_agreement.values()) == {1.0} and a.prediction_agreement == 1.0
+    assert min(a.firing_rate.values()) > 0.05  # every layer sends: the agreement means something
+    with pytest.raises(UserError, match="delta encoders and a shortcut"):
+        simulate(g, x=x, mode="fixed", engine="lava", progress=False)
