@@ -11,9 +11,6 @@ def netx_spikes(path: Path, x: np.ndarray, graph, T: int) -> dict:
     """{layer name: spikes [T, *shape] (IR layout)} of lava-dl's netx running ``path`` on one sample ``x``
     ([T, *input_shape] spikes, or [*input_shape] integer frame for an input neuron) in Lava fixed_pt; with a
     readout (a last dense layer without a neuron) also ``"readout"``: its ``v = u + bias`` per step [T, n]."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
     from ilif_deploy.converters.lava.compat import require_netx
@@ -47,14 +44,9 @@ def netx_spikes(path: Path, x: np.ndarray, graph, T: int) -> dict:
 
         monitor = Monitor()
         monitor.probe(target=net.layers[-1].neuron.v, num_steps=steps)
-    sinks = []
-    for layer in net.layers:
-        sink = Sink(shape=layer.out.shape, buffer=steps)
-        layer.out.connect(sink.a_in)
-        sinks.append(sink)
+    sinks = _layer_sinks(net, steps)
     try:
-        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        got = [np.moveaxis(s.data.get(), -1, 0) for s in sinks]
+        got = _run_fixed_pt(net, steps, sinks)
         v = None
         if monitor is not None:
             data = monitor.get_data()
@@ -80,9 +72,6 @@ def netx_sdnn_outputs(path: Path, frames: np.ndarray) -> list:
     frame it answers (one step per synapse); what a layer sends before the frames reach it (Lava runs every layer
     from the first step, so a bias is sent early) is not among them: ilif-deploy's engine runs that pre-fill too
     (NetSpec.prefill)."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
     from ilif_deploy.converters.lava.compat import require_netx
@@ -96,14 +85,9 @@ def netx_sdnn_outputs(path: Path, frames: np.ndarray) -> list:
     src = Source(data=np.moveaxis(to_lava(padded, frames.shape[1:]), 0, -1).astype(np.int32))
     # netx 0.6.0's Input block leaves its InPort unconnected inside (its sub-model cannot compile): feed the Delta
     src.s_out.connect(net.layers[0].neuron.a_in)
-    sinks = []
-    for layer in net.layers:
-        sink = Sink(shape=layer.out.shape, buffer=steps)
-        layer.out.connect(sink.a_in)
-        sinks.append(sink)
+    sinks = _layer_sinks(net, steps)
     try:
-        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        got = [np.moveaxis(s.data.get(), -1, 0) for s in sinks]
+        got = _run_fixed_pt(net, steps, sinks)
     finally:
         net.stop()
     out = []
@@ -116,3 +100,24 @@ def netx_sdnn_outputs(path: Path, frames: np.ndarray) -> list:
 def _ir_shape(layer) -> tuple:
     shape = tuple(layer.out.shape)  # Lava's (W, H, C) or (N,)
     return shape[::-1] if len(shape) == 3 else shape
+
+
+def _layer_sinks(net, steps: int) -> list:
+    """A ring-buffer sink of ``steps`` on every layer's output of a netx network."""
+    from lava.proc.io.sink import RingBuffer as Sink
+
+    sinks = []
+    for layer in net.layers:
+        sink = Sink(shape=layer.out.shape, buffer=steps)
+        layer.out.connect(sink.a_in)
+        sinks.append(sink)
+    return sinks
+
+
+def _run_fixed_pt(net, steps: int, sinks: list) -> list:
+    """Run ``net`` for ``steps`` steps on Lava's fixed_pt models; every sink's values ``[steps, *shape]``."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    return [np.moveaxis(s.data.get(), -1, 0) for s in sinks]
