@@ -184,8 +184,8 @@ class FixedLayer:
     charge: str = "lam"
     decay_in: int = 0
     rest_int: int = 0
-    #: a delta encoder (ILIFParams.delta: "unit" or "relu"; its frac_bits include DELTA_STATE_EXP) and the right shift
-    #: from its states to its messages
+    #: a delta encoder (ILIFParams.delta: "unit" or "relu"; its frac_bits include FixedPoint.delta_state_exp) and
+    #: the right shift from its states to its messages
     delta: Optional[str] = None
     state_exp: int = 0
     #: proven (by :func:`state_bound`) that no value can leave the 24-bit range: saturation is skipped,
