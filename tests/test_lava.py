@@ -13,7 +13,7 @@ from ilif_deploy import ir as N
 from ilif_deploy.converters.lava import LavaFileError, LavaUnavailable, export_graph, load
 from ilif_deploy.converters.lava.compat import patch_conv_utils, patch_source
 from ilif_deploy.converters.lava.netspec import build_netspec
-from ilif_deploy.converters.lava.fixed import FixedPoint, quantize_weights
+from ilif_deploy.converters.lava.fixed import FixedPoint, quantize_weights, source_frac_bits
 from zoo import chain_graph, golden_net, maxpool_net, toy_resnet
 from ilif_deploy.neuron_step import ILIFParams
 
@@ -147,7 +147,7 @@ def test_weight_quantization_is_8bit_with_one_exponent():
     syns = [Synapse("a", "b", "dense", rng.normal(0, 0.3, (6, 5)), (5,), (6,)),
             Synapse("c", "b", "dense", rng.normal(0, 0.1, (6, 4)), (4,), (6,))]
     fp = FixedPoint(frac_bits=16)
-    mants, a_exp = quantize_weights([s.weight for s in syns], [s.graded for s in syns], fp)
+    mants, a_exp = quantize_weights([s.weight for s in syns], [source_frac_bits(s, fp) for s in syns], fp)
     for m, s in zip(mants, syns):
         assert m.min() >= -256 and m.max() <= 254 and np.all(m % 2 == 0)
         lsb = 2.0 ** (a_exp - fp.frac_bits)

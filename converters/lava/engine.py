@@ -252,7 +252,7 @@ class TorchEngine:
         syn = torch.zeros_like(a_in[0], dtype=torch.float32)
         lam = torch.tensor(lay.syn_lam, dtype=torch.float32)
         prev, out = None, []
-        delta = lay.params.delta is not None
+        delta = lay.delta
         bias = self.bias[lay.name].to(torch.float32)
         for t in range(a_in.shape[0]):
             a = a_in[t]
@@ -334,7 +334,7 @@ class TorchEngine:
             values[lay.name] = s_all.reshape(R * B, *lay.shape).to(torch.float32)
             s_all = s_all[P:]
             if record:  # a delta encoder's messages in float units, as the runtime sends them
-                spikes[lay.name] = s_all if fixed is None or lay.params.delta is None else \
+                spikes[lay.name] = s_all if fixed is None or not lay.delta else \
                     s_all.to(torch.float64) * 2.0 ** -fixed.quantized.fp.frac_bits
         out = self._input_current(OUTPUT, values, wraps, bounds, fixed).reshape(R, B, *spec.readout.shape)
         if spec.readout.syn_lam:  # over the pre-fill too: what reached the readout before the sample counts

@@ -113,22 +113,32 @@ def sigmoid_lut(frac_bits: int) -> np.ndarray:
     return lut
 
 
-def quantize_weights(weights: Sequence[np.ndarray], graded: Sequence, fp: FixedPoint,
+def source_frac_bits(syn, fp: FixedPoint) -> int:
+    """Fractional bits of what a synapse (:class:`~.netspec.Synapse`) carries: the analog input's, a delta
+    encoder's messages (the format's), none for 0/1 spikes and spike counts."""
+    return fp.input_frac_bits if syn.graded else fp.frac_bits if syn.delta else 0
+
+
+def layer_frac_bits(params: Optional[ILIFParams], fp: FixedPoint) -> int:
+    """Fractional bits of a layer's states: the format's, and a delta encoder's ``delta_state_exp`` more (the
+    readout, ``params`` None, keeps the format's)."""
+    return fp.frac_bits + (fp.delta_state_exp if params is not None and params.delta is not None else 0)
+
+
+def quantize_weights(weights: Sequence[np.ndarray], source_frac: Sequence[int], fp: FixedPoint,
                      post_shifts: Optional[Sequence[int]] = None, state_frac_bits: Optional[int] = None,
                      min_exp: Optional[int] = None) -> Tuple[List[np.ndarray], int]:
     """Mantissas of every synapse into one layer and the layer's shift ``a_exp``.
 
-    One exponent per target layer, chosen so the largest weight uses the full ``weight_bits``; a graded
-    (analog) source carries ``input_frac_bits`` of its own.  Mantissas come back doubled (even numbers,
+    One exponent per target layer, chosen so the largest weight uses the full ``weight_bits``; each source
+    carries ``source_frac`` fractional bits of its own (:func:`source_frac_bits`), the target's states
+    ``state_frac_bits`` (default: the format's).  Mantissas come back doubled (even numbers,
     [-256, 254] at 8 bits) as Lava's mixed-sign Dense wants them; ``a_exp`` accounts for the factor 2,
     so ``sum(mant * s) << a_exp`` is the input current in state LSBs.  ``post_shifts``: per synapse, a right
     shift of its sum (before ``a_exp``) that its mantissas are scaled up by."""
-    post_shifts = post_shifts or [0] * len(graded)
+    post_shifts = post_shifts or [0] * len(source_frac)
     state = fp.frac_bits if state_frac_bits is None else state_frac_bits
-    # float -> state LSBs per source: ``graded`` True is the analog input (input_frac_bits), an int a source's own
-    # fractional bits (a delta encoder's messages carry the format's), False a 0/1 spike
-    frac = [fp.input_frac_bits if g is True else 0 if g is False else int(g) for g in graded]
-    shifts = [state - f + p for f, p in zip(frac, post_shifts)]
+    shifts = [state - f + p for f, p in zip(source_frac, post_shifts)]  # float -> state LSBs per source
     mag = max((np.abs(w).max(initial=0.0) * 2.0 ** k for w, k in zip(weights, shifts)), default=0.0)
     top = 2 ** (fp.weight_bits - 1) - 1
     e = math.ceil(math.log2(mag / top)) if mag > 0 else 0
@@ -196,9 +206,9 @@ class FixedLayer:
     def from_params(cls, params: ILIFParams, bias, a_exp: int, fp: FixedPoint, syn_lam: float = 0.0) -> "FixedLayer":
         """Quantise a layer: threshold, reset level and bias to state LSBs (rounded), decays (and the synaptic
         current's, ``syn_lam``) to 12 bits."""
-        state_exp = fp.delta_state_exp if params.delta is not None else 0
-        one = 2.0 ** (fp.frac_bits + state_exp)
-        return cls(frac_bits=fp.frac_bits + state_exp, delta=params.delta, state_exp=state_exp, a_exp=int(a_exp),
+        frac = layer_frac_bits(params, fp)
+        one = 2.0 ** frac
+        return cls(frac_bits=frac, delta=params.delta, state_exp=frac - fp.frac_bits, a_exp=int(a_exp),
                    vth_int=int(round(params.v_th * one)),
                    decay_lam=int(round(params.lam * DECAY_ONE)), decay_u=int(round(params.lam_u * DECAY_ONE)),
                    decay_i=int(round(params.lam_i * DECAY_ONE)), ciu_on=params.ciu_enabled,
@@ -453,11 +463,10 @@ def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[Lis
         if mantissas is not None:
             m, a_exp = [mantissas[i] for i, _ in incoming], int(exponents[layer.name])
         else:
-            sources = [fp.frac_bits if s.delta else s.graded for _, s in incoming]
-            target = fp.frac_bits + (fp.delta_state_exp if layer.params is not None and layer.params.delta else 0)
             as_is = native and incoming and all(s.kind == "conv" for _, s in incoming)
-            m, a_exp = quantize_weights([s.weight for _, s in incoming], sources, fp, [post[i] for i, _ in incoming],
-                                        target, min_exp=1 if as_is else None)
+            m, a_exp = quantize_weights([s.weight for _, s in incoming], [source_frac_bits(s, fp) for _, s in incoming],
+                                        fp, [post[i] for i, _ in incoming], layer_frac_bits(layer.params, fp),
+                                        min_exp=1 if as_is else None)
         for (i, _), mi in zip(incoming, m):
             mants[i] = mi
         if layer is spec.readout:
@@ -481,6 +490,7 @@ def zero_fixed_state(shape, xp: Any = np, **kw) -> ILIFState:
 
 
 __all__ = ["FixedPoint", "FixedLayer", "FixedStep", "FixedOps", "NUMPY_FIXED", "torch_fixed_ops", "ilif_step_fixed",
-           "quantize_weights", "quantize_input", "quantize_spec", "state_bound", "QuantizedNet", "readout_scale",
-           "sigmoid_lut", "wrap", "integrate_readout", "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS",
-           "INPUT_MAX", "DENSE_BITS", "CONV_BITS", "PORT_BITS", "native_format", "LOIHI_INTEGERS"]
+           "quantize_weights", "source_frac_bits", "layer_frac_bits", "quantize_input", "quantize_spec",
+           "state_bound", "QuantizedNet", "readout_scale", "sigmoid_lut", "wrap", "integrate_readout",
+           "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX", "DENSE_BITS", "CONV_BITS",
+           "PORT_BITS", "native_format", "LOIHI_INTEGERS"]

@@ -32,8 +32,8 @@ import torch
 from ilif_deploy.ir.graph import Graph
 
 from .engine import FixedArrays, FixedBounds, TorchEngine, synapse_dtypes
-from .fixed import (DECAY_ONE, LUT_STEPS_PER_UNIT, FixedOps, FixedPoint, QuantizedNet, native_format, quantize_spec,
-                    sigmoid_lut)
+from .fixed import (DECAY_ONE, LUT_STEPS_PER_UNIT, FixedOps, FixedPoint, QuantizedNet, layer_frac_bits, native_format,
+                    quantize_spec, sigmoid_lut, source_frac_bits)
 from .netspec import OUTPUT, NetSpec
 from .spec_graph import per_channel, spec_graph
 
@@ -85,12 +85,8 @@ def ste_fixed_ops(frac_bits: int, alpha: float = DEFAULT_ALPHA, device="cpu") ->
 def _shifts(spec: NetSpec, quantized: QuantizedNet) -> List[int]:
     """Per synapse, the power of two from float units to state LSBs before the layer's exponent (as
     :func:`.fixed.quantize_weights` computes it)."""
-    fp = quantized.fp
-
-    def state(target: str) -> int:  # a delta encoder's states keep more fractional bits (FixedLayer.frac_bits)
-        return fp.frac_bits if target == OUTPUT else quantized.layers[target].frac_bits
-
-    return [state(s.target) - (fp.input_frac_bits if s.graded else fp.frac_bits if s.delta else 0) + p
+    fp, params = quantized.fp, {lay.name: lay.params for lay in spec.layers + [spec.readout]}
+    return [layer_frac_bits(params[s.target], fp) - source_frac_bits(s, fp) + p
             for s, p in zip(spec.synapses, quantized.post_shifts)]
 
 

@@ -99,6 +99,11 @@ class Layer:
     #: ``bias`` is added after it, ``y[t] = i[t] + bias``; so is a delta encoder's (its sigma, ``syn_lam`` 1)
     syn_lam: float = 0.0
 
+    @property
+    def delta(self) -> bool:
+        """A delta encoder (graded messages, its bias after its sigma)."""
+        return self.params is not None and self.params.delta is not None
+
 
 @dataclass
 class NetSpec:
@@ -139,6 +144,11 @@ class NetSpec:
         return self.readout.depth
 
     @property
+    def delta_layers(self) -> List[str]:
+        """The delta encoders' names (layers that send graded changes)."""
+        return [lay.name for lay in self.layers if lay.delta]
+
+    @property
     def prefill(self) -> int:
         """Steps the deepest layer runs before a sample reaches it, in a network with delta encoders (0 without).
 
@@ -147,7 +157,7 @@ class NetSpec:
         so far (its bias, the earlier layers' bias messages) before the sample does -- and on Loihi so does the
         chip.  Networks with delta encoders run that way here too (every layer, per sample from zero state);
         others reset each layer at its window as before."""
-        if not any(lay.params is not None and lay.params.delta is not None for lay in self.layers):
+        if not self.delta_layers:
             return 0
         return max(lay.depth for lay in self.layers) - 1
 

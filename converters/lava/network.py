@@ -172,7 +172,7 @@ class LavaNetwork:
             part = np.stack([np.asarray(mm[d + i * W:d + i * W + T + lead], dtype=np.float64) for i in range(n)])
             del mm
             part = from_lava(part, layer.shape).reshape(n, T + lead, *layer.shape).swapaxes(0, 1)
-            if self.mode == "fixed" and layer.params is not None and layer.params.delta is not None:
+            if self.mode == "fixed" and layer.delta:
                 part = part * 2.0 ** -self.fp.frac_bits  # a delta encoder's messages in float units, as the runtime's
             lead_out = max(lead_out, lead)
             result[k] = part
@@ -374,8 +374,8 @@ def build(spec: NetSpec, mode: str = "float", samples: int = 1, record: bool = F
     if record:
         for layer in spec.layers:  # 0/1 spikes in a byte; counts and a delta encoder's messages need more
             proc = neurons[layer.name]
-            delta = layer.params.delta is not None
-            kind = "float32" if delta and mode == "float" else "int32" if delta or layer.params.multi_spike else "uint8"
+            kind = ("float32" if layer.delta and mode == "float" else "int32" if layer.delta or layer.params.multi_spike
+                    else "uint8")
             proc.s_out.connect(recorder(layer.name, proc.s_out.shape, kind).a_in)
     return LavaNetwork(spec=spec, mode=mode, samples=samples, source=src, neurons=neurons, recorders=recorders,
                        workdir=workdir, fp=fp, quantized=quantized, readout_scale=readout_scale,

@@ -118,13 +118,12 @@ def simulate(source: Union[Graph, str, os.PathLike, Tuple[NetSpec, Graph]], data
     quantized = stored_quantization(spec, fixed) if mode == "fixed" else None
     lowered = fold_batchnorm(graph)  # what Lava's synapses compute (build_netspec folds the same way)
     label = f"{'Lava' if engine == 'lava' else 'torch engine'} {mode}"
-    graded = [lay.name for lay in spec.layers if lay.params is not None and lay.params.delta is not None]
-    counter = AgreementCounter(names, "torch runtime (BN folded, float64 synapses)", label, graded)
-    exact = AgreementCounter(names, "torch runtime (exact graph, float32)", label, graded)
+    counter = AgreementCounter(names, "torch runtime (BN folded, float64 synapses)", label, spec.delta_layers)
+    exact = AgreementCounter(names, "torch runtime (exact graph, float32)", label, spec.delta_layers)
     if compare not in COMPARES:
         raise UserError(f"compare must be one of {list(COMPARES)}, got {compare!r}")
     if compare == "none":
-        counter = AgreementCounter(names, None, label, graded)
+        counter = AgreementCounter(names, None, label, spec.delta_layers)
     seconds, warned = 0.0, set()
     checker = None
     if mode == "fixed":
@@ -274,8 +273,7 @@ def verify_against_lava(spec: NetSpec, data, mode: str, *, fixed=None, quantized
     from ilif_deploy.agreement import AgreementCounter
 
     names = [lay.name for lay in spec.layers]
-    graded = [lay.name for lay in spec.layers if lay.params is not None and lay.params.delta is not None]
-    counter = AgreementCounter(names, f"Lava {mode}", f"torch engine {mode}", graded)
+    counter = AgreementCounter(names, f"Lava {mode}", f"torch engine {mode}", spec.delta_layers)
     batch = max(1, min(batch, len(data)))
     with _Engine("lava", spec, mode, batch, fixed, quantized, fast_conv, device) as lava, \
             _Engine("torch", spec, mode, batch, fixed, quantized, fast_conv, device) as eng:

@@ -95,7 +95,7 @@ def spec_graph(spec: NetSpec, readout: str = "sum", metadata: Optional[dict] = N
                                     weight=np.asarray(rec[0].weight, np.float32),
                                     bias=np.asarray(lay.bias, np.float32).reshape(-1), syn_lam=float(lay.syn_lam)), [x])
         else:
-            delta = lay.params.delta is not None  # a delta encoder's bias comes after its sigma (lava's SigmaDelta)
+            delta = lay.delta  # a delta encoder's bias comes after its sigma (lava's SigmaDelta)
             if not delta:
                 x = biased(lay, x, lay.bias)
             if lay.syn_lam:
