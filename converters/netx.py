@@ -55,6 +55,12 @@ DECAY_ONE = 4096
 SPIKE_EXP, SDNN_MESSAGE_BITS = 6, 16
 
 
+def _sdnn_weight_scale(graded: bool) -> float:
+    """A sigma-delta's file weight per unit of its threshold's: its sum is compared with vThMant << 12 (spike_exp +
+    state_exp), so a graded message (payload << 6) weighs W / 2**6 and a 0/1 spike W / 2**12."""
+    return 2.0 ** (SPIKE_EXP if graded else 2 * SPIKE_EXP)
+
+
 class NetxError(UserError):
     """A netx file this reader cannot express; the message names the layer and what it holds."""
 
@@ -233,9 +239,7 @@ def _read(path: Path, timesteps) -> Graph:
             w = np.asarray(lay["weight"][()], np.float64) * 2.0 ** wgt_exp
             bias = np.asarray(lay["bias"][()], np.float32).reshape(-1) if "bias" in lay else None
             if sdnn:
-                # a sigma-delta's sum is compared with vThMant << 12 (spike_exp + state_exp): in the units of its
-                # threshold a graded message (payload << 6) weighs W / 64, a 0/1 spike W / 4096
-                w = w / 2.0 ** (SPIKE_EXP if graded else 2 * SPIKE_EXP)
+                w = w / _sdnn_weight_scale(graded)
                 lam_c = 1.0  # the sigma: a sum that never decays, the bias after it
                 if params is None:
                     readout = i
@@ -332,8 +336,8 @@ class _Block:
     @property
     def weight_scale(self) -> float:
         """What a weight is multiplied by in the file: a CUBA layer's is chosen when writing (1 here); a sigma-delta
-        layer's is fixed by netx's units, 2**6 for graded input and 2**12 for 0/1 spikes (see :func:`read_netx`)."""
-        return 1.0 if not self.sdnn else 2.0 ** (SPIKE_EXP if self.graded_in else 2 * SPIKE_EXP)
+        layer's is fixed by netx's units (:func:`_sdnn_weight_scale`)."""
+        return _sdnn_weight_scale(self.graded_in) if self.sdnn else 1.0
 
     @property
     def kind(self) -> str:
