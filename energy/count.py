@@ -110,23 +110,25 @@ class Plan:
             else:
                 return p, chain
 
+    def _sender(self, name: str) -> N.Node:
+        """The node whose values ``name`` passes on: itself, or what a flatten/max-pool chain reads."""
+        while isinstance(self.graph.nodes[name], (N.Flatten, N.MaxPool2d)):
+            name = _one_input(self.graph, name)
+        return self.graph.nodes[name]
+
     def spiking(self, name: str, activity: Activity) -> bool:
-        """Does ``name`` output spikes (0/1)?  Neurons always; flatten/max-pool of spikes; the input
+        """Does ``name`` output spikes (0/1)?  Neurons but delta encoders; flatten/max-pool of spikes; the input
         when the recorded data were all 0/1; everything else is analog."""
-        node = self.graph.nodes[name]
+        node = self._sender(name)
         if isinstance(node, N.SPIKING):
             return node.params.delta is None
-        if isinstance(node, (N.Flatten, N.MaxPool2d)):
-            return self.spiking(_one_input(self.graph, name), activity)
         if isinstance(node, N.Input):
-            return bool(activity.binary.get(name, False))
+            return bool(activity.binary.get(node.name, False))
         return False
 
     def graded(self, name: str) -> bool:
         """Does ``name`` send graded messages (a delta encoder's changes, through flatten/max-pool)?"""
-        node = self.graph.nodes[name]
-        if isinstance(node, (N.Flatten, N.MaxPool2d)):
-            return self.graded(_one_input(self.graph, name))
+        node = self._sender(name)
         return isinstance(node, N.SPIKING) and node.params.delta is not None
 
     def is_shortcut(self, name: str) -> bool:
