@@ -275,6 +275,58 @@ def test_compiled_fixed_engine_gives_the_same_integers(digits_ilif_graph):
     assert torch.equal(eager.output, fused.output) and eager.overflows == fused.overflows
 
 
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_torch_integer_ops_equal_numpys_across_the_24_bit_range(dtype):
+    """The torch ops (decay made in float64, fire as a clamp, the table as index_select) give numpy's integers on
+    the values a step can hold, negative ones and the range's ends included, in int32 and int64."""
+    from ilif_deploy.converters.lava.fixed import NUMPY_FIXED
+
+    rng = np.random.default_rng(3)
+    v = np.concatenate([rng.integers(-STATE_MAX, STATE_MAX + 1, 20000), [-STATE_MAX, STATE_MAX, -1, 0, 1, 4095]])
+    vt, ops = torch.as_tensor(v, dtype=dtype), torch_fixed_ops()
+    for d in (0, 1, 2047, 2048, 3000, 4095, 4096):
+        got = ops.decay(vt, d)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got.numpy(), NUMPY_FIXED.decay(v, d))
+    for vth in (1, 100, 65536):
+        for strict in (False, True):
+            got = ops.fire(vt, vth, strict)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got.numpy(), NUMPY_FIXED.fire(v, vth, strict))
+    layer = FixedLayer.from_params(ILIFParams(lam=0.5), np.zeros(1), 0, FixedPoint())
+    idx = np.clip(v >> 10, 0, 1023)
+    got = ops.table(layer, torch.as_tensor(idx, dtype=dtype))
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got.numpy(), NUMPY_FIXED.table(layer, idx))
+
+
+@pytest.mark.parametrize("model", ["digits_ilif_graph", "digits_lif_graph"])
+def test_layers_proven_in_range_step_in_int32_with_the_same_integers(model, request, monkeypatch):
+    """A layer whose batch input proves (state_bound) that no value leaves 24 bits steps without saturation, in
+    int32; with every proof withheld the engine saturates and counts in int64: the same spikes, readout, counts."""
+    from ilif_deploy.converters.lava import engine as E
+    from ilif_deploy.data import open_data
+
+    g = request.getfixturevalue(model)
+    spec = build_netspec(g)
+    (b,) = list(open_data("digits", input_shape=g.input_shape, timesteps=g.timesteps).take(128).batches(128, 4))
+    seen = []
+    sequence = E.fixed_sequence
+    monkeypatch.setattr(E, "fixed_sequence", lambda a_in, *a, **k: seen.append(a_in.dtype) or sequence(a_in, *a, **k))
+    proven = TorchEngine(spec, "fixed").run(b.x)
+    assert seen == [torch.int32] * len(spec.layers)  # digits' layers are all proven on real data
+    seen.clear()
+    monkeypatch.setattr(E.FixedBounds, "in_range_on", lambda *a: False)
+    batch = E.FixedBounds.batch
+    monkeypatch.setattr(E.FixedBounds, "batch", lambda *a: (batch(*a)[0], {k: False for k in batch(*a)[1]}))
+    saturating = TorchEngine(spec, "fixed").run(b.x)
+    assert seen == [torch.int64] * len(spec.layers)
+    for k in proven.spikes:
+        assert torch.equal(proven.spikes[k], saturating.spikes[k]) and proven.spikes[k].sum() > 0
+    assert torch.equal(proven.output, saturating.output)
+    assert proven.overflows == saturating.overflows and proven.synapse_wraps == saturating.synapse_wraps
+
+
 def test_static_check_names_the_layer_that_can_wrap_before_it_runs():
     import warnings
 

@@ -281,6 +281,8 @@ NUMPY_FIXED = FixedOps(decay=_decay_numpy, clip=np.clip, relu=lambda x: np.maxim
 
 @functools.lru_cache(maxsize=None)
 def torch_fixed_ops() -> FixedOps:
+    """The step's ops on torch integer tensors: int64, or int32 where a layer is proven in range (every value of
+    the step below 2**23: :func:`state_bound`), which moves half the bytes.  Each op returns its input's dtype."""
     import torch
 
     luts = {}
@@ -288,16 +290,45 @@ def torch_fixed_ops() -> FixedOps:
     def table(layer: "FixedLayer", idx):
         key = (layer.frac_bits, idx.device)
         if key not in luts:
-            luts[key] = torch.tensor(layer.lut, device=idx.device)  # a copy: the table is read-only
-        return luts[key][idx]
+            luts[key] = torch_lut(layer.frac_bits, idx.device)
+        return lut_lookup(luts[key], idx)
 
-    def decay(v, d: int):  # the same integers as sign(v) * ((|v| d) >> 12), in two operations instead of four
-        return torch.div(v * d, DECAY_ONE, rounding_mode="trunc")
-
-    return FixedOps(decay=decay, clip=torch.clamp, relu=lambda x: torch.clamp(x, min=0),
+    return FixedOps(decay=torch_decay, clip=torch.clamp, relu=lambda x: torch.clamp(x, min=0),
                     table=table,
                     count=lambda v, vth: torch.where(v > 0, torch.div(v, vth, rounding_mode="floor"), 0),
-                    fire=lambda v, vth, strict: _fire_int(v, vth, strict).to(torch.int64), shift=_shift)
+                    fire=torch_fire, shift=_shift)
+
+
+def torch_decay(v, d: int):
+    """``sign(v) * ((|v| d) >> 12)`` on a torch integer tensor, in float64: ``|v| d`` is exact there while below
+    2**53 (every value the step decays is a sum of two 24-bit states, so ``|v| d`` < 2**38), the division by 4096
+    only moves the exponent, and the conversion back truncates toward zero.  Three passes, and the int32 tensors of
+    an in-range layer never hold the 36-bit product (int64 multiply-and-divide was the step's slowest op)."""
+    import torch
+
+    return (v.to(torch.float64) * (d / DECAY_ONE)).to(v.dtype)
+
+
+def torch_fire(v, vth: int, strict: bool):
+    """1 where ``v > vth`` (strict) or ``v >= vth``, else 0, in ``v``'s integer dtype: on integers that is
+    ``clamp(v - vth + 1, 0, 1)`` (``v - vth`` when strict), two cheap passes instead of a comparison into bools
+    and a conversion."""
+    import torch
+
+    return torch.clamp(v - (vth if strict else vth - 1), 0, 1)
+
+
+def torch_lut(frac_bits: int, device) -> dict:
+    """The sigmoid table (:func:`sigmoid_lut`) on ``device`` per integer dtype (the step looks it up in its own)."""
+    import torch
+
+    lut = torch.tensor(sigmoid_lut(frac_bits), device=device)  # a copy: the table is read-only
+    return {torch.int64: lut, torch.int32: lut.to(torch.int32)}
+
+
+def lut_lookup(luts: dict, idx):
+    """``luts[idx.dtype][idx]`` as one ``index_select`` (a third of advanced indexing's time on CPU)."""
+    return luts[idx.dtype].index_select(0, idx.reshape(-1)).view(idx.shape)
 
 
 class FixedStep(NamedTuple):
@@ -489,8 +520,8 @@ def zero_fixed_state(shape, xp: Any = np, **kw) -> ILIFState:
     return ILIFState(v=z, mpiu=z, ciu=z, ciu_drive=z)
 
 
-__all__ = ["FixedPoint", "FixedLayer", "FixedStep", "FixedOps", "NUMPY_FIXED", "torch_fixed_ops", "ilif_step_fixed",
-           "quantize_weights", "source_frac_bits", "layer_frac_bits", "quantize_input", "quantize_spec",
-           "state_bound", "QuantizedNet", "readout_scale", "sigmoid_lut", "wrap", "integrate_readout",
+__all__ = ["FixedPoint", "FixedLayer", "FixedStep", "FixedOps", "NUMPY_FIXED", "torch_fixed_ops", "torch_lut",
+           "lut_lookup", "ilif_step_fixed", "quantize_weights", "source_frac_bits", "layer_frac_bits", "quantize_input",
+           "quantize_spec", "state_bound", "QuantizedNet", "readout_scale", "sigmoid_lut", "wrap", "integrate_readout",
            "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX", "DENSE_BITS", "CONV_BITS",
            "PORT_BITS", "native_format", "LOIHI_INTEGERS"]
