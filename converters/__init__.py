@@ -129,7 +129,9 @@ def _read_model(path: Path, arch=None, arch_module=None, args=None, dataset=None
     if settings.get("encoding", "direct") not in ENCODINGS:
         raise UserError(f"{path}: settings.encoding must be one of {', '.join(ENCODINGS)}, got "
                         f"{settings.get('encoding')!r}")
-    return OpenedFile("model", path, trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct")))
+    # the module was built here and is dropped after tracing: the graph may keep its tensors instead of copies
+    return OpenedFile("model", path, trace(model, tuple(shape), int(T), encoding=settings.get("encoding", "direct"),
+                                           share_weights=True))
 
 
 def _graph_reader(kind: str, load: Callable[[Path], Graph]):

@@ -195,6 +195,15 @@ def _build_for(path: Path, arch: str, kwargs: dict, sd: dict) -> nn.Module:
         raise ModelFileError(f"{path}: architecture {arch!r} cannot be built with {kwargs} "
                              f"({type(e).__name__}: {e})") from None
     _check_state(probe, sd, path, arch)
+    # the file's tensors become the parameters (assign): a model built for real would first allocate its own
+    # random weights and then copy the file's in, holding three copies of the weights at once while it loads
+    # (with the file's and, after tracing, the IR's); kept only where the file's tensors are exactly what the
+    # built model would hold (same dtype) and nothing is left on the meta device (a buffer the state_dict lacks)
+    own = probe.state_dict()
+    if all(sd[k].dtype == v.dtype and sd[k].device.type == "cpu" for k, v in own.items()):
+        probe.load_state_dict(sd, strict=True, assign=True)
+        if not any(t.is_meta for t in list(probe.parameters()) + list(probe.buffers())):
+            return probe
     model = build(arch, **kwargs)
     model.load_state_dict(sd, strict=True)
     return model

@@ -20,6 +20,7 @@ need it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import io
 import math
@@ -55,8 +56,17 @@ def _pair(v) -> tuple:
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
+#: whether :func:`_np` may hand out the module's own memory (``trace(share_weights=True)``)
+_SHARE_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("share_weights", default=False)
+
+
 def _np(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
-    return None if t is None else t.detach().cpu().to(torch.float32).numpy().copy()
+    """A module tensor as the IR's float32 array: a copy, or (``trace(share_weights=True)``) the tensor's own
+    memory where it already is float32 on the CPU."""
+    if t is None:
+        return None
+    a = t.detach().cpu().to(torch.float32).numpy()
+    return a if _SHARE_WEIGHTS.get() else a.copy()
 
 
 def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm):
@@ -87,7 +97,7 @@ def _flatten_dims(in_shape: Sequence[int], out_shape: Sequence[int]):
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding: str = "direct",
-          fold_bn: bool = False, step_mode: str = "auto") -> Graph:
+          fold_bn: bool = False, step_mode: str = "auto", share_weights: bool = False) -> Graph:
     """Trace ``model`` into an IR graph.
 
     Args:
@@ -103,6 +113,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
             ``[B, *input_shape]``, the neurons keep their state; the graph then steps them T times) or "auto"
             (default): single when the network's neurons step once per call (snntorch, SpikingJelly's single-step
             neurons), else multi.  The module's own state is left as it was (the tracer probes a copy).
+        share_weights: the graph's arrays are the module's own float32 tensors, not copies (the graph then
+            changes with the module): for a module nobody else holds, as the command-line tools load them, it
+            saves a copy of the weights.
     Raises:
         TraceError: naming the module path and type (or function) that cannot be expressed.
     """
@@ -122,7 +135,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], timesteps: int, encoding
     try:
         probe = copy.deepcopy(model) if any(foreign.is_neuron(m) and not isinstance(m, ILIF)
                                             for m in model.modules()) else model  # their state changes when run
-        graph = _trace_eval(probe, tuple(int(s) for s in input_shape), int(timesteps), encoding, step)
+        shared = _SHARE_WEIGHTS.set(bool(share_weights))
+        try:
+            graph = _trace_eval(probe, tuple(int(s) for s in input_shape), int(timesteps), encoding, step)
+        finally:
+            _SHARE_WEIGHTS.reset(shared)
     finally:
         model.train(was_training)
     # what the module itself holds, counted as torch stores it (parameters and buffers such as BN's running

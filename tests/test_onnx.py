@@ -94,6 +94,17 @@ def test_checker_full_check_and_metadata(tmp_path, digits_ilif_graph):
     assert dims == [4, "batch", 10]
 
 
+def test_streamed_file_parses_as_the_model_built_in_memory(tmp_path, digits_ilif_graph):
+    # export_graph writes the initializers after the head, one tensor at a time (save_streamed); every reader
+    # must see exactly the model build_model makes in memory, byte for byte once re-serialised
+    path = tmp_path / "d.onnx"
+    export_graph(digits_ilif_graph, path)
+    written = onnx.load(str(path))
+    built = build_model(digits_ilif_graph)
+    assert len(written.graph.initializer) == len(built.graph.initializer) > 4
+    assert written.SerializeToString() == built.SerializeToString()
+
+
 def test_cli_export(tmp_path, digits_ilif_path):
     from ilif_deploy.cli.export import main
 

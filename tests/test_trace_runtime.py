@@ -123,6 +123,22 @@ def test_flatten_over_time_axis_is_rejected():
         trace(net, (2, 3, 3), 2)
 
 
+def test_trace_copies_weights_unless_asked_to_share_them():
+    model = nn.Sequential(L.Conv2d(1, 2, 3), ilif_deploy.ILIF(), L.Flatten(), nn.Linear(2 * 4 * 4, 3),
+                          ilif_deploy.ILIF()).eval()
+    copied = trace(model, (1, 6, 6), timesteps=2)
+    shared = trace(model, (1, 6, 6), timesteps=2, share_weights=True)
+
+    def weight(g):
+        return next(n for n in g.nodes.values() if isinstance(n, ir.Conv2d)).weight
+
+    assert np.array_equal(weight(copied), weight(shared))
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    assert np.array_equal(weight(shared), model[0].weight.detach().numpy())  # the module's own memory
+    assert not np.array_equal(weight(copied), weight(shared))  # the default graph kept its values
+
+
 def test_graph_save_load_round_trip(tmp_path, digits_ilif_graph):
     g = digits_ilif_graph
     path = tmp_path / "g.ir.npz"

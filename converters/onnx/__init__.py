@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import onnx
 
 from ilif_deploy.atomic import atomic_path
 
 from .compare import compare_with_runtime, run_onnx, session
-from .export import OPSET, SUPPORTED_OPS, UnsupportedNodeError, build_model
+from .builder import save_streamed
+from .export import OPSET, SUPPORTED_OPS, UnsupportedNodeError, build_model, build_parts
 
 __all__ = ["export_graph", "build_model", "UnsupportedNodeError", "SUPPORTED_OPS", "OPSET", "run_onnx",
            "session", "compare_with_runtime"]
@@ -34,7 +34,8 @@ def export_graph(graph, path, timesteps: Optional[int] = None, encoding: Optiona
 
     See :func:`build_model` for ``timesteps``, ``encoding``, ``record_spikes``, ``opset``, ``sigmoid``
     and ``functions``.
-    ``check`` runs ``onnx.checker.check_model(full_check=True)`` before writing.  ``fidelity``
+    ``check`` runs ``onnx.checker.check_model(full_check=True)`` on the file written, before it takes ``path``'s
+    name.  ``fidelity``
     also runs the file in onnxruntime on ``fidelity_data`` (a Dataset; default 16 inputs of
     :func:`ilif_deploy.data.probe_inputs`) and compares it with the torch reference runtime (an
     :class:`~ilif_deploy.agreement.Agreement`).
@@ -43,19 +44,19 @@ def export_graph(graph, path, timesteps: Optional[int] = None, encoding: Optiona
         ``timesteps``, ``encoding``, ``neuron_layers``, ``export_seconds`` (and ``fidelity``).
     """
     t0 = time.perf_counter()
-    model = build_model(graph, timesteps, encoding, record_spikes, opset, sigmoid, functions)
-    if check:
-        onnx.checker.check_model(model, full_check=True)
+    head, builder = build_parts(graph, timesteps, encoding, record_spikes, opset, sigmoid, functions)
+    meta = {p.key: p.value for p in head.metadata_props}
     with atomic_path(path) as tmp:
-        onnx.save_model(model, str(tmp))
-    seconds = time.perf_counter() - t0
-    meta = {p.key: p.value for p in model.metadata_props}
-    info = {"path": str(path), "bytes": Path(path).stat().st_size, "onnx_nodes": len(model.graph.node),
-            "initializers": len(model.graph.initializer),
-            "parameters": int(sum(np.prod(t.dims, dtype=np.int64) for t in model.graph.initializer)),
+        with open(tmp, "wb") as f:  # the weights are never held as protos: each is serialized as it is written
+            save_streamed(head, builder, f)
+        if check:  # on the file written, as every reader will parse it
+            onnx.checker.check_model(str(tmp), full_check=True)
+    info = {"path": str(path), "bytes": Path(path).stat().st_size, "onnx_nodes": len(head.graph.node),
+            "initializers": len(builder.initializers),
+            "parameters": int(sum(a.size for a in builder.initializers.values())),
             "opset": opset, "timesteps": int(meta["timesteps"]), "encoding": meta["encoding"],
             "neuron_layers": len(json.loads(meta["ilif.neurons"])), "checked": bool(check),
-            "export_seconds": round(seconds, 3)}
+            "export_seconds": round(time.perf_counter() - t0, 3)}
     if fidelity:
         from ilif_deploy.data import probe_inputs
 

@@ -18,13 +18,14 @@ class OnnxBuilder:
 
     def __init__(self) -> None:
         self.nodes: List[onnx.NodeProto] = []
-        self.initializers: Dict[str, onnx.TensorProto] = {}
+        #: name -> array; the arrays are the IR's own (no copy where the dtype is already right) until they are
+        #: written into the model (:meth:`make_model`): one copy of the weights in the proto, not three
+        self.initializers: Dict[str, np.ndarray] = {}
 
     def const(self, name: str, value, dtype=np.float32) -> str:
         """A named initializer (created once; a second call with the same name reuses it)."""
         if name not in self.initializers:
-            arr = np.asarray(value, dtype=dtype)
-            self.initializers[name] = numpy_helper.from_array(arr, name=name)
+            self.initializers[name] = np.asarray(value, dtype=dtype)
         return name
 
     def scalar(self, name: str, value: float) -> str:
@@ -44,10 +45,56 @@ class OnnxBuilder:
         self.nodes.append(node)
         return outputs[0]
 
-    def make_graph(self, name: str, inputs: List[onnx.ValueInfoProto], outputs: List[onnx.ValueInfoProto],
-                   doc: str = "") -> onnx.GraphProto:
-        return helper.make_graph(self.nodes, name, inputs, outputs, list(self.initializers.values()),
-                                 doc_string=doc)
+    def tensor(self, name: str) -> onnx.TensorProto:
+        return numpy_helper.from_array(self.initializers[name], name=name)
+
+    def make_head(self, name: str, inputs: List[onnx.ValueInfoProto], outputs: List[onnx.ValueInfoProto],
+                  doc: str = "", **model_kw) -> onnx.ModelProto:
+        """The model of the collected nodes without its initializers (:meth:`fill` adds them in memory,
+        :func:`save_streamed` writes them to a file).  ``helper.make_graph`` and ``make_model`` each copy what
+        they are given (a ResNet-18 held its weights three times over in protos)."""
+        return helper.make_model(helper.make_graph(self.nodes, name, inputs, outputs, doc_string=doc), **model_kw)
+
+    def fill(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """Write every initializer into ``model``'s graph, one at a time (each held once, in the model)."""
+        for k in self.initializers:
+            model.graph.initializer.append(self.tensor(k))
+        return model
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+#: protobuf field numbers: ModelProto.graph, GraphProto.initializer (onnx/onnx.proto)
+_MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
+_LEN = 2  # protobuf wire type of a length-delimited field
+
+
+def save_streamed(head: onnx.ModelProto, builder: OnnxBuilder, file) -> None:
+    """Write ``head`` with ``builder``'s initializers to ``file`` (an open binary file), holding one tensor's
+    bytes at a time.
+
+    Why not ``onnx.save_model``: it serializes the whole model into one ``bytes`` object first, a second copy of
+    every weight beside the proto (the peak of an export).  Protobuf merges repeated occurrences of an embedded
+    message field (``MergeFrom``: repeated fields are appended), so the file is ``head`` serialized, then a second
+    ``graph`` field holding only the initializers, each serialized on its own: every protobuf reader (onnx,
+    onnxruntime, Netron) parses it as the model :meth:`OnnxBuilder.fill` makes in memory (tested)."""
+    def field(number: int, payload_size: int) -> bytes:
+        return _varint(number << 3 | _LEN) + _varint(payload_size)
+
+    sizes = {k: builder.tensor(k).ByteSize() for k in builder.initializers}  # one tensor at a time
+    graph_size = sum(len(field(_GRAPH_INITIALIZER, n)) + n for n in sizes.values())
+    file.write(head.SerializeToString())
+    file.write(field(_MODEL_GRAPH, graph_size))
+    for k, n in sizes.items():
+        file.write(field(_GRAPH_INITIALIZER, n))
+        file.write(builder.tensor(k).SerializeToString())
 
 
 def tensor_info(name: str, dims: Sequence, doc: str = "") -> onnx.ValueInfoProto:

@@ -134,28 +134,10 @@ SUPPORTED_OPS = (("input", "output", "add", "neuron", "recurrent_neuron", "leaky
                  + tuple(c.op for c in SYNAPSES))
 
 
-def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optional[str] = None,
+def build_parts(graph: Graph, timesteps: Optional[int] = None, encoding: Optional[str] = None,
                 record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp",
-                functions: bool = False) -> onnx.ModelProto:
-    """Build the ONNX model of ``graph`` unrolled over ``timesteps`` steps (no file is written).
-
-    Args:
-        graph: an IR graph (validated here).
-        timesteps: T in steps (default: ``graph.metadata["timesteps"]``).
-        encoding: ``"direct"``: the model input is one frame ``[B, *input_shape]`` fed at every step;
-            ``"sequence"``: the input is ``[T, B, *input_shape]``.  Default: the graph's input encoding.
-        record_spikes: also output every neuron layer's spikes ``[T, B, *shape]`` (named
-            ``spikes:<layer>``), for checking spike agreement with another backend.
-        opset: default-domain opset (>= 18).
-        sigmoid: ``"exp"`` writes the MPIU sigmoid as ``1 / (1 + exp(-a))`` (Neg, Exp, Add,
-            Reciprocal: closest to torch's kernel), ``"op"`` as the single ONNX ``Sigmoid`` op.
-        functions: wrap each neuron layer in a model-local function (op ``ilif_deploy.ILIF``,
-            overload = layer name; body of standard ops, inlined by onnxruntime): one node per
-            layer in Netron instead of T steps of ~15 ops.  Needs ONNX IR version 10.
-    Returns:
-        the model; graph outputs ``output`` ``[T, B, *out_shape]`` (per-step outputs) and, for a
-        sum readout, ``logits`` ``[B, *out_shape]`` (their sum over T).
-    """
+                functions: bool = False) -> Tuple[onnx.ModelProto, OnnxBuilder]:
+    """:func:`build_model`'s model without its initializers, and the builder that holds them (as arrays)."""
     for node in graph.nodes.values():  # before validate(), which knows no ONNX-specific limits
         if node.op not in SUPPORTED_OPS or type(node) is not N.NODE_TYPES.get(node.op):
             raise _unsupported(node, "not an IR node type the exporter knows")
@@ -237,10 +219,9 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
            f"Input '{inp.name}': " + ("[batch, " if encoding == "direct" else f"[{T}, batch, ")
            + ", ".join(map(str, shape)) + "]. Outputs: 'output' [T, batch, ...] per step"
            + (", 'logits' = sum over T." if any(o.name == "logits" for o in outputs) else "."))
-    g = b.make_graph(str(graph.metadata.get("source") or "ilif_network"), [g_in], outputs, doc)
     opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(FUNCTION_DOMAIN, 1)] if functions else [])
-    model = helper.make_model(g, opset_imports=opsets, producer_name="ilif-deploy", doc_string=doc,
-                              functions=layer_functions)
+    model = b.make_head(str(graph.metadata.get("source") or "ilif_network"), [g_in], outputs, doc,
+                        opset_imports=opsets, producer_name="ilif-deploy", doc_string=doc, functions=layer_functions)
     model.ir_version = 10 if functions else IR_VERSION  # function overloads came with IR version 10
     from ilif_deploy import __version__
 
@@ -253,4 +234,30 @@ def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optiona
             "source": str(graph.metadata.get("source", "")),
             "ilif.neurons": json.dumps(neurons_meta)}
     helper.set_model_props(model, meta)
-    return model
+    return model, b
+
+
+def build_model(graph: Graph, timesteps: Optional[int] = None, encoding: Optional[str] = None,
+                record_spikes: bool = False, opset: int = OPSET, sigmoid: str = "exp",
+                functions: bool = False) -> onnx.ModelProto:
+    """Build the ONNX model of ``graph`` unrolled over ``timesteps`` steps (no file is written).
+
+    Args:
+        graph: an IR graph (validated here).
+        timesteps: T in steps (default: ``graph.metadata["timesteps"]``).
+        encoding: ``"direct"``: the model input is one frame ``[B, *input_shape]`` fed at every step;
+            ``"sequence"``: the input is ``[T, B, *input_shape]``.  Default: the graph's input encoding.
+        record_spikes: also output every neuron layer's spikes ``[T, B, *shape]`` (named
+            ``spikes:<layer>``), for checking spike agreement with another backend.
+        opset: default-domain opset (>= 18).
+        sigmoid: ``"exp"`` writes the MPIU sigmoid as ``1 / (1 + exp(-a))`` (Neg, Exp, Add,
+            Reciprocal: closest to torch's kernel), ``"op"`` as the single ONNX ``Sigmoid`` op.
+        functions: wrap each neuron layer in a model-local function (op ``ilif_deploy.ILIF``,
+            overload = layer name; body of standard ops, inlined by onnxruntime): one node per
+            layer in Netron instead of T steps of ~15 ops.  Needs ONNX IR version 10.
+    Returns:
+        the model; graph outputs ``output`` ``[T, B, *out_shape]`` (per-step outputs) and, for a
+        sum readout, ``logits`` ``[B, *out_shape]`` (their sum over T).
+    """
+    model, builder = build_parts(graph, timesteps, encoding, record_spikes, opset, sigmoid, functions)
+    return builder.fill(model)

@@ -245,7 +245,7 @@ def layer_function(name: str, family: str, p: ILIFParams, static: bool, T: int, 
 
     fb = OnnxBuilder()
     emit_layer(fb, name, family, p, "x", static, T, "spikes", sigmoid)
-    consts = [helper.make_node("Constant", [], [k], name=k, value=v) for k, v in fb.initializers.items()]
+    consts = [helper.make_node("Constant", [], [k], name=k, value=fb.tensor(k)) for k in fb.initializers]
     for c in consts:  # value tensors keep their own name field; clear it for a clean Constant
         c.attribute[0].t.name = ""
     return helper.make_function(FUNCTION_DOMAIN, op_type(family), ["x"], ["spikes"], consts + fb.nodes,
