@@ -86,6 +86,9 @@ def export(graph: Graph, target: str, path, fold_bn: bool = False, check_samples
         options["fidelity_data"] = data
     info = exporter(lowered if fold_bn else graph, path, **{k: v for k, v in options.items() if v is not None})
     if lowered is not None and check_samples:
+        from ilif_deploy.limits import release_freed_memory
+
+        release_freed_memory()  # what writing the artifact held, before the check runs beside the two graphs
         sample = (data if data is not None else probe_inputs(graph, check_samples)).take(check_samples)
         info["lowering"] = compare_graphs(graph, lowered, sample, name="BN folded" + (
             ", float64 synapses (Lava)" if target == "lava" else ""), float64_synapses=target == "lava").to_dict()
@@ -273,6 +276,9 @@ def open_file(path, **options) -> OpenedFile:
             raise GraphError(f"{path}: {e}") from None
         raise
     check_memory(opened.graph, max_memory, str(path))
+    from ilif_deploy.limits import release_freed_memory
+
+    release_freed_memory()  # what loading and tracing freed (the probe's activations, the file's bytes)
     return opened
 
 

@@ -120,6 +120,9 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
         if silent:
             warn(f"neuron layer(s) {', '.join(silent)} never fired on {act.samples} samples: the data may not be "
                  "what the network was trained on (preprocessing, --normalize), or the layer is dead")
+    from ilif_deploy.limits import release_freed_memory
+
+    release_freed_memory()  # the recording's batches are done: the placement's float64 synapses come after
     placed = placement(graph)
     rep = Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
                  conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,

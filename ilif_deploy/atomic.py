@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 from .errors import UserError
+from .limits import release_freed_memory
 from .signals import signals_held
 
 
@@ -196,5 +197,7 @@ def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.BytesIO]
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(buf.getbuffer())
+        buf.close()  # the file's bytes, no longer needed while ``check`` reads it back
+        release_freed_memory()
         if check is not None:
             check(tmp)

@@ -139,6 +139,23 @@ def test_resnet18_adds_are_summing_nodes(graph_of, tmp_path):
     assert read_graph(tmp_path / "r18.nir").nodes["layer1.1.bn1"].bn_stats is not None
 
 
+def test_writer_without_copies_writes_what_nir_write_writes(digits_ilif_graph):
+    import io
+
+    from ilif_deploy.converters.nir.files import write_nir
+
+    ng = to_nir(digits_ilif_graph)
+    arrays = {(k, f): v for k, node in ng.nodes.items() for f, v in vars(node).items() if isinstance(v, np.ndarray)}
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    write_nir(ours, ng)
+    nir.write(theirs, ng)
+    assert ours.getvalue() == theirs.getvalue()
+    # the graph is handed back as it came: the same arrays, of numpy's own type
+    after = {(k, f): v for k, node in ng.nodes.items() for f, v in vars(node).items() if isinstance(v, np.ndarray)}
+    assert after.keys() == arrays.keys() and all(after[k] is arrays[k] for k in arrays)
+    assert {type(v) for v in after.values()} == {np.ndarray}
+
+
 def test_unsupported_node_is_named(tmp_path):
     g = chain_graph((1, 4, 4), [N.MaxPool2d("pool3")], T=2, encoding="direct")
     with pytest.raises(NIRExportError, match="pool3.*max pooling"):

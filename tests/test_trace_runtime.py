@@ -1,4 +1,6 @@
 """Tracing into the IR and the reference runtime: same outputs as the source modules, clear errors."""
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -37,6 +39,37 @@ def test_resnet18_authors_checkpoint_runtime_equals_module(authors_resnet18_path
     assert f.nodes["conv1"].folded == ("layer1.0.bn1",)
     assert isinstance(f.nodes["layer1.1.bn1"], ir.Affine) and isinstance(f.nodes["bn1"], ir.Affine)
     assert len(f.of_type(ir.Add)) == 8 and len(f.of_type(ir.Conv2d)) == 20 and len(g.of_type(ir.Affine)) == 17
+
+
+def test_folding_copies_only_what_it_replaces(graph_of):
+    g = graph_of("resnet18")
+    before = {n: node.weight.copy() for n, node in g.nodes.items() if isinstance(node, ir.Conv2d)}
+    f = fold_batchnorm(g)
+    for name, w in before.items():
+        assert np.array_equal(g.nodes[name].weight, w)  # the caller's graph is as it was
+        if f.nodes[name].folded:
+            assert not np.shares_memory(f.nodes[name].weight, g.nodes[name].weight)
+        else:  # an array nobody changes is shared, not copied
+            assert f.nodes[name].weight is g.nodes[name].weight
+    assert any(not f.nodes[n].folded for n in before) and any(f.nodes[n].folded for n in before)
+    assert f.nodes["layer1.1.bn1"] is not g.nodes["layer1.1.bn1"]  # the nodes themselves are copies
+    assert bytes(g.to_buffer()) == g.to_bytes() and Graph.load(io.BytesIO(g.to_bytes())).nodes.keys() == g.nodes.keys()
+
+
+@pytest.mark.parametrize("stride,padding,dilation,bias", [(1, 1, 1, True), (2, 0, 1, False), (1, 2, 2, True),
+                                                          (3, 1, 1, True)])
+def test_float64_convolution_as_chunked_products_equals_torchs(stride, padding, dilation, bias, monkeypatch):
+    from ilif_deploy import runtime
+
+    torch.manual_seed(0)
+    x = (torch.rand(7, 5, 11, 9) < 0.4).to(torch.float64)
+    w, b = torch.randn(6, 5, 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64) if bias else None
+    ref = torch.nn.functional.conv2d(x, w, b, stride, padding, dilation)
+    for column_bytes in (1, 5 * 9 * 99 * 8 * 3, 2 ** 30):  # one sample per product, chunks of 3 (uneven), all
+        monkeypatch.setattr(runtime, "CONV64_COLUMN_BYTES", column_bytes)
+        out = runtime._conv2d_float64(x, w, b, (stride, stride), (padding, padding), (dilation, dilation))
+        assert out.shape == ref.shape and out.dtype == torch.float64
+        assert (out - ref).abs().max().item() <= 1e-12 * ref.abs().max().item()
 
 
 def test_unfolded_graph_gives_the_same_logits(authors_resnet18_path):

@@ -64,9 +64,10 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
           dense_conv_limit: int = 0) -> None:
     """Write ``spec`` (built from ``graph`` with ``dense_conv_limit``) and its mantissas in ``fixed``
     (default :class:`~.fixed.FixedPoint`) to ``path`` atomically."""
-    q = quantize_spec(spec, fixed)
+    held = [quantize_spec(spec, fixed)]
 
     def fill(target):
+        q = held.pop()  # the mantissas (int64) are dropped once written, before the IR graph's copy is made
         with h5py.File(target, "w") as f:
             f.attrs.update(format=FORMAT, version=VERSION, timesteps=spec.timesteps, encoding=spec.encoding,
                            source=str(spec.metadata.get("source", "")), dense_conv_limit=int(dense_conv_limit))
@@ -101,7 +102,8 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
                     h["groups"], h["delay"], h["graded"], h["counts"] = s.groups, s.delay, int(s.graded), int(s.counts)
                     if s.delta:
                         h["delta"] = 1
-            f.create_dataset("ir_graph", data=np.frombuffer(graph.to_bytes(), dtype=np.uint8))
+            del q
+            f.create_dataset("ir_graph", data=np.frombuffer(graph.to_buffer(), dtype=np.uint8))
 
     write_hdf5_atomic(path, fill)
 

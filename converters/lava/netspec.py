@@ -454,8 +454,8 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             diag = _post_scale(graph, paths[0], in_shape[0]) if len(paths) == 1 else None
             if conv is not None:
                 c, scale = conv
-                synapses.append(Synapse(kind="conv", **{**c, "weight": c["weight"] * scale[:, None, None, None]},
-                                        **common))
+                c["weight"] *= scale[:, None, None, None]  # in place: _plain_conv's float64 copy is its own
+                synapses.append(Synapse(kind="conv", **c, **common))
             elif diag is not None and in_shape == tuple(tnode.shape):
                 per_neuron = np.broadcast_to(diag.reshape((-1,) + (1,) * (len(in_shape) - 1)), in_shape)
                 synapses.append(Synapse(kind="sparse", weight=per_neuron.reshape(-1).copy(), **common))

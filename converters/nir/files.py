@@ -1,10 +1,12 @@
 """NIR files: write one (checked with ``nir.read``), read one into the IR graph, or as a torch module."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Optional, Union
 
 import nir
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,6 +16,40 @@ from ilif_deploy.ir.graph import Graph
 from .conventions import DEFAULT_DT
 from .export import to_nir
 from .importer import NIRImportError, from_nir, read_nir
+
+
+class _SharedOnCopy(np.ndarray):
+    """An array view whose ``deepcopy`` is itself (see :func:`write_nir`)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def write_nir(target, graph: nir.NIRGraph) -> None:
+    """``nir.write(target, graph)`` without the copies of every array it makes on the way.
+
+    Why: ``nir.write`` serialises through ``NIRNode.to_dict``, which is ``dataclasses.asdict`` (a deep copy of
+    every field), and ``NIRGraph.to_dict`` calls it on the whole graph and then again on each node: a ResNet-18
+    held its 70 MB of arrays three times over while being written.  Here every array of ``graph`` is
+    replaced, for the write only, by a view whose deep copy is itself; the file is the one ``nir.write``
+    writes (upstream's writer, compression and layout unchanged)."""
+    touched = []
+
+    def share(node: nir.NIRNode) -> None:
+        for f in dataclasses.fields(node):
+            v = getattr(node, f.name)
+            if isinstance(v, np.ndarray) and not isinstance(v, _SharedOnCopy):
+                touched.append((node, f.name, v))
+                object.__setattr__(node, f.name, v.view(_SharedOnCopy))
+        for sub in getattr(node, "nodes", {}).values():
+            share(sub)
+
+    share(graph)
+    try:
+        nir.write(target, graph)
+    finally:
+        for node, name, v in touched:
+            object.__setattr__(node, name, v)
 
 
 def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAULT_DT, fidelity: bool = False,
@@ -33,11 +69,13 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
         ``{"path", "nodes", "neuron_layers", "dt", "nir_version"}`` and, with ``fidelity``, the
         :class:`~ilif_deploy.agreement.Agreement` of :func:`ilif_deploy.converters.nir.generic.fidelity`.
     """
-    ng = to_nir(graph, dt=dt)
-    # the file must load with upstream's reader, type checks on
-    write_hdf5_atomic(path, lambda target: nir.write(target, ng), check=lambda tmp: nir.read(str(tmp)))
+    held = [to_nir(graph, dt=dt)]
+    nodes = len(held[0].nodes)
+    # the file must load with upstream's reader, type checks on; the NIR graph (its neuron parameter arrays
+    # are as large as the layers) is dropped once written, before the check reads the file's copy
+    write_hdf5_atomic(path, lambda target: write_nir(target, held.pop()), check=lambda tmp: nir.read(str(tmp)))
     from ilif_deploy import ir as N
-    info = {"path": str(path), "nodes": len(ng.nodes),
+    info = {"path": str(path), "nodes": nodes,
             "neuron_layers": len(graph.of_type(N.SPIKING)), "dt": dt, "nir_version": nir.version}
     if fidelity:
         from .generic import fidelity as measure

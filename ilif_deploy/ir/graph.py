@@ -233,6 +233,10 @@ class Graph:
 
     def to_bytes(self) -> bytes:
         """The ``.npz`` file :meth:`save` writes, as bytes (a ``.lava.h5`` embeds it)."""
+        return bytes(self.to_buffer())
+
+    def to_buffer(self) -> memoryview:
+        """:meth:`to_bytes` without its copy: a view of the ``.npz`` file's buffer."""
         from ..families import GRAPH_FILE
 
         GRAPH_FILE.check_graph(self)
@@ -248,7 +252,7 @@ class Graph:
             header["nodes"].append(entry)
         buf = io.BytesIO()
         np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
-        return buf.getvalue()
+        return buf.getbuffer()
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, BinaryIO]) -> "Graph":

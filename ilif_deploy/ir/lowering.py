@@ -15,8 +15,12 @@ def fold_batchnorm(graph: Graph, copy: bool = True) -> Graph:
     """Fold each BatchNorm Affine into the conv/linear before it when that conv feeds nothing else
     (``w * scale``, ``b * scale + shift`` in float64, rounded to float32 once); the folded BN's name
     is kept in the conv's ``folded`` for the energy conventions.  Exact in real arithmetic; in float32
-    a membrane potential can move by an ulp.  Works on a copy unless ``copy=False``."""
-    graph = _copy.deepcopy(graph) if copy else graph
+    a membrane potential can move by an ulp.  Works on a copy unless ``copy=False``; the copy shares the
+    arrays it does not replace (nothing in the IR changes an array in place), so it costs the folded weights,
+    not a second network."""
+    if copy:
+        shared = {id(v): v for node in graph.nodes.values() for v in vars(node).values() if isinstance(v, np.ndarray)}
+        graph = _copy.deepcopy(graph, memo=shared)
     for name in list(graph.nodes):
         node = graph.nodes.get(name)
         if not isinstance(node, N.Affine) or node.source != "batchnorm":
