@@ -120,9 +120,20 @@ def _add(node, inputs, **_):
 def _conv(node, inputs, **_):
     x = inputs[0]
     w, b = _t(node.weight, x), _t(node.bias, x)
-    if x.dtype == torch.float64 and x.device.type == "cpu" and node.groups == 1:
-        return _merged(lambda z: _conv2d_float64(z, w, b, node.stride, node.padding, node.dilation), x)
-    return _merged(lambda z: F.conv2d(z, w, b, node.stride, node.padding, node.dilation, node.groups), x)
+    return _merged(lambda z: conv2d(z, w, b, node.stride, node.padding, node.dilation, node.groups), x)
+
+
+def conv2d(x: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], stride, padding, dilation,
+           groups: int = 1) -> torch.Tensor:
+    """``F.conv2d``; in float64 on the CPU as :func:`_conv2d_float64` (the runtime's float64 synapses and the
+    Lava engine's both come here)."""
+    if x.dtype == torch.float64 and x.device.type == "cpu" and groups == 1:
+        return _conv2d_float64(x, w, b, _pair(stride), _pair(padding), _pair(dilation))
+    return F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 #: bytes of unfolded input :func:`_conv2d_float64` holds at once

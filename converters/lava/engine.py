@@ -28,12 +28,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ilif_deploy.errors import UserError
 from ilif_deploy.families import all_but, declare
 from ilif_deploy.neuron_step import ILIFState, ilif_step, zero_state
-from ilif_deploy.runtime import TORCH_INFERENCE_OPS
+from ilif_deploy.runtime import TORCH_INFERENCE_OPS, conv2d
 
 from .fixed import (CONV_BITS, DENSE_BITS, INPUT_MAX, PORT_BITS, STATE_MAX, FixedLayer, FixedOps, FixedPoint,
                     QuantizedNet, ilif_step_fixed, integrate_readout, lut_lookup, quantize_input, quantize_spec,
@@ -207,7 +206,7 @@ class TorchEngine:
         w, b = (fixed.weights if fixed is not None else self.weights)[i], src.shape[0]
         src = src.to(w.dtype)
         if s.kind == "conv":
-            return F.conv2d(src, w, None, s.stride, s.padding, s.dilation, s.groups)
+            return conv2d(src, w, None, s.stride, s.padding, s.dilation, s.groups)
         flat = src.reshape(b, -1)
         out = flat @ w.T if s.kind == "dense" else flat * w
         return out.reshape(b, *s.out_shape)
