@@ -81,10 +81,12 @@ def export(graph: Graph, target: str, path, fold_bn: bool = False, check_samples
     from ilif_deploy.ir.lowering import fold_batchnorm
 
     exporter = get_exporter(target, fold_bn=fold_bn or None, **options)
-    lowered = fold_batchnorm(graph) if fold_bn or target == "lava" else None
+    lowered = fold_batchnorm(graph) if fold_bn else None
     if data is not None and options.get("fidelity"):
         options["fidelity_data"] = data
     info = exporter(lowered if fold_bn else graph, path, **{k: v for k, v in options.items() if v is not None})
+    if target == "lava":  # what its synapses compute; folded after the write, which folds (and holds) its own
+        lowered = fold_batchnorm(graph)
     if lowered is not None and check_samples:
         from ilif_deploy.limits import release_freed_memory
 

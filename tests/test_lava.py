@@ -130,6 +130,18 @@ def test_artifact_roundtrip_without_running_lava(tmp_path):
         assert f["layer/6/type"][()] == b"readout"
 
 
+def test_a_consumed_spec_writes_the_same_file(tmp_path):
+    # export_graph hands its spec over (consume=True): the float64 weights go once quantized, the file is the same
+    from ilif_deploy.converters.lava import h5
+
+    g = toy_resnet()
+    kept, consumed = build_netspec(g), build_netspec(g)
+    h5.write(kept, g, tmp_path / "kept.lava.h5")
+    h5.write(consumed, g, tmp_path / "consumed.lava.h5", consume=True)
+    assert (tmp_path / "kept.lava.h5").read_bytes() == (tmp_path / "consumed.lava.h5").read_bytes()
+    assert all(s.weight is None for s in consumed.synapses) and all(s.weight is not None for s in kept.synapses)
+
+
 def test_bad_artifacts_are_refused(tmp_path):
     (tmp_path / "x.lava.h5").write_text("not hdf5")
     with pytest.raises(LavaFileError, match="not an HDF5 file"):

@@ -40,7 +40,7 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: 
     from . import h5
 
     spec = build_netspec(graph, dense_conv_limit=dense_conv_limit)
-    h5.write(spec, graph, path, dense_conv_limit=dense_conv_limit)
+    h5.write(spec, graph, path, dense_conv_limit=dense_conv_limit, consume=True)  # only its structure is read below
     kinds = Counter(s.kind for s in spec.synapses)
     relays = sum(s.delay for s in spec.synapses)
     return {
