@@ -167,6 +167,12 @@ def _loihi1_layer(n: int, comp: int, syns, reach: int = 0) -> tuple:
         return [key for key, v in use.items() if v > LOIHI1[key]], use
 
     k = max(1, -(-n * comp // LOIHI1["compartments"]))  # no fewer cores than the compartments need
+    if k < n:
+        # a layer over a limit that is smallest at one neuron per core (compartments, input and output axons:
+        # the 1x1 output tile has the fewest inputs) is over at every count: the search below would try them all
+        over, use = fits(n)
+        if set(over) & {"compartments", "input_axons", "output_axons"}:
+            return n, f"{over[0]} (over even at one neuron per core)", use
     decided = "compartments" if k > 1 else "fits one core"
     while True:
         over, use = fits(k)

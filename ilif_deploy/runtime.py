@@ -22,6 +22,15 @@ from .neuron_step import ArrayOps, run_sequence
 from .neurons import spike_count
 
 
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` is finite (integer tensors always are).  A finite sum proves it in one pass
+    without a mask as large as ``x`` (an inf or a nan makes the sum inf or nan); only a sum that overflowed is
+    checked value by value."""
+    if not x.is_floating_point():
+        return True
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+
+
 def _heaviside(d: torch.Tensor) -> torch.Tensor:
     return (d >= 0).to(d.dtype)
 
@@ -273,7 +282,7 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
     RUNTIME.check_graph(graph)
     x = expand_input(graph, x, timesteps)
     check_run(graph, x.shape[0], x.shape[1], itemsize=8 if synapse_dtype == torch.float64 else x.element_size())
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         raise DataError("the input holds non-finite values (inf or nan)")
     keep = set(graph.nodes) if record is True else set(record or ())
     unknown = keep - set(graph.nodes)
@@ -295,7 +304,7 @@ def run(graph: Graph, x: Union[torch.Tensor, np.ndarray], timesteps: Optional[in
                 stateful = isinstance(node, N.SPIKING + (N.LeakyIntegrator, N.Output))
                 ins = [v.to(torch.float32 if stateful else synapse_dtype) for v in ins]
             out = apply_node(node, ins, compile_neurons=compile_neurons)
-            if not isinstance(node, N.SPIKING) and out.is_floating_point() and not bool(torch.isfinite(out).all()):
+            if not isinstance(node, N.SPIKING) and not all_finite(out):
                 raise DataError(f"node '{name}' ({node.op}) computes non-finite values (inf or nan) from finite "
                                 f"inputs: its parameters overflow float32 (a BatchNorm variance of 0, a huge gain?)")
             for p in preds:  # free activations as soon as their last consumer ran

@@ -309,3 +309,15 @@ def test_one_serialised_form_refuses_what_it_does_not_know(tmp_path, digits_ilif
     np.savez(path, __header__=np.frombuffer(json.dumps({**header, "version": 7}).encode(), np.uint8), **arrays)
     with pytest.raises(GraphError, match="g.ir.npz: not an ilif-deploy graph file .*version 7"):
         Graph.load(path)
+
+
+def test_finiteness_check_is_exact_where_the_sum_overflows():
+    from ilif_deploy.runtime import all_finite
+
+    big = torch.full((4,), 3e38)  # every value finite, their float32 sum is not
+    assert not torch.isfinite(big.sum()) and all_finite(big)
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        x = torch.zeros(3, 5)
+        x[1, 2] = bad
+        assert not all_finite(x) and not all_finite(torch.cat([big, x.flatten()]))
+    assert all_finite(torch.zeros(2, dtype=torch.int64)) and all_finite(torch.rand(2, 3, dtype=torch.float64))
