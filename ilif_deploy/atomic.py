@@ -198,6 +198,6 @@ def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.BytesIO]
         with open(tmp, "wb") as f:
             f.write(buf.getbuffer())
         buf.close()  # the file's bytes, no longer needed while ``check`` reads it back
-        release_freed_memory()
+        release_freed_memory(collect_cycles=True)  # and what ``fill`` built (a NIR graph is cyclic)
         if check is not None:
             check(tmp)

@@ -19,20 +19,21 @@ from .errors import UserError
 _LIMIT: Optional[float] = None
 
 
-def release_freed_memory() -> None:
+def release_freed_memory(collect_cycles: bool = False) -> None:
     """Hand the memory freed so far back to the operating system, where the C library can (glibc).
 
     Why: torch and numpy free large buffers to ``malloc``, and glibc keeps freed heap pages mapped (its mmap
     threshold grows to the largest block freed), so a finished stage -- tracing's probe activations, a file's
     bytes written out -- stays in the process's resident memory while the next stage allocates beside it.
-    Objects in reference cycles (a NIR graph's nodes) are collected first: only the collector frees them.
-    Called between the stages of a command; the trim does nothing elsewhere (musl, macOS)."""
+    ``collect_cycles``: run the garbage collector first, for objects in reference cycles (a NIR graph's nodes)
+    that only it frees; it costs ~70 ms once torch is loaded (every module object is scanned).  Called between
+    the stages of a command; the trim does nothing elsewhere (musl, macOS)."""
     import ctypes
     import ctypes.util
     import gc
 
-    gc.collect()
-
+    if collect_cycles:
+        gc.collect()
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         trim = libc.malloc_trim
