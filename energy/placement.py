@@ -201,8 +201,7 @@ def placement(graph) -> Dict[str, object]:
         return {"unavailable": str(e)}
     views = {v.name: v for v in spec.neuron_views()}
     syns = [_Synapses(s) for s in spec.synapses]  # one per synapse: counting its weights is the costly part
-    for s in spec.synapses:  # counted: the spec's float64 weights (twice the network's bytes) are not read again
-        s.weight = None
+    spec.drop_weights()  # counted: not read again
     incoming = {lay.name: [syns[i] for i, _ in spec.incoming_indexed(lay.name)] for lay in spec.layers}
     outgoing = {lay.name: [(s.target, syns[i]) for i, s in enumerate(spec.synapses)
                            if s.source == lay.name and s.target != lay.name] for lay in spec.layers}

@@ -134,15 +134,12 @@ def _conv(node, inputs, **_):
 
 def conv2d(x: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], stride, padding, dilation,
            groups: int = 1) -> torch.Tensor:
-    """``F.conv2d``; in float64 on the CPU as :func:`_conv2d_float64` (the runtime's float64 synapses and the
-    Lava engine's both come here)."""
+    """``F.conv2d`` with ``stride``, ``padding``, ``dilation`` as (h, w) pairs (as IR nodes and Lava synapses hold
+    them); in float64 on the CPU as :func:`_conv2d_float64` (the runtime's float64 synapses and the Lava engine's
+    both come here)."""
     if x.dtype == torch.float64 and x.device.type == "cpu" and groups == 1:
-        return _conv2d_float64(x, w, b, _pair(stride), _pair(padding), _pair(dilation))
+        return _conv2d_float64(x, w, b, stride, padding, dilation)
     return F.conv2d(x, w, b, stride, padding, dilation, groups)
-
-
-def _pair(v) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 #: bytes of unfolded input :func:`_conv2d_float64` holds at once

@@ -68,8 +68,7 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
     quantized; its structure stays."""
     held = [quantize_spec(spec, fixed)]
     if consume:
-        for s in spec.synapses:
-            s.weight = None
+        spec.drop_weights()
 
     def fill(target):
         q = held.pop()  # the mantissas (int64) are dropped once written, before the IR graph's copy is made

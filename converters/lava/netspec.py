@@ -138,6 +138,12 @@ class NetSpec:
         fixed-point mantissas, the torch engine's weights) are kept in ``synapses`` order."""
         return [(i, s) for i, s in enumerate(self.synapses) if s.target == name]
 
+    def drop_weights(self) -> None:
+        """Release every synapse's float64 weights (twice the network's float32 bytes), keeping the structure:
+        for a spec whose weights were already read (quantized, counted) and is kept only for its layout."""
+        for s in self.synapses:
+            s.weight = None
+
     @property
     def depth(self) -> int:
         """Steps from the input to the readout (the pipeline latency in Lava steps)."""
