@@ -195,13 +195,12 @@ def placement(graph) -> Dict[str, object]:
     g = graph
     if not g.timesteps:  # the placement does not depend on T; the builder wants one
         g = type(graph)(nodes=graph.nodes, edges=list(graph.edges), metadata={**graph.metadata, "timesteps": 1})
-    try:
-        spec = build_netspec(g)
+    syns = []  # one per synapse, in the spec's order: counting its weights is the costly part
+    try:  # each synapse counted as it is built, its float64 weights dropped then
+        spec = build_netspec(g, take_weights=lambda syn: syns.append(_Synapses(syn)))
     except UserError as e:  # GraphError too: an op Lava has no form for
         return {"unavailable": str(e)}
     views = {v.name: v for v in spec.neuron_views()}
-    syns = [_Synapses(s) for s in spec.synapses]  # one per synapse: counting its weights is the costly part
-    spec.drop_weights()  # counted: not read again
     incoming = {lay.name: [syns[i] for i, _ in spec.incoming_indexed(lay.name)] for lay in spec.layers}
     outgoing = {lay.name: [(s.target, syns[i]) for i, s in enumerate(spec.synapses)
                            if s.source == lay.name and s.target != lay.name] for lay in spec.layers}

@@ -13,7 +13,8 @@ from ilif_deploy import ir as N
 from ilif_deploy.converters import open_graph
 from ilif_deploy.energy.placement import _routers, loihi1_axon_bits, placement
 from ilif_deploy.neuron_step import ILIFParams
-from zoo import chain_graph
+from ilif_deploy.converters.lava.netspec import build_netspec
+from zoo import chain_graph, maxpool_net, recurrent_net, toy_resnet
 
 LIF = dict(lam=0.5, lam_u=0.0, lam_i=0.0)
 
@@ -199,3 +200,18 @@ def test_mean_router_distance_equals_all_pairs():
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 9, 50).astype(float), rng.integers(0, 9, 70).astype(float)
     assert _mean_distance(a, b) == pytest.approx(np.abs(a[:, None] - b[None, :]).mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("make", [toy_resnet, maxpool_net, recurrent_net])
+def test_netspec_hands_each_synapse_over_once_with_its_final_weights(make):
+    """The placement counts each synapse as it is built (``take_weights``) and its weights are dropped then: every
+    synapse is handed over once, in the spec's order, with the weights the whole spec holds."""
+    g = make()
+    whole = build_netspec(g)
+    taken = []
+    streamed = build_netspec(g, take_weights=lambda s: taken.append((s.source, s.kind, np.array(s.weight))))
+    assert [(s.source, s.kind) for s in whole.synapses] == [t[:2] for t in taken]
+    assert len(taken) == len(whole.synapses) > 1
+    for syn, (_, _, weight) in zip(whole.synapses, taken):
+        assert weight.dtype == np.asarray(syn.weight).dtype and np.array_equal(weight, syn.weight)
+    assert all(s.weight is None for s in streamed.synapses)

@@ -33,7 +33,7 @@ contributions of one network step arrive together, as they do in the torch runti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -388,12 +388,18 @@ def _recurrent_synapse(node: "N.RecurrentNeuron", gain: np.ndarray) -> Tuple[Syn
                    counts=node.params.multi_spike), bias
 
 
-def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
+def build_netspec(graph: Graph, dense_conv_limit: int = 0,
+                  take_weights: Optional[Callable[[Synapse], None]] = None) -> NetSpec:
     """Describe ``graph`` as neuron layers + fused synapses (see the module docstring).
 
     ``dense_conv_limit``: a plain conv whose equivalent matrix has at most this many entries is
     written as a ``dense`` synapse instead of ``conv`` (Lava's CPU Conv model loops over channel
     pairs in Python and is far slower than a matrix product for small layers).  0 keeps every conv.
+
+    ``take_weights``: called with each synapse as soon as its float64 weights are final, which are then dropped
+    (``weight`` None, as :meth:`NetSpec.drop_weights` leaves them): for a caller that only reads each synapse once
+    (the Loihi placement counts them), so that one layer's synapses are alive at a time, not the network's (twice
+    its float32 bytes).
 
     BatchNorm is folded into the weights first (:func:`ilif_deploy.ir.lowering.fold_batchnorm`; the
     caller's graph is not changed): Lava's synapses compute the folded graph, in float64.
@@ -411,10 +417,17 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
     targets = [n for n in graph.topological_order()
                if isinstance(graph.nodes[n], N.SPIKING + (N.Output, N.MaxPool2d))]
     depth = {graph.input_node.name: 0}
+
+    def settled(final: List[Synapse]) -> None:
+        for syn in final if take_weights is not None else ():
+            take_weights(syn)
+            syn.weight = None
+
     for target in targets:
         tnode = graph.nodes[target]
         if isinstance(tnode, N.MaxPool2d):
             synapses.append(_maxpool_synapse(graph, tnode))
+            settled(synapses[-1:])
             depth[target] = depth[synapses[-1].source] + 1
             layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=MAXPOOL_PARAMS,
                                    bias=np.zeros(tnode.shape), kind="maxpool", depth=depth[target])
@@ -472,6 +485,7 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0) -> NetSpec:
             s.weight = _scale_rows(s, np.broadcast_to(gain, tnode.shape))
         if isinstance(tnode, N.RecurrentNeuron):
             synapses.append(rec)
+        settled(synapses[first:])
         depth[target] = tdepth
         spiking = isinstance(tnode, N.SPIKING)
         layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=tnode.params if spiking else None,
