@@ -45,12 +45,14 @@ class Target:
     module: str
     suffix: str
     options: Tuple[str, ...] = ()
+    #: the writer takes a graph handed over (``consume=True``) and empties it once it needs it no more
+    consumes: bool = False
 
 
 #: ``fold_bn``: write the graph with BatchNorm folded into the weights (see :func:`export`; Lava always folds)
 TARGETS = {"ir": Target(".ir_file", ".ir.npz", ("fold_bn",)), "lava": Target(".lava", ".lava.h5"),
-           "nir": Target(".nir", ".nir", ("fidelity", "fold_bn")),
-           "onnx": Target(".onnx", ".onnx", ("fidelity", "fold_bn")), "netx": Target(".netx", ".net")}
+           "nir": Target(".nir", ".nir", ("fidelity", "fold_bn"), consumes=True),
+           "onnx": Target(".onnx", ".onnx", ("fidelity", "fold_bn"), consumes=True), "netx": Target(".netx", ".net")}
 
 
 def get_exporter(target: str, **options) -> Callable:
@@ -66,7 +68,7 @@ def get_exporter(target: str, **options) -> Callable:
 
 
 def export(graph: Graph, target: str, path, fold_bn: bool = False, check_samples: int = 8, data=None,
-           **options) -> dict:
+           consume: bool = False, **options) -> dict:
     """Write ``graph`` as ``target`` at ``path``; returns what the exporter reports.
 
     Where the written artifact computes a lowered graph -- BatchNorm folded into the weights with
@@ -75,6 +77,10 @@ def export(graph: Graph, target: str, path, fold_bn: bool = False, check_samples
     :class:`~ilif_deploy.data.Dataset`; default :func:`ilif_deploy.data.probe_inputs`) and ``info["lowering"]``
     says how far it moved (an :class:`~ilif_deploy.agreement.Agreement`: spikes per layer, predictions).
     ``data`` also feeds the ``fidelity`` measurement of nir and onnx.
+
+    ``consume``: the caller will not use ``graph`` again (the command line).  Where nothing after the write needs
+    it (no lowering check, no fidelity run), a writer that reads its file back (nir, onnx) empties it first
+    (:meth:`~ilif_deploy.ir.graph.Graph.clear`), so the weights and the file's read-back are not in memory together.
     """
     from ilif_deploy.agreement import compare_graphs
     from ilif_deploy.data import probe_inputs
@@ -84,6 +90,8 @@ def export(graph: Graph, target: str, path, fold_bn: bool = False, check_samples
     lowered = fold_batchnorm(graph) if fold_bn else None
     if data is not None and options.get("fidelity"):
         options["fidelity_data"] = data
+    if consume and TARGETS[target].consumes and lowered is None and not options.get("fidelity"):
+        options["consume"] = True
     info = exporter(lowered if fold_bn else graph, path, **{k: v for k, v in options.items() if v is not None})
     if target == "lava":  # what its synapses compute; folded after the write, which folds (and holds) its own
         lowered = fold_batchnorm(graph)

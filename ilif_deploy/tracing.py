@@ -185,11 +185,27 @@ PROBE_BATCH = 2
 
 
 def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: str, step: str) -> Graph:
+    tracer = _Tracer()
     try:
-        fx_graph = _Tracer().trace(model)
+        fx_graph = tracer.trace(model)
     except Exception as e:  # fx raises many types for data-dependent control flow
         raise TraceError(f"torch.fx could not trace {type(model).__name__}: {e}") from e
+    finally:
+        # torch.fx leaves the tracer in reference cycles (its patched functions' closures) and the GraphModule in
+        # one with its graph: both hold the module and its weights until a full garbage collection, so a graph
+        # handed over to a writer that empties it (export's consume) would not free them.  Cut them here.
+        vars(tracer).clear()
     gm = fx.GraphModule(model, fx_graph)
+    try:
+        return _graph_of(gm, model, input_shape, timesteps, encoding, step)
+    finally:
+        for name in [n for n, _ in gm.named_children()]:
+            delattr(gm, name)
+
+
+def _graph_of(gm: fx.GraphModule, model: nn.Module, input_shape: tuple, timesteps: int, encoding: str,
+              step: str) -> Graph:
+    """The IR graph of the traced ``gm`` (``model``'s GraphModule): shapes probed, each fx node mapped."""
     # T and B differ (and differ from channel sizes as far as possible) so shapes can be told apart.
     # The graph is the same for every T, so a long T is probed with 7 steps: -T 1000000 costs no more.
     probe_t = timesteps if timesteps <= PROBE_STEPS else PROBE_STEPS
@@ -246,7 +262,7 @@ def _trace_eval(model: nn.Module, input_shape: tuple, timesteps: int, encoding: 
             raise TraceError(f"'{n.name}' is used as a tensor but is a shape or a number")
         return alias[n.name]
 
-    for n in fx_graph.nodes:
+    for n in gm.graph.nodes:
         if n.op == "placeholder":
             if g.of_type(N.Input):
                 raise TraceError(f"the model takes more than one input ('{n.name}'); one input tensor is supported "

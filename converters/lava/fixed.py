@@ -473,7 +473,7 @@ class QuantizedNet:
 
 
 def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[List[np.ndarray]] = None,
-                  exponents: Optional[dict] = None) -> QuantizedNet:
+                  exponents: Optional[dict] = None, drop_weights: bool = False) -> QuantizedNet:
     """Quantise every layer of ``spec`` (a :class:`~ilif_deploy.converters.lava.netspec.NetSpec`) with
     one exponent per target layer (format ``fp``; default: the format of the file the network was read from,
     :func:`native_format` -- a netx file's Loihi integers -- else :class:`FixedPoint`); ``mantissas``/``exponents``
@@ -482,7 +482,11 @@ def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[Lis
     A layer that sums the analog input with spikes (a recurrent layer right after the input) shares one
     exponent between them, but an input message carries 2**input_frac_bits per float unit and a spike 1: its
     graded synapses are quantised as spike synapses and shift their sum right by ``input_frac_bits``
-    (``post_shifts``; Lava's Dense ``weight_exp``), or their mantissas would round to 0."""
+    (``post_shifts``; Lava's Dense ``weight_exp``), or their mantissas would round to 0.
+
+    ``drop_weights``: each layer's float64 synapse weights are dropped (as :meth:`NetSpec.drop_weights` does) once
+    its mantissas are made, so the float64 weights and the int64 mantissas are not both whole in memory (a writer
+    that was handed the spec)."""
     fp = fp or native_format(spec.metadata) or FixedPoint()
     # at a file's own integers (netx), a convolution's weights are the file's: lava-dl's netx hands them to Lava's
     # Conv as they are (no exponent; it wraps its sum at 24 bits), so they are not scaled up to fill the mantissa
@@ -506,8 +510,10 @@ def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[Lis
             m, a_exp = quantize_weights([s.weight for _, s in incoming], [source_frac_bits(s, fp) for _, s in incoming],
                                         fp, [post[i] for i, _ in incoming], layer_frac_bits(layer.params, fp),
                                         min_exp=1 if as_is else None)
-        for (i, _), mi in zip(incoming, m):
+        for (i, syn), mi in zip(incoming, m):
             mants[i] = mi
+            if drop_weights:
+                syn.weight = None
         if layer is spec.readout:
             readout_exp = a_exp
         else:

@@ -64,11 +64,9 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
           dense_conv_limit: int = 0, consume: bool = False) -> None:
     """Write ``spec`` (built from ``graph`` with ``dense_conv_limit``) and its mantissas in ``fixed``
     (default :class:`~.fixed.FixedPoint`) to ``path`` atomically.  ``consume``: the caller hands ``spec`` over, and
-    its float64 weights (the file holds mantissas, not them: twice the network's float32 bytes) are dropped once
-    quantized; its structure stays."""
-    held = [quantize_spec(spec, fixed)]
-    if consume:
-        spec.drop_weights()
+    its float64 weights (the file holds mantissas, not them: twice the network's float32 bytes) are dropped layer by
+    layer as they are quantized; its structure stays."""
+    held = [quantize_spec(spec, fixed, drop_weights=consume)]
 
     def fill(target):
         q = held.pop()  # the mantissas (int64) are dropped once written, before the IR graph's copy is made

@@ -53,7 +53,7 @@ def write_nir(target, graph: nir.NIRGraph) -> None:
 
 
 def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAULT_DT, fidelity: bool = False,
-                 fidelity_data=None, fidelity_samples: Optional[int] = None) -> dict:
+                 fidelity_data=None, fidelity_samples: Optional[int] = None, consume: bool = False) -> dict:
     """Write ``graph`` as a NIR file (atomically) and check that ``nir.read`` accepts it.
 
     Args:
@@ -65,18 +65,22 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
         fidelity_data: data for that comparison (a :class:`~ilif_deploy.data.Dataset`); default: the digits
             test split for [1, 8, 8] inputs, uniform random frames otherwise.
         fidelity_samples: limit the number of samples.
+        consume: the caller hands ``graph`` over: it is emptied (:meth:`~ilif_deploy.ir.graph.Graph.clear`) once
+            converted, so the IR weights are not in memory beside the NIR graph's copies and the file's read-back.
     Returns:
         ``{"path", "nodes", "neuron_layers", "dt", "nir_version"}`` and, with ``fidelity``, the
         :class:`~ilif_deploy.agreement.Agreement` of :func:`ilif_deploy.converters.nir.generic.fidelity`.
     """
+    from ilif_deploy import ir as N
+
     held = [to_nir(graph, dt=dt)]
-    nodes = len(held[0].nodes)
+    nodes, neuron_layers = len(held[0].nodes), len(graph.of_type(N.SPIKING))
+    if consume:
+        graph.clear()
     # the file must load with upstream's reader, type checks on; the NIR graph (its neuron parameter arrays
     # are as large as the layers) is dropped once written, before the check reads the file's copy
     write_hdf5_atomic(path, lambda target: write_nir(target, held.pop()), check=lambda tmp: nir.read(str(tmp)))
-    from ilif_deploy import ir as N
-    info = {"path": str(path), "nodes": nodes,
-            "neuron_layers": len(graph.of_type(N.SPIKING)), "dt": dt, "nir_version": nir.version}
+    info = {"path": str(path), "nodes": nodes, "neuron_layers": neuron_layers, "dt": dt, "nir_version": nir.version}
     if fidelity:
         from .generic import fidelity as measure
         info["fidelity"] = measure(graph, nir.read(str(path)), data=fidelity_data, samples=fidelity_samples,

@@ -52,7 +52,7 @@ def _run(argv) -> int:
         out = Path(args.output) if args.output else Path(opened.path.name.split(".")[0] + TARGETS[args.target].suffix)
         data = open_dataset(args, graph) if args.data else None  # default: ilif_deploy.data.probe_inputs
         info = export(graph, args.target, out, fold_bn=bool(args.fold_bn), check_samples=args.check_samples,
-                      fidelity=args.fidelity, data=data)
+                      fidelity=args.fidelity, data=data, consume=True)
         print(f"wrote {out} (target {args.target})")
         for k, v in (info or {}).items():
             if k != "path":

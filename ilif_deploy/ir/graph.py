@@ -101,6 +101,13 @@ class Graph:
         self.edges = [(src if s == name else s, t) for s, t in self.edges if t != name]
         del self.nodes[name]
 
+    def clear(self) -> None:
+        """Remove every node and edge (the metadata stays): the arrays the nodes held are released, for a graph
+        handed over to a writer that the caller will not use again (:func:`ilif_deploy.converters.export`'s
+        ``consume``)."""
+        self.nodes.clear()
+        self.edges = []
+
     # ---------------------------------------------------------------- queries
     def inputs_of(self, name: str) -> List[str]:
         """The nodes feeding ``name``, in edge order."""
