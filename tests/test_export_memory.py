@@ -13,7 +13,7 @@ import pytest
 import ilif_deploy as D
 from ilif_deploy.architectures import build
 from ilif_deploy.converters import export
-from ilif_deploy.converters.lava.fixed import quantize_spec
+from ilif_deploy.converters.lava.fixed import quantization_format, quantize_spec, quantized_layers
 from ilif_deploy.converters.lava.netspec import build_netspec
 from zoo import toy_resnet
 
@@ -57,15 +57,23 @@ def test_tracing_leaves_no_cycle_holding_the_module():
         gc.enable()
 
 
-def test_quantizing_with_drop_weights_makes_the_same_mantissas():
+def test_layer_by_layer_quantization_makes_the_same_mantissas_and_drops_as_it_goes():
+    """The Lava writer quantizes one layer at a time (``quantized_layers``), dropping each layer's float64 weights
+    once its mantissas are made: the same mantissas and exponents as ``quantize_spec`` on the whole spec."""
     g = toy_resnet()
     kept, dropped = build_netspec(g), build_netspec(g)
-    a, b = quantize_spec(kept), quantize_spec(dropped, drop_weights=True)
-    assert len(a.mantissas) == len(b.mantissas) == len(kept.synapses) > 2
-    for x, y in zip(a.mantissas, b.mantissas):
-        assert x.dtype == y.dtype and np.array_equal(x, y)
-    assert a.readout_exp == b.readout_exp and a.layers.keys() == b.layers.keys()
-    assert all(s.weight is None for s in dropped.synapses) and all(s.weight is not None for s in kept.synapses)
+    whole = quantize_spec(kept)
+    seen = []
+    for q in quantized_layers(dropped, quantization_format(dropped), drop_weights=True):
+        assert all(dropped.synapses[i].weight is None for i in q.synapses)
+        later = [i for i in range(len(dropped.synapses)) if i not in q.synapses and i not in seen]
+        assert all(dropped.synapses[i].weight is not None for i in later)  # not yet quantized: still there
+        for i, m in zip(q.synapses, q.mantissas):
+            assert m.dtype == whole.mantissas[i].dtype and np.array_equal(m, whole.mantissas[i])
+        assert q.a_exp == (whole.readout_exp if q.fixed is None else whole.layers[q.layer.name].a_exp)
+        seen += q.synapses
+    assert sorted(seen) == list(range(len(kept.synapses))) and len(seen) > 2
+    assert all(s.weight is not None for s in kept.synapses)
 
 
 def test_clear_keeps_metadata():
@@ -73,3 +81,16 @@ def test_clear_keeps_metadata():
     meta = dict(g.metadata)
     g.clear()
     assert g.metadata == meta and not g.nodes and list(g.edges) == []
+
+
+def test_the_embedded_ir_graph_is_the_graph_file_written_in_place(tmp_path):
+    """The Lava file's ``ir_graph`` is the ``.npz`` written straight into its dataset: byte for byte the file
+    ``Graph.save`` writes, with nothing after it (the dataset is exactly its size)."""
+    h5py = pytest.importorskip("h5py")
+    from ilif_deploy.converters.lava import h5
+
+    g = toy_resnet()
+    h5.write(build_netspec(g), g, tmp_path / "g.lava.h5")
+    g.save(tmp_path / "g.ir.npz")
+    with h5py.File(tmp_path / "g.lava.h5") as f:
+        assert f["ir_graph"][()].tobytes() == (tmp_path / "g.ir.npz").read_bytes() == g.to_bytes()

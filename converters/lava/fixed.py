@@ -46,7 +46,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -472,30 +472,36 @@ class QuantizedNet:
 
 
 
-def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[List[np.ndarray]] = None,
-                  exponents: Optional[dict] = None, drop_weights: bool = False) -> QuantizedNet:
-    """Quantise every layer of ``spec`` (a :class:`~ilif_deploy.converters.lava.netspec.NetSpec`) with
-    one exponent per target layer (format ``fp``; default: the format of the file the network was read from,
-    :func:`native_format` -- a netx file's Loihi integers -- else :class:`FixedPoint`); ``mantissas``/``exponents``
-    (as stored in a ``.lava.h5``) are taken as they are instead of being recomputed from the float weights.
+@dataclass
+class QuantizedLayer:
+    """One layer as :func:`quantized_layers` makes it: its incoming synapses (indices into ``spec.synapses``) with
+    their mantissas and post shifts, its shift ``a_exp`` and its :class:`FixedLayer` (None for the readout)."""
 
-    A layer that sums the analog input with spikes (a recurrent layer right after the input) shares one
-    exponent between them, but an input message carries 2**input_frac_bits per float unit and a spike 1: its
-    graded synapses are quantised as spike synapses and shift their sum right by ``input_frac_bits``
-    (``post_shifts``; Lava's Dense ``weight_exp``), or their mantissas would round to 0.
+    layer: Any
+    synapses: List[int]
+    mantissas: List[np.ndarray]
+    post_shifts: List[int]
+    a_exp: int
+    fixed: Optional[FixedLayer]
 
-    ``drop_weights``: each layer's float64 synapse weights are dropped (as :meth:`NetSpec.drop_weights` does) once
-    its mantissas are made, so the float64 weights and the int64 mantissas are not both whole in memory (a writer
-    that was handed the spec)."""
-    fp = fp or native_format(spec.metadata) or FixedPoint()
+
+def quantization_format(spec, fp: Optional[FixedPoint] = None) -> FixedPoint:
+    """``fp``, else the format of the file ``spec`` was read from (:func:`native_format`), else :class:`FixedPoint`."""
+    return fp or native_format(spec.metadata) or FixedPoint()
+
+
+def quantized_layers(spec, fp: FixedPoint, mantissas: Optional[List[np.ndarray]] = None,
+                     exponents: Optional[dict] = None, drop_weights: bool = False) -> Iterator[QuantizedLayer]:
+    """Each layer of ``spec`` quantised in turn, in ``spec.layers + [spec.readout]`` order (see
+    :func:`quantize_spec`), for a writer that stores a layer and lets it go before the next is made.
+    ``drop_weights``: a layer's float64 synapse weights are dropped (as :meth:`NetSpec.drop_weights` does) once its
+    mantissas are made."""
     # at a file's own integers (netx), a convolution's weights are the file's: lava-dl's netx hands them to Lava's
     # Conv as they are (no exponent; it wraps its sum at 24 bits), so they are not scaled up to fill the mantissa
     native = fp == native_format(spec.metadata)
-    mants: List[Optional[np.ndarray]] = [None] * len(spec.synapses)
-    layers, readout_exp = {}, 0
-    post = [0] * len(spec.synapses)
     for layer in spec.layers + [spec.readout]:
         incoming = spec.incoming_indexed(layer.name)
+        post = {i: 0 for i, _ in incoming}
         if {s.graded for _, s in incoming} == {True, False}:
             for i, s in incoming:
                 if s.graded:
@@ -510,14 +516,36 @@ def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[Lis
             m, a_exp = quantize_weights([s.weight for _, s in incoming], [source_frac_bits(s, fp) for _, s in incoming],
                                         fp, [post[i] for i, _ in incoming], layer_frac_bits(layer.params, fp),
                                         min_exp=1 if as_is else None)
-        for (i, syn), mi in zip(incoming, m):
-            mants[i] = mi
-            if drop_weights:
+        if drop_weights:
+            for _, syn in incoming:
                 syn.weight = None
-        if layer is spec.readout:
-            readout_exp = a_exp
+        yield QuantizedLayer(layer, [i for i, _ in incoming], list(m), [post[i] for i, _ in incoming], a_exp,
+                             None if layer is spec.readout else
+                             FixedLayer.from_params(layer.params, layer.bias, a_exp, fp, layer.syn_lam))
+
+
+def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[List[np.ndarray]] = None,
+                  exponents: Optional[dict] = None) -> QuantizedNet:
+    """Quantise every layer of ``spec`` (a :class:`~ilif_deploy.converters.lava.netspec.NetSpec`) with
+    one exponent per target layer (format :func:`quantization_format`: ``fp``, else the format of the file the
+    network was read from -- a netx file's Loihi integers -- else :class:`FixedPoint`); ``mantissas``/``exponents``
+    (as stored in a ``.lava.h5``) are taken as they are instead of being recomputed from the float weights.
+
+    A layer that sums the analog input with spikes (a recurrent layer right after the input) shares one
+    exponent between them, but an input message carries 2**input_frac_bits per float unit and a spike 1: its
+    graded synapses are quantised as spike synapses and shift their sum right by ``input_frac_bits``
+    (``post_shifts``; Lava's Dense ``weight_exp``), or their mantissas would round to 0."""
+    fp = quantization_format(spec, fp)
+    mants: List[Optional[np.ndarray]] = [None] * len(spec.synapses)
+    post = [0] * len(spec.synapses)
+    layers, readout_exp = {}, 0
+    for q in quantized_layers(spec, fp, mantissas, exponents):
+        for i, m, p in zip(q.synapses, q.mantissas, q.post_shifts):
+            mants[i], post[i] = m, p
+        if q.fixed is None:
+            readout_exp = q.a_exp
         else:
-            layers[layer.name] = FixedLayer.from_params(layer.params, layer.bias, a_exp, fp, layer.syn_lam)
+            layers[q.layer.name] = q.fixed
     return QuantizedNet(fp=fp, mantissas=mants, layers=layers, readout_exp=readout_exp, post_shifts=post)
 
 
@@ -536,6 +564,7 @@ def zero_fixed_state(shape, xp: Any = np, **kw) -> ILIFState:
 
 __all__ = ["FixedPoint", "FixedLayer", "FixedStep", "FixedOps", "NUMPY_FIXED", "torch_fixed_ops", "torch_lut",
            "lut_lookup", "ilif_step_fixed", "quantize_weights", "source_frac_bits", "layer_frac_bits", "quantize_input",
-           "quantize_spec", "state_bound", "QuantizedNet", "readout_scale", "sigmoid_lut", "wrap", "integrate_readout",
+           "quantize_spec", "quantized_layers", "QuantizedLayer", "quantization_format", "state_bound", "QuantizedNet",
+           "readout_scale", "sigmoid_lut", "wrap", "integrate_readout",
            "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX", "DENSE_BITS", "CONV_BITS",
            "PORT_BITS", "native_format", "LOIHI_INTEGERS"]

