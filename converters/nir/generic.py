@@ -22,7 +22,8 @@ from .upstream import in_flow_order, nirtorch_affine, nirtorch_flatten
 
 
 def _t(a) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a, dtype=np.float32))
+    # a copy: the module owns its parameters, and a NIR graph's per-neuron constants are read-only broadcast views
+    return torch.as_tensor(np.array(a, dtype=np.float32))
 
 
 class EulerLIF(nn.Module):
