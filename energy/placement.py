@@ -157,9 +157,11 @@ class _Synapses:
         return min(dense, sparse)
 
 
-def _loihi1_layer(n: int, comp: int, syns, reach: int = 0) -> tuple:
+def _loihi1_layer(n: int, comp: int, syns, reach: int = 0, start: Optional[tuple] = None) -> tuple:
     """(cores, deciding limit, what one core holds) of a Loihi 1 layer of ``n`` neurons whose neurons each reach
-    ``reach`` cores of the layers they feed."""
+    ``reach`` cores of the layers they feed.  ``start``: the (cores, limit) this layer got with ``reach`` 0; every
+    count below it is over a limit other than the output axons (the last one checked, so never the one named), so
+    the search resumes there with the same result as from the start."""
     def fits(k):
         m = -(-n // k)
         use = {"compartments": m * comp, "input_axons": sum(s.axons(k) for s in syns),
@@ -174,6 +176,8 @@ def _loihi1_layer(n: int, comp: int, syns, reach: int = 0) -> tuple:
         if set(over) & {"compartments", "input_axons", "output_axons"}:
             return n, f"{over[0]} (over even at one neuron per core)", use
     decided = "compartments" if k > 1 else "fits one core"
+    if start is not None and start[0] > k:
+        k, decided = start
     while True:
         over, use = fits(k)
         if not over:
@@ -224,7 +228,7 @@ def placement(graph) -> Dict[str, object]:
         reach = sum(syn.reach(layers[t]["loihi1_cores"]) for t, syn in outgoing[name] if t in layers)
         if reach:
             k, why, use = _loihi1_layer(info["neurons"], info["loihi1_compartments_per_neuron"], incoming[name],
-                                        reach)
+                                        reach, start=(info["loihi1_cores"], info["loihi1_limit"]))
             info.update(loihi1_cores=k, loihi1_limit=why, loihi1_core_use=use)
     for chip in ("loihi1", "loihi2"):
         first, at = {}, 0

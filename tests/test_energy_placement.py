@@ -11,10 +11,10 @@ import pytest
 
 from ilif_deploy import ir as N
 from ilif_deploy.converters import open_graph
-from ilif_deploy.energy.placement import _routers, loihi1_axon_bits, placement
+from ilif_deploy.energy.placement import _loihi1_layer, _routers, _Synapses, loihi1_axon_bits, placement
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.converters.lava.netspec import build_netspec
-from zoo import chain_graph, maxpool_net, recurrent_net, toy_resnet
+from zoo import chain_graph, conv_wrap_net, maxpool_net, recurrent_lif_net, recurrent_net, toy_resnet
 
 LIF = dict(lam=0.5, lam_u=0.0, lam_i=0.0)
 
@@ -215,3 +215,51 @@ def test_netspec_hands_each_synapse_over_once_with_its_final_weights(make):
     for syn, (_, _, weight) in zip(whole.synapses, taken):
         assert weight.dtype == np.asarray(syn.weight).dtype and np.array_equal(weight, syn.weight)
     assert all(s.weight is None for s in streamed.synapses)
+
+
+@pytest.fixture(scope="module")
+def searched_layers():
+    """(neurons, synapses as the placement counts them, first-pass result) of layers the synapse memory decides
+    (dense) and the compartments and input axons decide (conv)."""
+    conv = chain_graph((16, 24, 24), [N.Conv2d("c", weight=np.ones((32, 16, 5, 5), np.float32), padding=(2, 2)),
+                                      N.Neuron("n", params=ILIFParams(**LIF))], T=2)
+    out = []
+    for g in (_dense(2000, 1500, LIF), _dense(300, 5000, LIF), conv):
+        syns = []
+        spec = build_netspec(g, take_weights=lambda s: syns.append(_Synapses(s)))
+        n = int(np.prod(spec.layers[0].shape))
+        out.append((n, syns, _loihi1_layer(n, 1, syns)))
+    return out
+
+
+@pytest.mark.parametrize("reach", [1, 7, 40, 300, 5000])
+def test_the_output_axon_pass_resumes_where_the_first_stopped_with_the_same_result(reach, searched_layers):
+    """The second pass (output axons known) starts at the first pass's core count: every count below it was over
+    another limit.  Same cores, limit and use as a search from the start."""
+    for n, syns, first in searched_layers:
+        assert first[0] > 1
+        assert _loihi1_layer(n, 1, syns, reach, start=first[:2]) == _loihi1_layer(n, 1, syns, reach)
+
+
+@pytest.mark.parametrize("make", [toy_resnet, maxpool_net, recurrent_net, recurrent_lif_net, conv_wrap_net])
+def test_the_zero_response_is_the_graph_run_on_zeros(make, monkeypatch):
+    """Each layer's constant current (its bias) is taken from the convolutions' and linear maps' biases instead of
+    running them on zeros: at every layer build_netspec builds, the same values, signs of zero included, as running
+    the subgraph on zero sources."""
+    import torch
+
+    from ilif_deploy.converters.lava import netspec as ns
+
+    taken_from_biases, checked = ns._zero_response, []
+
+    def both(graph, end, order, sources):
+        zeros = {s: torch.zeros(1, 1, *graph.nodes[s].shape, dtype=torch.float64) for s in sources}
+        ran, taken = ns._evaluate(graph, end, order, zeros), taken_from_biases(graph, end, order, sources)
+        assert ran.shape == taken.shape and torch.equal(ran, taken)
+        assert torch.equal(torch.signbit(ran), torch.signbit(taken))
+        checked.append(end)
+        return taken
+
+    monkeypatch.setattr(ns, "_zero_response", both)
+    build_netspec(make())
+    assert len(checked) >= 2
