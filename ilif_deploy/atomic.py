@@ -183,10 +183,12 @@ def write_text_atomic(path: Union[str, os.PathLike], text: str) -> None:
 
 
 def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.BytesIO], None],
-                      check: Optional[Callable[[Path], None]] = None) -> None:
+                      check: Optional[Callable[[Path], None]] = None, cyclic: bool = False) -> None:
     """Write an HDF5 file to ``path`` atomically: ``fill(target)`` writes it (``h5py.File(target, "w")``, or
     ``nir.write(target, graph)``) into memory, then plain Python file I/O puts the bytes on disk;
-    ``check(temp_path)``, if given, reads the written file back before it replaces ``path``.
+    ``check(temp_path)``, if given, reads the written file back before it replaces ``path``.  ``cyclic``: ``fill``
+    dropped objects in reference cycles (a NIR graph's nodes), collected before the check (a full collection costs
+    ~85 ms with torch loaded, so only then).
 
     Why not let libhdf5 write the file: on a full disk it fails inside its own flush (a ``RuntimeError``
     with no errno, and with some h5py builds a segfault on close), and it swallows a Ctrl-C.  In
@@ -198,6 +200,6 @@ def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.BytesIO]
         with open(tmp, "wb") as f:
             f.write(buf.getbuffer())
         buf.close()  # the file's bytes, no longer needed while ``check`` reads it back
-        release_freed_memory(collect_cycles=True)  # and what ``fill`` built (a NIR graph is cyclic)
+        release_freed_memory(collect_cycles=cyclic)  # and what ``fill`` built
         if check is not None:
             check(tmp)

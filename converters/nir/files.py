@@ -79,7 +79,8 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
         graph.clear()
     # the file must load with upstream's reader, type checks on; the NIR graph (its neuron parameter arrays
     # are as large as the layers) is dropped once written, before the check reads the file's copy
-    write_hdf5_atomic(path, lambda target: write_nir(target, held.pop()), check=lambda tmp: nir.read(str(tmp)))
+    write_hdf5_atomic(path, lambda target: write_nir(target, held.pop()), check=lambda tmp: nir.read(str(tmp)),
+                      cyclic=True)
     info = {"path": str(path), "nodes": nodes, "neuron_layers": neuron_layers, "dt": dt, "nir_version": nir.version}
     if fidelity:
         from .generic import fidelity as measure
