@@ -68,10 +68,12 @@ def test_float64_convolution_as_chunked_products_equals_torchs(stride, padding, 
     w, b = torch.randn(6, 5, 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64) if bias else None
     ref = torch.nn.functional.conv2d(x, w, b, stride, padding, dilation)
     for column_bytes in (1, 5 * 9 * 99 * 8 * 3, 2 ** 30):  # one sample per product, chunks of 3 (uneven), all
-        monkeypatch.setattr(runtime, "CONV64_COLUMN_BYTES", column_bytes)
-        out = runtime._conv2d_float64(x, w, b, (stride, stride), (padding, padding), (dilation, dilation))
-        assert out.shape == ref.shape and out.dtype == torch.float64
-        assert (out - ref).abs().max().item() <= 1e-12 * ref.abs().max().item()
+        for positions in (1, 2 ** 30):  # a product per sample into the output, or one over the chunk's samples
+            monkeypatch.setattr(runtime, "CONV64_COLUMN_BYTES", column_bytes)
+            monkeypatch.setattr(runtime, "CONV64_PER_SAMPLE_POSITIONS", positions)
+            out = runtime._conv2d_float64(x, w, b, (stride, stride), (padding, padding), (dilation, dilation))
+            assert out.shape == ref.shape and out.dtype == torch.float64
+            assert (out - ref).abs().max().item() <= 1e-12 * ref.abs().max().item()
 
 
 def test_unfolded_graph_gives_the_same_logits(authors_resnet18_path):
