@@ -6,7 +6,7 @@ reader of the file in Netron finds each layer and each neuron step by its torch 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -76,25 +76,51 @@ _MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
 _LEN = 2  # protobuf wire type of a length-delimited field
 
 
+#: protobuf field number of TensorProto.raw_data (onnx/onnx.proto)
+_TENSOR_RAW_DATA = 9
+
+
+def _tensor_parts(name: str, array: np.ndarray) -> Tuple[bytes, memoryview]:
+    """``numpy_helper.from_array(array, name)`` serialized, as its head (every field before ``raw_data``) and the
+    array's own bytes, which follow the head as ``raw_data`` (the last field ``from_array`` sets, and protobuf writes
+    fields in number order): the tensor is never copied into a proto, nor its serialization into a ``bytes``."""
+    one = np.asarray(array).reshape(-1)[:1] if np.size(array) else np.zeros(1, dtype=array.dtype)
+    t = numpy_helper.from_array(one, name=name)
+    if not t.HasField("raw_data") or t.raw_data != one.astype(one.dtype.newbyteorder("<")).tobytes():
+        raise TypeError(f"initializer {name!r}: dtype {array.dtype} is not stored as raw little-endian bytes")
+    del t.dims[:]
+    t.dims.extend(array.shape)
+    t.ClearField("raw_data")
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return t.SerializeToString(), memoryview(data.reshape(-1).view(np.uint8))
+
+
 def save_streamed(head: onnx.ModelProto, builder: OnnxBuilder, file) -> None:
-    """Write ``head`` with ``builder``'s initializers to ``file`` (an open binary file), holding one tensor's
-    bytes at a time.
+    """Write ``head`` with ``builder``'s initializers to ``file`` (an open binary file), each initializer's bytes
+    written from its array.
 
     Why not ``onnx.save_model``: it serializes the whole model into one ``bytes`` object first, a second copy of
-    every weight beside the proto (the peak of an export).  Protobuf merges repeated occurrences of an embedded
-    message field (``MergeFrom``: repeated fields are appended), so the file is ``head`` serialized, then a second
-    ``graph`` field holding only the initializers, each serialized on its own: every protobuf reader (onnx,
-    onnxruntime, Netron) parses it as the model :meth:`OnnxBuilder.fill` makes in memory (tested)."""
+    every weight beside the proto (the peak of an export); making each tensor's proto and serialization in turn
+    still held the largest twice over.  Protobuf merges repeated occurrences of an embedded message field
+    (``MergeFrom``: repeated fields are appended), so the file is ``head`` serialized, then a second ``graph`` field
+    holding only the initializers: every protobuf reader (onnx, onnxruntime, Netron) parses it as the model
+    :meth:`OnnxBuilder.fill` makes in memory (tested)."""
     def field(number: int, payload_size: int) -> bytes:
         return _varint(number << 3 | _LEN) + _varint(payload_size)
 
-    sizes = {k: builder.tensor(k).ByteSize() for k in builder.initializers}  # one tensor at a time
+    def tensor_size(tensor_head: bytes, data: memoryview) -> int:
+        return len(tensor_head) + len(field(_TENSOR_RAW_DATA, data.nbytes)) + data.nbytes
+
+    sizes = {k: tensor_size(*_tensor_parts(k, a)) for k, a in builder.initializers.items()}
     graph_size = sum(len(field(_GRAPH_INITIALIZER, n)) + n for n in sizes.values())
     file.write(head.SerializeToString())
     file.write(field(_MODEL_GRAPH, graph_size))
-    for k, n in sizes.items():
-        file.write(field(_GRAPH_INITIALIZER, n))
-        file.write(builder.tensor(k).SerializeToString())
+    for k, a in builder.initializers.items():
+        tensor_head, data = _tensor_parts(k, a)
+        file.write(field(_GRAPH_INITIALIZER, sizes[k]))
+        file.write(tensor_head)
+        file.write(field(_TENSOR_RAW_DATA, data.nbytes))
+        file.write(data)
 
 
 def tensor_info(name: str, dims: Sequence, doc: str = "") -> onnx.ValueInfoProto:
