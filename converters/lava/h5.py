@@ -150,8 +150,10 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
                     s = spec.synapses[k]
                     h = syn.create_group(str(j))
                     h["source"], h["kind"] = s.source, s.kind
-                    # halved back (an arithmetic shift: the mantissas are even, and >> is 10x faster than //)
-                    stored = (mantissa >> 1).astype(np.int8 if fp.weight_bits <= 8 else np.int16)
+                    # halved back in place (the layer's own array, let go once written; an arithmetic shift: the
+                    # mantissas are even, and >> is 10x faster than //)
+                    mantissa >>= 1
+                    stored = mantissa.astype(np.int8 if fp.weight_bits <= 8 else np.int16)
                     h.create_dataset("mantissa", data=stored, compression="gzip")
                     for key in ("in_shape", "out_shape", "stride", "padding", "dilation"):
                         h[key] = np.asarray(getattr(s, key))
