@@ -18,12 +18,19 @@ import numpy as np
 from ilif_deploy.ir.graph import Graph
 
 from .compat import INSTALL_HINT, LavaUnavailable, require_lava
-from .h5 import LavaFileError
-from .h5 import read as load
 from .netspec import NetSpec, build_netspec
 
 __all__ = ["export_graph", "load", "build_network", "simulate", "build_netspec", "NetSpec", "LavaUnavailable",
            "LavaFileError", "require_lava", "INSTALL_HINT"]
+
+
+def __getattr__(name: str):
+    # the file's reader (and h5py, ~40 ms to import) only when asked for: ilif-energy's Loihi placement builds specs
+    if name in ("load", "LavaFileError"):
+        from . import h5
+
+        return h5.read if name == "load" else h5.LavaFileError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: int = 0) -> dict:
