@@ -494,8 +494,7 @@ def quantized_layers(spec, fp: FixedPoint, mantissas: Optional[List[np.ndarray]]
                      exponents: Optional[dict] = None, drop_weights: bool = False) -> Iterator[QuantizedLayer]:
     """Each layer of ``spec`` quantised in turn, in ``spec.layers + [spec.readout]`` order (see
     :func:`quantize_spec`), for a writer that stores a layer and lets it go before the next is made.
-    ``drop_weights``: a layer's float64 synapse weights are dropped (as :meth:`NetSpec.drop_weights` does) once its
-    mantissas are made."""
+    ``drop_weights``: a layer's float64 synapse weights are dropped (``weight`` None) once its mantissas are made."""
     # at a file's own integers (netx), a convolution's weights are the file's: lava-dl's netx hands them to Lava's
     # Conv as they are (no exponent; it wraps its sum at 24 bits), so they are not scaled up to fill the mantissa
     native = fp == native_format(spec.metadata)

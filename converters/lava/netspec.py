@@ -138,12 +138,6 @@ class NetSpec:
         fixed-point mantissas, the torch engine's weights) are kept in ``synapses`` order."""
         return [(i, s) for i, s in enumerate(self.synapses) if s.target == name]
 
-    def drop_weights(self) -> None:
-        """Release every synapse's float64 weights (twice the network's float32 bytes), keeping the structure:
-        for a spec whose weights were already read (quantized, counted) and is kept only for its layout."""
-        for s in self.synapses:
-            s.weight = None
-
     @property
     def depth(self) -> int:
         """Steps from the input to the readout (the pipeline latency in Lava steps)."""
@@ -419,7 +413,7 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0,
     pairs in Python and is far slower than a matrix product for small layers).  0 keeps every conv.
 
     ``take_weights``: called with each synapse as soon as its float64 weights are final, which are then dropped
-    (``weight`` None, as :meth:`NetSpec.drop_weights` leaves them): for a caller that only reads each synapse once
+    (``weight`` None: the structure stays): for a caller that only reads each synapse once
     (the Loihi placement counts them), so that one layer's synapses are alive at a time, not the network's (twice
     its float32 bytes).
 
