@@ -4,11 +4,12 @@ One number, set once per command (:func:`set_memory_limit`; default: half of thi
 estimate of what a run holds (:func:`peak_bytes`: the largest set of activations alive at once, as the runtime
 frees each one after its last consumer).  :func:`check_run` is called by the runtime for every run -- the
 lowering checks, the fidelity probes, the energy recording, the simulations' references -- so a network (or a
-batch) that would not fit is refused with one line instead of swapping the machine; tracing never runs real
-activations at all (:mod:`ilif_deploy.tracing` propagates shapes with fake tensors).
+batch) that would not fit is refused with one line instead of swapping the machine; tracing runs real activations
+only for a small probe (:mod:`ilif_deploy.tracing` propagates a large input's shapes with fake tensors).
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional
 
@@ -28,18 +29,25 @@ def release_freed_memory(collect_cycles: bool = False) -> None:
     ``collect_cycles``: run the garbage collector first, for objects in reference cycles (a NIR graph's nodes)
     that only it frees; it costs ~70 ms once torch is loaded (every module object is scanned).  Called between
     the stages of a command; the trim does nothing elsewhere (musl, macOS)."""
-    import ctypes
-    import ctypes.util
     import gc
 
     if collect_cycles:
         gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once (finding and loading the C library costs ~1.5 ms a call), or None."""
+    import ctypes
+    import ctypes.util
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        return
-    trim(0)
+        return None
 
 
 def default_memory_limit() -> float:

@@ -6,7 +6,7 @@ reader of the file in Netron finds each layer and each neuron step by its torch 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -18,8 +18,8 @@ class OnnxBuilder:
 
     def __init__(self) -> None:
         self.nodes: List[onnx.NodeProto] = []
-        #: name -> array; the arrays are the IR's own (no copy where the dtype is already right) until they are
-        #: written into the model (:meth:`make_model`): one copy of the weights in the proto, not three
+        #: name -> array; the arrays are the IR's own (no copy where the dtype is already right): they become
+        #: tensors only where the model is filled in memory (:meth:`fill`) or written (:func:`save_streamed`)
         self.initializers: Dict[str, np.ndarray] = {}
 
     def const(self, name: str, value, dtype=np.float32) -> str:
@@ -71,19 +71,15 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-#: protobuf field numbers: ModelProto.graph, GraphProto.initializer (onnx/onnx.proto)
-_MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
+#: protobuf field numbers: ModelProto.graph, GraphProto.initializer, TensorProto.raw_data (onnx/onnx.proto)
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
 _LEN = 2  # protobuf wire type of a length-delimited field
 
 
-#: protobuf field number of TensorProto.raw_data (onnx/onnx.proto)
-_TENSOR_RAW_DATA = 9
-
-
-def _tensor_parts(name: str, array: np.ndarray) -> Tuple[bytes, memoryview]:
-    """``numpy_helper.from_array(array, name)`` serialized, as its head (every field before ``raw_data``) and the
-    array's own bytes, which follow the head as ``raw_data`` (the last field ``from_array`` sets, and protobuf writes
-    fields in number order): the tensor is never copied into a proto, nor its serialization into a ``bytes``."""
+def _tensor_head(name: str, array: np.ndarray) -> bytes:
+    """``numpy_helper.from_array(array, name)`` serialized without its ``raw_data``, which is the array's own
+    little-endian bytes and comes last (the last field ``from_array`` sets; protobuf writes fields in number order):
+    the head and then the bytes are that tensor, never copied into a proto nor its serialization into a ``bytes``."""
     one = np.asarray(array).reshape(-1)[:1] if np.size(array) else np.zeros(1, dtype=array.dtype)
     t = numpy_helper.from_array(one, name=name)
     if not t.HasField("raw_data") or t.raw_data != one.astype(one.dtype.newbyteorder("<")).tobytes():
@@ -91,8 +87,7 @@ def _tensor_parts(name: str, array: np.ndarray) -> Tuple[bytes, memoryview]:
     del t.dims[:]
     t.dims.extend(array.shape)
     t.ClearField("raw_data")
-    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-    return t.SerializeToString(), memoryview(data.reshape(-1).view(np.uint8))
+    return t.SerializeToString()
 
 
 def save_streamed(head: onnx.ModelProto, builder: OnnxBuilder, file) -> None:
@@ -108,19 +103,18 @@ def save_streamed(head: onnx.ModelProto, builder: OnnxBuilder, file) -> None:
     def field(number: int, payload_size: int) -> bytes:
         return _varint(number << 3 | _LEN) + _varint(payload_size)
 
-    def tensor_size(tensor_head: bytes, data: memoryview) -> int:
-        return len(tensor_head) + len(field(_TENSOR_RAW_DATA, data.nbytes)) + data.nbytes
-
-    sizes = {k: tensor_size(*_tensor_parts(k, a)) for k, a in builder.initializers.items()}
+    heads = {k: _tensor_head(k, a) for k, a in builder.initializers.items()}
+    sizes = {k: len(heads[k]) + len(field(_TENSOR_RAW_DATA, a.nbytes)) + a.nbytes
+             for k, a in builder.initializers.items()}
     graph_size = sum(len(field(_GRAPH_INITIALIZER, n)) + n for n in sizes.values())
     file.write(head.SerializeToString())
     file.write(field(_MODEL_GRAPH, graph_size))
     for k, a in builder.initializers.items():
-        tensor_head, data = _tensor_parts(k, a)
+        data = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))  # a copy only of a strided array
         file.write(field(_GRAPH_INITIALIZER, sizes[k]))
-        file.write(tensor_head)
+        file.write(heads[k])
         file.write(field(_TENSOR_RAW_DATA, data.nbytes))
-        file.write(data)
+        file.write(memoryview(data.reshape(-1).view(np.uint8)))
 
 
 def tensor_info(name: str, dims: Sequence, doc: str = "") -> onnx.ValueInfoProto:
