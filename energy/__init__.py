@@ -124,6 +124,7 @@ def profile(graph: Graph, x=None, labels=None, *, rate: Optional[float] = None,
 
     release_freed_memory()  # the recording's batches are done: the placement's float64 synapses come after
     placed = placement(graph)
+    release_freed_memory()  # and the placement's, before the report's tables (and pandas) are made
     rep = Report(model_name=name or str(graph.metadata.get("source", "model")), rows=rows, energy_model=model,
                  conventions=conv, samples=act.samples, timesteps=act.timesteps, count_neurons=count_neurons,
                  accuracy=act.accuracy, rate=act.rate, data=data_name if x is not None else "none",

@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
-import pandas as pd
 
 from ilif_deploy.atomic import write_text_atomic
 
@@ -16,6 +15,12 @@ from .conventions import Conventions
 from .count import Row
 from .models import EnergyModel, energy_pj
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas (~0.2 s and ~30 MB) is imported where a table is made, not with the package: ilif-energy records the
+# spikes and places the layers first, and the import then does not add to those phases' peak memory
+
 #: what a spreadsheet reads as the start of a formula in a text cell (OWASP's list for CSV injection)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -23,6 +28,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def formula_safe(frame):
     """``frame`` with every text cell a spreadsheet would run as a formula (a layer named ``=SUM(...)`` in a file)
     prefixed with ``'``, so it is shown as text; numbers are left as they are."""
+    import pandas as pd
+
     out = frame.copy()
     for col in out.columns:
         if not pd.api.types.is_numeric_dtype(out[col]):
@@ -69,6 +76,8 @@ class Report:
     activity: Optional[object] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        import pandas as pd
+
         recs = []
         self._energy = []
         self._verdicts = {}  # per compared report: the terminal, Markdown and HTML show the same re-pricing
@@ -159,6 +168,8 @@ class Report:
         """The per-layer table; provenance as leading ``# key: value`` lines (pandas: ``comment="#"``);
         floats to 10 significant digits (counts averaged over samples carry float noise beyond that).  With
         ``compare``, both models' rows, a leading ``model`` column telling them apart."""
+        import pandas as pd
+
         head = "".join(f"# {line}\n" for line in self.provenance_lines())
         frame = self.frame
         if compare is not None:
@@ -190,6 +201,8 @@ class Report:
         """``(title, table)`` pairs shown by the Markdown and HTML reports: the static metrics and, when the
         report was made under a preset that names its own metrics (``neurobench``, ``spikingjelly``), those
         under the tool's names; one row per model."""
+        import pandas as pd
+
         reports = [self] + ([compare] if compare is not None else [])
         tables = []
         if all(r.meta.get("static") for r in reports):
@@ -301,6 +314,8 @@ def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
 
 def comparison_frame(a: Report, b: Report) -> pd.DataFrame:
     """Totals of two reports side by side (e.g. ILIF vs LIF)."""
+    import pandas as pd
+
     keys = [("accuracy", None), ("ACs [M/inference]", "acs"), ("MACs [M/inference]", "macs"),
             ("spikes [1/inference]", "spikes"), ("firing rate [spikes/neuron/step]", "firing_rate"),
             ("continuous firing [share of neurons]", "continuous_firing_rate"),

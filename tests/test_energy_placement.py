@@ -202,7 +202,20 @@ def test_mean_router_distance_equals_all_pairs():
     assert _mean_distance(a, b) == pytest.approx(np.abs(a[:, None] - b[None, :]).mean(), rel=1e-12)
 
 
-@pytest.mark.parametrize("make", [toy_resnet, maxpool_net, recurrent_net])
+def _conv_bn_chain(depth: int = 6, c: int = 32, seed: int = 0):
+    """``depth`` x (3x3 conv, BatchNorm, ILIF): every BatchNorm folds into its conv."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i in range(depth):
+        layers += [N.Conv2d(f"conv{i}", weight=rng.normal(0, 0.2, (c, c, 3, 3)).astype(np.float32),
+                            bias=rng.normal(0, 0.1, c).astype(np.float32), padding=(1, 1)),
+                   N.Affine(f"bn{i}", scale=rng.uniform(0.5, 1.5, c).astype(np.float32),
+                            shift=rng.normal(0, 0.2, c).astype(np.float32)),
+                   N.Neuron(f"n{i}", params=ILIFParams.from_tau(1.1))]
+    return chain_graph((c, 6, 6), layers, T=2)
+
+
+@pytest.mark.parametrize("make", [toy_resnet, maxpool_net, recurrent_net, _conv_bn_chain])
 def test_netspec_hands_each_synapse_over_once_with_its_final_weights(make):
     """The placement counts each synapse as it is built (``take_weights``) and its weights are dropped then: every
     synapse is handed over once, in the spec's order, with the weights the whole spec holds."""
@@ -215,6 +228,30 @@ def test_netspec_hands_each_synapse_over_once_with_its_final_weights(make):
     for syn, (_, _, weight) in zip(whole.synapses, taken):
         assert weight.dtype == np.asarray(syn.weight).dtype and np.array_equal(weight, syn.weight)
     assert all(s.weight is None for s in streamed.synapses)
+
+
+def test_a_streamed_netspec_holds_one_folded_layer_at_a_time():
+    """BatchNorm is folded into a conv when the layer it feeds is built and the folded copy is dropped once that
+    layer's synapses are handed over: eight more layers cost the spec's small per-layer constants, not eight
+    folded float32 layers (half a float64 layer each, as the fold of the whole network up front held); the
+    caller's graph keeps its own arrays."""
+    import tracemalloc
+
+    c = 64
+    layer64 = c * c * 9 * 8  # one conv's float64 weights, bytes
+    peaks = []
+    for depth in (8, 16):
+        g = _conv_bn_chain(depth, c)
+        before = {n.name: {k: v for k, v in vars(n).items() if isinstance(v, np.ndarray)} for n in g.nodes.values()}
+        tracemalloc.start()
+        try:
+            build_netspec(g, take_weights=lambda s: None)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        for n in g.nodes.values():
+            assert all(getattr(n, k) is v for k, v in before[n.name].items())
+    assert peaks[1] - peaks[0] < 8 * layer64 / 4
 
 
 @pytest.fixture(scope="module")

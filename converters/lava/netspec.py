@@ -42,7 +42,7 @@ from ilif_deploy import ir as N
 from ilif_deploy.errors import GraphError, UserError
 from ilif_deploy.families import NeuronView, all_but, declare
 from ilif_deploy.ir.graph import Graph
-from ilif_deploy.ir.lowering import fold_batchnorm
+from ilif_deploy.ir.lowering import apply_fold, fold_batchnorm
 from ilif_deploy.neuron_step import ILIFParams
 from ilif_deploy.runtime import apply_node
 
@@ -188,6 +188,16 @@ def _subgraph(graph: Graph, target: str) -> Tuple[List[str], List[str]]:
         stack.extend(graph.inputs_of(name))
     order = [n for n in graph.topological_order() if n in nodes]
     return order, sorted(sources, key=list(graph.nodes).index)
+
+
+def _targets_reached(graph: Graph, targets: set) -> Dict[str, set]:
+    """For every node that is not a target, the targets (neuron layers, readout, max-pools) its output reaches
+    through non-target nodes: the targets whose synapses may read its arrays."""
+    reached: Dict[str, set] = {}
+    for name in reversed(graph.topological_order()):
+        if name not in targets:
+            reached[name] = set().union(*({c} if c in targets else reached[c] for c in graph.consumers_of(name)))
+    return reached
 
 
 def _evaluate(graph: Graph, target: str, order: List[str], values: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -380,18 +390,22 @@ def _readout_current(graph: Graph, out_name: str) -> Tuple[str, float, np.ndarra
 
 
 def _scale_rows(syn: Synapse, gain: np.ndarray) -> np.ndarray:
-    """``syn``'s weights with the current of target neuron j multiplied by ``gain[j]`` (IR layout)."""
+    """``syn``'s weights with the current of target neuron j multiplied by ``gain[j]`` (IR layout), in place (the
+    builder's float64 weights are its own)."""
     g = gain.astype(np.float64)
     if np.all(g == 1.0):
         return syn.weight
     if syn.kind == "dense":
-        return syn.weight * g.reshape(-1, 1)
-    if syn.kind == "sparse":
-        return syn.weight * g.reshape(-1)
-    per_channel = g.reshape(g.shape[0], -1)
-    if not np.all(per_channel == per_channel[:, :1]):
-        raise GraphError(f"'{syn.target}': a per-neuron gain after a convolution has no Lava Conv form")
-    return syn.weight * per_channel[:, 0].reshape(-1, 1, 1, 1)
+        rows = g.reshape(-1, 1)
+    elif syn.kind == "sparse":
+        rows = g.reshape(-1)
+    else:
+        per_channel = g.reshape(g.shape[0], -1)
+        if not np.all(per_channel == per_channel[:, :1]):
+            raise GraphError(f"'{syn.target}': a per-neuron gain after a convolution has no Lava Conv form")
+        rows = per_channel[:, 0].reshape(-1, 1, 1, 1)
+    syn.weight *= rows
+    return syn.weight
 
 
 def _recurrent_synapse(node: "N.RecurrentNeuron", gain: np.ndarray) -> Tuple[Synapse, np.ndarray]:
@@ -427,23 +441,45 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0,
         where = f" (read from a {graph.metadata['source']} file, which keeps none)" if graph.metadata.get("source") \
             else ""
         raise UserError(f"the network has no number of time steps T{where}: give -T N")
-    graph = fold_batchnorm(graph.validate())
+    pending: Dict[str, N.Affine] = {}  # conv -> its BatchNorm, folded when a target first reads the conv
+    graph = fold_batchnorm(graph.validate(), defer=pending)
     layers: Dict[str, Layer] = {}
     synapses: List[Synapse] = []
     targets = [n for n in graph.topological_order()
                if isinstance(graph.nodes[n], N.SPIKING + (N.Output, N.MaxPool2d))]
     depth = {graph.input_node.name: 0}
 
-    def settled(final: List[Synapse]) -> None:
-        for syn in final if take_weights is not None else ():
+    # a linear node's folded arrays are made when the first target it reaches is built and, when streaming,
+    # dropped (the copy's: the caller's graph keeps its own) once every target it reaches has its synapses, so
+    # the folded network is never whole in memory
+    readers = _targets_reached(graph, set(targets))
+    feeding: Dict[str, List[str]] = {}
+    for name, reached in readers.items():
+        for t in reached:
+            feeding.setdefault(t, []).append(name)
+
+    def settled(final: List[Synapse], target: str) -> None:
+        if take_weights is None:
+            return
+        for syn in final:
             take_weights(syn)
             syn.weight = None
+        for name in feeding.get(target, ()):
+            readers[name].discard(target)
+            if not readers[name]:
+                node = graph.nodes[name]
+                for key, value in list(vars(node).items()):
+                    if isinstance(value, np.ndarray):
+                        setattr(node, key, None)
 
     for target in targets:
+        for name in feeding.get(target, ()):
+            if name in pending:
+                apply_fold(graph.nodes[name], pending.pop(name))
         tnode = graph.nodes[target]
         if isinstance(tnode, N.MaxPool2d):
             synapses.append(_maxpool_synapse(graph, tnode))
-            settled(synapses[-1:])
+            settled(synapses[-1:], target)
             depth[target] = depth[synapses[-1].source] + 1
             layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=MAXPOOL_PARAMS,
                                    bias=np.zeros(tnode.shape), kind="maxpool", depth=depth[target])
@@ -490,6 +526,7 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0,
                 c, scale = conv
                 c["weight"] *= scale[:, None, None, None]  # in place: _plain_conv's float64 copy is its own
                 synapses.append(Synapse(kind="conv", **c, **common))
+                del conv, c  # the synapse alone holds its weights: dropped when it is settled, if streaming
             elif diag is not None and in_shape == tuple(tnode.shape):
                 per_neuron = np.broadcast_to(diag.reshape((-1,) + (1,) * (len(in_shape) - 1)), in_shape)
                 synapses.append(Synapse(kind="sparse", weight=per_neuron.reshape(-1).copy(), **common))
@@ -500,7 +537,7 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0,
             s.weight = _scale_rows(s, np.broadcast_to(gain, tnode.shape))
         if isinstance(tnode, N.RecurrentNeuron):
             synapses.append(rec)
-        settled(synapses[first:])
+        settled(synapses[first:], target)
         depth[target] = tdepth
         spiking = isinstance(tnode, N.SPIKING)
         layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=tnode.params if spiking else None,
