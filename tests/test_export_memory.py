@@ -94,3 +94,46 @@ def test_the_embedded_ir_graph_is_the_graph_file_written_in_place(tmp_path):
     g.save(tmp_path / "g.ir.npz")
     with h5py.File(tmp_path / "g.lava.h5") as f:
         assert f["ir_graph"][()].tobytes() == (tmp_path / "g.ir.npz").read_bytes() == g.to_bytes()
+
+
+def test_a_handed_over_nir_graph_frees_each_array_once_written(monkeypatch):
+    """``write_nir(..., consume=True)`` (what ``export_graph`` does with its own NIR graph) writes the bytes
+    ``nir.write`` writes, and each array is freed as soon as it is written: while the last datasets are written,
+    none of the first ones is alive (before, the whole graph was held until the end beside the file image)."""
+    import io
+
+    import h5py
+    import nir
+
+    from ilif_deploy.converters.nir import to_nir
+    from ilif_deploy.converters.nir.files import write_nir
+
+    plain = io.BytesIO()
+    nir.write(plain, to_nir(toy_resnet()))
+    ng = to_nir(toy_resnet())
+
+    def arrays(node):
+        for v in vars(node).values():
+            if isinstance(v, np.ndarray):
+                yield v
+        for sub in getattr(node, "nodes", {}).values():
+            yield from arrays(sub)
+
+    refs = [weakref.ref(a) for a in arrays(ng)]
+    alive = []
+    create = h5py.Group.create_dataset
+
+    def spy(self, *args, **kwargs):
+        alive.append(sum(r() is not None for r in refs))
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", spy)
+    streamed = io.BytesIO()
+    gc.disable()  # freed by reference counting alone, not by a collection that happens to run
+    try:
+        write_nir(streamed, ng, consume=True)
+    finally:
+        gc.enable()
+    assert streamed.getvalue() == plain.getvalue()
+    assert len(refs) > 20 and max(alive) == len(refs) and alive[-1] <= 1
+    assert all(r() is None for r in refs)
