@@ -201,7 +201,7 @@ def placement(graph) -> Dict[str, object]:
         g = type(graph)(nodes=graph.nodes, edges=list(graph.edges), metadata={**graph.metadata, "timesteps": 1})
     syns = []  # one per synapse, in the spec's order: counting its weights is the costly part
     try:  # each synapse counted as it is built, its float64 weights dropped then
-        spec = build_netspec(g, take_weights=lambda syn: syns.append(_Synapses(syn)))
+        spec = build_netspec(g, take_layer=lambda layer, incoming: syns.extend(_Synapses(s) for _, s in incoming))
     except UserError as e:  # GraphError too: an op Lava has no form for
         return {"unavailable": str(e)}
     views = {v.name: v for v in spec.neuron_views()}

@@ -182,24 +182,121 @@ def write_text_atomic(path: Union[str, os.PathLike], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.BytesIO], None],
+class DiskFirst(io.RawIOBase):
+    """A seekable file for h5py's file-object driver that writes to ``path`` on disk until the disk fails, then
+    goes on in memory.
+
+    Why: written by libhdf5 itself, a file on a full disk fails inside its flush (a ``RuntimeError`` with no errno,
+    with some h5py builds a segfault on close), and built whole in memory first it costs its own size beside the
+    data it is made from (a ResNet-18's Lava file: 50 MB).  Here libhdf5 never sees a failed write: the first
+    ``OSError`` (full disk, quota, file-size limit) is kept in :attr:`error`, what was written so far is read back
+    into memory and the file is finished there, to be thrown away; only that rare path pays the memory."""
+
+    def __init__(self, path: Union[str, os.PathLike]):
+        super().__init__()
+        self._fd: Optional[int] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._memory: Optional[io.BytesIO] = None
+        self._pos = self._size = 0
+        #: the disk's error, or None: the file on disk is complete only when this stays None
+        self.error: Optional[OSError] = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, b) -> int:
+        view = memoryview(b).cast("B")
+        if self._memory is not None:
+            self._memory.seek(self._pos)
+            n = self._memory.readinto(view)
+        else:
+            n = os.preadv(self._fd, [view], self._pos)
+        self._pos += n
+        return n
+
+    def write(self, b) -> int:
+        view = memoryview(b).cast("B")
+        if self._memory is None:
+            try:
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(self._fd, view[done:], self._pos + done)
+            except OSError as e:
+                self.error = e
+                self._to_memory()
+        if self._memory is not None:
+            self._memory.seek(self._pos)
+            self._memory.write(view)
+        self._pos += len(view)
+        self._size = max(self._size, self._pos)
+        return len(view)
+
+    def truncate(self, size: Optional[int] = None) -> int:
+        size = self._pos if size is None else size
+        if self._memory is None:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as e:
+                self.error = e
+                self._to_memory()
+        if self._memory is not None:
+            self._memory.truncate(size)
+        self._size = size
+        return size
+
+    def _to_memory(self) -> None:
+        memory = io.BytesIO()
+        done = 0
+        while done < self._size:  # what reached the disk: a failed write's own bytes are written again after
+            chunk = os.pread(self._fd, min(self._size - done, 1 << 24), done)
+            if not chunk:
+                break
+            memory.write(chunk)
+            done += len(chunk)
+        if done < self._size:
+            memory.write(bytes(self._size - done))
+        self._memory = memory
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._memory is not None:
+            self._memory.close()
+        super().close()
+
+
+def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.RawIOBase], None],
                       check: Optional[Callable[[Path], None]] = None, cyclic: bool = False) -> None:
     """Write an HDF5 file to ``path`` atomically: ``fill(target)`` writes it (``h5py.File(target, "w")``, or
-    ``nir.write(target, graph)``) into memory, then plain Python file I/O puts the bytes on disk;
-    ``check(temp_path)``, if given, reads the written file back before it replaces ``path``.  ``cyclic``: ``fill``
-    dropped objects in reference cycles (a NIR graph's nodes), collected before the check (a full collection costs
-    ~85 ms with torch loaded, so only then).
-
-    Why not let libhdf5 write the file: on a full disk it fails inside its own flush (a ``RuntimeError``
-    with no errno, and with some h5py builds a segfault on close), and it swallows a Ctrl-C.  In
-    memory neither can happen, and a full disk becomes an ``OSError`` naming ``path``."""
-    buf = io.BytesIO()
-    with signals_held():
-        fill(buf)
+    ``nir.write(target, graph)``) into a :class:`DiskFirst` temporary file beside ``path``; ``check(temp_path)``, if
+    given, reads the written file back before it replaces ``path``.  ``cyclic``: ``fill`` dropped objects in
+    reference cycles (a NIR graph's nodes), collected before the check (a full collection costs ~85 ms with torch
+    loaded, so only then).  A full disk is an ``OSError`` naming ``path``, raised once libhdf5 has finished, and
+    leaves nothing behind."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
-        buf.close()  # the file's bytes, no longer needed while ``check`` reads it back
-        release_freed_memory(collect_cycles=cyclic)  # and what ``fill`` built
+        target = DiskFirst(tmp)
+        try:
+            with signals_held():
+                fill(target)
+        finally:
+            target.close()
+        if target.error is not None:
+            e = target.error
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        release_freed_memory(collect_cycles=cyclic)  # what ``fill`` built
         if check is not None:
             check(tmp)

@@ -20,7 +20,7 @@ def signals_held() -> Iterator[None]:
     a KeyboardInterrupt raised there aborts the process (``terminate called after throwing an instance of
     'pybind11::error_already_set'``, SIGABRT) or is turned into an error and swallowed (exit 0); 2 and 1 of
     150 Ctrl-Cs during a ResNet-18 export.  An import that runs C code (numpy's) turns the exception into an
-    ImportError: the console scripts import the tool with signals held.  Building a file in memory takes about
+    ImportError: the console scripts import the tool with signals held.  Writing an HDF5 file takes about
     0.3 s per 10 MB (1.0 s for a 32 MB NIR file), so a signal waits that long at most."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -216,18 +216,24 @@ def _conv_bn_chain(depth: int = 6, c: int = 32, seed: int = 0):
 
 
 @pytest.mark.parametrize("make", [toy_resnet, maxpool_net, recurrent_net, _conv_bn_chain])
-def test_netspec_hands_each_synapse_over_once_with_its_final_weights(make):
-    """The placement counts each synapse as it is built (``take_weights``) and its weights are dropped then: every
-    synapse is handed over once, in the spec's order, with the weights the whole spec holds."""
+def test_netspec_hands_each_layer_over_once_with_its_final_weights(make):
+    """Streaming (``take_layer``: the placement counts each layer as it is built, the Lava writer stores it) hands
+    every layer over once, in the spec's order, with its incoming synapses (their indices in the spec) and the
+    weights the whole spec holds; the weights are dropped then."""
     g = make()
     whole = build_netspec(g)
     taken = []
-    streamed = build_netspec(g, take_weights=lambda s: taken.append((s.source, s.kind, np.array(s.weight))))
-    assert [(s.source, s.kind) for s in whole.synapses] == [t[:2] for t in taken]
-    assert len(taken) == len(whole.synapses) > 1
-    for syn, (_, _, weight) in zip(whole.synapses, taken):
-        assert weight.dtype == np.asarray(syn.weight).dtype and np.array_equal(weight, syn.weight)
+    streamed = build_netspec(g, take_layer=lambda layer, incoming: taken.append(
+        (layer.name, layer.kind, [(i, s.source, s.kind, np.array(s.weight)) for i, s in incoming])))
+    assert [(lay.name, lay.kind) for lay in whole.layers + [whole.readout]] == [t[:2] for t in taken]
+    assert len(taken) == len(whole.layers) + 1 > 2
+    for (name, _, incoming) in taken:
+        assert [(i, s.source, s.kind) for i, s in whole.incoming_indexed(name)] == [x[:3] for x in incoming]
+        for i, _, _, weight in incoming:
+            syn = whole.synapses[i]
+            assert weight.dtype == np.asarray(syn.weight).dtype and np.array_equal(weight, syn.weight)
     assert all(s.weight is None for s in streamed.synapses)
+    assert [(s.source, s.target) for s in streamed.synapses] == [(s.source, s.target) for s in whole.synapses]
 
 
 def test_a_streamed_netspec_holds_one_folded_layer_at_a_time():
@@ -245,7 +251,7 @@ def test_a_streamed_netspec_holds_one_folded_layer_at_a_time():
         before = {n.name: {k: v for k, v in vars(n).items() if isinstance(v, np.ndarray)} for n in g.nodes.values()}
         tracemalloc.start()
         try:
-            build_netspec(g, take_weights=lambda s: None)
+            build_netspec(g, take_layer=lambda layer, incoming: None)
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
@@ -263,7 +269,7 @@ def searched_layers():
     out = []
     for g in (_dense(2000, 1500, LIF), _dense(300, 5000, LIF), conv):
         syns = []
-        spec = build_netspec(g, take_weights=lambda s: syns.append(_Synapses(s)))
+        spec = build_netspec(g, take_layer=lambda layer, incoming: syns.extend(_Synapses(s) for _, s in incoming))
         n = int(np.prod(spec.layers[0].shape))
         out.append((n, syns, _loihi1_layer(n, 1, syns)))
     return out

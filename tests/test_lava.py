@@ -14,7 +14,7 @@ from ilif_deploy.converters.lava import LavaFileError, LavaUnavailable, export_g
 from ilif_deploy.converters.lava.compat import patch_conv_utils, patch_source
 from ilif_deploy.converters.lava.netspec import build_netspec
 from ilif_deploy.converters.lava.fixed import FixedPoint, quantize_weights, source_frac_bits
-from zoo import chain_graph, golden_net, maxpool_net, toy_resnet
+from zoo import chain_graph, golden_net, maxpool_net, recurrent_net, toy_resnet
 from ilif_deploy.neuron_step import ILIFParams
 
 GOLDEN_CASES = ["tau1.1_T8", "tau2.0_T16", "tau1.1_T6_strong", "tau4.0_T20_weak"]
@@ -140,6 +140,28 @@ def test_a_consumed_spec_writes_the_same_file(tmp_path):
     h5.write(consumed, g, tmp_path / "consumed.lava.h5", consume=True)
     assert (tmp_path / "kept.lava.h5").read_bytes() == (tmp_path / "consumed.lava.h5").read_bytes()
     assert all(s.weight is None for s in consumed.synapses) and all(s.weight is not None for s in kept.synapses)
+
+
+@pytest.mark.parametrize("make, fixed", [(toy_resnet, None), (maxpool_net, None), (recurrent_net, None),
+                                         (toy_resnet, FixedPoint(frac_bits=10, weight_bits=6))])
+def test_building_as_it_writes_makes_the_same_file_and_spec(make, fixed, tmp_path):
+    """``export_graph`` builds, quantizes and writes each layer in one pass (``h5.build_and_write``), never holding
+    the float64 spec whole: the file is the one written from the whole spec, and the spec returned has the same
+    structure without its weights."""
+    from ilif_deploy.converters.lava import h5
+
+    g = make()
+    whole = build_netspec(g)
+    h5.write(whole, g, tmp_path / "whole.lava.h5", fixed=fixed)
+    spec = h5.build_and_write(g, tmp_path / "streamed.lava.h5", fixed=fixed)
+    assert (tmp_path / "whole.lava.h5").read_bytes() == (tmp_path / "streamed.lava.h5").read_bytes()
+
+    def structure(sp):
+        return ([(lay.name, lay.kind, lay.shape, lay.depth) for lay in sp.layers + [sp.readout]],
+                [(s.source, s.target, s.kind, s.in_shape, s.out_shape, s.delay, s.recurrent) for s in sp.synapses])
+
+    assert structure(spec) == structure(whole) and all(s.weight is None for s in spec.synapses)
+    assert load(tmp_path / "streamed.lava.h5")[0].synapses  # the reader takes it (its structure checked)
 
 
 def test_bad_artifacts_are_refused(tmp_path):

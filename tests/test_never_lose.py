@@ -363,3 +363,78 @@ def test_a_large_nir_graph_skips_nirs_quadratic_check_and_is_still_checked(tmp_p
     nir.write(str(tmp_path / "bad.nir"), nir.NIRGraph(nodes, edges + [(prev, "output")], type_check=False))
     with pytest.raises(UserError, match=f"bad.nir.*a{n - 1}"):
         open_graph(tmp_path / "bad.nir")
+
+
+def _h5_fill(target):
+    """A small HDF5 file the way the writers make one: groups, gzip datasets, attributes."""
+    rng = np.random.default_rng(0)
+    with h5py.File(target, "w") as f:
+        f.attrs["format"] = "test"
+        for i in range(6):
+            g = f.create_group(str(i))
+            g.create_dataset("w", data=rng.random((64, 200)), compression="gzip")
+            g["name"] = f"layer {i}"
+
+
+def test_an_hdf5_file_grows_on_disk_not_in_memory(tmp_path):
+    """write_hdf5_atomic writes into the temporary file beside the destination as libhdf5 makes it (a file built
+    in memory first cost its own size beside the data: 50 MB for a ResNet-18's Lava file); the destination appears
+    only when it is complete."""
+    from ilif_deploy.atomic import TEMP_PREFIX, write_hdf5_atomic
+
+    out, seen = tmp_path / "m.h5", []
+
+    def fill(target):
+        with h5py.File(target, "w") as f:
+            f.create_dataset("w", data=np.ones(250_000))  # 2 MB, not compressed
+            f.flush()
+            (temp,) = tmp_path.glob(f"{TEMP_PREFIX}*/m.h5")
+            seen.append((temp.stat().st_size, out.exists()))
+
+    write_hdf5_atomic(out, fill)
+    assert seen[0][0] >= 2_000_000 and not seen[0][1]
+    with h5py.File(out) as f:
+        assert f["w"].shape == (250_000,)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]
+
+
+@pytest.mark.parametrize("fail_at", [0, 3000, 40_000])
+def test_a_disk_failing_mid_write_finishes_in_memory_and_leaves_nothing(tmp_path, monkeypatch, fail_at):
+    """The disk's first error is kept and the file finished in memory, so libhdf5 never sees a failed write (on a
+    full disk it fails inside its own flush, and some h5py builds crash on close); the error is raised, naming the
+    destination, once libhdf5 is done, and the temporary file goes.  What was finished in memory is the file's
+    whole content: the bytes that reached the disk were read back."""
+    import errno
+    import io
+
+    from ilif_deploy import atomic
+
+    expected = io.BytesIO()
+    _h5_fill(expected)
+    real_pwrite, written = os.pwrite, [0]
+
+    def full_disk(fd, data, offset):
+        if written[0] + len(data) > fail_at:  # a short write up to the limit, then ENOSPC
+            room = fail_at - written[0]
+            if room <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            data = memoryview(data)[:room]
+        n = real_pwrite(fd, data, offset)
+        written[0] += n
+        return n
+
+    monkeypatch.setattr(atomic.os, "pwrite", full_disk)
+    sink = atomic.DiskFirst(tmp_path / "direct.h5")
+    _h5_fill(sink)
+    assert sink.error is not None and sink.error.errno == errno.ENOSPC
+    sink.seek(0)
+    assert sink.read() == expected.getvalue()
+    sink.close()
+
+    written[0] = 0
+    out = tmp_path / "sub" / "m.h5"
+    out.parent.mkdir()
+    with pytest.raises(OSError) as e:
+        atomic.write_hdf5_atomic(out, _h5_fill)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(out)
+    assert list(out.parent.iterdir()) == []

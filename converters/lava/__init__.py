@@ -46,8 +46,8 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dense_conv_limit: 
     """
     from . import h5
 
-    spec = build_netspec(graph, dense_conv_limit=dense_conv_limit)
-    h5.write(spec, graph, path, dense_conv_limit=dense_conv_limit, consume=True)  # only its structure is read below
+    # built and written layer by layer: only the spec's structure is kept, for what is reported below
+    spec = h5.build_and_write(graph, path, dense_conv_limit=dense_conv_limit)
     kinds = Counter(s.kind for s in spec.synapses)
     relays = sum(s.delay for s in spec.synapses)
     return {

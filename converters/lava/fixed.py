@@ -487,7 +487,13 @@ class QuantizedLayer:
 
 def quantization_format(spec, fp: Optional[FixedPoint] = None) -> FixedPoint:
     """``fp``, else the format of the file ``spec`` was read from (:func:`native_format`), else :class:`FixedPoint`."""
-    return fp or native_format(spec.metadata) or FixedPoint()
+    return metadata_format(spec.metadata, fp)
+
+
+def metadata_format(metadata: dict, fp: Optional[FixedPoint] = None) -> FixedPoint:
+    """:func:`quantization_format` of a spec with ``metadata`` (:func:`~.netspec.spec_metadata`), before it is
+    built."""
+    return fp or native_format(metadata) or FixedPoint()
 
 
 def quantized_layers(spec, fp: FixedPoint, mantissas: Optional[List[np.ndarray]] = None,
@@ -495,32 +501,44 @@ def quantized_layers(spec, fp: FixedPoint, mantissas: Optional[List[np.ndarray]]
     """Each layer of ``spec`` quantised in turn, in ``spec.layers + [spec.readout]`` order (see
     :func:`quantize_spec`), for a writer that stores a layer and lets it go before the next is made.
     ``drop_weights``: a layer's float64 synapse weights are dropped (``weight`` None) once its mantissas are made."""
-    # at a file's own integers (netx), a convolution's weights are the file's: lava-dl's netx hands them to Lava's
-    # Conv as they are (no exponent; it wraps its sum at 24 bits), so they are not scaled up to fill the mantissa
     native = fp == native_format(spec.metadata)
     for layer in spec.layers + [spec.readout]:
         incoming = spec.incoming_indexed(layer.name)
-        post = {i: 0 for i, _ in incoming}
-        if {s.graded for _, s in incoming} == {True, False}:
-            for i, s in incoming:
-                if s.graded:
-                    if s.kind == "conv":
-                        raise UserError(f"layer '{layer.name}' sums the analog input through a convolution with "
-                                        f"spikes: fixed point has no per-synapse shift for Lava's Conv")
-                    post[i] = fp.input_frac_bits
-        if mantissas is not None:
-            m, a_exp = [mantissas[i] for i, _ in incoming], int(exponents[layer.name])
-        else:
-            as_is = native and incoming and all(s.kind == "conv" for _, s in incoming)
-            m, a_exp = quantize_weights([s.weight for _, s in incoming], [source_frac_bits(s, fp) for _, s in incoming],
-                                        fp, [post[i] for i, _ in incoming], layer_frac_bits(layer.params, fp),
-                                        min_exp=1 if as_is else None)
+        stored = None if mantissas is None else ([mantissas[i] for i, _ in incoming], int(exponents[layer.name]))
+        q = quantize_layer(layer, incoming, fp, native, stored)
         if drop_weights:
             for _, syn in incoming:
                 syn.weight = None
-        yield QuantizedLayer(layer, [i for i, _ in incoming], list(m), [post[i] for i, _ in incoming], a_exp,
-                             None if layer is spec.readout else
-                             FixedLayer.from_params(layer.params, layer.bias, a_exp, fp, layer.syn_lam))
+        yield q
+
+
+def quantize_layer(layer, incoming, fp: FixedPoint, native: bool,
+                   stored: Optional[Tuple[List[np.ndarray], int]] = None) -> QuantizedLayer:
+    """One layer quantised: ``layer`` (a :class:`~ilif_deploy.converters.lava.netspec.Layer`) and its incoming
+    ``(index, synapse)`` pairs with their float64 weights; ``native``: ``fp`` is the format of the file the network
+    was read from (:func:`native_format`); ``stored``: the mantissas and exponent a ``.lava.h5`` keeps, taken as
+    they are."""
+    post = {i: 0 for i, _ in incoming}
+    if {s.graded for _, s in incoming} == {True, False}:
+        for i, s in incoming:
+            if s.graded:
+                if s.kind == "conv":
+                    raise UserError(f"layer '{layer.name}' sums the analog input through a convolution with "
+                                    f"spikes: fixed point has no per-synapse shift for Lava's Conv")
+                post[i] = fp.input_frac_bits
+    if stored is not None:
+        m, a_exp = stored
+    else:
+        # at a file's own integers (netx), a convolution's weights are the file's: lava-dl's netx hands them to
+        # Lava's Conv as they are (no exponent; it wraps its sum at 24 bits), so they are not scaled up to fill the
+        # mantissa
+        as_is = native and incoming and all(s.kind == "conv" for _, s in incoming)
+        m, a_exp = quantize_weights([s.weight for _, s in incoming], [source_frac_bits(s, fp) for _, s in incoming],
+                                    fp, [post[i] for i, _ in incoming], layer_frac_bits(layer.params, fp),
+                                    min_exp=1 if as_is else None)
+    return QuantizedLayer(layer, [i for i, _ in incoming], list(m), [post[i] for i, _ in incoming], a_exp,
+                          None if layer.params is None else
+                          FixedLayer.from_params(layer.params, layer.bias, a_exp, fp, layer.syn_lam))
 
 
 def quantize_spec(spec, fp: Optional[FixedPoint] = None, mantissas: Optional[List[np.ndarray]] = None,
@@ -562,8 +580,8 @@ def zero_fixed_state(shape, xp: Any = np, **kw) -> ILIFState:
 
 
 __all__ = ["FixedPoint", "FixedLayer", "FixedStep", "FixedOps", "NUMPY_FIXED", "torch_fixed_ops", "torch_lut",
-           "lut_lookup", "ilif_step_fixed", "quantize_weights", "source_frac_bits", "layer_frac_bits", "quantize_input",
-           "quantize_spec", "quantized_layers", "QuantizedLayer", "quantization_format", "state_bound", "QuantizedNet",
-           "readout_scale", "sigmoid_lut", "wrap", "integrate_readout",
-           "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX", "DENSE_BITS", "CONV_BITS",
-           "PORT_BITS", "native_format", "LOIHI_INTEGERS"]
+           "lut_lookup", "ilif_step_fixed", "quantize_weights", "source_frac_bits", "layer_frac_bits",
+           "quantize_input", "quantize_spec", "quantized_layers", "quantize_layer", "QuantizedLayer",
+           "quantization_format", "metadata_format", "state_bound", "QuantizedNet", "readout_scale", "sigmoid_lut",
+           "wrap", "integrate_readout", "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX",
+           "DENSE_BITS", "CONV_BITS", "PORT_BITS", "native_format", "LOIHI_INTEGERS"]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import h5py
 import numpy as np
@@ -44,8 +44,9 @@ from ilif_deploy.ir.graph import Graph
 from ilif_deploy.limits import release_freed_memory
 from ilif_deploy.neuron_step import ILIFParams
 
-from .fixed import FixedPoint, quantization_format, quantize_spec, quantized_layers
-from .netspec import INPUT, OUTPUT, Layer, NetSpec, Synapse, build_netspec
+from .fixed import (FixedPoint, QuantizedLayer, metadata_format, native_format, quantization_format, quantize_layer,
+                    quantize_spec)
+from .netspec import INPUT, OUTPUT, Layer, NetSpec, Synapse, build_netspec, spec_metadata
 
 FORMAT = "ilif-deploy-lava"
 VERSION = 4
@@ -111,60 +112,122 @@ def _embed_graph(f: h5py.File, name: str, graph: Graph) -> None:
     graph.write_npz(_DatasetFile(f.create_dataset(name, shape=(extent.size,), dtype=np.uint8)))
 
 
-def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Optional[FixedPoint] = None,
-          dense_conv_limit: int = 0, consume: bool = False) -> None:
-    """Write ``spec`` (built from ``graph`` with ``dense_conv_limit``) and its mantissas in ``fixed``
-    (default :func:`~.fixed.quantization_format`) to ``path`` atomically, one layer at a time: each layer's
-    mantissas are made, written and let go before the next (a ResNet-18's int64 mantissas are 85 MB whole).
-    ``consume``: the caller hands ``spec`` over, and its float64 weights (the file holds mantissas, not them: twice
-    the network's float32 bytes) are dropped layer by layer as they are quantized; its structure stays."""
-    fp = quantization_format(spec, fixed)
+class _LayerStore:
+    """Stores each layer of the network as ``/layer/<i>`` when it is handed over (quantized, written, let go),
+    the readout last: the writer of a built spec and the one that builds as it writes share it."""
 
+    def __init__(self, root: h5py.Group, fp: FixedPoint, native: bool):
+        self.root, self.fp, self.native = root, fp, native
+        self.stored, self._readout = 0, None
+
+    def take(self, layer: Layer, incoming) -> None:
+        """``layer`` and its incoming ``(index, synapse)`` pairs (float64 weights; :data:`OUTPUT` is the readout,
+        held until :meth:`finish`)."""
+        q = quantize_layer(layer, incoming, self.fp, self.native)
+        if layer.name == OUTPUT:
+            self._readout = (q, incoming)
+        else:
+            self._store(q, incoming)
+
+    def finish(self) -> None:
+        self._store(*self._readout)
+        self._readout = None
+
+    def _store(self, q: QuantizedLayer, incoming) -> None:
+        fp, layer = self.fp, q.layer
+        self.stored += 1
+        g = self.root.create_group(str(self.stored))
+        g["type"] = layer.kind
+        g["name"], g["shape"], g["depth"] = layer.name, np.asarray(layer.shape), layer.depth
+        g["a_exp"] = q.a_exp
+        if layer.params is not None:
+            n = g.create_group("neuron")
+            view = families.NeuronView(layer.name, layer.params, layer.syn_lam, any(s.recurrent for _, s in incoming))
+            n["type"], n["family"] = "ILIF", families.family(view)
+            n["compartments"] = ["u", *families.state_names(view)]
+            n.attrs["params"] = json.dumps(layer.params.to_dict())
+            n.attrs["syn_lam"] = layer.syn_lam
+        syn = g.create_group("synapse")
+        for j, ((_, s), mantissa) in enumerate(zip(incoming, q.mantissas)):
+            h = syn.create_group(str(j))
+            h["source"], h["kind"] = s.source, s.kind
+            # halved back in place (the layer's own array, let go once written; an arithmetic shift: the mantissas
+            # are even, and >> is 10x faster than //)
+            mantissa >>= 1
+            stored = mantissa.astype(np.int8 if fp.weight_bits <= 8 else np.int16)
+            h.create_dataset("mantissa", data=stored, compression="gzip")
+            for key in ("in_shape", "out_shape", "stride", "padding", "dilation"):
+                h[key] = np.asarray(getattr(s, key))
+            h["groups"], h["delay"], h["graded"], h["counts"] = s.groups, s.delay, int(s.graded), int(s.counts)
+            if s.delta:
+                h["delta"] = 1
+
+
+def _write_file(path, graph: Graph, fp: FixedPoint, native: bool, dense_conv_limit: int, input_shape, timesteps: int,
+                encoding: str, source: str, layers: Callable[[_LayerStore], None]) -> None:
+    """The file: its header, the layers ``layers(store)`` hands to ``store.take`` in the spec's order, the IR graph."""
     def fill(target):
         with h5py.File(target, "w") as f:
-            f.attrs.update(format=FORMAT, version=VERSION, timesteps=spec.timesteps, encoding=spec.encoding,
-                           source=str(spec.metadata.get("source", "")), dense_conv_limit=int(dense_conv_limit))
+            f.attrs.update(format=FORMAT, version=VERSION, timesteps=timesteps, encoding=encoding, source=source,
+                           dense_conv_limit=int(dense_conv_limit))
             f.create_group("fixed").attrs.update(frac_bits=fp.frac_bits, input_frac_bits=fp.input_frac_bits,
                                                  weight_bits=fp.weight_bits)
             if fp.delta_state_exp:  # written only where it matters: files of networks without one stay as they were
                 f["fixed"].attrs["delta_state_exp"] = fp.delta_state_exp
             root = f.create_group("layer")
             g0 = root.create_group("0")
-            g0["type"], g0["shape"], g0["encoding"] = "input", np.asarray(spec.input_shape), spec.encoding
-            views = {v.name: v for v in spec.neuron_views()}
-            for i, q in enumerate(quantized_layers(spec, fp, drop_weights=consume), start=1):
-                layer = q.layer
-                g = root.create_group(str(i))
-                g["type"] = layer.kind
-                g["name"], g["shape"], g["depth"] = layer.name, np.asarray(layer.shape), layer.depth
-                g["a_exp"] = q.a_exp
-                if layer.params is not None:
-                    n = g.create_group("neuron")
-                    view = views[layer.name]
-                    n["type"], n["family"] = "ILIF", families.family(view)
-                    n["compartments"] = ["u", *families.state_names(view)]
-                    n.attrs["params"] = json.dumps(layer.params.to_dict())
-                    n.attrs["syn_lam"] = layer.syn_lam
-                syn = g.create_group("synapse")
-                for j, (k, mantissa) in enumerate(zip(q.synapses, q.mantissas)):
-                    s = spec.synapses[k]
-                    h = syn.create_group(str(j))
-                    h["source"], h["kind"] = s.source, s.kind
-                    # halved back in place (the layer's own array, let go once written; an arithmetic shift: the
-                    # mantissas are even, and >> is 10x faster than //)
-                    mantissa >>= 1
-                    stored = mantissa.astype(np.int8 if fp.weight_bits <= 8 else np.int16)
-                    h.create_dataset("mantissa", data=stored, compression="gzip")
-                    for key in ("in_shape", "out_shape", "stride", "padding", "dilation"):
-                        h[key] = np.asarray(getattr(s, key))
-                    h["groups"], h["delay"], h["graded"], h["counts"] = s.groups, s.delay, int(s.graded), int(s.counts)
-                    if s.delta:
-                        h["delta"] = 1
-                del q  # this layer's mantissas go before the next layer's are made
+            g0["type"], g0["shape"], g0["encoding"] = "input", np.asarray(input_shape), encoding
+            store = _LayerStore(root, fp, native)
+            layers(store)
+            store.finish()
             release_freed_memory()  # the float64 weights and mantissas, before the IR graph's copy is made
             _embed_graph(f, "ir_graph", graph)
 
     write_hdf5_atomic(path, fill)
+
+
+def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Optional[FixedPoint] = None,
+          dense_conv_limit: int = 0, consume: bool = False) -> None:
+    """Write ``spec`` (built from ``graph`` with ``dense_conv_limit``) and its mantissas in ``fixed``
+    (default :func:`~.fixed.quantization_format`) to ``path`` atomically, one layer at a time: each layer's
+    mantissas are made, written and let go before the next (a ResNet-18's int64 mantissas are 85 MB whole).
+    ``consume``: the caller hands ``spec`` over, and its float64 weights (the file holds mantissas, not them: twice
+    the network's float32 bytes) are dropped layer by layer as they are quantized; its structure stays.
+    :func:`build_and_write` builds the spec as it writes, never holding it whole."""
+    fp = quantization_format(spec, fixed)
+
+    def layers(store: _LayerStore) -> None:
+        for layer in spec.layers + [spec.readout]:
+            incoming = spec.incoming_indexed(layer.name)
+            store.take(layer, incoming)
+            if consume:
+                for _, syn in incoming:
+                    syn.weight = None
+
+    _write_file(path, graph, fp, fp == native_format(spec.metadata), dense_conv_limit, spec.input_shape,
+                spec.timesteps, spec.encoding, str(spec.metadata.get("source", "")), layers)
+
+
+def build_and_write(graph: Graph, path: Union[str, os.PathLike], fixed: Optional[FixedPoint] = None,
+                    dense_conv_limit: int = 0) -> NetSpec:
+    """:func:`build_netspec` and :func:`write` in one pass: each layer is built, quantized, written and let go
+    before the next is built (``take_layer``), so the float64 synapses (twice the network's float32 bytes) are never
+    in memory whole.  The file is the one :func:`write` writes.  Returns the spec, its structure only (weights None).
+    """
+    metadata = spec_metadata(graph)
+    fp = metadata_format(metadata, fixed)
+    built = []
+
+    def layers(store: _LayerStore) -> None:
+        built.append(build_netspec(graph, dense_conv_limit=dense_conv_limit, take_layer=store.take))
+
+    # the header is the spec's, read from the graph as build_netspec reads it (checked against it below)
+    shape, timesteps, encoding = tuple(graph.input_node.shape), int(graph.timesteps or 0), graph.input_node.encoding
+    _write_file(path, graph, fp, fp == native_format(metadata), dense_conv_limit, shape, timesteps, encoding,
+                str(metadata.get("source", "")), layers)
+    spec = built[0]
+    assert (spec.input_shape, spec.timesteps, spec.encoding) == (shape, timesteps, encoding)
+    return spec
 
 
 def _same_structure(path, stored: NetSpec, built: NetSpec) -> None:

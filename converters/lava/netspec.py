@@ -419,17 +419,19 @@ def _recurrent_synapse(node: "N.RecurrentNeuron", gain: np.ndarray) -> Tuple[Syn
 
 
 def build_netspec(graph: Graph, dense_conv_limit: int = 0,
-                  take_weights: Optional[Callable[[Synapse], None]] = None) -> NetSpec:
+                  take_layer: Optional[Callable[[Layer, List[Tuple[int, Synapse]]], None]] = None) -> NetSpec:
     """Describe ``graph`` as neuron layers + fused synapses (see the module docstring).
 
     ``dense_conv_limit``: a plain conv whose equivalent matrix has at most this many entries is
     written as a ``dense`` synapse instead of ``conv`` (Lava's CPU Conv model loops over channel
     pairs in Python and is far slower than a matrix product for small layers).  0 keeps every conv.
 
-    ``take_weights``: called with each synapse as soon as its float64 weights are final, which are then dropped
-    (``weight`` None: the structure stays): for a caller that only reads each synapse once
-    (the Loihi placement counts them), so that one layer's synapses are alive at a time, not the network's (twice
-    its float32 bytes).
+    ``take_layer``: streaming.  Called with each layer (neuron layer, max-pool, and the readout, named
+    :data:`OUTPUT`) as soon as it is built, with its incoming ``(index in synapses, synapse)`` pairs and their final
+    float64 weights, which are then dropped (``weight`` None: the structure stays).  For a caller that reads each
+    layer once (the Loihi placement counts it, the Lava writer quantizes and stores it): one layer's weights are
+    alive at a time, not the network's (twice its float32 bytes).  Layers come in the spec's order, the readout
+    among them where the graph's order puts it (last for a graph whose every layer feeds the output).
 
     BatchNorm is folded into the weights first (:func:`ilif_deploy.ir.lowering.fold_batchnorm`; the
     caller's graph is not changed): Lava's synapses compute the folded graph, in float64.
@@ -458,11 +460,18 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0,
         for t in reached:
             feeding.setdefault(t, []).append(name)
 
-    def settled(final: List[Synapse], target: str) -> None:
-        if take_weights is None:
+    out_name = graph.output_node.name
+
+    def settled(target: str, first: int) -> None:
+        if take_layer is None:
             return
-        for syn in final:
-            take_weights(syn)
+        layer = layers[target]
+        if target == out_name:
+            layer.name = OUTPUT
+            for syn in synapses[first:]:
+                syn.target = OUTPUT
+        take_layer(layer, list(enumerate(synapses[first:], start=first)))
+        for syn in synapses[first:]:
             syn.weight = None
         for name in feeding.get(target, ()):
             readers[name].discard(target)
@@ -479,10 +488,10 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0,
         tnode = graph.nodes[target]
         if isinstance(tnode, N.MaxPool2d):
             synapses.append(_maxpool_synapse(graph, tnode))
-            settled(synapses[-1:], target)
             depth[target] = depth[synapses[-1].source] + 1
             layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=MAXPOOL_PARAMS,
                                    bias=np.zeros(tnode.shape), kind="maxpool", depth=depth[target])
+            settled(target, len(synapses) - 1)
             continue
         after, after_sigma = None, None
         if isinstance(tnode, N.SPIKING):
@@ -537,12 +546,11 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0,
             s.weight = _scale_rows(s, np.broadcast_to(gain, tnode.shape))
         if isinstance(tnode, N.RecurrentNeuron):
             synapses.append(rec)
-        settled(synapses[first:], target)
         depth[target] = tdepth
         spiking = isinstance(tnode, N.SPIKING)
         layers[target] = Layer(name=target, shape=tuple(tnode.shape), params=tnode.params if spiking else None,
                                bias=bias, kind="neuron" if spiking else "readout", depth=tdepth, syn_lam=syn_lam)
-    out_name = graph.output_node.name
+        settled(target, first)
     readout = layers.pop(out_name)
     for s in synapses:
         if s.target == out_name:
@@ -550,4 +558,9 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0,
     readout.name = OUTPUT
     return NetSpec(input_shape=tuple(graph.input_node.shape), timesteps=int(graph.timesteps or 0),
                    encoding=graph.input_node.encoding, layers=list(layers.values()), synapses=synapses,
-                   readout=readout, metadata={k: v for k, v in graph.metadata.items() if k != "source_detail"})
+                   readout=readout, metadata=spec_metadata(graph))
+
+
+def spec_metadata(graph: Graph) -> dict:
+    """The metadata a :class:`NetSpec` built from ``graph`` keeps (the quantization format is read from it)."""
+    return {k: v for k, v in graph.metadata.items() if k != "source_detail"}
