@@ -12,7 +12,6 @@ from torch import nn
 
 from ilif_deploy.atomic import write_hdf5_atomic
 from ilif_deploy.ir.graph import Graph
-from ilif_deploy.limits import release_freed_memory
 
 from .conventions import DEFAULT_DT
 from .export import to_nir
@@ -26,59 +25,14 @@ class _SharedOnCopy(np.ndarray):
         return self
 
 
-class _WrittenOnce(dict):
-    """A node's fields as ``nir.write`` walks them (``for key, value in node.items()``): each entry is let go as it
-    is handed out, so an array is freed once written (see :func:`write_nir`)."""
-
-    def __init__(self, fields: dict, freed: list):
-        super().__init__(fields)
-        self._freed = freed  # [bytes handed out since the last trim], shared by every node's fields
-
-    def items(self):
-        for key in list(self.keys()):
-            # the writer still holds the entry handed out last; those before it are freed.  They were mostly
-            # allocated on the C heap, which keeps freed pages resident: returned every few MB so that the file
-            # image growing beside them takes their place, not new memory
-            if self._freed[0] >= TRIM_EVERY_BYTES:
-                release_freed_memory()
-                self._freed[0] = 0
-            value = self.pop(key)
-            self._freed[0] += value.nbytes if isinstance(value, np.ndarray) else 0
-            yield key, value
-
-
-#: array bytes written between two returns of freed memory to the system (:class:`_WrittenOnce`)
-TRIM_EVERY_BYTES = 2 ** 20
-
-
-class _Fields:
-    """What ``nir.write`` takes of a graph: ``to_dict()``, here the fields already made."""
-
-    def __init__(self, fields: dict):
-        self._fields = fields
-
-    def to_dict(self) -> dict:
-        fields, self._fields = self._fields, None
-        return fields
-
-
-def _written_once(fields: dict, freed: Optional[list] = None) -> _WrittenOnce:
-    freed = [0] if freed is None else freed
-    return _WrittenOnce({k: _written_once(v, freed) if isinstance(v, dict) else v for k, v in fields.items()}, freed)
-
-
-def write_nir(target, graph: nir.NIRGraph, consume: bool = False) -> None:
+def write_nir(target, graph: nir.NIRGraph) -> None:
     """``nir.write(target, graph)`` without the copies of every array it makes on the way.
 
     Why: ``nir.write`` serialises through ``NIRNode.to_dict``, which is ``dataclasses.asdict`` (a deep copy of
     every field), and ``NIRGraph.to_dict`` calls it on the whole graph and then again on each node: a ResNet-18
     held its 70 MB of arrays three times over while being written.  Here every array of ``graph`` is
     replaced, for the write only, by a view whose deep copy is itself; the file is the one ``nir.write``
-    writes (upstream's writer, compression and layout unchanged).
-
-    ``consume``: the caller hands ``graph`` over; its arrays are taken out of it and each is freed as soon as it
-    is written (``nir.write`` is given the fields, which it walks once), so the graph's arrays and the file's
-    bytes are not all in memory together.  The graph is left without its arrays."""
+    writes (upstream's writer, compression and layout unchanged)."""
     touched = []
 
     def share(node: nir.NIRNode) -> None:
@@ -92,14 +46,7 @@ def write_nir(target, graph: nir.NIRGraph, consume: bool = False) -> None:
 
     share(graph)
     try:
-        if not consume:
-            nir.write(target, graph)
-            return
-        fields = _written_once(graph.to_dict())
-        for node, name, _ in touched:
-            object.__setattr__(node, name, None)
-        touched.clear()
-        nir.write(target, _Fields(fields))
+        nir.write(target, graph)
     finally:
         for node, name, v in touched:
             object.__setattr__(node, name, v)
@@ -132,8 +79,8 @@ def export_graph(graph: Graph, path: Union[str, os.PathLike], dt: float = DEFAUL
         graph.clear()
     # the file must load with upstream's reader, type checks on; the NIR graph (its neuron parameter arrays
     # are as large as the layers) is dropped once written, before the check reads the file's copy
-    write_hdf5_atomic(path, lambda target: write_nir(target, held.pop(), consume=True),
-                      check=lambda tmp: nir.read(str(tmp)), cyclic=True)
+    write_hdf5_atomic(path, lambda target: write_nir(target, held.pop()), check=lambda tmp: nir.read(str(tmp)),
+                      cyclic=True)
     info = {"path": str(path), "nodes": nodes, "neuron_layers": neuron_layers, "dt": dt, "nir_version": nir.version}
     if fidelity:
         from .generic import fidelity as measure
