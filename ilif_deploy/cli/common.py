@@ -224,8 +224,10 @@ def open_input(args: argparse.Namespace, path=None):
     """The :class:`~ilif_deploy.converters.OpenedFile` of ``path`` (default ``args.model``) with the
     model options given on the command line (``--threads`` applied first)."""
     from ..converters import open_file
+    from ..limits import freeze_imports
 
     apply_threads(args)
+    freeze_imports()
 
     return open_file(path or args.model, **{k: getattr(args, k) for k in MODEL_OPTIONS})
 
