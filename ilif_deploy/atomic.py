@@ -182,7 +182,35 @@ def write_text_atomic(path: Union[str, os.PathLike], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-class DiskFirst(io.RawIOBase):
+class Extent(io.RawIOBase):
+    """A seekable binary file that keeps only where it is and how far it was written (``pos``, ``size``): alone it
+    measures a file; writers that put the bytes somewhere (:class:`DiskFirst`, an HDF5 dataset) build on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.pos = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence] + offset
+        return self.pos
+
+    def write(self, b) -> int:
+        n = memoryview(b).nbytes
+        self.pos += n
+        self.size = max(self.size, self.pos)
+        return n
+
+
+class DiskFirst(Extent):
     """A seekable file for h5py's file-object driver that writes to ``path`` on disk until the disk fails, then
     goes on in memory.
 
@@ -196,35 +224,20 @@ class DiskFirst(io.RawIOBase):
         super().__init__()
         self._fd: Optional[int] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         self._memory: Optional[io.BytesIO] = None
-        self._pos = self._size = 0
         #: the disk's error, or None: the file on disk is complete only when this stays None
         self.error: Optional[OSError] = None
 
     def readable(self) -> bool:
         return True
 
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = base + offset
-        return self._pos
-
     def readinto(self, b) -> int:
         view = memoryview(b).cast("B")
         if self._memory is not None:
-            self._memory.seek(self._pos)
+            self._memory.seek(self.pos)
             n = self._memory.readinto(view)
         else:
-            n = os.preadv(self._fd, [view], self._pos)
-        self._pos += n
+            n = os.preadv(self._fd, [view], self.pos)
+        self.pos += n
         return n
 
     def write(self, b) -> int:
@@ -233,19 +246,17 @@ class DiskFirst(io.RawIOBase):
             try:
                 done = 0
                 while done < len(view):
-                    done += os.pwrite(self._fd, view[done:], self._pos + done)
+                    done += os.pwrite(self._fd, view[done:], self.pos + done)
             except OSError as e:
                 self.error = e
                 self._to_memory()
         if self._memory is not None:
-            self._memory.seek(self._pos)
+            self._memory.seek(self.pos)
             self._memory.write(view)
-        self._pos += len(view)
-        self._size = max(self._size, self._pos)
-        return len(view)
+        return super().write(view)
 
     def truncate(self, size: Optional[int] = None) -> int:
-        size = self._pos if size is None else size
+        size = self.pos if size is None else size
         if self._memory is None:
             try:
                 os.ftruncate(self._fd, size)
@@ -254,20 +265,20 @@ class DiskFirst(io.RawIOBase):
                 self._to_memory()
         if self._memory is not None:
             self._memory.truncate(size)
-        self._size = size
+        self.size = size
         return size
 
     def _to_memory(self) -> None:
         memory = io.BytesIO()
         done = 0
-        while done < self._size:  # what reached the disk: a failed write's own bytes are written again after
-            chunk = os.pread(self._fd, min(self._size - done, 1 << 24), done)
+        while done < self.size:  # what reached the disk: a failed write's own bytes are written again after
+            chunk = os.pread(self._fd, min(self.size - done, 1 << 24), done)
             if not chunk:
                 break
             memory.write(chunk)
             done += len(chunk)
-        if done < self._size:
-            memory.write(bytes(self._size - done))
+        if done < self.size:
+            memory.write(bytes(self.size - done))
         self._memory = memory
 
     def close(self) -> None:
@@ -284,9 +295,10 @@ def write_hdf5_atomic(path: Union[str, os.PathLike], fill: Callable[[io.RawIOBas
     """Write an HDF5 file to ``path`` atomically: ``fill(target)`` writes it (``h5py.File(target, "w")``, or
     ``nir.write(target, graph)``) into a :class:`DiskFirst` temporary file beside ``path``; ``check(temp_path)``, if
     given, reads the written file back before it replaces ``path``.  ``cyclic``: ``fill`` dropped objects in
-    reference cycles (a NIR graph's nodes), collected before the check (a full collection costs ~85 ms with torch
-    loaded, so only then).  A full disk is an ``OSError`` naming ``path``, raised once libhdf5 has finished, and
-    leaves nothing behind."""
+    reference cycles (a NIR graph's nodes), collected before the check (a full collection costs ~70-85 ms with
+    torch loaded unless the command line froze the imports, :func:`~ilif_deploy.limits.freeze_imports`: so only
+    then).  A full disk is an ``OSError`` naming ``path``, raised once libhdf5 has finished, and leaves nothing
+    behind."""
     with atomic_path(path) as tmp:
         target = DiskFirst(tmp)
         try:

@@ -27,7 +27,8 @@ def release_freed_memory(collect_cycles: bool = False) -> None:
     threshold grows to the largest block freed), so a finished stage -- tracing's probe activations, a file's
     bytes written out -- stays in the process's resident memory while the next stage allocates beside it.
     ``collect_cycles``: run the garbage collector first, for objects in reference cycles (a NIR graph's nodes)
-    that only it frees; it costs ~70 ms once torch is loaded (every module object is scanned).  Called between
+    that only it frees; it costs ~70 ms once torch is loaded (every module object is scanned), unless the imports
+    were frozen (:func:`freeze_imports`, as the command line does).  Called between
     the stages of a command; the trim does nothing elsewhere (musl, macOS)."""
     import gc
 

@@ -487,13 +487,7 @@ class QuantizedLayer:
 
 def quantization_format(spec, fp: Optional[FixedPoint] = None) -> FixedPoint:
     """``fp``, else the format of the file ``spec`` was read from (:func:`native_format`), else :class:`FixedPoint`."""
-    return metadata_format(spec.metadata, fp)
-
-
-def metadata_format(metadata: dict, fp: Optional[FixedPoint] = None) -> FixedPoint:
-    """:func:`quantization_format` of a spec with ``metadata`` (:func:`~.netspec.spec_metadata`), before it is
-    built."""
-    return fp or native_format(metadata) or FixedPoint()
+    return fp or native_format(spec.metadata) or FixedPoint()
 
 
 def quantized_layers(spec, fp: FixedPoint, mantissas: Optional[List[np.ndarray]] = None,
@@ -582,6 +576,6 @@ def zero_fixed_state(shape, xp: Any = np, **kw) -> ILIFState:
 __all__ = ["FixedPoint", "FixedLayer", "FixedStep", "FixedOps", "NUMPY_FIXED", "torch_fixed_ops", "torch_lut",
            "lut_lookup", "ilif_step_fixed", "quantize_weights", "source_frac_bits", "layer_frac_bits",
            "quantize_input", "quantize_spec", "quantized_layers", "quantize_layer", "QuantizedLayer",
-           "quantization_format", "metadata_format", "state_bound", "QuantizedNet", "readout_scale", "sigmoid_lut",
+           "quantization_format", "state_bound", "QuantizedNet", "readout_scale", "sigmoid_lut",
            "wrap", "integrate_readout", "zero_fixed_state", "STATE_BITS", "STATE_MAX", "DECAY_BITS", "INPUT_MAX",
            "DENSE_BITS", "CONV_BITS", "PORT_BITS", "native_format", "LOIHI_INTEGERS"]

@@ -38,15 +38,15 @@ import h5py
 import numpy as np
 
 from ilif_deploy import families
-from ilif_deploy.atomic import write_hdf5_atomic
+from ilif_deploy.atomic import Extent, write_hdf5_atomic
 from ilif_deploy.errors import UserError
 from ilif_deploy.ir.graph import Graph
 from ilif_deploy.limits import release_freed_memory
 from ilif_deploy.neuron_step import ILIFParams
 
-from .fixed import (FixedPoint, QuantizedLayer, metadata_format, native_format, quantization_format, quantize_layer,
-                    quantize_spec)
-from .netspec import INPUT, OUTPUT, Layer, NetSpec, Synapse, build_netspec, spec_metadata
+from .fixed import (FixedPoint, QuantizedLayer, native_format, quantization_format, quantize_layer, quantize_spec,
+                    quantized_layers)
+from .netspec import INPUT, OUTPUT, Layer, NetSpec, Synapse, build_netspec, spec_frame
 
 FORMAT = "ilif-deploy-lava"
 VERSION = 4
@@ -62,34 +62,7 @@ def _str(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-class _Extent(io.RawIOBase):
-    """A seekable binary sink that keeps only where it is and how far it was written (the size of a file)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pos = self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self.pos = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence] + offset
-        return self.pos
-
-    def write(self, b) -> int:
-        n = memoryview(b).nbytes
-        self.pos += n
-        self.size = max(self.size, self.pos)
-        return n
-
-
-class _DatasetFile(_Extent):
+class _DatasetFile(Extent):
     """A seekable binary file whose bytes are a uint8 HDF5 dataset of the file's final size."""
 
     def __init__(self, dataset) -> None:
@@ -107,24 +80,23 @@ def _embed_graph(f: h5py.File, name: str, graph: Graph) -> None:
     straight into it: a first pass measures the file, a second writes it into a dataset of that size.  Why: the
     ``.npz`` made in memory first (``to_bytes``) peaked 70 MB above a ResNet-18's 43 MB beside the HDF5 file's own
     copy; the file is the one ``create_dataset(name, data=<its bytes>)`` writes."""
-    extent = _Extent()
+    extent = Extent()
     graph.write_npz(extent)
     graph.write_npz(_DatasetFile(f.create_dataset(name, shape=(extent.size,), dtype=np.uint8)))
 
 
 class _LayerStore:
-    """Stores each layer of the network as ``/layer/<i>`` when it is handed over (quantized, written, let go),
-    the readout last: the writer of a built spec and the one that builds as it writes share it."""
+    """Stores each layer of the network as ``/layer/<i>`` when it is handed over quantized (written, let go), the
+    readout last: the writer of a built spec and the one that builds as it writes share it."""
 
-    def __init__(self, root: h5py.Group, fp: FixedPoint, native: bool):
-        self.root, self.fp, self.native = root, fp, native
+    def __init__(self, root: h5py.Group, fp: FixedPoint):
+        self.root, self.fp = root, fp
         self.stored, self._readout = 0, None
 
-    def take(self, layer: Layer, incoming) -> None:
-        """``layer`` and its incoming ``(index, synapse)`` pairs (float64 weights; :data:`OUTPUT` is the readout,
-        held until :meth:`finish`)."""
-        q = quantize_layer(layer, incoming, self.fp, self.native)
-        if layer.name == OUTPUT:
+    def put(self, q: QuantizedLayer, incoming) -> None:
+        """A quantized layer and its incoming ``(index, synapse)`` pairs (:data:`OUTPUT`, the readout, is held
+        until :meth:`finish`)."""
+        if q.layer.name == OUTPUT:
             self._readout = (q, incoming)
         else:
             self._store(q, incoming)
@@ -163,21 +135,22 @@ class _LayerStore:
                 h["delta"] = 1
 
 
-def _write_file(path, graph: Graph, fp: FixedPoint, native: bool, dense_conv_limit: int, input_shape, timesteps: int,
-                encoding: str, source: str, layers: Callable[[_LayerStore], None]) -> None:
-    """The file: its header, the layers ``layers(store)`` hands to ``store.take`` in the spec's order, the IR graph."""
+def _write_file(path, graph: Graph, spec: NetSpec, fp: FixedPoint, dense_conv_limit: int,
+                layers: Callable[[_LayerStore], None]) -> None:
+    """The file: its header (``spec``'s input, time steps, encoding and source; its layers may be still to come),
+    the layers ``layers(store)`` puts into the store in the spec's order, the IR graph."""
     def fill(target):
         with h5py.File(target, "w") as f:
-            f.attrs.update(format=FORMAT, version=VERSION, timesteps=timesteps, encoding=encoding, source=source,
-                           dense_conv_limit=int(dense_conv_limit))
+            f.attrs.update(format=FORMAT, version=VERSION, timesteps=spec.timesteps, encoding=spec.encoding,
+                           source=str(spec.metadata.get("source", "")), dense_conv_limit=int(dense_conv_limit))
             f.create_group("fixed").attrs.update(frac_bits=fp.frac_bits, input_frac_bits=fp.input_frac_bits,
                                                  weight_bits=fp.weight_bits)
             if fp.delta_state_exp:  # written only where it matters: files of networks without one stay as they were
                 f["fixed"].attrs["delta_state_exp"] = fp.delta_state_exp
             root = f.create_group("layer")
             g0 = root.create_group("0")
-            g0["type"], g0["shape"], g0["encoding"] = "input", np.asarray(input_shape), encoding
-            store = _LayerStore(root, fp, native)
+            g0["type"], g0["shape"], g0["encoding"] = "input", np.asarray(spec.input_shape), spec.encoding
+            store = _LayerStore(root, fp)
             layers(store)
             store.finish()
             release_freed_memory()  # the float64 weights and mantissas, before the IR graph's copy is made
@@ -197,15 +170,10 @@ def write(spec: NetSpec, graph: Graph, path: Union[str, os.PathLike], fixed: Opt
     fp = quantization_format(spec, fixed)
 
     def layers(store: _LayerStore) -> None:
-        for layer in spec.layers + [spec.readout]:
-            incoming = spec.incoming_indexed(layer.name)
-            store.take(layer, incoming)
-            if consume:
-                for _, syn in incoming:
-                    syn.weight = None
+        for q in quantized_layers(spec, fp, drop_weights=consume):
+            store.put(q, [(i, spec.synapses[i]) for i in q.synapses])
 
-    _write_file(path, graph, fp, fp == native_format(spec.metadata), dense_conv_limit, spec.input_shape,
-                spec.timesteps, spec.encoding, str(spec.metadata.get("source", "")), layers)
+    _write_file(path, graph, spec, fp, dense_conv_limit, layers)
 
 
 def build_and_write(graph: Graph, path: Union[str, os.PathLike], fixed: Optional[FixedPoint] = None,
@@ -214,20 +182,17 @@ def build_and_write(graph: Graph, path: Union[str, os.PathLike], fixed: Optional
     before the next is built (``take_layer``), so the float64 synapses (twice the network's float32 bytes) are never
     in memory whole.  The file is the one :func:`write` writes.  Returns the spec, its structure only (weights None).
     """
-    metadata = spec_metadata(graph)
-    fp = metadata_format(metadata, fixed)
+    frame = spec_frame(graph)  # the header, before any layer is built
+    fp = quantization_format(frame, fixed)
+    native = fp == native_format(frame.metadata)
     built = []
 
     def layers(store: _LayerStore) -> None:
-        built.append(build_netspec(graph, dense_conv_limit=dense_conv_limit, take_layer=store.take))
+        built.append(build_netspec(graph, dense_conv_limit=dense_conv_limit, take_layer=lambda layer, incoming:
+                                   store.put(quantize_layer(layer, incoming, fp, native), incoming)))
 
-    # the header is the spec's, read from the graph as build_netspec reads it (checked against it below)
-    shape, timesteps, encoding = tuple(graph.input_node.shape), int(graph.timesteps or 0), graph.input_node.encoding
-    _write_file(path, graph, fp, fp == native_format(metadata), dense_conv_limit, shape, timesteps, encoding,
-                str(metadata.get("source", "")), layers)
-    spec = built[0]
-    assert (spec.input_shape, spec.timesteps, spec.encoding) == (shape, timesteps, encoding)
-    return spec
+    _write_file(path, graph, frame, fp, dense_conv_limit, layers)
+    return built[0]
 
 
 def _same_structure(path, stored: NetSpec, built: NetSpec) -> None:

@@ -556,11 +556,15 @@ def build_netspec(graph: Graph, dense_conv_limit: int = 0,
         if s.target == out_name:
             s.target = OUTPUT
     readout.name = OUTPUT
+    spec = spec_frame(graph)
+    spec.layers, spec.synapses, spec.readout = list(layers.values()), synapses, readout
+    return spec
+
+
+def spec_frame(graph: Graph) -> NetSpec:
+    """The spec ``graph`` builds, before its layers are: input shape, time steps, encoding and metadata (the
+    quantization format is read from it), no layers, synapses or readout yet.  :func:`build_netspec` fills it in; a
+    writer that stores each layer as it is built takes its header from it."""
     return NetSpec(input_shape=tuple(graph.input_node.shape), timesteps=int(graph.timesteps or 0),
-                   encoding=graph.input_node.encoding, layers=list(layers.values()), synapses=synapses,
-                   readout=readout, metadata=spec_metadata(graph))
-
-
-def spec_metadata(graph: Graph) -> dict:
-    """The metadata a :class:`NetSpec` built from ``graph`` keeps (the quantization format is read from it)."""
-    return {k: v for k, v in graph.metadata.items() if k != "source_detail"}
+                   encoding=graph.input_node.encoding, layers=[], synapses=[], readout=None,
+                   metadata={k: v for k, v in graph.metadata.items() if k != "source_detail"})
